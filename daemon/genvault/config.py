@@ -1,0 +1,315 @@
+"""Settings: a TOML file, overridden by ``GENVAULT_*`` environment variables, validated.
+
+Why not pydantic-settings: accounts are a list addressed by *name*
+(``GENVAULT_ACCOUNTS__MAIN__BASE_URL``), which its list handling cannot express,
+and every error must name the offending key in one line. So the file is read
+with :mod:`tomllib`, env overrides are merged into the dict, and plain pydantic
+models validate the result; :class:`~genvault.errors.ConfigError` carries the
+dotted key.
+
+Env overrides: ``GENVAULT_<SECTION>__<KEY>=value`` (e.g. ``GENVAULT_DATABASE__URL``)
+and ``GENVAULT_ACCOUNTS__<NAME>__<KEY>`` for one account. Values are parsed as
+TOML values when they parse (``true``, ``8``, ``["a","b"]``), else taken as strings.
+
+Secrets never live in these models: an account names where its key is
+(``api_key_env`` or ``api_key_file``) and :func:`resolve_secrets` reads them
+into a separate mapping that is never logged or stored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from genvault.errors import ConfigError
+
+ENV_PREFIX = "GENVAULT_"
+CONFIG_ENV = "GENVAULT_CONFIG"
+DEFAULT_KEY_TEMPLATE = (
+    "{provider}/{account}/{created:%Y/%m/%d}/{external_id}/{position:02d}-{role}.{ext}"
+)
+_ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite:///genvault.db"
+    """``sqlite:///path.db`` (embedded, one process) or ``postgresql+psycopg://…`` (replicas)."""
+
+    @field_validator("url")
+    @classmethod
+    def _known_dialect(cls, v: str) -> str:
+        if not (v.startswith("sqlite:") or v.startswith("postgresql")):
+            raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
+        if v.startswith("postgresql://"):
+            v = "postgresql+psycopg://" + v.removeprefix("postgresql://")
+        return v
+
+
+class StorageSettings(_Section):
+    url: str = "file://./genvault-archive"
+    """``file:///abs/path``, ``file://./relative`` or ``s3://bucket/prefix``."""
+    endpoint_url: str | None = None
+    """S3-compatible endpoint (MinIO, R2, Ceph…); None = AWS."""
+    region: str | None = None
+    key_template: str = DEFAULT_KEY_TEMPLATE
+    multipart_threshold_mb: int = Field(default=8, ge=5, le=5120)
+    multipart_chunk_mb: int = Field(default=8, ge=5, le=5120)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, v: str) -> str:
+        if not (v.startswith("file://") or v.startswith("s3://")):
+            raise ValueError("must start with file:// or s3://")
+        if v.startswith("s3://") and not v.removeprefix("s3://").split("/", 1)[0]:
+            raise ValueError("s3:// URL needs a bucket name")
+        return v
+
+
+class NetworkSettings(_Section):
+    allow_private: bool = False
+    """Allow loopback/private targets. Only for the simulators; never in production."""
+    connect_timeout: float = Field(default=10.0, gt=0)
+    read_timeout: float = Field(default=60.0, gt=0)
+    max_asset_bytes: int = Field(default=10 * 1024**3, gt=0)
+    max_json_bytes: int = Field(default=32 * 1024**2, gt=0)
+    api_retries: int = Field(default=4, ge=0, le=20)
+    """Retries of one API request on transient errors, with capped exponential backoff."""
+    backoff_cap_seconds: float = Field(default=60.0, gt=0)
+
+
+class ArchiveSettings(_Section):
+    concurrency: int = Field(default=8, ge=1, le=256)
+    batch_size: int = Field(default=64, ge=1, le=10_000)
+    lease_seconds: int = Field(default=900, ge=10)
+    max_attempts: int = Field(default=8, ge=1)
+    retry_base_seconds: float = Field(default=30.0, ge=0)
+    references: bool = False
+    """Also archive the inputs (reference images) a provider lists."""
+    thumbnails: bool = True
+
+
+class SyncSettings(_Section):
+    overlap_seconds: int = Field(default=3600, ge=0)
+    """Re-read this much history before the stored cursor: items change status while we page."""
+    backfill_days: int | None = Field(default=None, ge=1)
+    """Limit the first full walk to this many days (None: as far as the provider keeps)."""
+
+
+class PollSettings(_Section):
+    backoff_seconds: tuple[float, ...] = (5, 10, 30, 60, 120, 300)
+    give_up_hours: float = Field(default=48, gt=0)
+    batch_size: int = Field(default=100, ge=1)
+
+
+class ScheduleSettings(_Section):
+    sync_seconds: float = Field(default=900, gt=0)
+    poll_seconds: float = Field(default=15, gt=0)
+    archive_seconds: float = Field(default=10, gt=0)
+    jitter_seconds: float = Field(default=5, ge=0)
+    shutdown_grace_seconds: float = Field(default=30, ge=0)
+
+
+class LoggingSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class AccountSettings(BaseModel):
+    """One provider account; provider-specific keys are checked by the provider's Options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+    provider: str
+    api_key_env: str | None = None
+    api_key_file: Path | None = None
+    base_url: str | None = None
+    enabled: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not _ACCOUNT_NAME.match(v):
+            raise ValueError("use letters, digits, '.', '_' or '-' (at most 63)")
+        return v
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The provider-specific keys of this account table."""
+        return dict(self.model_extra or {})
+
+
+class Settings(_Section):
+    database: DatabaseSettings = DatabaseSettings()
+    storage: StorageSettings = StorageSettings()
+    network: NetworkSettings = NetworkSettings()
+    archive: ArchiveSettings = ArchiveSettings()
+    sync: SyncSettings = SyncSettings()
+    poll: PollSettings = PollSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    logging: LoggingSettings = LoggingSettings()
+    accounts: tuple[AccountSettings, ...] = ()
+
+    def account(self, name: str) -> AccountSettings:
+        for acc in self.accounts:
+            if acc.name == name:
+                return acc
+        raise ConfigError("accounts", f"no account named {name!r}")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> None:
+    accounts_by_name = {
+        str(a.get("name", "")).upper(): a for a in data.get("accounts", []) if isinstance(a, dict)
+    }
+    for var, raw in sorted(environ.items()):
+        if not var.startswith(ENV_PREFIX) or var == CONFIG_ENV:
+            continue
+        parts = var[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) < 2 or not all(parts):
+            continue
+        value = _parse_env_value(raw)
+        if parts[0] == "accounts":
+            if len(parts) != 3:
+                raise ConfigError(var, "use GENVAULT_ACCOUNTS__<NAME>__<KEY>")
+            target = accounts_by_name.get(parts[1].upper())
+            if target is None:
+                raise ConfigError(var, f"no account named {parts[1]!r} in the config file")
+            target[parts[2]] = value
+            continue
+        node = data
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(var, f"{part!r} is not a table")
+            node = child
+        node[parts[-1]] = value
+
+
+def _key_of(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
+    out: list[str] = []
+    container: Any = data
+    for part in loc:
+        if isinstance(part, int):
+            name = None
+            if isinstance(container, list) and part < len(container):
+                item = container[part]
+                if isinstance(item, dict) and isinstance(item.get("name"), str):
+                    name = item["name"]
+            out.append(f"[{name or part}]")
+            container = (
+                container[part] if isinstance(container, list) and part < len(container) else None
+            )
+        else:
+            out.append(("." if out else "") + str(part))
+            container = container.get(part) if isinstance(container, dict) else None
+    return "".join(out)
+
+
+def load_settings(
+    path: str | Path | None = None, environ: dict[str, str] | None = None
+) -> Settings:
+    """Read, override and validate settings; raise ConfigError naming the key on any fault."""
+    env = dict(os.environ if environ is None else environ)
+    if path is None and env.get(CONFIG_ENV):
+        path = env[CONFIG_ENV]
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            with p.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError("--config", f"file not found: {p}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(str(p), f"not valid TOML: {exc}") from None
+    _apply_env(data, env)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = _key_of(tuple(err["loc"]), data)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        raise ConfigError(key or "config", msg) from None
+    _check_accounts(settings)
+    return settings
+
+
+def _check_accounts(settings: Settings) -> None:
+    from genvault.providers import registry
+
+    seen: set[str] = set()
+    for i, acc in enumerate(settings.accounts):
+        where = f"accounts[{acc.name}]"
+        if acc.name in seen:
+            raise ConfigError(f"accounts[{i}].name", f"duplicate account name {acc.name!r}")
+        seen.add(acc.name)
+        if acc.provider not in registry.PROVIDERS:
+            known = ", ".join(sorted(registry.PROVIDERS))
+            raise ConfigError(
+                f"{where}.provider", f"unknown provider {acc.provider!r} (known: {known})"
+            )
+        if acc.api_key_env and acc.api_key_file:
+            raise ConfigError(f"{where}.api_key_env", "set api_key_env or api_key_file, not both")
+        if not acc.api_key_env and not acc.api_key_file:
+            raise ConfigError(f"{where}.api_key_env", "missing: set api_key_env or api_key_file")
+        registry.validate_options(acc, where)
+
+
+def resolve_secrets(
+    settings: Settings, environ: dict[str, str] | None = None
+) -> dict[str, SecretStr]:
+    """Read every enabled account's API key; ConfigError names the key when one is missing."""
+    env = os.environ if environ is None else environ
+    secrets: dict[str, SecretStr] = {}
+    for acc in settings.accounts:
+        if not acc.enabled:
+            continue
+        where = f"accounts[{acc.name}]"
+        if acc.api_key_env:
+            value = env.get(acc.api_key_env, "").strip()
+            if not value:
+                raise ConfigError(
+                    f"{where}.api_key_env", f"environment variable {acc.api_key_env} is not set"
+                )
+        else:
+            assert acc.api_key_file is not None
+            try:
+                value = acc.api_key_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"{where}.api_key_file", f"cannot read: {exc.strerror}") from None
+            if not value:
+                raise ConfigError(f"{where}.api_key_file", "file is empty")
+        secrets[acc.name] = SecretStr(value)
+    return secrets
+
+
+def world_readable_secret_files(settings: Settings) -> list[Path]:
+    """Secret files that other users can read (the CLI warns about them)."""
+    out = []
+    for acc in settings.accounts:
+        f = acc.api_key_file
+        if f is not None and f.exists() and f.stat().st_mode & (stat.S_IROTH | stat.S_IRGRP):
+            out.append(f)
+    return out

@@ -1,0 +1,122 @@
+"""Every exception genvault raises on purpose, in one tree.
+
+The split that matters is *transient* versus *permanent*: a transient error
+means "the same call may succeed later" (the job schedules a retry with
+backoff), a permanent one means "retrying the same call is pointless" (the
+item is marked failed with the reason, or lost once its deadline passed).
+Jobs catch these classes, never strings.
+
+    GenvaultError
+    ├── ConfigError                     bad config; the CLI exits 2 with one line
+    ├── UnsafeURLError                  SSRF guard refused a URL (permanent)
+    ├── ProviderError                   talking to a provider's API
+    │   ├── TransientProviderError      5xx, timeouts, resets, slow bodies
+    │   │   └── RateLimitedError        429; carries retry_after seconds
+    │   └── PermanentProviderError      the same request will fail again
+    │       ├── AuthError               401/403, the provider's "bad key" codes
+    │       ├── NotFoundError           404 / "task not found"
+    │       ├── BusinessError           HTTP 200 carrying an error code
+    │       └── MalformedResponseError  HTML instead of JSON, truncated JSON,
+    │                                   wrong types; also raised by parsers
+    ├── DownloadError                   fetching one media file
+    │   ├── TransientDownloadError      truncated stream, size mismatch, 5xx
+    │   ├── MediaGoneError              403/404/410: the URL no longer serves
+    │   └── PermanentDownloadError      too large, not media, unsafe URL
+    └── StorageError                    writing to the archive failed (transient)
+"""
+
+from __future__ import annotations
+
+
+class GenvaultError(Exception):
+    """Base of every error genvault raises deliberately."""
+
+
+class ConfigError(GenvaultError):
+    """Configuration is invalid; the message names the key at fault."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"config error: {key}: {problem}")
+
+
+class UnsafeURLError(GenvaultError):
+    """A URL was refused by the network policy (scheme, private address, allowlist)."""
+
+
+# --------------------------------------------------------------------------- provider API
+
+
+class ProviderError(GenvaultError):
+    """A provider API call failed."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        self.status_code = status_code
+        super().__init__(message)
+
+
+class TransientProviderError(ProviderError):
+    """Retry later: server errors, timeouts, connection resets."""
+
+
+class RateLimitedError(TransientProviderError):
+    """HTTP 429 (or a provider's own rate-limit code)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, status_code=429)
+
+
+class PermanentProviderError(ProviderError):
+    """The same request will fail again; do not retry it as is."""
+
+
+class AuthError(PermanentProviderError):
+    """The API key was refused."""
+
+
+class NotFoundError(PermanentProviderError):
+    """The provider does not know this id (any more)."""
+
+
+class BusinessError(PermanentProviderError):
+    """HTTP 200 with an error code in the body (Akool ``code != 1000``, ``code: "Failed"``)."""
+
+    def __init__(self, message: str, *, code: object = None) -> None:
+        self.code = code
+        super().__init__(message, status_code=200)
+
+
+class MalformedResponseError(PermanentProviderError):
+    """The body is not what the API documents: HTML, truncated JSON, wrong types."""
+
+
+# --------------------------------------------------------------------------- media download
+
+
+class DownloadError(GenvaultError):
+    """Fetching one media file failed."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        self.status_code = status_code
+        super().__init__(message)
+
+
+class TransientDownloadError(DownloadError):
+    """Truncated body, length mismatch, 5xx, timeout: try again later."""
+
+
+class MediaGoneError(DownloadError):
+    """403/404/410: the URL stopped serving; refresh it from the provider or give up."""
+
+
+class PermanentDownloadError(DownloadError):
+    """Retrying cannot help: unsafe URL, over the size cap, an error page instead of media."""
+
+
+# --------------------------------------------------------------------------- storage
+
+
+class StorageError(GenvaultError):
+    """The archive backend refused or failed a write; treated as transient."""

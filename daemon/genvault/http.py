@@ -1,0 +1,468 @@
+"""Everything that speaks HTTP, so the client library (httpx) stays behind one module.
+
+Three parts:
+
+* :class:`NetworkPolicy` and a guarded transport: URLs come from third parties,
+  so every *connection* (not just every URL) is checked. The host is resolved
+  here, each address is vetted (no private, loopback, link-local, multicast or
+  reserved targets unless ``allow_private``), and the socket connects to the
+  vetted address. DNS rebinding cannot slip past, and every redirect hop makes
+  a new connection through the same check.
+* :class:`ApiClient`: JSON calls to a provider API with the error classes of
+  :mod:`genvault.errors`, bounded bodies, and retries with capped exponential
+  backoff and jitter that honour ``Retry-After``.
+* :func:`open_media`: a streaming GET of one media file as a file-like object
+  that verifies length and type while the bytes flow, so storage can read it
+  without ever holding the file in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import ipaddress
+import json
+import random
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpcore
+import httpx
+import structlog
+
+from genvault import __version__
+from genvault.config import NetworkSettings
+from genvault.errors import (
+    AuthError,
+    MalformedResponseError,
+    MediaGoneError,
+    NotFoundError,
+    PermanentDownloadError,
+    PermanentProviderError,
+    ProviderError,
+    RateLimitedError,
+    TransientDownloadError,
+    TransientProviderError,
+    UnsafeURLError,
+)
+
+log = structlog.get_logger("genvault.http")
+
+HttpClient = httpx.Client
+"""The client type other modules may hold (they never call httpx themselves)."""
+
+USER_AGENT = f"genvault/{__version__} (+https://github.com/genvault/genvault)"
+
+# --------------------------------------------------------------------------- network policy
+
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkPolicy:
+    """Which hosts genvault may connect to."""
+
+    allow_private: bool = False
+    allowed_hosts: frozenset[str] | None = None
+    """When set, only these host names (and their subdomains) are reachable."""
+
+    def check_url(self, url: str | httpx.URL) -> None:
+        """Refuse URLs that are not http(s), or whose host the allowlist excludes."""
+        u = httpx.URL(str(url)) if not isinstance(url, httpx.URL) else url
+        if u.scheme not in ("http", "https"):
+            raise UnsafeURLError(f"refused URL scheme {u.scheme!r}")
+        host = u.host.lower().rstrip(".")
+        if not host:
+            raise UnsafeURLError("refused URL without a host")
+        if self.allowed_hosts is not None and not any(
+            host == h or host.endswith("." + h) for h in self.allowed_hosts
+        ):
+            raise UnsafeURLError(f"host {host!r} is not in the allowlist")
+        with contextlib.suppress(ValueError):
+            self.check_address(ipaddress.ip_address(host.strip("[]")), host)
+
+    def check_address(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, host: str) -> None:
+        """Refuse an address a third-party URL must never reach."""
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        # Reserved before private: Python also counts 0.0.0.0, 240/4 and broadcast as
+        # "private", and allow_private must never open those (::1 is loopback, though
+        # IPv6 files it under the reserved ::/8).
+        reserved = ip.is_multicast or ip.is_reserved or ip.is_unspecified or ip == _BROADCAST
+        if reserved and not ip.is_loopback:
+            raise UnsafeURLError(f"refused reserved address {ip} for host {host!r}")
+        if ip.is_loopback or ip.is_private or ip.is_link_local:
+            if self.allow_private:
+                return
+            raise UnsafeURLError(f"refused private/loopback address {ip} for host {host!r}")
+
+
+class _GuardedBackend(httpcore.SyncBackend):
+    """Resolves and vets every address before the socket connects."""
+
+    def __init__(self, policy: NetworkPolicy) -> None:
+        self._policy = policy
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
+        last: Exception | None = None
+        for _family, _type, _proto, _canon, sockaddr in infos:
+            ip = ipaddress.ip_address(sockaddr[0])
+            self._policy.check_address(ip, host)  # raises UnsafeURLError, never connects
+            try:
+                return super().connect_tcp(str(ip), port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as exc:
+                last = exc
+        raise httpcore.ConnectError(f"cannot connect to {host!r}: {last}")
+
+
+class _GuardedTransport(httpx.HTTPTransport):
+    """httpx's transport with the connection pool rebuilt on the guarded backend."""
+
+    def __init__(self, policy: NetworkPolicy, limits: httpx.Limits) -> None:
+        super().__init__(limits=limits, trust_env=False)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl.create_default_context(),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_GuardedBackend(policy),
+        )
+
+
+def build_client(
+    settings: NetworkSettings,
+    policy: NetworkPolicy,
+    *,
+    max_connections: int = 32,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    """The one place an httpx client is made: timeouts, pool size, redirects, the guard."""
+
+    def _check_hop(request: httpx.Request) -> None:
+        policy.check_url(request.url)
+
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
+    return httpx.Client(
+        transport=transport or _GuardedTransport(policy, limits),
+        timeout=httpx.Timeout(
+            connect=settings.connect_timeout,
+            read=settings.read_timeout,
+            write=settings.read_timeout,
+            pool=settings.read_timeout,
+        ),
+        follow_redirects=True,
+        max_redirects=5,
+        headers={"User-Agent": USER_AGENT},
+        event_hooks={"request": [_check_hop]},
+        trust_env=False,
+    )
+
+
+# --------------------------------------------------------------------------- retry timing
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    with contextlib.suppress(ValueError):
+        return max(0.0, float(value))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 60.0) -> float:
+    """Capped exponential backoff with full jitter (attempt counts from 0)."""
+    return random.uniform(0, min(cap, base * (2 ** min(attempt, 32))))
+
+
+# --------------------------------------------------------------------------- provider API
+
+
+@dataclass
+class ApiClient:
+    """JSON requests to one provider account's API.
+
+    Auth headers are attached per request and never appear in errors or logs;
+    errors carry the path, not the full URL, so query strings stay out too.
+    """
+
+    http: httpx.Client
+    base_url: str
+    auth_headers: Mapping[str, str]
+    settings: NetworkSettings
+    policy: NetworkPolicy
+    account: str = ""
+    sleep: Callable[[float], None] = time.sleep
+    on_response: Callable[[int], None] | None = None
+    """Called with each HTTP status (or 0 for a transport error); feeds metrics."""
+    stats: dict[str, int] = field(default_factory=lambda: {"requests": 0, "retries": 0})
+
+    def url(self, path: str) -> str:
+        return self.base_url.rstrip("/") + "/" + path.lstrip("/")
+
+    def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """GET ``path`` and return the decoded JSON, retrying transient failures."""
+        return self.request_json("GET", path, params=params)
+
+    def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+    ) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return self._once(method, path, params, json_body)
+            except TransientProviderError as exc:
+                if attempt >= self.settings.api_retries:
+                    raise
+                delay = backoff_delay(attempt, cap=self.settings.backoff_cap_seconds)
+                if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+                    if exc.retry_after > self.settings.backoff_cap_seconds:
+                        raise  # a long pause: end this pass, the next run resumes
+                    delay = exc.retry_after
+                attempt += 1
+                self.stats["retries"] += 1
+                log.debug(
+                    "api.retry", path=path, attempt=attempt, delay=round(delay, 2), error=str(exc)
+                )
+                self.sleep(delay)
+
+    def _once(
+        self, method: str, path: str, params: Mapping[str, Any] | None, json_body: Any
+    ) -> Any:
+        url = self.url(path)
+        self.policy.check_url(url)
+        self.stats["requests"] += 1
+        try:
+            with self.http.stream(
+                method, url, params=params, json=json_body, headers=dict(self.auth_headers)
+            ) as resp:
+                self._report(resp.status_code)
+                body = _read_capped(resp, self.settings.max_json_bytes, path)
+                return _decode(resp, body, path)
+        except httpx.TimeoutException as exc:
+            self._report(0)
+            raise TransientProviderError(f"{path}: timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            self._report(0)
+            raise TransientProviderError(f"{path}: {type(exc).__name__}: {exc}") from None
+
+    def _report(self, status: int) -> None:
+        if self.on_response is not None:
+            self.on_response(status)
+
+
+def _read_capped(resp: httpx.Response, cap: int, path: str) -> bytes:
+    declared = resp.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > cap:
+        raise MalformedResponseError(f"{path}: body of {declared} bytes exceeds the cap of {cap}")
+    chunks: list[bytes] = []
+    total = 0
+    for chunk in resp.iter_bytes():
+        total += len(chunk)
+        if total > cap:
+            raise MalformedResponseError(f"{path}: body exceeds the cap of {cap} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error_detail(body: bytes) -> str:
+    """A short, safe description of an error body (no secrets are ever in these)."""
+    text = body[:300].decode("utf-8", "replace").strip().replace("\n", " ")
+    return text or "(empty body)"
+
+
+def _decode(resp: httpx.Response, body: bytes, path: str) -> Any:
+    status = resp.status_code
+    if status == 429:
+        raise RateLimitedError(
+            f"{path}: 429 rate limited",
+            retry_after=parse_retry_after(resp.headers.get("retry-after")),
+        )
+    if status >= 500:
+        raise TransientProviderError(
+            f"{path}: HTTP {status}: {_error_detail(body)}", status_code=status
+        )
+    if status in (401, 403):
+        raise AuthError(f"{path}: HTTP {status}: {_error_detail(body)}", status_code=status)
+    if status == 404:
+        raise NotFoundError(f"{path}: HTTP 404: {_error_detail(body)}", status_code=status)
+    if status == 408:
+        raise TransientProviderError(f"{path}: HTTP 408", status_code=status)
+    if status >= 400:
+        raise PermanentProviderError(
+            f"{path}: HTTP {status}: {_error_detail(body)}", status_code=status
+        )
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        ctype = resp.headers.get("content-type", "?")
+        raise MalformedResponseError(
+            f"{path}: HTTP {status} body is not JSON (content-type {ctype}): {_error_detail(body)}",
+            status_code=status,
+        ) from None
+
+
+# --------------------------------------------------------------------------- media download
+
+_NOT_MEDIA_TYPES = ("text/html", "application/json", "text/xml", "application/xml", "text/plain")
+_NOT_MEDIA_PREFIXES = (b"<!doctype", b"<html", b"<?xml", b"{", b"[", b"<head", b"<body")
+
+
+@dataclass
+class MediaStream:
+    """A verified, bounded byte stream of one media file; readable like a file.
+
+    Reading raises :class:`TransientDownloadError` if the body ends before its
+    Content-Length (or overruns it) and :class:`PermanentDownloadError` if it
+    exceeds the size cap or turns out to be an error page.
+    """
+
+    url: str
+    content_type: str | None
+    content_length: int | None
+    _chunks: Iterator[bytes]
+    _max_bytes: int
+    _buffer: bytes = b""
+    _received: int = 0
+    _eof: bool = False
+    _first: bool = True
+
+    def _next_chunk(self) -> bytes:
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            self._eof = True
+            if self.content_length is not None and self._received != self.content_length:
+                raise TransientDownloadError(
+                    f"truncated: received {self._received} of {self.content_length} bytes"
+                ) from None
+            return b""
+        except httpx.TimeoutException as exc:
+            raise TransientDownloadError(f"read timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise TransientDownloadError(f"connection broke: {type(exc).__name__}: {exc}") from None
+        if self._first and chunk:
+            self._first = False
+            head = chunk[:64].lstrip().lower()
+            if head.startswith(_NOT_MEDIA_PREFIXES):
+                raise PermanentDownloadError(
+                    f"body looks like a document, not media: {chunk[:40]!r}"
+                )
+        self._received += len(chunk)
+        if self._received > self._max_bytes:
+            raise PermanentDownloadError(f"file exceeds the cap of {self._max_bytes} bytes")
+        if self.content_length is not None and self._received > self.content_length:
+            raise TransientDownloadError(
+                f"overrun: received more than the announced {self.content_length} bytes"
+            )
+        return chunk
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            parts = [self._buffer]
+            self._buffer = b""
+            while not self._eof:
+                parts.append(self._next_chunk())
+            return b"".join(parts)
+        while len(self._buffer) < n and not self._eof:
+            self._buffer += self._next_chunk()
+        out, self._buffer = self._buffer[:n], self._buffer[n:]
+        return out
+
+    def readable(self) -> bool:
+        return True
+
+    @property
+    def received(self) -> int:
+        return self._received
+
+
+@contextlib.contextmanager
+def open_media(
+    http: httpx.Client, url: str, *, policy: NetworkPolicy, max_bytes: int
+) -> Iterator[MediaStream]:
+    """Start downloading ``url``; yield a :class:`MediaStream` once the headers are in."""
+    try:
+        policy.check_url(url)
+    except UnsafeURLError as exc:
+        raise PermanentDownloadError(str(exc)) from None
+    try:
+        with http.stream("GET", url) as resp:
+            status = resp.status_code
+            if status in (403, 404, 410):
+                raise MediaGoneError(f"HTTP {status} from media URL", status_code=status)
+            if status == 429 or status >= 500 or status == 408:
+                raise TransientDownloadError(f"HTTP {status} from media URL", status_code=status)
+            if status >= 400 or status < 200 or status == 204:
+                raise PermanentDownloadError(f"HTTP {status} from media URL", status_code=status)
+            ctype = (resp.headers.get("content-type") or "").split(";")[0].strip().lower() or None
+            if ctype in _NOT_MEDIA_TYPES:
+                raise PermanentDownloadError(f"media URL answered with {ctype}, not media")
+            declared = resp.headers.get("content-length")
+            length = int(declared) if declared and declared.isdigit() else None
+            if resp.headers.get("content-encoding", "identity") != "identity":
+                length = None  # Content-Length counts encoded bytes; we read decoded ones
+            if length is not None and length > max_bytes:
+                raise PermanentDownloadError(
+                    f"file of {length} bytes exceeds the cap of {max_bytes}"
+                )
+            yield MediaStream(
+                url=url,
+                content_type=ctype,
+                content_length=length,
+                _chunks=resp.iter_bytes(1024 * 1024),
+                _max_bytes=max_bytes,
+            )
+    except UnsafeURLError as exc:
+        raise PermanentDownloadError(str(exc)) from None
+    except httpx.TimeoutException as exc:
+        raise TransientDownloadError(f"timed out ({type(exc).__name__})") from None
+    except httpx.TooManyRedirects:
+        raise PermanentDownloadError("too many redirects") from None
+    except httpx.UnsupportedProtocol as exc:
+        raise PermanentDownloadError(f"refused redirect: {exc}") from None
+    except httpx.TransportError as exc:
+        raise TransientDownloadError(f"{type(exc).__name__}: {exc}") from None
+
+
+__all__ = [
+    "ApiClient",
+    "HttpClient",
+    "MediaStream",
+    "NetworkPolicy",
+    "ProviderError",
+    "backoff_delay",
+    "build_client",
+    "open_media",
+    "parse_retry_after",
+]

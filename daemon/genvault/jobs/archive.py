@@ -1,0 +1,420 @@
+"""Archive: stream every pending file from its URL into storage, earliest deadline first.
+
+The main thread leases assets (a DB transaction), hands them to a bounded
+thread pool, and records outcomes as downloads finish. Worker threads only do
+network and storage I/O; every DB write happens on the main thread, after the
+side effect it records, so a crash at any point leaves at worst a stored object
+whose row still says pending: the rerun writes the same key again and then
+records it. Leases carry an owner and an expiry, so a killed worker's assets
+become leasable again, and long downloads extend their leases as they run.
+
+Per file: GET (the SSRF guard vets every hop), refuse error pages and
+oversized bodies, stream through a sha256/size counter into storage, check the
+length against Content-Length. A 403/404/410 before the deadline re-reads the
+generation from the provider once for a fresh URL; after the deadline, the
+file is ``lost``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from threading import Event
+from typing import Any
+
+from genvault.errors import (
+    DownloadError,
+    GenvaultError,
+    MediaGoneError,
+    PermanentDownloadError,
+    ProviderError,
+    StorageError,
+    TransientDownloadError,
+)
+from genvault.http import MediaStream, open_media
+from genvault.logging import get_logger
+from genvault.models import utcnow
+from genvault.records import AssetState
+from genvault.runtime import Runtime
+from genvault.storage.keys import build_key, extension_for, sidecar_key
+from genvault.store import LeasedAsset, Outcome, url_key
+
+log = get_logger("genvault.archive")
+
+RETRY_CAP = timedelta(hours=1)
+
+
+@dataclass
+class ArchiveResult:
+    archived: int = 0
+    bytes: int = 0
+    retrying: int = 0
+    failed: int = 0
+    lost: int = 0
+    sidecars: int = 0
+    seconds: float = 0.0
+    lost_ids: list[int] = field(default_factory=list)
+
+
+ProgressCallback = Callable[[Outcome, LeasedAsset], None]
+
+
+class _Aborted(TransientDownloadError):
+    """Shutdown grace ran out mid-download; the asset goes back to the queue."""
+
+
+class _AbortableReader:
+    """Passes reads through, raising once ``abort`` is set (shutdown past its grace)."""
+
+    def __init__(self, stream: MediaStream, abort: Event) -> None:
+        self._stream = stream
+        self._abort = abort
+
+    def read(self, n: int = -1) -> bytes:
+        if self._abort.is_set():
+            raise _Aborted("shutdown: download abandoned, will resume next run")
+        return self._stream.read(n)
+
+    def readable(self) -> bool:
+        return True
+
+
+def _retry_at(rt: Runtime, asset: LeasedAsset, now: datetime) -> datetime:
+    base = rt.settings.archive.retry_base_seconds
+    delay = timedelta(seconds=base * (2 ** min(asset.attempts, 12)))
+    return now + min(delay, RETRY_CAP)
+
+
+def archive_one(rt: Runtime, asset: LeasedAsset, abort: Event) -> Outcome:
+    """Download one asset into storage and say what happened; never raises."""
+    started = time.monotonic()
+    now = utcnow()
+    expired = asset.expires_at <= now
+    try:
+        with open_media(
+            rt.media_http,
+            asset.source_url,
+            policy=rt.policy,
+            max_bytes=rt.settings.network.max_asset_bytes,
+        ) as stream:
+            ext = extension_for(asset.source_url, stream.content_type, asset.kind)
+            key = build_key(
+                rt.settings.storage.key_template,
+                provider=asset.provider,
+                account=asset.account,
+                external_id=asset.external_id,
+                created=asset.generation_created_at,
+                position=asset.position,
+                role=asset.role,
+                ext=ext,
+                kind=asset.kind,
+                asset_id=asset.id,
+            )
+            stored = rt.storage.put(
+                key,
+                _AbortableReader(stream, abort),  # type: ignore[arg-type]
+                size_hint=stream.content_length,
+                content_type=stream.content_type,
+                metadata={
+                    "provider": asset.provider,
+                    "account": asset.account,
+                    "external-id": asset.external_id[:512],
+                    "role": asset.role,
+                    "source-url": asset.source_url[:1024],
+                },
+            )
+        log.info(
+            "asset.archived",
+            provider=asset.provider,
+            account=asset.account,
+            external_id=asset.external_id,
+            asset_id=asset.id,
+            role=asset.role,
+            bytes=stored.size,
+            key=stored.key,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return Outcome(
+            asset.id,
+            AssetState.ARCHIVED,
+            size=stored.size,
+            sha256=stored.sha256,
+            content_type=stream.content_type,
+            storage_key=stored.key,
+        )
+    except MediaGoneError as exc:
+        if not expired and not asset.url_refreshed:
+            return _refresh(rt, asset, exc, now)
+        return _failure(rt, asset, exc, now, expired, gone=True)
+    except (DownloadError, StorageError) as exc:
+        return _failure(rt, asset, exc, now, expired)
+    except Exception as exc:  # a bug must not take the daemon down; the asset is retried
+        log.exception("asset.unexpected_error", asset_id=asset.id, external_id=asset.external_id)
+        return _failure(rt, asset, TransientDownloadError(f"internal error: {exc!r}"), now, expired)
+
+
+def _refresh(rt: Runtime, asset: LeasedAsset, exc: MediaGoneError, now: datetime) -> Outcome:
+    """Ask the provider for the generation again: signed URLs get re-signed."""
+    acc = rt.accounts.get(asset.account)
+    new_url = asset.source_url
+    if acc is not None:
+        try:
+            record = acc.provider.fetch(asset.external_id)
+            wanted = url_key(asset.source_url)
+            for m in record.media:
+                if url_key(m.url) == wanted:
+                    new_url = m.url
+                    break
+        except (ProviderError, GenvaultError) as perr:
+            log.warning("asset.refresh_failed", asset_id=asset.id, error=str(perr))
+    log.info(
+        "asset.url_refreshed",
+        asset_id=asset.id,
+        external_id=asset.external_id,
+        changed=new_url != asset.source_url,
+        error=str(exc),
+    )
+    return Outcome(
+        asset.id, AssetState.PENDING, error=f"{exc} (URL refreshed)", retry_at=now, new_url=new_url
+    )
+
+
+def _failure(
+    rt: Runtime,
+    asset: LeasedAsset,
+    exc: Exception,
+    now: datetime,
+    expired: bool,
+    *,
+    gone: bool = False,
+) -> Outcome:
+    reason = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, _Aborted):
+        return Outcome(asset.id, AssetState.PENDING, error=reason, retry_at=now)
+    if expired:
+        log.error(
+            "asset.lost",
+            provider=asset.provider,
+            account=asset.account,
+            external_id=asset.external_id,
+            asset_id=asset.id,
+            role=asset.role,
+            url_deadline=asset.expires_at.isoformat(),
+            error=reason,
+        )
+        return Outcome(asset.id, AssetState.LOST, error=f"deadline passed: {reason}")
+    permanent = isinstance(exc, PermanentDownloadError)
+    exhausted = asset.attempts + 1 >= rt.settings.archive.max_attempts
+    if permanent or exhausted:
+        log.error(
+            "asset.failed",
+            provider=asset.provider,
+            account=asset.account,
+            external_id=asset.external_id,
+            asset_id=asset.id,
+            error=reason,
+            attempts=asset.attempts + 1,
+        )
+        return Outcome(asset.id, AssetState.FAILED, error=reason)
+    retry_at = _retry_at(rt, asset, now)
+    log.warning(
+        "asset.retry",
+        account=asset.account,
+        external_id=asset.external_id,
+        asset_id=asset.id,
+        error=reason,
+        retry_at=retry_at.isoformat(),
+        gone=gone,
+    )
+    return Outcome(asset.id, AssetState.PENDING, error=reason, retry_at=retry_at)
+
+
+def archive_pending(
+    rt: Runtime,
+    *,
+    stop: Event | None = None,
+    accounts: Iterable[str] | None = None,
+    on_outcome: ProgressCallback | None = None,
+    max_assets: int | None = None,
+) -> ArchiveResult:
+    """Archive until nothing leasable is left (or ``stop`` is set); returns counts."""
+    stop = stop or Event()
+    abort = Event()
+    cfg = rt.settings.archive
+    result = ArchiveResult()
+    started = time.monotonic()
+    owner = rt.worker_id
+    window = cfg.concurrency * 2
+    in_flight: dict[Future[Outcome], LeasedAsset] = {}
+    exhausted = False
+    leased_total = 0
+    last_extend = time.monotonic()
+    account_list = list(accounts) if accounts is not None else None
+    grace_timer: threading.Timer | None = None
+    with ThreadPoolExecutor(cfg.concurrency, thread_name_prefix="archive") as pool:
+        try:
+            while True:
+                if stop.is_set() and grace_timer is None:
+                    grace_timer = threading.Timer(
+                        rt.settings.schedule.shutdown_grace_seconds, abort.set
+                    )
+                    grace_timer.daemon = True
+                    grace_timer.start()
+                    for fut in [f for f in in_flight if f.cancel()]:
+                        in_flight.pop(fut)
+                want = window - len(in_flight)
+                if not exhausted and not stop.is_set() and want > 0:
+                    if max_assets is not None:
+                        want = min(want, max_assets - leased_total)
+                    batch = (
+                        rt.store.lease_assets(
+                            owner,
+                            limit=min(want, cfg.batch_size),
+                            lease_seconds=cfg.lease_seconds,
+                            accounts=account_list,
+                        )
+                        if want > 0
+                        else []
+                    )
+                    leased_total += len(batch)
+                    if not batch:
+                        exhausted = True
+                    for asset in batch:
+                        in_flight[pool.submit(archive_one, rt, asset, abort)] = asset
+                if not in_flight:
+                    break
+                done, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
+                outcomes = []
+                for fut in done:
+                    asset = in_flight.pop(fut)
+                    outcome = fut.result()
+                    outcomes.append(outcome)
+                    _count(result, outcome)
+                    if on_outcome is not None:
+                        on_outcome(outcome, asset)
+                rt.store.finish_assets(owner, outcomes)
+                if time.monotonic() - last_extend > cfg.lease_seconds / 3:
+                    rt.store.extend_leases(
+                        owner, [a.id for a in in_flight.values()], cfg.lease_seconds
+                    )
+                    last_extend = time.monotonic()
+                if exhausted and not in_flight:
+                    break
+        finally:
+            abort.set() if stop.is_set() else None
+            if grace_timer is not None:
+                grace_timer.cancel()
+            if stop.is_set():
+                rt.store.release_leases(owner)
+    result.sidecars = write_sidecars(rt, accounts=account_list)
+    result.seconds = time.monotonic() - started
+    if leased_total:
+        log.info(
+            "job.archive",
+            archived=result.archived,
+            bytes=result.bytes,
+            retrying=result.retrying,
+            failed=result.failed,
+            lost=result.lost,
+            sidecars=result.sidecars,
+            seconds=round(result.seconds, 3),
+        )
+    return result
+
+
+def _count(result: ArchiveResult, o: Outcome) -> None:
+    if o.state is AssetState.ARCHIVED:
+        result.archived += 1
+        result.bytes += o.size or 0
+    elif o.state is AssetState.PENDING:
+        result.retrying += 1
+    elif o.state is AssetState.FAILED:
+        result.failed += 1
+    elif o.state is AssetState.LOST:
+        result.lost += 1
+        result.lost_ids.append(o.asset_id)
+
+
+# --------------------------------------------------------------------------- sidecars
+
+
+def sidecar_document(gen: dict[str, Any], storage_location: Callable[[str], str]) -> dict[str, Any]:
+    """The ``generation.json`` content: normalized fields, files, and the raw payload."""
+
+    def iso(v: Any) -> Any:
+        return v.isoformat() if isinstance(v, datetime) else v
+
+    return {
+        "genvault_sidecar": 1,
+        "provider": gen["provider"],
+        "account": gen["account"],
+        "external_id": gen["external_id"],
+        "status": gen["status"],
+        "provider_status": gen["provider_status"],
+        "kind": gen["kind"],
+        "model": gen["model"],
+        "prompt": gen["prompt"],
+        "error": gen["error"],
+        "created_at": iso(gen["created_at"]),
+        "completed_at": iso(gen["completed_at"]),
+        "expires_at": iso(gen["expires_at"]),
+        "files": [
+            {
+                "position": a["position"],
+                "role": a["role"],
+                "kind": a["kind"],
+                "state": a["state"],
+                "source_url": a["source_url"],
+                "key": a["storage_key"],
+                "location": storage_location(a["storage_key"]) if a["storage_key"] else None,
+                "size": a["size"],
+                "sha256": a["sha256"],
+                "content_type": a["content_type"],
+                "archived_at": iso(a["archived_at"]),
+                "error": a["last_error"],
+            }
+            for a in gen["assets"]
+        ],
+        "raw": gen["raw"],
+    }
+
+
+def write_sidecars(rt: Runtime, *, accounts: Iterable[str] | None = None, limit: int = 500) -> int:
+    """(Re)write ``generation.json`` for generations whose files are all settled."""
+    written = 0
+    account_list = list(accounts) if accounts is not None else None
+    while True:
+        due = rt.store.sidecars_due(limit, accounts=account_list)
+        if not due:
+            return written
+        for gen in due:
+            key = sidecar_key(
+                rt.settings.storage.key_template,
+                provider=gen["provider"],
+                account=gen["account"],
+                external_id=gen["external_id"],
+                created=gen["created_at"],
+                position=0,
+                role="result",
+                ext="json",
+            )
+            doc = sidecar_document(gen, rt.storage.location)
+            try:
+                rt.storage.put_bytes(
+                    key,
+                    json.dumps(doc, indent=2, sort_keys=False, default=str).encode(),
+                    content_type="application/json",
+                    metadata={"provider": gen["provider"], "external-id": gen["external_id"][:512]},
+                )
+            except StorageError as exc:
+                log.warning("sidecar.failed", external_id=gen["external_id"], error=str(exc))
+                return written
+            rt.store.sidecar_written(gen["id"], gen["updated_at"])
+            written += 1
+        if len(due) < limit:
+            return written

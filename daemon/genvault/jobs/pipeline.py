@@ -1,0 +1,71 @@
+"""One full pass: sync -> poll -> archive for every account, and the exit code it earns.
+
+``genvault run --once`` (a CronJob, a systemd timer) calls :func:`run_once`.
+The exit code tells the caller what happened:
+
+==== =====================================================================
+0    all is well (work may remain for the next run: rate limits, new tasks)
+3    some items failed and will be retried (or a provider call failed)
+4    at least one file was lost: its deadline passed before it was saved
+==== =====================================================================
+
+(2 is the CLI's code for bad configuration.)
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from threading import Event
+
+from genvault.jobs.archive import ArchiveResult, ProgressCallback, archive_pending
+from genvault.jobs.poll import PollResult, poll_account
+from genvault.jobs.sync import PageCallback, SyncResult, sync_account
+from genvault.runtime import Runtime
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    CONFIG = 2
+    RETRYING = 3
+    LOST = 4
+
+
+@dataclass
+class RunReport:
+    syncs: list[SyncResult] = field(default_factory=list)
+    polls: list[PollResult] = field(default_factory=list)
+    archive: ArchiveResult = field(default_factory=ArchiveResult)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.archive.lost:
+            return ExitCode.LOST
+        troubled = (
+            self.archive.failed
+            or self.archive.retrying
+            or any(s.error or s.item_errors for s in self.syncs)
+            or any(p.errors for p in self.polls)
+        )
+        return ExitCode.RETRYING if troubled else ExitCode.OK
+
+
+def run_once(
+    rt: Runtime,
+    *,
+    stop: Event | None = None,
+    on_page: PageCallback | None = None,
+    on_outcome: ProgressCallback | None = None,
+) -> RunReport:
+    """Sync and poll every account, then archive everything leasable."""
+    stop = stop or Event()
+    report = RunReport()
+    for acc in rt.accounts.values():
+        if stop.is_set():
+            break
+        if acc.provider.has_history:
+            report.syncs.append(sync_account(rt, acc, stop=stop, on_page=on_page))
+        report.polls.append(poll_account(rt, acc, stop=stop))
+    if not stop.is_set():
+        report.archive = archive_pending(rt, stop=stop, on_outcome=on_outcome)
+    return report

@@ -1,0 +1,181 @@
+"""Status poller: follow generations that are due for a status/detail read.
+
+A generation is due when ``next_poll_at`` has passed: it is queued or running,
+it was registered by id (``track``, intake, webhook), or its listing entry is
+known to be incomplete (GeminiGen videos). Each read either settles it
+(terminal: no further polls) or schedules the next one on the backoff ladder
+``poll.backoff_seconds``; past ``poll.give_up_hours`` the task is marked failed
+with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from threading import Event
+
+from genvault.errors import (
+    AuthError,
+    NotFoundError,
+    PermanentProviderError,
+    RateLimitedError,
+    TransientProviderError,
+)
+from genvault.logging import get_logger
+from genvault.models import utcnow
+from genvault.records import GenerationStatus
+from genvault.runtime import AccountRuntime, Runtime
+
+log = get_logger("genvault.poll")
+
+
+@dataclass
+class PollResult:
+    account: str
+    polled: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    still_running: int = 0
+    gave_up: int = 0
+    errors: int = 0
+    assets_new: int = 0
+    error: str | None = None
+
+
+def next_delay(attempts: int, ladder: tuple[float, ...]) -> timedelta:
+    """The wait before poll number ``attempts + 1`` (the ladder's last step repeats)."""
+    return timedelta(seconds=ladder[min(attempts, len(ladder) - 1)])
+
+
+def poll_account(
+    rt: Runtime, acc: AccountRuntime, *, stop: Event | None = None, now: datetime | None = None
+) -> PollResult:
+    """Read every due generation of ``acc`` once."""
+    result = PollResult(account=acc.name)
+    started = time.monotonic()
+    ladder = rt.settings.poll.backoff_seconds
+    provider = acc.provider
+    while True:
+        now_ = now or utcnow()
+        due = rt.store.due_for_poll(acc.name, now_, rt.settings.poll.batch_size)
+        if not due:
+            break
+        for item in due:
+            if stop is not None and stop.is_set():
+                break
+            attempts = item.poll_attempts + 1
+            past_horizon = item.poll_until is not None and now_ >= item.poll_until
+            result.polled += 1
+            try:
+                record = provider.fetch(item.external_id)
+            except (RateLimitedError, AuthError) as exc:
+                # The whole account is affected: stop here, keep the item due.
+                result.errors += 1
+                result.error = f"{type(exc).__name__}: {exc}"
+                rt.store.poll_error(
+                    item.id,
+                    error=str(exc),
+                    next_poll_at=now_ + next_delay(0, ladder),
+                    poll_attempts=item.poll_attempts,
+                    give_up=False,
+                )
+                log.warning("poll.account_paused", account=acc.name, error=result.error)
+                _log_done(result, provider.name, started)
+                return result
+            except (TransientProviderError, PermanentProviderError) as exc:
+                result.errors += 1
+                if item.status == GenerationStatus.SUCCEEDED:
+                    # Only a detail read of a finished item failed: keep what the listing gave,
+                    # and stop asking once the detail is gone or keeps failing.
+                    settle = isinstance(exc, NotFoundError) or attempts >= 2 * len(ladder)
+                    rt.store.poll_error(
+                        item.id,
+                        error=f"detail read failed: {exc}",
+                        next_poll_at=None if settle else now_ + next_delay(attempts, ladder),
+                        poll_attempts=attempts,
+                        give_up=False,
+                    )
+                    continue
+                permanent = isinstance(exc, NotFoundError)
+                give_up = past_horizon or permanent
+                reason = f"{type(exc).__name__}: {exc}"
+                if give_up:
+                    result.gave_up += 1
+                    reason = (
+                        "not found at the provider: "
+                        if permanent
+                        else f"gave up after {rt.settings.poll.give_up_hours:g} h: "
+                    ) + reason
+                rt.store.poll_error(
+                    item.id,
+                    error=reason,
+                    next_poll_at=now_ + next_delay(attempts, ladder),
+                    poll_attempts=attempts,
+                    give_up=give_up,
+                )
+                log.warning(
+                    "poll.failed",
+                    account=acc.name,
+                    external_id=item.external_id,
+                    error=reason,
+                    gave_up=give_up,
+                )
+                continue
+            # Keep our id: some APIs answer with another spelling (QuickRouter drops the prefix).
+            record = dataclasses.replace(record, external_id=item.external_id)
+            next_at: datetime | None = None
+            if not record.status.terminal:
+                if past_horizon:
+                    result.gave_up += 1
+                    rt.store.poll_error(
+                        item.id,
+                        error=f"gave up after {rt.settings.poll.give_up_hours:g} h: still "
+                        f"{record.status.value} ({record.provider_status})",
+                        next_poll_at=None,
+                        poll_attempts=attempts,
+                        give_up=True,
+                    )
+                    continue
+                next_at = now_ + next_delay(attempts, ladder)
+                result.still_running += 1
+            elif record.status is GenerationStatus.SUCCEEDED:
+                result.succeeded += 1
+            else:
+                result.failed += 1
+            saved = rt.store.save_polled(
+                provider=provider.name,
+                account=acc.name,
+                record=record,
+                next_poll_at=next_at,
+                poll_attempts=attempts,
+                archive_roles=rt.archive_roles,
+                retention=acc.retention,
+                poll_horizon=rt.poll_horizon,
+            )
+            result.assets_new += saved.assets_new
+        if stop is not None and stop.is_set():
+            break
+        if len(due) < rt.settings.poll.batch_size:
+            break
+    _log_done(result, provider.name, started)
+    return result
+
+
+def _log_done(result: PollResult, provider: str, started: float) -> None:
+    if result.polled:
+        log.info(
+            "job.poll",
+            account=result.account,
+            provider=provider,
+            polled=result.polled,
+            succeeded=result.succeeded,
+            failed=result.failed,
+            still_running=result.still_running,
+            gave_up=result.gave_up,
+            errors=result.errors,
+            assets_new=result.assets_new,
+            error=result.error,
+            seconds=round(time.monotonic() - started, 3),
+        )

@@ -1,0 +1,167 @@
+"""SQLModel tables: Generation, Asset, SyncCursor.
+
+Only :mod:`genvault.store` queries them. Every datetime column is UTC-aware
+(:class:`UTCDateTime`): SQLite returns naive values, so the type re-attaches
+UTC on the way out and refuses naive values on the way in, which keeps every
+comparison in the code honest on both databases.
+
+Indexes exist for the queries that run per item: the pending-asset lease
+(``ix_asset_lease``), the poll queue (``ix_generation_poll``), sidecars due, and
+the per-account counts behind ``status``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Generation(SQLModel, table=True):
+    """One generation (task) at a provider, with its last known payload."""
+
+    __tablename__ = "generation"
+    __table_args__ = (
+        sa.UniqueConstraint("provider", "account", "external_id", name="uq_generation_external"),
+        sa.Index(
+            "ix_generation_poll",
+            "next_poll_at",
+            postgresql_where=sa.text("next_poll_at IS NOT NULL"),
+            sqlite_where=sa.text("next_poll_at IS NOT NULL"),
+        ),
+        sa.Index(
+            "ix_generation_sidecar",
+            "id",
+            postgresql_where=sa.text("sidecar_due"),
+            sqlite_where=sa.text("sidecar_due"),
+        ),
+        sa.Index("ix_generation_account_status", "account", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=32)
+    account: str = Field(max_length=64)
+    external_id: str = Field(max_length=512)
+    kind: str | None = Field(default=None, max_length=128)
+    status: str = Field(max_length=16)
+    provider_status: str = Field(default="", max_length=64)
+    prompt: str | None = Field(default=None, sa_type=sa.Text)
+    model: str | None = Field(default=None, max_length=256)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    source: str = Field(default="history", max_length=16)
+    """How we learned of it: history, track (CLI/intake), webhook."""
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    provider_updated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    next_poll_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    poll_attempts: int = 0
+    poll_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """Give-up horizon for a task that never finishes."""
+    fingerprint: str = Field(default="", max_length=64)
+    """Hash of the last *listing* payload: an unchanged item makes the upsert a no-op."""
+    sidecar_due: bool = False
+    raw: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    first_seen_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Asset(SQLModel, table=True):
+    """One file of a generation and where it is in the archive pipeline."""
+
+    __tablename__ = "asset"
+    __table_args__ = (
+        sa.UniqueConstraint("generation_id", "url_key", name="uq_asset_url"),
+        sa.Index(
+            "ix_asset_lease",
+            "expires_at",
+            "created_at",
+            postgresql_where=sa.text("state = 'pending'"),
+            sqlite_where=sa.text("state = 'pending'"),
+        ),
+        sa.Index("ix_asset_account_state", "account", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    generation_id: int = Field(foreign_key="generation.id", index=True, ondelete="CASCADE")
+    provider: str = Field(max_length=32)
+    account: str = Field(max_length=64)
+    url_key: str = Field(max_length=64)
+    """sha256 of the URL without its signature parameters: one file, however often re-signed."""
+    source_url: str = Field(sa_type=sa.Text)
+    role: str = Field(max_length=16)
+    kind: str = Field(max_length=16)
+    position: int
+    expected_size: int | None = Field(default=None, sa_type=sa.BigInteger)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    """The generation's creation time: the tie-breaker after the deadline."""
+    state: str = Field(max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    url_refreshed: bool = False
+    """The URL was re-read from the provider once after a 403/404/410."""
+    size: int | None = Field(default=None, sa_type=sa.BigInteger)
+    sha256: str | None = Field(default=None, max_length=64)
+    content_type: str | None = Field(default=None, max_length=128)
+    storage_key: str | None = Field(default=None, sa_type=sa.Text)
+    archived_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class SyncCursor(SQLModel, table=True):
+    """Incremental-sync state of one history stream of one account.
+
+    ``high_water`` advances only when a walk completes; ``scan_position`` and
+    ``scan_high_water`` record an unfinished walk and are written in the same
+    transaction as the page they cover, so a crash resumes without gaps.
+    """
+
+    __tablename__ = "sync_cursor"
+    __table_args__ = (sa.UniqueConstraint("account", "stream", name="uq_cursor_stream"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=32)
+    account: str = Field(max_length=64)
+    stream: str = Field(max_length=128)
+    high_water: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    scan_position: int | None = None
+    scan_high_water: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_full_scan_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_run_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_success_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    items_seen: int = Field(default=0, sa_type=sa.BigInteger)

@@ -1,0 +1,1 @@
+"""Provider adapters: one module per API. See :mod:`genvault.providers.base`."""

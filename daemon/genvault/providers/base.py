@@ -1,0 +1,136 @@
+"""The provider contract: what an adapter module must supply.
+
+An adapter maps one API onto :mod:`genvault.records` and does nothing else: no
+database, no storage, no scheduling. Per-API facts (auth header, base URL,
+paging, retention rule, options) are class attributes, i.e. data, so a reader
+sees every API difference in one place.
+
+Paging is declarative where it can be (dlt's REST source is the model): a
+:class:`PageNumberPaging` or :class:`OffsetPaging` describes the parameters,
+and the sync job drives it, so resuming an interrupted walk is the job's
+business, not each adapter's.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from genvault.http import ApiClient
+from genvault.records import GenerationRecord, Page
+
+
+class ProviderOptions(BaseModel):
+    """Provider-specific account keys; subclasses add fields. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class PageNumberPaging:
+    """``?page=N&size=M``, 1-based, optionally with a total count in the body."""
+
+    page_param: str
+    size_param: str
+    size: int
+    first: int = 1
+
+    def params(self, position: int) -> dict[str, int]:
+        return {self.page_param: position, self.size_param: self.size}
+
+    def next_position(self, position: int, got: int, total: int | None) -> int | None:
+        if got == 0 or got < self.size:
+            return None
+        if total is not None and (position - self.first + 1) * self.size >= total:
+            return None
+        return position + 1
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetPaging:
+    """``?offset=N&limit=M``; a short page ends the listing."""
+
+    offset_param: str
+    limit_param: str
+    limit: int
+
+    first: ClassVar[int] = 0
+
+    def params(self, position: int) -> dict[str, int]:
+        return {self.offset_param: position, self.limit_param: self.limit}
+
+    def next_position(self, position: int, got: int, total: int | None) -> int | None:
+        if got < self.limit:
+            return None
+        return position + got
+
+
+Paging = PageNumberPaging | OffsetPaging
+
+
+class Provider(ABC):
+    """One provider API, bound to one account's client and options."""
+
+    name: ClassVar[str]
+    """Registry key and the ``provider`` value in config."""
+    default_base_url: ClassVar[str]
+    Options: ClassVar[type[ProviderOptions]] = ProviderOptions
+    has_history: ClassVar[bool] = True
+    """False for APIs with no listing: ids arrive by ``track``, intake or webhook."""
+    retention: ClassVar[timedelta | None] = None
+    """How long results live when the API gives no per-item expiry."""
+
+    def __init__(self, api: ApiClient, options: ProviderOptions, account: str) -> None:
+        self.api = api
+        self.options = options
+        self.account = account
+
+    @classmethod
+    @abstractmethod
+    def auth_headers(cls, api_key: str, options: ProviderOptions) -> dict[str, str]:
+        """The headers that carry the key (never logged)."""
+
+    def streams(self) -> Sequence[str]:
+        """Independent history listings (CrowdComputed pages each workflow on its own)."""
+        return ("all",) if self.has_history else ()
+
+    def first_position(self, stream: str) -> int:
+        """Where a history walk starts."""
+        return 1
+
+    def fetch_page(self, stream: str, position: int) -> Page:
+        """One page of history; parse errors of single items are counted on the page."""
+        raise NotImplementedError(f"{self.name} has no history listing")
+
+    @abstractmethod
+    def fetch(self, external_id: str) -> GenerationRecord:
+        """Current state of one generation from its status/detail endpoint."""
+
+    @abstractmethod
+    def parse(self, payload: Any) -> GenerationRecord:
+        """Raw JSON of one item -> record; raises MalformedResponseError only."""
+
+    def parse_items(self, items: Sequence[Any]) -> tuple[list[GenerationRecord], int]:
+        """Parse a page's items, skipping (and counting) the ones that do not parse."""
+        from genvault.errors import MalformedResponseError
+        from genvault.logging import get_logger
+
+        out: list[GenerationRecord] = []
+        bad = 0
+        for item in items:
+            try:
+                out.append(self.parse(item))
+            except MalformedResponseError as exc:
+                bad += 1
+                get_logger("genvault.providers").warning(
+                    "provider.item_unparsable",
+                    provider=self.name,
+                    account=self.account,
+                    error=str(exc),
+                )
+        return out, bad

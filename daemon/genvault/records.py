@@ -1,0 +1,113 @@
+"""The normalized shapes every provider adapter produces, and the state enums.
+
+Adapters turn each API's JSON into :class:`GenerationRecord` (one generation
+with its :class:`MediaRecord` files). These are plain frozen dataclasses, not
+database rows: parsing never touches the DB, so parsers are pure functions
+that unit tests can feed verbatim payloads to.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class GenerationStatus(enum.StrEnum):
+    """Normalized lifecycle of a generation (task) at the provider."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (GenerationStatus.SUCCEEDED, GenerationStatus.FAILED)
+
+
+class AssetState(enum.StrEnum):
+    """Where one media file is in the archive pipeline.
+
+    pending  -> archived   (downloaded, verified, stored)
+    pending  -> failed     (permanent error before the deadline: too big, not media)
+    pending  -> lost       (the deadline passed, or the URL died, before we saved it)
+    skipped                (a role the config does not archive, e.g. references)
+    """
+
+    PENDING = "pending"
+    ARCHIVED = "archived"
+    FAILED = "failed"
+    LOST = "lost"
+    SKIPPED = "skipped"
+
+
+class MediaRole(enum.StrEnum):
+    """Why a file belongs to a generation."""
+
+    RESULT = "result"
+    THUMBNAIL = "thumbnail"
+    LAST_FRAME = "last_frame"
+    UPSCALE = "upscale"
+    REFERENCE = "reference"
+
+
+class MediaKind(enum.StrEnum):
+    IMAGE = "image"
+    VIDEO = "video"
+    AUDIO = "audio"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRecord:
+    """One file of a generation, as the provider lists it."""
+
+    url: str
+    role: MediaRole = MediaRole.RESULT
+    kind: MediaKind = MediaKind.OTHER
+    size: int | None = None
+    """Size the provider announces, if any; the download verifies against Content-Length."""
+    content_type: str | None = None
+    url_expires_at: datetime | None = None
+    """A deadline encoded in the URL itself (signed URLs), filled in by the adapter."""
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRecord:
+    """One generation (task) normalized from a provider payload."""
+
+    external_id: str
+    status: GenerationStatus
+    provider_status: str
+    created_at: datetime | None = None
+    completed_at: datetime | None = None
+    updated_at: datetime | None = None
+    """The provider's own last-change time, used as the incremental-sync watermark."""
+    expires_at: datetime | None = None
+    """When the provider deletes the results (provider value, else its documented rule)."""
+    kind: str | None = None
+    model: str | None = None
+    prompt: str | None = None
+    error: str | None = None
+    media: tuple[MediaRecord, ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict)
+    needs_detail: bool = False
+    """True when the listing is known to be incomplete and the detail endpoint must be read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a provider's history listing.
+
+    ``position`` is the opaque token that re-fetches this page (a page number or
+    an offset); ``next_position`` is None on the last page.
+    """
+
+    records: tuple[GenerationRecord, ...]
+    position: int
+    next_position: int | None
+    errors: int = 0
+    """Items on this page that could not be parsed (logged and counted, not fatal)."""

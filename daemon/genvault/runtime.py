@@ -1,0 +1,107 @@
+"""Builds the long-lived parts from settings: store, storage, HTTP clients, provider adapters.
+
+The jobs take a :class:`Runtime` and nothing global, so a test can build one
+against simulators, a throwaway database and a moto bucket, and the CLI, the
+scheduler and the demo all share the same assembly code.
+"""
+
+from __future__ import annotations
+
+import secrets as _secrets
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from pydantic import SecretStr
+
+from genvault.config import AccountSettings, Settings
+from genvault.http import ApiClient, HttpClient, NetworkPolicy, build_client
+from genvault.logging import register_secret
+from genvault.providers.base import Provider
+from genvault.providers.registry import provider_class, validate_options
+from genvault.records import MediaRole
+from genvault.storage import Storage, open_storage
+from genvault.store import Store
+
+DEFAULT_RETENTION = timedelta(days=30)
+
+
+def new_worker_id() -> str:
+    """Random per process, so two pods with the same name never share leases."""
+    return f"{socket.gethostname()[:40]}-{_secrets.token_hex(6)}"
+
+
+@dataclass
+class AccountRuntime:
+    settings: AccountSettings
+    provider: Provider
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def retention(self) -> timedelta:
+        return self.provider.retention or DEFAULT_RETENTION
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    storage: Storage
+    policy: NetworkPolicy
+    accounts: dict[str, AccountRuntime]
+    api_http: HttpClient
+    media_http: HttpClient
+    worker_id: str = field(default_factory=new_worker_id)
+
+    @classmethod
+    def build(
+        cls, settings: Settings, secrets: dict[str, SecretStr], *, upgrade: bool = True
+    ) -> Runtime:
+        store = Store(settings.database.url)
+        if upgrade:
+            store.upgrade()
+        storage = open_storage(settings.storage)
+        policy = NetworkPolicy(allow_private=settings.network.allow_private)
+        api_http = build_client(settings.network, policy, max_connections=16)
+        media_http = build_client(
+            settings.network, policy, max_connections=settings.archive.concurrency * 2
+        )
+        accounts: dict[str, AccountRuntime] = {}
+        for acc in settings.accounts:
+            if not acc.enabled:
+                continue
+            cls_ = provider_class(acc.provider)
+            options = validate_options(acc, f"accounts[{acc.name}]")
+            key = secrets[acc.name].get_secret_value()
+            register_secret(key)
+            api = ApiClient(
+                http=api_http,
+                base_url=acc.base_url or cls_.default_base_url,
+                auth_headers=cls_.auth_headers(key, options),
+                settings=settings.network,
+                policy=policy,
+                account=acc.name,
+            )
+            accounts[acc.name] = AccountRuntime(acc, cls_(api, options, acc.name))
+        return cls(settings, store, storage, policy, accounts, api_http, media_http)
+
+    @property
+    def archive_roles(self) -> frozenset[str]:
+        roles = {MediaRole.RESULT, MediaRole.LAST_FRAME, MediaRole.UPSCALE}
+        if self.settings.archive.thumbnails:
+            roles.add(MediaRole.THUMBNAIL)
+        if self.settings.archive.references:
+            roles.add(MediaRole.REFERENCE)
+        return frozenset(r.value for r in roles)
+
+    @property
+    def poll_horizon(self) -> timedelta:
+        return timedelta(hours=self.settings.poll.give_up_hours)
+
+    def close(self) -> None:
+        self.api_http.close()
+        self.media_http.close()
+        self.store.dispose()

@@ -1,0 +1,114 @@
+"""``genvault run``: the long-running daemon on APScheduler 3.
+
+Jobs: one sync and one poll per account, one archive job for all accounts;
+each on an interval with jitter, ``coalesce=True`` and ``max_instances=1`` so a
+slow pass never piles up behind itself. The first run of each starts at once.
+
+Shutdown (SIGTERM from systemd or Kubernetes, SIGINT from a terminal): the
+``stop`` event is set, jobs stop taking new work, in-flight downloads get
+``schedule.shutdown_grace_seconds`` to finish, unfinished ones are released
+(their leases cleared, so the next process takes them at once), exit 0.
+
+APScheduler's in-memory job store is private to this process on purpose:
+multi-replica safety lives in genvault's own tables (leases), never in a
+shared APScheduler job store.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from types import FrameType
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from genvault.jobs.archive import archive_pending
+from genvault.jobs.poll import poll_account
+from genvault.jobs.sync import sync_account
+from genvault.logging import get_logger
+from genvault.runtime import Runtime
+
+log = get_logger("genvault.scheduler")
+
+
+def _guarded(name: str, fn: Callable[[], Any]) -> Callable[[], None]:
+    """A job body that logs instead of raising: one bad pass never stops the schedule."""
+
+    def run() -> None:
+        try:
+            fn()
+        except Exception:
+            log.exception("job.crashed", job=name)
+
+    return run
+
+
+def build_scheduler(rt: Runtime, stop: threading.Event) -> BackgroundScheduler:
+    sched = BackgroundScheduler(
+        executors={"default": ThreadPoolExecutor(max(4, 2 * len(rt.accounts) + 1))},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
+        timezone=UTC,
+    )
+    s = rt.settings.schedule
+    now = datetime.now(UTC)
+    for acc in rt.accounts.values():
+        if acc.provider.has_history:
+            sched.add_job(
+                _guarded(f"sync:{acc.name}", partial(sync_account, rt, acc, stop=stop)),
+                "interval",
+                seconds=s.sync_seconds,
+                jitter=s.jitter_seconds,
+                id=f"sync:{acc.name}",
+                next_run_time=now,
+            )
+        sched.add_job(
+            _guarded(f"poll:{acc.name}", partial(poll_account, rt, acc, stop=stop)),
+            "interval",
+            seconds=s.poll_seconds,
+            jitter=s.jitter_seconds,
+            id=f"poll:{acc.name}",
+            next_run_time=now,
+        )
+    sched.add_job(
+        _guarded("archive", partial(archive_pending, rt, stop=stop)),
+        "interval",
+        seconds=s.archive_seconds,
+        jitter=s.jitter_seconds,
+        id="archive",
+        next_run_time=now,
+    )
+    return sched
+
+
+def run_daemon(rt: Runtime, *, stop: threading.Event | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or ``stop``); returns the process exit code (0)."""
+    stop = stop or threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("daemon.stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
+    cleaned = rt.storage.cleanup()
+    sched = build_scheduler(rt, stop)
+    sched.start()
+    log.info(
+        "daemon.started",
+        worker=rt.worker_id,
+        accounts=sorted(rt.accounts),
+        storage=rt.storage.url,
+        leftovers_cleaned=cleaned,
+    )
+    while not stop.wait(1.0):
+        pass
+    sched.shutdown(wait=True)  # running jobs see `stop` and wind down within the grace
+    released = rt.store.release_leases(rt.worker_id)
+    log.info("daemon.stopped", released_leases=released)
+    return 0

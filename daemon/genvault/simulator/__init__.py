@@ -1,0 +1,49 @@
+"""Loopback HTTP simulators of the provider APIs genvault archives from.
+
+No real provider is reachable from tests, CI or the demo, so each provider API is
+served by a real HTTP server on 127.0.0.1 with deterministic data, a fake CDN and
+fault injection (see :mod:`genvault.simulator.base`). ``SIMULATORS`` maps a provider
+name to its factory; every factory has the same keyword signature
+(``api_key``, ``seed``, ``count``, ``port`` and provider-specific knobs) so the CLI
+demo and ``python -m genvault.simulator`` can start any of them the same way.
+"""
+
+from __future__ import annotations
+
+from genvault.simulator import geminigen
+from genvault.simulator.base import (
+    ExpectedFile,
+    Faults,
+    Headers,
+    ProviderSim,
+    Request,
+    Response,
+    SimClock,
+    SimServer,
+    Simulator,
+    SimulatorFactory,
+)
+from genvault.simulator.geminigen import GeminiGenSimConfig, GeminiGenSimulator
+from genvault.simulator.media import MediaSpec
+
+SIMULATORS: dict[str, SimulatorFactory] = {
+    "geminigen": geminigen.create,
+}
+"""Provider name -> factory. Other provider simulators register themselves here."""
+
+__all__ = [
+    "SIMULATORS",
+    "ExpectedFile",
+    "Faults",
+    "GeminiGenSimConfig",
+    "GeminiGenSimulator",
+    "Headers",
+    "MediaSpec",
+    "ProviderSim",
+    "Request",
+    "Response",
+    "SimClock",
+    "SimServer",
+    "Simulator",
+    "SimulatorFactory",
+]

@@ -1,0 +1,107 @@
+"""The Storage protocol: where archived files go.
+
+A backend receives a readable byte stream and must either store *all* of it
+under the key or leave nothing behind (a temp file renamed into place, a
+multipart upload completed or aborted). It computes size and sha256 while the
+bytes pass through, so callers never need a second read to verify.
+
+Backends: :mod:`genvault.storage.local` (a folder) and :mod:`genvault.storage.s3`
+(boto3, any S3-compatible endpoint). :func:`open_storage` picks one from a URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol, runtime_checkable
+
+CHUNK_SIZE = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """What a backend reports about one stored object."""
+
+    key: str
+    size: int
+    sha256: str | None
+    """Hex digest; None only when an existing object carries no genvault metadata."""
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """Where archived media and sidecars are written."""
+
+    url: str
+    """The configured location, e.g. ``file:///srv/archive`` or ``s3://bucket/prefix``."""
+
+    def put(
+        self,
+        key: str,
+        source: BinaryIO,
+        *,
+        size_hint: int | None = None,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> StoredObject:
+        """Stream ``source`` to ``key`` until EOF; all or nothing.
+
+        An exception raised by ``source.read`` (a truncated download, say)
+        aborts the write and propagates unchanged; nothing is left at ``key``
+        or in temporary space. ``metadata`` gains ``sha256`` where the backend
+        can record it.
+        """
+        ...
+
+    def put_bytes(
+        self, key: str, data: bytes, *, content_type: str, metadata: dict[str, str] | None = None
+    ) -> StoredObject:
+        """Store a small object held in memory (sidecars)."""
+        ...
+
+    def stat(self, key: str) -> StoredObject | None:
+        """Size and recorded sha256 of ``key``, or None when absent."""
+        ...
+
+    def open(self, key: str) -> BinaryIO:
+        """A readable stream of the stored bytes (for ``verify`` and the status page)."""
+        ...
+
+    def location(self, key: str) -> str:
+        """A URI a person can use to find ``key`` (``s3://b/p/k``, ``file:///…``)."""
+        ...
+
+    def cleanup(self) -> int:
+        """Remove leftovers of interrupted writes (temp files, open multipart uploads).
+
+        Returns how many were removed. Called at start-up, when no write of this
+        process is in flight.
+        """
+        ...
+
+    def check(self) -> None:
+        """Raise StorageError unless the backend is reachable and writable (readiness)."""
+        ...
+
+
+class HashingReader:
+    """Wraps a binary stream, counting bytes and hashing them as they are read."""
+
+    def __init__(self, source: BinaryIO) -> None:
+        self._source = source
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._source.read(n)
+        if data:
+            self._hash.update(data)
+            self.size += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()

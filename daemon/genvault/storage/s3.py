@@ -1,0 +1,474 @@
+"""An S3 bucket (AWS or any S3-compatible endpoint) as the archive.
+
+Two write paths, chosen by how long the stream turns out to be, because the
+size is often unknown up front (chunked HTTP responses):
+
+* **small** (ends within ``multipart_threshold``): the bytes are already in
+  memory after the probe read, so one ``PutObject`` carries data, content type
+  and the sha256 metadata. Nothing is sent before the source reached EOF, so a
+  failing source leaves nothing behind.
+* **large**: a streaming multipart upload via boto3's managed transfer, fed by
+  a reader that replays the probed bytes and then continues the source, with
+  at most a few parts in memory (never the whole file). The sha256 is only
+  known at the end, so it is written afterwards by an in-place
+  ``CopyObject`` with ``MetadataDirective=REPLACE`` (a server-side metadata
+  update, no data transfer through us). A source failure makes s3transfer
+  abort the multipart upload; the source's exception is re-raised as itself.
+
+Credentials come from boto3's standard chain (env, profile, instance role),
+never from genvault's config. For S3-compatible services that reject boto3's
+default CRC checksums, set ``AWS_REQUEST_CHECKSUM_CALCULATION=when_required``
+in the environment; botocore honours it without code changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import secrets
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from urllib.parse import quote
+
+import boto3
+import boto3.exceptions
+import botocore.exceptions
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+
+from genvault.errors import StorageError
+from genvault.storage.base import HashingReader, StoredObject
+from genvault.storage.keys import MAX_KEY_BYTES, check_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CopySourceTypeDef
+
+MiB = 1024 * 1024
+MAX_SINGLE_COPY = 5 * 1024**3
+"""CopyObject's limit; larger objects need a multipart (managed) copy."""
+MAX_PARTS = 10_000
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+METADATA_BUDGET = 2048
+"""S3 limits user metadata (keys plus values) to 2 KB."""
+_UPLOAD_TOKEN = "genvault-upload"
+_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+_PRINTABLE_ASCII = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        err = exc.response.get("Error", {})
+        code = err.get("Code", "?")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return f"{code} (HTTP {status}): {err.get('Message', '')}".rstrip(": ")
+    return str(exc) or type(exc).__name__
+
+
+_BACKEND_ERRORS: tuple[type[BaseException], ...] = (
+    botocore.exceptions.ClientError,
+    botocore.exceptions.BotoCoreError,
+    boto3.exceptions.Boto3Error,
+)
+
+
+@contextlib.contextmanager
+def _s3_errors(what: str) -> Iterator[None]:
+    """Turn botocore/boto3 failures into StorageError (transient for the jobs)."""
+    try:
+        yield
+    except _BACKEND_ERRORS as exc:
+        raise StorageError(f"S3 {what}: {_describe(exc)}") from exc
+
+
+def _is_not_found(exc: botocore.exceptions.ClientError) -> bool:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in _NOT_FOUND or status == 404
+
+
+def _read_full(source: HashingReader, n: int) -> bytes:
+    """Read exactly ``n`` bytes, or fewer only at EOF.
+
+    Streams (an HTTP body, a socket) return short reads; treating one as EOF
+    would truncate, and feeding short reads to s3transfer would make tiny parts.
+    """
+    first = source.read(n)
+    if len(first) == n or not first:
+        return first
+    buf = bytearray(first)
+    while len(buf) < n:
+        chunk = source.read(n - len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    return bytes(buf)
+
+
+class _ReplayReader:
+    """A non-seekable stream: the probed chunks first, then the rest of the source.
+
+    Every ``read(n)`` returns ``n`` bytes until EOF, because s3transfer turns
+    each read into one part. A probed chunk of exactly the requested size is
+    handed over as is (no copy) and forgotten, so the probe is never held twice.
+    The first exception raised by the source is kept, so :meth:`S3Storage.put`
+    can re-raise exactly that object whatever s3transfer's threads do with it.
+    """
+
+    def __init__(self, probed: list[bytes], source: HashingReader) -> None:
+        self._probed = [chunk for chunk in probed if chunk]
+        self._source = source
+        self.error: BaseException | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def _from_source(self, n: int) -> bytes:
+        try:
+            return self._source.read(n)
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def _take_probed(self, n: int) -> bytes:
+        first = self._probed[0]
+        if len(first) <= n:
+            del self._probed[0]
+            return first
+        self._probed[0] = first[n:]
+        return first[:n]
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is None or n < 0:
+            rest = [*self._probed]
+            self._probed.clear()
+            while chunk := self._from_source(1024 * 1024):
+                rest.append(chunk)
+            return b"".join(rest)
+        parts: list[bytes] = []
+        got = 0
+        while got < n and self._probed:
+            parts.append(self._take_probed(n - got))
+            got += len(parts[-1])
+        while got < n:
+            chunk = self._from_source(n - got)
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class _BodyStream(io.RawIOBase):
+    """A GetObject body as a raw stream whose read failures are StorageErrors."""
+
+    def __init__(self, body: Any, key: str) -> None:
+        self._body = body
+        self._key = key
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        with _s3_errors(f"reading {self._key}"):
+            data: bytes = self._body.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._body.close()
+        super().close()
+
+
+def _clean_metadata(user: Mapping[str, str] | None, fixed: Mapping[str, str]) -> dict[str, str]:
+    """User metadata made acceptable to S3, plus ``fixed`` entries kept verbatim.
+
+    S3 metadata travels in HTTP headers: keys are lower-cased header tokens,
+    values are percent-encoded unless printable ASCII, and the whole set must
+    fit in 2 KB, so the longest values (say a signed source URL) are cut rather
+    than failing the archive of a file over a label.
+    """
+    out: dict[str, str] = {}
+    for raw_key, raw_value in (user or {}).items():
+        key = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "-" for c in raw_key)
+        key = key.lower().strip("-") or "x"
+        value = str(raw_value)
+        if not all(" " <= c <= "~" for c in value):
+            value = quote(value, safe=_PRINTABLE_ASCII)
+        out[key] = value.strip()
+    out.update(fixed)
+
+    def size() -> int:
+        return sum(len(k) + len(v) for k, v in out.items())
+
+    while size() > METADATA_BUDGET:
+        cuttable = [k for k in out if k not in fixed and len(out[k]) > 3]
+        if not cuttable:
+            raise StorageError("S3 metadata keys alone exceed the 2 KB limit")
+        longest = max(cuttable, key=lambda k: len(out[k]))
+        keep = max(0, len(out[longest]) - (size() - METADATA_BUDGET) - 3)
+        out[longest] = out[longest][:keep] + "..."
+    return out
+
+
+class S3Storage:
+    """Archive into ``s3://bucket/prefix``; see the module docstring for the write paths."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        multipart_threshold: int = 8 * MiB,
+        multipart_chunk: int = 8 * MiB,
+    ) -> None:
+        if not bucket:
+            raise ValueError("bucket must not be empty")
+        if multipart_threshold < 5 * MiB or multipart_chunk < 5 * MiB:
+            raise ValueError("S3 parts must be at least 5 MiB")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        if self.prefix:
+            check_key(self.prefix)
+        self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.multipart_threshold = multipart_threshold
+        self.multipart_chunk = multipart_chunk
+        config = Config(
+            max_pool_connections=64,
+            retries={"max_attempts": 5, "mode": "standard"},
+            s3={"addressing_style": "path"} if endpoint_url else None,
+        )
+        # A private session: boto3's default session is not safe to share across threads.
+        session = boto3.session.Session()
+        self._client: S3Client = session.client(
+            "s3", endpoint_url=endpoint_url, region_name=region, config=config
+        )
+        # AWS_REQUEST_CHECKSUM_CALCULATION=when_required marks a server that
+        # mishandles flexible checksums; then we request none ourselves either.
+        self._checksums = (
+            getattr(self._client.meta.config, "request_checksum_calculation", None)
+            != "when_required"
+        )
+
+    def __repr__(self) -> str:
+        return f"S3Storage({self.url!r})"
+
+    @property
+    def client(self) -> S3Client:
+        """The underlying boto3 client (tests and ``verify`` tooling)."""
+        return self._client
+
+    def _full_key(self, key: str) -> str:
+        check_key(key)
+        full = f"{self.prefix}/{key}" if self.prefix else key
+        if len(full.encode()) > MAX_KEY_BYTES:
+            raise StorageError(f"storage key with prefix exceeds {MAX_KEY_BYTES} bytes: {key!r}")
+        return full
+
+    def _transfer_config(self, chunk: int) -> TransferConfig:
+        config = TransferConfig(
+            multipart_threshold=self.multipart_threshold,
+            multipart_chunksize=chunk,
+            max_concurrency=4,
+            use_threads=True,
+            preferred_transfer_client="classic",  # the CRT client ignores the memory cap below
+        )
+        # Not a constructor argument of boto3's TransferConfig, but honoured by
+        # s3transfer: bounds buffered parts of a non-seekable stream (MEASURED.md).
+        config.max_in_memory_upload_chunks = 2
+        return config
+
+    # ------------------------------------------------------------------ protocol
+
+    def put(
+        self,
+        key: str,
+        source: BinaryIO,
+        *,
+        size_hint: int | None = None,
+        content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> StoredObject:
+        """Stream ``source`` to ``key``: one PutObject when small, multipart when large.
+
+        ``size_hint`` only widens the part size when 10,000 parts would not
+        hold the announced size; the actual length is whatever the stream has.
+        """
+        full = self._full_key(key)
+        ctype = content_type or DEFAULT_CONTENT_TYPE
+        reader = HashingReader(source)
+        # Probe threshold + 1 bytes, as two reads: s3transfer's first read asks
+        # for exactly `threshold` bytes and then gets the first chunk uncopied.
+        head = _read_full(reader, self.multipart_threshold)
+        extra = _read_full(reader, 1) if len(head) == self.multipart_threshold else b""
+        if not extra:
+            meta = _clean_metadata(metadata, {"sha256": reader.sha256})
+            with _s3_errors(f"put {full}"):
+                self._client.put_object(
+                    Bucket=self.bucket, Key=full, Body=head, ContentType=ctype, Metadata=meta
+                )
+            return StoredObject(key=key, size=reader.size, sha256=reader.sha256)
+        # No frame may keep `head` alive: the replay reader drops it once replayed.
+        replay = _ReplayReader([head, extra], reader)
+        del head
+        return self._put_large(key, full, replay, reader, ctype, metadata, size_hint)
+
+    def _put_large(
+        self,
+        key: str,
+        full: str,
+        replay: _ReplayReader,
+        reader: HashingReader,
+        ctype: str,
+        metadata: dict[str, str] | None,
+        size_hint: int | None,
+    ) -> StoredObject:
+        chunk = self.multipart_chunk
+        if size_hint:
+            chunk = max(chunk, math.ceil(size_hint / (MAX_PARTS * 0.9)))
+        token = secrets.token_hex(16)
+        upload_meta = _clean_metadata(metadata, {_UPLOAD_TOKEN: token})
+        try:
+            self._client.upload_fileobj(
+                cast("BinaryIO", replay),
+                self.bucket,
+                full,
+                ExtraArgs={"ContentType": ctype, "Metadata": upload_meta},
+                Config=self._transfer_config(chunk),
+            )
+        except BaseException as exc:
+            if replay.error is not None:
+                # s3transfer has aborted the multipart upload by now; the caller
+                # must see the source's own exception (e.g. TransientDownloadError).
+                raise replay.error from None
+            if isinstance(exc, _BACKEND_ERRORS):
+                raise StorageError(f"S3 upload {full}: {_describe(exc)}") from exc
+            raise
+        self._record_sha256(full, token, reader, ctype, metadata)
+        return StoredObject(key=key, size=reader.size, sha256=reader.sha256)
+
+    def _record_sha256(
+        self,
+        full: str,
+        token: str,
+        reader: HashingReader,
+        ctype: str,
+        metadata: dict[str, str] | None,
+    ) -> None:
+        """Write the sha256 into the metadata of the object just uploaded.
+
+        The copy is conditional on the ETag of *our* upload (recognised by a
+        random token), so a concurrent writer's bytes never get our hash. If
+        it fails, the object is removed: an object without its hash would be
+        trusted by nobody, and the caller retries the whole put.
+        """
+        final_meta = _clean_metadata(metadata, {"sha256": reader.sha256})
+        try:
+            with _s3_errors(f"recording sha256 of {full}"):
+                head = self._client.head_object(Bucket=self.bucket, Key=full)
+                if head.get("Metadata", {}).get(_UPLOAD_TOKEN) != token:
+                    raise StorageError(f"S3 object {full} was overwritten during the upload")
+                etag = head["ETag"]
+                source: CopySourceTypeDef = {"Bucket": self.bucket, "Key": full}
+                args: dict[str, Any] = {
+                    "CopySourceIfMatch": etag,
+                    "MetadataDirective": "REPLACE",
+                    "Metadata": final_meta,
+                    "ContentType": ctype,
+                }
+                if self._checksums:
+                    # Without it, moto 5.2 keeps the parts' composite CRC32 on the
+                    # copy and every later GET fails boto3's checksum validation.
+                    # Asking for a fresh full-object CRC32 is right on AWS too.
+                    args["ChecksumAlgorithm"] = "CRC32"
+                if reader.size <= MAX_SINGLE_COPY:
+                    self._client.copy_object(
+                        Bucket=self.bucket, Key=full, CopySource=source, **args
+                    )
+                else:
+                    self._client.copy(
+                        source,
+                        self.bucket,
+                        full,
+                        ExtraArgs=args,
+                        Config=self._transfer_config(self.multipart_chunk),
+                    )
+        except StorageError:
+            with contextlib.suppress(*_BACKEND_ERRORS):
+                current = self._client.head_object(Bucket=self.bucket, Key=full)
+                if current.get("Metadata", {}).get(_UPLOAD_TOKEN) == token:
+                    self._client.delete_object(Bucket=self.bucket, Key=full)
+            raise
+
+    def put_bytes(
+        self, key: str, data: bytes, *, content_type: str, metadata: dict[str, str] | None = None
+    ) -> StoredObject:
+        """Store a small in-memory object (sidecars); one request below the threshold."""
+        return self.put(
+            key, io.BytesIO(data), size_hint=len(data), content_type=content_type, metadata=metadata
+        )
+
+    def stat(self, key: str) -> StoredObject | None:
+        """HeadObject: size and the ``sha256`` metadata; None when absent."""
+        full = self._full_key(key)
+        with _s3_errors(f"head {full}"):
+            try:
+                head = self._client.head_object(Bucket=self.bucket, Key=full)
+            except botocore.exceptions.ClientError as exc:
+                if _is_not_found(exc):
+                    return None
+                raise
+        sha = head.get("Metadata", {}).get("sha256")
+        return StoredObject(key=key, size=int(head["ContentLength"]), sha256=sha or None)
+
+    def open(self, key: str) -> BinaryIO:
+        """A buffered stream of the object's bytes; StorageError when absent or on failure."""
+        full = self._full_key(key)
+        with _s3_errors(f"get {full}"):
+            response = self._client.get_object(Bucket=self.bucket, Key=full)
+        return io.BufferedReader(_BodyStream(response["Body"], full), buffer_size=1024 * 1024)
+
+    def location(self, key: str) -> str:
+        """``s3://bucket/prefix/key``."""
+        return f"s3://{self.bucket}/{self._full_key(key)}"
+
+    def cleanup(self, older_than_seconds: float = 3600) -> int:
+        """Abort multipart uploads under the prefix started over ``older_than_seconds`` ago.
+
+        The age guard matters with several replicas: a peer's upload in flight
+        right now is younger than an hour and is left alone. Returns the count.
+        """
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+        list_prefix = f"{self.prefix}/" if self.prefix else ""
+        aborted = 0
+        with _s3_errors(f"cleanup of {self.url}"):
+            paginator = self._client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=list_prefix):
+                for upload in page.get("Uploads", []):
+                    initiated = upload.get("Initiated")
+                    if initiated is None or initiated > cutoff:
+                        continue
+                    try:
+                        self._client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                    except botocore.exceptions.ClientError as exc:
+                        if _is_not_found(exc) or "NoSuchUpload" in _describe(exc):
+                            continue  # a peer aborted or completed it meanwhile
+                        raise
+                    aborted += 1
+        return aborted
+
+    def check(self) -> None:
+        """HeadBucket: the endpoint answers, the bucket exists, credentials are accepted."""
+        with _s3_errors(f"head bucket {self.bucket}"):
+            self._client.head_bucket(Bucket=self.bucket)

@@ -1,0 +1,994 @@
+"""All database access. Nothing else in genvault issues SQL.
+
+One :class:`Store` wraps an engine (SQLite in WAL mode, or PostgreSQL) and
+offers the operations the jobs need, each one a short transaction:
+
+* sync:    :meth:`Store.save_page` upserts a page of generations and their
+           assets *and* moves the stream's cursor, in one commit;
+* poll:    :meth:`Store.due_for_poll`, :meth:`Store.save_polled`,
+           :meth:`Store.poll_error`, :meth:`Store.register_tasks`;
+* archive: :meth:`Store.lease_assets` (earliest deadline first; ``FOR UPDATE
+           SKIP LOCKED`` on PostgreSQL), :meth:`Store.finish_assets`,
+           :meth:`Store.release_leases`, sidecar bookkeeping;
+* report:  :meth:`Store.summary`, :meth:`Store.at_risk`.
+
+Batches use executemany (a list of parameter dicts), which measured ~9x faster
+than one multi-row VALUES statement on both databases. The few dialect
+differences (insert ... on conflict, pragmas) live here alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool
+
+from genvault.expiry import SIGNATURE_PARAMS, earliest
+from genvault.models import Asset, Generation, SyncCursor, utcnow
+from genvault.records import AssetState, GenerationRecord, GenerationStatus
+
+G = Generation.__table__  # type: ignore[attr-defined]
+A = Asset.__table__  # type: ignore[attr-defined]
+C = SyncCursor.__table__  # type: ignore[attr-defined]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+# --------------------------------------------------------------------------- value types
+
+
+@dataclass(frozen=True, slots=True)
+class CursorState:
+    high_water: datetime | None
+    scan_position: int | None
+    scan_high_water: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CursorUpdate:
+    """What a page changes in its stream's cursor (written with the page's rows)."""
+
+    stream: str
+    scan_position: int | None
+    """Where to resume; None once the walk is complete."""
+    scan_high_water: datetime | None
+    complete: bool = False
+    """The walk reached its end: promote scan_high_water to high_water."""
+
+
+@dataclass(frozen=True, slots=True)
+class SaveResult:
+    generations_new: int = 0
+    generations_changed: int = 0
+    assets_new: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PollItem:
+    id: int
+    external_id: str
+    poll_attempts: int
+    poll_until: datetime | None
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedAsset:
+    """Everything the archive job needs for one file, read at lease time."""
+
+    id: int
+    generation_id: int
+    provider: str
+    account: str
+    external_id: str
+    generation_created_at: datetime
+    source_url: str
+    role: str
+    kind: str
+    position: int
+    expected_size: int | None
+    expires_at: datetime
+    attempts: int
+    url_refreshed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one archive attempt, applied by :meth:`Store.finish_assets`."""
+
+    asset_id: int
+    state: AssetState
+    """ARCHIVED, PENDING (retry later), FAILED or LOST."""
+    error: str | None = None
+    retry_at: datetime | None = None
+    size: int | None = None
+    sha256: str | None = None
+    content_type: str | None = None
+    storage_key: str | None = None
+    new_url: str | None = None
+    """A fresh URL read from the provider after a 403/404/410."""
+
+
+def url_key(url: str) -> str:
+    """Identity of a file: its URL without the parameters that change when re-signed."""
+    parts = urlsplit(url)
+    query = [
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if k.lower() not in SIGNATURE_PARAMS
+    ]
+    stable = urlunsplit(
+        (parts.scheme.lower(), parts.netloc.lower(), parts.path, urlencode(query), "")
+    )
+    return hashlib.sha256(stable.encode()).hexdigest()
+
+
+def fingerprint(raw: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class Store:
+    """The metadata database."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine: Engine = sa.create_engine(
+                url,
+                echo=echo,
+                connect_args={"check_same_thread": False, "timeout": 30},
+                poolclass=NullPool,
+            )
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine, "begin", _sqlite_begin_immediate)
+        else:
+            self.engine = sa.create_engine(
+                url, echo=echo, pool_pre_ping=True, pool_size=4, max_overflow=8
+            )
+        self._insert = sqlite.insert if self.is_sqlite else postgresql.insert
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def upgrade(self) -> None:
+        """Apply Alembic migrations up to head (idempotent; run at every start)."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def check(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # ------------------------------------------------------------------ sync
+
+    def get_cursor(self, account: str, stream: str) -> CursorState:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(C.c.high_water, C.c.scan_position, C.c.scan_high_water).where(
+                    C.c.account == account, C.c.stream == stream
+                )
+            ).first()
+        if row is None:
+            return CursorState(None, None, None)
+        return CursorState(row.high_water, row.scan_position, row.scan_high_water)
+
+    def save_page(
+        self,
+        *,
+        provider: str,
+        account: str,
+        records: Sequence[GenerationRecord],
+        cursor: CursorUpdate | None,
+        archive_roles: frozenset[str],
+        retention: timedelta,
+        poll_horizon: timedelta,
+        source: str = "history",
+        now: datetime | None = None,
+    ) -> SaveResult:
+        """Upsert one page of listing results and advance the cursor, in one transaction."""
+        now = now or utcnow()
+        with self.tx() as conn:
+            result = self._upsert(
+                conn,
+                provider,
+                account,
+                records,
+                archive_roles,
+                retention,
+                poll_horizon,
+                source,
+                now,
+                listing=True,
+            )
+            if cursor is not None:
+                self._write_cursor(conn, provider, account, cursor, len(records), now)
+        return result
+
+    def sync_failed(self, provider: str, account: str, stream: str, error: str) -> None:
+        now = utcnow()
+        with self.tx() as conn:
+            self._ensure_cursor(conn, provider, account, stream)
+            conn.execute(
+                C.update()
+                .where(C.c.account == account, C.c.stream == stream)
+                .values(last_error=error[:2000], last_run_at=now)
+            )
+
+    def _ensure_cursor(self, conn: Connection, provider: str, account: str, stream: str) -> None:
+        conn.execute(
+            self._insert(C)
+            .values(provider=provider, account=account, stream=stream, items_seen=0)
+            .on_conflict_do_nothing(index_elements=["account", "stream"])
+        )
+
+    def _write_cursor(
+        self, conn: Connection, provider: str, account: str, cu: CursorUpdate, n: int, now: datetime
+    ) -> None:
+        self._ensure_cursor(conn, provider, account, cu.stream)
+        values: dict[str, Any] = {
+            "scan_position": cu.scan_position,
+            "scan_high_water": cu.scan_high_water,
+            "last_run_at": now,
+            "last_error": None,
+            "items_seen": C.c.items_seen + n,
+        }
+        if cu.complete:
+            values.update(
+                scan_position=None,
+                scan_high_water=None,
+                last_full_scan_at=now,
+                last_success_at=now,
+            )
+        conn.execute(
+            C.update().where(C.c.account == account, C.c.stream == cu.stream).values(**values)
+        )
+        if cu.complete and cu.scan_high_water is not None:
+            # never move the watermark backwards
+            conn.execute(
+                C.update()
+                .where(C.c.account == account, C.c.stream == cu.stream)
+                .values(high_water=cu.scan_high_water)
+                .where(sa.or_(C.c.high_water.is_(None), C.c.high_water < cu.scan_high_water))
+            )
+
+    # ------------------------------------------------------------------ upsert core
+
+    def _upsert(
+        self,
+        conn: Connection,
+        provider: str,
+        account: str,
+        records: Sequence[GenerationRecord],
+        archive_roles: frozenset[str],
+        retention: timedelta,
+        poll_horizon: timedelta,
+        source: str,
+        now: datetime,
+        *,
+        listing: bool,
+        next_poll: dict[str, datetime | None] | None = None,
+    ) -> SaveResult:
+        if not records:
+            return SaveResult()
+        by_id: dict[str, GenerationRecord] = {}
+        for r in records:  # a page can list an item twice while it drifts: keep the last
+            by_id[r.external_id] = r
+        ids = list(by_id)
+        existing = {
+            row.external_id: row
+            for row in conn.execute(
+                sa.select(G.c.id, G.c.external_id, G.c.fingerprint).where(
+                    G.c.provider == provider, G.c.account == account, G.c.external_id.in_(ids)
+                )
+            )
+        }
+        rows: list[dict[str, Any]] = []
+        for ext, r in by_id.items():
+            fp = fingerprint(r.raw)
+            old = existing.get(ext)
+            if listing and old is not None and old.fingerprint == fp:
+                continue  # unchanged since we last saw it: nothing to write
+            due: datetime | None
+            if next_poll is not None:
+                due = next_poll.get(ext)
+            else:
+                due = now if (not r.status.terminal or r.needs_detail) else None
+            created = r.created_at or now
+            rows.append(
+                {
+                    "provider": provider,
+                    "account": account,
+                    "external_id": ext,
+                    "kind": (r.kind or None) and r.kind[:128],
+                    "status": r.status.value,
+                    "provider_status": r.provider_status[:64],
+                    "prompt": r.prompt,
+                    "model": (r.model or None) and r.model[:256],
+                    "error": r.error,
+                    "source": source,
+                    "created_at": created,
+                    "completed_at": r.completed_at,
+                    "provider_updated_at": r.updated_at,
+                    "expires_at": r.expires_at or created + retention,
+                    "next_poll_at": due,
+                    "poll_attempts": 0,
+                    "poll_until": now + poll_horizon if not r.status.terminal else None,
+                    "fingerprint": fp if listing else (old.fingerprint if old else ""),
+                    "sidecar_due": r.status is GenerationStatus.SUCCEEDED,
+                    "raw": r.raw,
+                    "first_seen_at": now,
+                    "updated_at": now,
+                }
+            )
+        if not rows:
+            return SaveResult()
+        ins = self._insert(G)
+        update_cols = [
+            "kind",
+            "status",
+            "provider_status",
+            "prompt",
+            "model",
+            "error",
+            "completed_at",
+            "provider_updated_at",
+            "expires_at",
+            "next_poll_at",
+            "fingerprint",
+            "sidecar_due",
+            "raw",
+            "updated_at",
+        ]
+        set_: dict[str, Any] = {c: getattr(ins.excluded, c) for c in update_cols}
+        set_["created_at"] = (
+            sa.func.least(G.c.created_at, ins.excluded.created_at)
+            if not self.is_sqlite
+            else sa.func.min(G.c.created_at, ins.excluded.created_at)
+        )
+        set_["poll_until"] = sa.func.coalesce(G.c.poll_until, ins.excluded.poll_until)
+        if next_poll is None:
+            set_["poll_attempts"] = 0
+        conn.execute(
+            ins.on_conflict_do_update(
+                index_elements=["provider", "account", "external_id"], set_=set_
+            ),
+            rows,
+        )
+        new = sum(1 for row in rows if row["external_id"] not in existing)
+        written = {row["external_id"] for row in rows}
+        assets_new = self._upsert_assets(
+            conn,
+            provider,
+            account,
+            [by_id[e] for e in written if by_id[e].media],
+            archive_roles,
+            retention,
+            now,
+            authoritative=not listing,
+        )
+        return SaveResult(new, len(rows) - new, assets_new)
+
+    def _upsert_assets(
+        self,
+        conn: Connection,
+        provider: str,
+        account: str,
+        records: Sequence[GenerationRecord],
+        archive_roles: frozenset[str],
+        retention: timedelta,
+        now: datetime,
+        *,
+        authoritative: bool = False,
+    ) -> int:
+        """Insert new files, refresh URLs of pending ones. ``authoritative`` (a detail
+        read, which knows more than a listing) may also correct a pending file's role."""
+        if not records:
+            return 0
+        gens = {
+            row.external_id: row
+            for row in conn.execute(
+                sa.select(G.c.id, G.c.external_id, G.c.created_at, G.c.expires_at).where(
+                    G.c.provider == provider,
+                    G.c.account == account,
+                    G.c.external_id.in_([r.external_id for r in records]),
+                )
+            )
+        }
+        gen_ids = [g.id for g in gens.values()]
+        existing: dict[int, dict[str, Any]] = defaultdict(dict)
+        for row in conn.execute(
+            sa.select(
+                A.c.id,
+                A.c.generation_id,
+                A.c.url_key,
+                A.c.position,
+                A.c.state,
+                A.c.source_url,
+                A.c.role,
+                A.c.kind,
+            ).where(A.c.generation_id.in_(gen_ids))
+        ):
+            existing[row.generation_id][row.url_key] = row
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        for r in records:
+            g = gens[r.external_id]
+            have = existing.get(g.id, {})
+            next_pos = max((row.position for row in have.values()), default=-1) + 1
+            for m in r.media:
+                key = url_key(m.url)
+                deadline = earliest(g.expires_at, m.url_expires_at) or g.created_at + retention
+                wanted = m.role.value in archive_roles
+                old = have.get(key)
+                if key not in have:
+                    inserts.append(
+                        {
+                            "generation_id": g.id,
+                            "provider": provider,
+                            "account": account,
+                            "url_key": key,
+                            "source_url": m.url,
+                            "role": m.role.value,
+                            "kind": m.kind.value,
+                            "position": next_pos,
+                            "expected_size": m.size,
+                            "expires_at": deadline,
+                            "created_at": g.created_at,
+                            "state": (AssetState.PENDING if wanted else AssetState.SKIPPED).value,
+                            "attempts": 0,
+                            "url_refreshed": False,
+                            "updated_at": now,
+                        }
+                    )
+                    have[key] = None  # a later duplicate in this batch is not re-inserted
+                    next_pos += 1
+                elif old is not None and old.state in (
+                    AssetState.PENDING.value,
+                    AssetState.SKIPPED.value,
+                ):
+                    state = old.state
+                    if old.state == AssetState.SKIPPED.value and wanted:
+                        state = AssetState.PENDING.value
+                    role, kind = old.role, old.kind
+                    if authoritative and old.state == AssetState.PENDING.value:
+                        role, kind = m.role.value, m.kind.value
+                    if (old.source_url, state, role, kind) != (
+                        m.url,
+                        old.state,
+                        old.role,
+                        old.kind,
+                    ):
+                        updates.append(
+                            {
+                                "b_id": old.id,
+                                "b_url": m.url,
+                                "b_exp": deadline,
+                                "b_state": state,
+                                "b_role": role,
+                                "b_kind": kind,
+                                "b_now": now,
+                            }
+                        )
+        if inserts:
+            conn.execute(
+                self._insert(A).on_conflict_do_nothing(index_elements=["generation_id", "url_key"]),
+                inserts,
+            )
+        if updates:
+            conn.execute(
+                A.update()
+                .where(A.c.id == sa.bindparam("b_id"))
+                .values(
+                    source_url=sa.bindparam("b_url"),
+                    expires_at=sa.bindparam("b_exp"),
+                    state=sa.bindparam("b_state"),
+                    role=sa.bindparam("b_role"),
+                    kind=sa.bindparam("b_kind"),
+                    updated_at=sa.bindparam("b_now"),
+                ),
+                updates,
+            )
+        return len(inserts)
+
+    # ------------------------------------------------------------------ poll
+
+    def register_tasks(
+        self,
+        *,
+        provider: str,
+        account: str,
+        items: Sequence[dict[str, Any]],
+        source: str,
+        poll_horizon: timedelta,
+        now: datetime | None = None,
+    ) -> int:
+        """Store task ids from ``track``, intake or a webhook; due for a poll at once.
+
+        ``items`` are dicts with ``id`` and optional ``created_at``/``prompt``.
+        Re-registering a known id is a no-op, except that a webhook makes it due now.
+        Returns how many were new.
+        """
+        now = now or utcnow()
+        rows: list[dict[str, Any]] = [
+            {
+                "provider": provider,
+                "account": account,
+                "external_id": str(it["id"]),
+                "status": GenerationStatus.QUEUED.value,
+                "provider_status": "",
+                "prompt": it.get("prompt"),
+                "source": source,
+                "created_at": it.get("created_at") or now,
+                "next_poll_at": now,
+                "poll_attempts": 0,
+                "poll_until": now + poll_horizon,
+                "fingerprint": "",
+                "sidecar_due": False,
+                "raw": {},
+                "first_seen_at": now,
+                "updated_at": now,
+            }
+            for it in items
+        ]
+        if not rows:
+            return 0
+        with self.tx() as conn:
+            before = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(G)
+                .where(
+                    G.c.provider == provider,
+                    G.c.account == account,
+                    G.c.external_id.in_([r["external_id"] for r in rows]),
+                )
+            ).scalar_one()
+            ins = self._insert(G)
+            if source == "webhook":
+                stmt = ins.on_conflict_do_update(
+                    index_elements=["provider", "account", "external_id"],
+                    set_={"next_poll_at": now},
+                    # equalities, not IN: an expanding IN parameter cannot go through executemany
+                    where=sa.or_(
+                        *(G.c.status == s for s in ("queued", "running", "unknown")),
+                        G.c.next_poll_at.is_not(None),
+                    ),
+                )
+            else:
+                stmt = ins.on_conflict_do_nothing(
+                    index_elements=["provider", "account", "external_id"]
+                )
+            conn.execute(stmt, rows)
+        return len({r["external_id"] for r in rows}) - int(before)
+
+    def due_for_poll(self, account: str, now: datetime, limit: int) -> list[PollItem]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(G.c.id, G.c.external_id, G.c.poll_attempts, G.c.poll_until, G.c.status)
+                .where(
+                    G.c.account == account, G.c.next_poll_at.is_not(None), G.c.next_poll_at <= now
+                )
+                .order_by(G.c.next_poll_at)
+                .limit(limit)
+            ).all()
+        return [
+            PollItem(r.id, r.external_id, r.poll_attempts, r.poll_until, r.status) for r in rows
+        ]
+
+    def save_polled(
+        self,
+        *,
+        provider: str,
+        account: str,
+        record: GenerationRecord,
+        next_poll_at: datetime | None,
+        poll_attempts: int,
+        archive_roles: frozenset[str],
+        retention: timedelta,
+        poll_horizon: timedelta,
+        now: datetime | None = None,
+    ) -> SaveResult:
+        now = now or utcnow()
+        with self.tx() as conn:
+            res = self._upsert(
+                conn,
+                provider,
+                account,
+                [record],
+                archive_roles,
+                retention,
+                poll_horizon,
+                "history",
+                now,
+                listing=False,
+                next_poll={record.external_id: next_poll_at},
+            )
+            conn.execute(
+                G.update()
+                .where(
+                    G.c.provider == provider,
+                    G.c.account == account,
+                    G.c.external_id == record.external_id,
+                )
+                .values(poll_attempts=poll_attempts)
+            )
+        return res
+
+    def poll_error(
+        self,
+        generation_id: int,
+        *,
+        error: str,
+        next_poll_at: datetime | None,
+        poll_attempts: int,
+        give_up: bool,
+    ) -> None:
+        """Record a failed status read; ``give_up`` marks the generation failed for good."""
+        values: dict[str, Any] = {
+            "next_poll_at": next_poll_at,
+            "poll_attempts": poll_attempts,
+            "updated_at": utcnow(),
+        }
+        if give_up:
+            values.update(
+                status=GenerationStatus.FAILED.value, error=error[:2000], next_poll_at=None
+            )
+        with self.tx() as conn:
+            conn.execute(G.update().where(G.c.id == generation_id).values(**values))
+
+    # ------------------------------------------------------------------ archive
+
+    def lease_assets(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        now: datetime | None = None,
+        accounts: Iterable[str] | None = None,
+    ) -> list[LeasedAsset]:
+        """Take up to ``limit`` pending assets: savable ones earliest-deadline-first,
+        then already-expired ones (a last chance; most recently expired first)."""
+        now = now or utcnow()
+        until = now + timedelta(seconds=lease_seconds)
+        account_list = list(accounts) if accounts is not None else None
+        leased: list[int] = []
+        live_ids: set[int] = set()
+        with self.tx() as conn:
+            for live in (True, False):
+                want = limit - len(leased)
+                if want <= 0:
+                    break
+                q = sa.select(A.c.id).where(
+                    A.c.state == AssetState.PENDING.value,
+                    sa.or_(A.c.lease_until.is_(None), A.c.lease_until < now),
+                    sa.or_(A.c.next_attempt_at.is_(None), A.c.next_attempt_at <= now),
+                )
+                if account_list is not None:
+                    q = q.where(A.c.account.in_(account_list))
+                if live:
+                    q = q.where(A.c.expires_at >= now).order_by(A.c.expires_at, A.c.created_at)
+                else:
+                    q = q.where(A.c.expires_at < now).order_by(A.c.expires_at.desc())
+                q = q.limit(want).with_for_update(skip_locked=True)
+                ids = list(
+                    conn.execute(
+                        A.update()
+                        .where(A.c.id.in_(q.scalar_subquery()))
+                        .values(lease_owner=owner, lease_until=until)
+                        .returning(A.c.id)
+                    ).scalars()
+                )
+                leased.extend(ids)
+                if live:
+                    live_ids.update(ids)
+            if not leased:
+                return []
+            rows = conn.execute(
+                sa.select(A, G.c.external_id, G.c.created_at.label("gen_created"))
+                .join(G, G.c.id == A.c.generation_id)
+                .where(A.c.id.in_(leased))
+            ).all()
+        out = [
+            LeasedAsset(
+                id=r.id,
+                generation_id=r.generation_id,
+                provider=r.provider,
+                account=r.account,
+                external_id=r.external_id,
+                generation_created_at=r.gen_created,
+                source_url=r.source_url,
+                role=r.role,
+                kind=r.kind,
+                position=r.position,
+                expected_size=r.expected_size,
+                expires_at=r.expires_at,
+                attempts=r.attempts,
+                url_refreshed=r.url_refreshed,
+            )
+            for r in rows
+        ]
+
+        # UPDATE ... RETURNING gives rows in no particular order: restore the lease order.
+        def order(a: LeasedAsset) -> tuple[int, float, float, int]:
+            if a.id in live_ids:
+                return (0, a.expires_at.timestamp(), a.generation_created_at.timestamp(), a.id)
+            return (1, -a.expires_at.timestamp(), 0.0, a.id)
+
+        out.sort(key=order)
+        return out
+
+    def extend_leases(self, owner: str, ids: Sequence[int], lease_seconds: float) -> None:
+        if not ids:
+            return
+        with self.tx() as conn:
+            conn.execute(
+                A.update()
+                .where(A.c.id.in_(list(ids)), A.c.lease_owner == owner)
+                .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+            )
+
+    def finish_assets(self, owner: str, outcomes: Sequence[Outcome]) -> int:
+        """Apply archive outcomes in one transaction; returns how many still held our lease.
+
+        An outcome for a lease that expired and moved to another worker is
+        dropped: that worker will write the same key and record it.
+        """
+        if not outcomes:
+            return 0
+        now = utcnow()
+        applied = 0
+        with self.tx() as conn:
+            for o in outcomes:
+                values: dict[str, Any] = {
+                    "state": o.state.value,
+                    "lease_owner": None,
+                    "lease_until": None,
+                    "updated_at": now,
+                }
+                if o.state is AssetState.ARCHIVED:
+                    values.update(
+                        size=o.size,
+                        sha256=o.sha256,
+                        content_type=o.content_type,
+                        storage_key=o.storage_key,
+                        archived_at=now,
+                        last_error=None,
+                        next_attempt_at=None,
+                    )
+                else:
+                    values.update(
+                        last_error=(o.error or "")[:2000],
+                        next_attempt_at=o.retry_at,
+                        attempts=A.c.attempts + 1,
+                    )
+                if o.new_url is not None:
+                    values.update(source_url=o.new_url, url_refreshed=True, attempts=A.c.attempts)
+                res = conn.execute(
+                    A.update()
+                    .where(A.c.id == o.asset_id, A.c.lease_owner == owner)
+                    .values(**values)
+                )
+                applied += res.rowcount
+            archived = [o.asset_id for o in outcomes if o.state is AssetState.ARCHIVED]
+            if archived:
+                conn.execute(
+                    G.update()
+                    .where(
+                        G.c.id.in_(
+                            sa.select(A.c.generation_id)
+                            .where(A.c.id.in_(archived))
+                            .scalar_subquery()
+                        )
+                    )
+                    .values(sidecar_due=True)
+                )
+        return applied
+
+    def release_leases(self, owner: str) -> int:
+        """Give back every lease of ``owner`` (shutdown): another run takes them at once."""
+        with self.tx() as conn:
+            res = conn.execute(
+                A.update()
+                .where(A.c.lease_owner == owner, A.c.state == AssetState.PENDING.value)
+                .values(lease_owner=None, lease_until=None)
+            )
+        return int(res.rowcount)
+
+    def sidecars_due(
+        self, limit: int, accounts: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Generations whose sidecar must be (re)written: nothing pending, something changed."""
+        pending = (
+            sa.select(A.c.id)
+            .where(A.c.generation_id == G.c.id, A.c.state == AssetState.PENDING.value)
+            .exists()
+        )
+        q = sa.select(G).where(G.c.sidecar_due.is_(True), ~pending).limit(limit)
+        if accounts is not None:
+            q = q.where(G.c.account.in_(list(accounts)))
+        with self.engine.connect() as conn:
+            gens = [dict(r._mapping) for r in conn.execute(q)]
+            if not gens:
+                return []
+            assets = defaultdict(list)
+            for r in conn.execute(
+                sa.select(A)
+                .where(A.c.generation_id.in_([g["id"] for g in gens]))
+                .order_by(A.c.generation_id, A.c.position)
+            ):
+                assets[r.generation_id].append(dict(r._mapping))
+        for g in gens:
+            g["assets"] = assets.get(g["id"], [])
+        return gens
+
+    def sidecar_written(self, generation_id: int, seen_updated_at: datetime) -> None:
+        """Clear the flag unless the generation changed again while we wrote."""
+        with self.tx() as conn:
+            conn.execute(
+                G.update()
+                .where(G.c.id == generation_id, G.c.updated_at == seen_updated_at)
+                .values(sidecar_due=False)
+            )
+
+    def generation_id_of(self, asset_id: int) -> tuple[str, str] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(G.c.account, G.c.external_id)
+                .join(A, A.c.generation_id == G.c.id)
+                .where(A.c.id == asset_id)
+            ).first()
+        return (row.account, row.external_id) if row else None
+
+    # ------------------------------------------------------------------ reporting
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """Per account: generation counts by status, asset counts by state, last sync."""
+        out: dict[str, dict[str, Any]] = defaultdict(
+            lambda: {
+                "generations": {},
+                "assets": {},
+                "last_sync": None,
+                "last_error": None,
+                "bytes_archived": 0,
+                "next_deadline": None,
+            }
+        )
+        with self.engine.connect() as conn:
+            for r in conn.execute(
+                sa.select(G.c.account, G.c.status, sa.func.count()).group_by(
+                    G.c.account, G.c.status
+                )
+            ):
+                out[r[0]]["generations"][r[1]] = r[2]
+            for r in conn.execute(
+                sa.select(
+                    A.c.account,
+                    A.c.state,
+                    sa.func.count(),
+                    sa.func.coalesce(sa.func.sum(A.c.size), 0),
+                ).group_by(A.c.account, A.c.state)
+            ):
+                out[r[0]]["assets"][r[1]] = r[2]
+                if r[1] == AssetState.ARCHIVED.value:
+                    out[r[0]]["bytes_archived"] = int(r[3])
+            for r in conn.execute(
+                sa.select(A.c.account, sa.func.min(A.c.expires_at))
+                .where(A.c.state == AssetState.PENDING.value)
+                .group_by(A.c.account)
+            ):
+                out[r[0]]["next_deadline"] = r[1]
+            for r in conn.execute(
+                sa.select(
+                    C.c.account, sa.func.max(C.c.last_success_at), sa.func.max(C.c.last_error)
+                ).group_by(C.c.account)
+            ):
+                out[r[0]]["last_sync"] = r[1]
+                out[r[0]]["last_error"] = r[2]
+        for v in out.values():
+            if isinstance(v["next_deadline"], datetime) and v["next_deadline"].tzinfo is None:
+                v["next_deadline"] = v["next_deadline"].replace(tzinfo=utcnow().tzinfo)
+        return dict(out)
+
+    def at_risk(
+        self, within: timedelta, limit: int = 50, now: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Pending assets whose deadline falls within ``within`` (expired ones included)."""
+        now = now or utcnow()
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    A.c.id,
+                    A.c.account,
+                    A.c.provider,
+                    G.c.external_id,
+                    A.c.role,
+                    A.c.expires_at,
+                    A.c.attempts,
+                    A.c.last_error,
+                )
+                .join(G, G.c.id == A.c.generation_id)
+                .where(A.c.state == AssetState.PENDING.value, A.c.expires_at <= now + within)
+                .order_by(A.c.expires_at)
+                .limit(limit)
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    def outstanding_work(self) -> tuple[int, int]:
+        """(generations still to be polled, assets still pending): zero and zero is quiet."""
+        with self.engine.connect() as conn:
+            polling = conn.execute(
+                sa.select(sa.func.count()).select_from(G).where(G.c.next_poll_at.is_not(None))
+            ).scalar_one()
+            pending = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(A)
+                .where(A.c.state == AssetState.PENDING.value)
+            ).scalar_one()
+        return int(polling), int(pending)
+
+    def count_assets(self, state: AssetState | None = None) -> int:
+        q = sa.select(sa.func.count()).select_from(A)
+        if state is not None:
+            q = q.where(A.c.state == state.value)
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def assets(self, account: str | None = None) -> list[dict[str, Any]]:
+        """Every asset row (for tests, export and verify)."""
+        q = sa.select(A, G.c.external_id).join(G, G.c.id == A.c.generation_id).order_by(A.c.id)
+        if account is not None:
+            q = q.where(A.c.account == account)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def generations(self, account: str | None = None) -> list[dict[str, Any]]:
+        q = sa.select(G).order_by(G.c.id)
+        if account is not None:
+            q = q.where(G.c.account == account)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Autocommit at the driver level: SQLAlchemy's "begin" event issues BEGIN IMMEDIATE.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _sqlite_begin_immediate(conn: Connection) -> None:
+    # Take the write lock up front so two writers queue instead of deadlocking on upgrade.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")

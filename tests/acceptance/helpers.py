@@ -1,0 +1,91 @@
+"""Helpers for acceptance tests: run the real ``genvault`` CLI against simulators."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+GENVAULT = [sys.executable, "-m", "genvault.cli"]
+
+
+def write_config(
+    path: Path,
+    *,
+    db_url: str,
+    storage_url: str,
+    accounts: list[dict[str, Any]],
+    endpoint_url: str | None = None,
+    extra: str = "",
+) -> Path:
+    """A TOML config for tests: loopback allowed, quick polls, quick retries."""
+    lines = [
+        "[database]",
+        f'url = "{db_url}"',
+        "[storage]",
+        f'url = "{storage_url}"',
+    ]
+    if endpoint_url:
+        lines.append(f'endpoint_url = "{endpoint_url}"')
+    lines += [
+        "[network]",
+        "allow_private = true",
+        "read_timeout = 20.0",
+        "[poll]",
+        "backoff_seconds = [0.2, 0.5]",
+        "[archive]",
+        "retry_base_seconds = 0.2",
+    ]
+    lines.append(extra)
+    for acc in accounts:
+        lines.append("[[accounts]]")
+        for k, v in acc.items():
+            lines.append(f"{k} = {v!r}".replace("'", '"'))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def genvault(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a separate process, like cron or systemd would."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    full_env.setdefault("PYTHONUNBUFFERED", "1")
+    return subprocess.run(
+        [*GENVAULT, *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=cwd,
+    )
+
+
+def run_until_quiet(
+    config: Path, env: dict[str, str], *, max_runs: int = 15
+) -> list[subprocess.CompletedProcess[str]]:
+    """``run --once`` repeatedly, as a CronJob would, until a run has nothing left to do."""
+    import time
+
+    from genvault.config import load_settings
+    from genvault.store import Store
+
+    runs = []
+    settings = load_settings(config, environ={**os.environ, **env})
+    for _ in range(max_runs):
+        proc = genvault("--config", str(config), "run", "--once", env=env)
+        runs.append(proc)
+        store = Store(settings.database.url)
+        try:
+            polling, pending = store.outstanding_work()
+        finally:
+            store.dispose()
+        if polling == 0 and pending == 0:
+            return runs
+        time.sleep(0.3)
+    raise AssertionError(
+        f"not quiet after {max_runs} runs; last stderr:\n{runs[-1].stderr[-3000:]}"
+    )

@@ -1,0 +1,225 @@
+"""``genvault run --once`` end to end: GeminiGen simulator -> SQLite/PostgreSQL -> S3/folder.
+
+The CLI runs as a separate process, exactly as a CronJob would; the simulator
+serves over loopback HTTP and moto's S3 server takes the uploads over HTTP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from genvault.simulator import geminigen
+from genvault.store import Store
+from tests.acceptance.helpers import genvault, run_until_quiet, write_config
+from tests.fixtures.s3 import S3Server
+
+API_KEY = "gg-test-key-7f3a9c2e51"
+
+
+@pytest.fixture
+def sim() -> Iterator[geminigen.GeminiGenSimulator]:
+    s = geminigen.create(
+        api_key=API_KEY,
+        seed=11,
+        count=30,
+        image_size=30_000,
+        video_size=400_000,
+        audio_size=50_000,
+        processing_count=3,
+        processing_seconds=0.5,
+        failed_count=2,
+        max_items_per_page=100,
+    )
+    s.start()
+    yield s
+    s.stop()
+
+
+def _account(sim: geminigen.GeminiGenSimulator, **extra: Any) -> dict[str, Any]:
+    acc = {
+        "name": "main",
+        "provider": "geminigen",
+        "api_key_env": "GG_KEY",
+        "base_url": sim.api_base,
+        "items_per_page": 7,
+        "media_base": sim.base_url + "/cdn/",
+        "fetch_detail": "always",
+    }
+    acc.update(extra)
+    return acc
+
+
+def _expected(sim: geminigen.GeminiGenSimulator) -> dict[str, Any]:
+    """Files genvault must archive by default (references are off), keyed by URL."""
+    return {f.url: f for f in sim.expected_media() if f.role != "reference"}
+
+
+def test_run_once_to_s3_archives_every_file_verified_and_twice_is_a_no_op(
+    sim: geminigen.GeminiGenSimulator,
+    s3_bucket: tuple[str, str],
+    s3_server: S3Server,
+    tmp_path: Path,
+) -> None:
+    endpoint, bucket = s3_bucket
+    db = tmp_path / "gv.db"
+    config = write_config(
+        tmp_path / "genvault.toml",
+        db_url=f"sqlite:///{db}",
+        storage_url=f"s3://{bucket}/archive",
+        endpoint_url=endpoint,
+        accounts=[_account(sim)],
+    )
+    env = {"GG_KEY": API_KEY}
+
+    runs = run_until_quiet(config, env)
+    assert runs[-1].returncode == 0, runs[-1].stderr[-3000:]
+
+    expected = _expected(sim)
+    store = Store(f"sqlite:///{db}")
+    assets = {a["source_url"]: a for a in store.assets()}
+    gens = {g["external_id"]: g for g in store.generations()}
+    store.dispose()
+    assert set(expected) <= set(assets), "some simulator files were never discovered"
+    s3 = s3_server.client()
+    for url, exp in expected.items():
+        row = assets[url]
+        assert row["state"] == "archived", (url, row["last_error"])
+        assert row["sha256"] == exp.sha256 and row["size"] == exp.size
+        # storage keys are relative to the configured storage URL (s3://bucket/archive)
+        head = s3.head_object(Bucket=bucket, Key="archive/" + row["storage_key"])
+        assert head["ContentLength"] == exp.size
+        assert head["Metadata"]["sha256"] == exp.sha256
+        body = s3.get_object(Bucket=bucket, Key="archive/" + row["storage_key"])["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == exp.sha256
+        assert row["storage_key"].startswith("geminigen/main/")
+
+    # every succeeded generation has a sidecar with the raw payload and its files
+    succeeded = [g for g in gens.values() if g["status"] == "succeeded"]
+    assert succeeded
+    for g in succeeded:
+        any_key = next(
+            a["storage_key"]
+            for a in assets.values()
+            if a["external_id"] == g["external_id"] and a["storage_key"]
+        )
+        sidecar_key = any_key.rsplit("/", 1)[0] + "/generation.json"
+        doc = json.loads(s3.get_object(Bucket=bucket, Key="archive/" + sidecar_key)["Body"].read())
+        assert doc["external_id"] == g["external_id"]
+        assert doc["raw"]["uuid"] == g["external_id"]
+        assert {f["sha256"] for f in doc["files"] if f["state"] == "archived"} >= {
+            a["sha256"]
+            for a in assets.values()
+            if a["external_id"] == g["external_id"] and a["state"] == "archived"
+        }
+    failed = [g for g in gens.values() if g["status"] == "failed"]
+    assert len(failed) == 2 and all(g["error"] for g in failed)
+
+    # a second run downloads nothing again
+    served_before = sim.stats.snapshot()["media_bytes"]
+    objects_before = s3.list_objects_v2(Bucket=bucket)["KeyCount"]
+    again = genvault("--config", str(config), "run", "--once", env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert sim.stats.snapshot()["media_bytes"] == served_before
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == objects_before
+
+
+def test_run_once_on_postgres_to_folder(
+    sim: geminigen.GeminiGenSimulator, postgres_url: str, tmp_path: Path
+) -> None:
+    archive = tmp_path / "archive"
+    config = write_config(
+        tmp_path / "genvault.toml",
+        db_url=postgres_url,
+        storage_url=f"file://{archive}",
+        accounts=[_account(sim)],
+    )
+    runs = run_until_quiet(config, {"GG_KEY": API_KEY})
+    assert runs[-1].returncode == 0, runs[-1].stderr[-3000:]
+    expected = _expected(sim)
+    store = Store(postgres_url)
+    assets = {a["source_url"]: a for a in store.assets()}
+    store.dispose()
+    for url, exp in expected.items():
+        row = assets[url]
+        path = archive / row["storage_key"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == exp.sha256
+    assert (
+        not list((archive / ".genvault-tmp").glob("*"))
+        if (archive / ".genvault-tmp").exists()
+        else True
+    )
+    files = [p for p in archive.rglob("*") if p.is_file() and ".genvault-tmp" not in p.parts]
+    media = [p for p in files if p.name != "generation.json"]
+    assert len(media) == len(expected), "each file stored exactly once"
+
+
+def test_api_key_never_in_logs_or_status(sim: geminigen.GeminiGenSimulator, tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "genvault.toml",
+        db_url=f"sqlite:///{tmp_path / 'gv.db'}",
+        storage_url=f"file://{tmp_path / 'archive'}",
+        accounts=[_account(sim)],
+    )
+    env = {"GG_KEY": API_KEY}
+    sim.faults.fail_next = 2  # provoke retries and warnings too
+    runs = [
+        genvault("--config", str(config), "--log-level", "debug", "run", "--once", env=env)
+        for _ in range(3)
+    ]
+    status = genvault("--config", str(config), "status", "--json", env=env)
+    output = "".join(r.stdout + r.stderr for r in [*runs, status])
+    assert "asset.archived" in output  # the logs were really produced
+    assert API_KEY not in output
+    db_dump = (tmp_path / "gv.db").read_bytes()
+    assert API_KEY.encode() not in db_dump
+
+
+def test_status_json_shape(sim: geminigen.GeminiGenSimulator, tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "genvault.toml",
+        db_url=f"sqlite:///{tmp_path / 'gv.db'}",
+        storage_url=f"file://{tmp_path / 'archive'}",
+        accounts=[_account(sim)],
+    )
+    run_until_quiet(config, {"GG_KEY": API_KEY})
+    proc = genvault("--config", str(config), "status", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert set(doc) == {"accounts", "at_risk"}
+    (acc,) = doc["accounts"]
+    assert {"name", "provider", "generations", "assets", "last_sync"} <= set(acc)
+    assert acc["name"] == "main" and acc["provider"] == "geminigen"
+    assert acc["generations"]["succeeded"] == 28 and acc["generations"]["failed"] == 2
+    assert acc["assets"]["archived"] == len(_expected(sim))
+    assert acc["last_sync"] is not None
+    table = genvault("--config", str(config), "status")
+    assert table.returncode == 0 and "main" in table.stdout
+
+
+def test_media_urls_are_taken_from_the_detail_for_videos(
+    sim: geminigen.GeminiGenSimulator, tmp_path: Path
+) -> None:
+    """The listing omits videos; only the /history/{uuid} detail has them."""
+    config = write_config(
+        tmp_path / "genvault.toml",
+        db_url=f"sqlite:///{tmp_path / 'gv.db'}",
+        storage_url=f"file://{tmp_path / 'archive'}",
+        accounts=[_account(sim)],
+    )
+    run_until_quiet(config, {"GG_KEY": API_KEY})
+    videos = [f for f in sim.expected_media() if f.kind == "video"]
+    assert videos
+    store = Store(f"sqlite:///{tmp_path / 'gv.db'}")
+    by_path = {urlsplit(a["source_url"]).path: a for a in store.assets()}
+    store.dispose()
+    for v in videos:
+        row = by_path[urlsplit(v.url).path]
+        assert row["state"] == "archived" and row["kind"] == "video"
+        assert row["storage_key"].endswith(".mp4")

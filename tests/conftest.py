@@ -1,0 +1,38 @@
+"""Shared fixtures: real servers on loopback, never in-process fakes.
+
+* ``postgres_url``: a fresh database on a real PostgreSQL (GENVAULT_TEST_POSTGRES_URL,
+  a server on 127.0.0.1:5432, or a throwaway cluster started for the session);
+* ``s3_server`` / ``s3_bucket``: moto's standalone S3 server over HTTP;
+* ``db_url``: parametrized over SQLite and PostgreSQL, for the store suite.
+
+Test layers (procrastinate's model): ``tests/unit`` (pure functions, no I/O),
+``tests/integration`` (one component against real servers), ``tests/acceptance``
+(the CLI and the whole pipeline against the simulators).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.postgres import postgres_server_url, postgres_url  # noqa: F401
+from tests.fixtures.s3 import s3_bucket, s3_server  # noqa: F401
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL on each backend genvault supports."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'genvault.db'}"
+    else:
+        yield request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_werkzeug() -> None:
+    """moto's server logs every request at INFO; failures should show genvault's output."""
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -1,0 +1,143 @@
+"""Secret redaction in genvault's structlog set-up: no code path may print an API key."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+import genvault.logging as gvlog
+
+SECRET = "sk-live-abcdef123456"
+MASK = "***"
+
+
+@pytest.fixture
+def stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """JSON logging into a StringIO, with a private secret registry; all undone afterwards."""
+    monkeypatch.setattr(gvlog, "_secrets", set())
+    root = logging.getLogger()
+    saved_handlers = root.handlers[:]
+    saved_level = root.level
+    out = io.StringIO()
+    gvlog.configure(level="debug", fmt="json", stream=out)
+    gvlog.register_secret(SECRET)
+    try:
+        yield out
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+
+
+def _lines(out: io.StringIO) -> list[dict[str, Any]]:
+    text = out.getvalue()
+    assert text, "nothing was logged"
+    assert SECRET not in text
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_secret_in_message(stream: io.StringIO) -> None:
+    gvlog.get_logger("t").info(f"calling with key {SECRET}")
+    [line] = _lines(stream)
+    assert line["event"] == f"calling with key {MASK}"
+    assert line["level"] == "info"
+    assert "timestamp" in line
+
+
+def test_secret_in_positional_format_args(stream: io.StringIO) -> None:
+    gvlog.get_logger("t").info("calling with key %s", SECRET)
+    [line] = _lines(stream)
+    assert line["event"] == f"calling with key {MASK}"
+
+
+def test_secret_in_nested_values(stream: io.StringIO) -> None:
+    gvlog.get_logger("t").info(
+        "request",
+        request={"headers": {"x-key": SECRET}, "params": [f"k={SECRET}", ("t", SECRET)]},
+        url=f"https://api.example/v1?key={SECRET}&page=2",
+    )
+    [line] = _lines(stream)
+    assert line["request"]["headers"]["x-key"] == MASK
+    assert line["request"]["params"] == [f"k={MASK}", ["t", MASK]]
+    assert line["url"] == f"https://api.example/v1?key={MASK}&page=2"
+
+
+def test_secret_in_exception(stream: io.StringIO) -> None:
+    log = gvlog.get_logger("t")
+    try:
+        raise RuntimeError(f"401 Unauthorized for key {SECRET}")
+    except RuntimeError:
+        log.exception("api.failed")
+    [line] = _lines(stream)
+    assert line["event"] == "api.failed"
+    assert line["level"] == "error"
+    assert "RuntimeError" in line["exception"]
+    assert f"for key {MASK}" in line["exception"]
+
+
+def test_exception_object_as_value(stream: io.StringIO) -> None:
+    gvlog.get_logger("t").warning("retry", error=ValueError(f"bad key {SECRET}"))
+    [line] = _lines(stream)
+    assert line["error"] == f"ValueError: bad key {MASK}"
+
+
+@pytest.mark.parametrize(
+    "key", ["api_key", "API_KEY", "x_api_key", "auth_token", "password", "authorization"]
+)
+def test_sensitive_key_names_are_masked(stream: io.StringIO, key: str) -> None:
+    # Masked by name even when the value was never registered.
+    gvlog.get_logger("t").info("configured", **{key: "unregistered-value-42"})
+    text = stream.getvalue()
+    assert "unregistered-value-42" not in text
+    [line] = _lines(stream)
+    assert line[key] == MASK
+
+
+def test_api_key_field_with_the_secret(stream: io.StringIO) -> None:
+    gvlog.get_logger("t").info("configured", api_key=SECRET, account="main")
+    [line] = _lines(stream)
+    assert line["api_key"] == MASK
+    assert line["account"] == "main"
+
+
+def test_bound_context_is_redacted(stream: io.StringIO) -> None:
+    gvlog.get_logger("t").bind(auth=f"Bearer {SECRET}").info("bound")
+    [line] = _lines(stream)
+    assert line["auth"] == f"Bearer {MASK}"
+
+
+def test_non_secret_text_is_untouched(stream: io.StringIO) -> None:
+    gvlog.get_logger("t").info("sync.page", page=3, account="main", note="sk-live-other")
+    [line] = _lines(stream)
+    assert line["event"] == "sync.page"
+    assert (line["page"], line["account"], line["note"]) == (3, "main", "sk-live-other")
+    assert MASK not in stream.getvalue()
+
+
+def test_level_filtering(stream: io.StringIO) -> None:
+    gvlog.configure(level="warning", fmt="json", stream=stream)
+    log = gvlog.get_logger("t")
+    log.info(f"hidden {SECRET}")
+    log.warning(f"shown {SECRET}")
+    [line] = _lines(stream)
+    assert line["event"] == f"shown {MASK}"
+
+
+def test_short_values_are_not_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gvlog, "_secrets", set())
+    gvlog.register_secret("abc")
+    gvlog.register_secret("")
+    assert gvlog._secrets == set()
+    assert gvlog.scrub("abc abc") == "abc abc"
+
+
+def test_scrub_masks_every_occurrence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gvlog, "_secrets", set())
+    gvlog.register_secret(SECRET)
+    assert gvlog.scrub(f"{SECRET}/{SECRET}") == f"{MASK}/{MASK}"
