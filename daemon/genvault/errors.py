@@ -9,6 +9,7 @@ Jobs catch these classes, never strings.
     GenvaultError
     ├── ConfigError                     bad config; the CLI exits 2 with one line
     ├── UnsafeURLError                  SSRF guard refused a URL (permanent)
+    ├── WebhookRejectedError            a callback failed its signature/shape check (4xx)
     ├── ProviderError                   talking to a provider's API
     │   ├── TransientProviderError      5xx, timeouts, resets, slow bodies
     │   │   └── RateLimitedError        429; carries retry_after seconds
@@ -43,6 +44,10 @@ class ConfigError(GenvaultError):
 
 class UnsafeURLError(GenvaultError):
     """A URL was refused by the network policy (scheme, private address, allowlist)."""
+
+
+class WebhookRejectedError(GenvaultError):
+    """A provider callback was refused: bad signature, undecryptable or unreadable body."""
 
 
 # --------------------------------------------------------------------------- provider API

@@ -1,4 +1,4 @@
-"""Task ids handed to genvault by people and systems (``track``, and later HTTP intake).
+"""Task ids handed to genvault by people and systems (``track`` and the HTTP intake).
 
 APIs without a history listing (Akool, QuickRouter) can only be archived if
 whoever submitted the generation tells genvault its id. This module turns the
@@ -8,7 +8,7 @@ accepted input shapes into ``{"id", "created_at"?, "prompt"?}`` items.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from genvault.providers._parse import epoch_millis, epoch_seconds, iso_datetime
@@ -32,7 +32,8 @@ def _item(obj: dict[str, Any], where: str) -> dict[str, Any]:
     if created is not None:
         when = iso_datetime(created)
         if when is None and isinstance(created, (int, float)) and not isinstance(created, bool):
-            when = epoch_millis(round(created)) if created > 10**11 else epoch_seconds(round(created))
+            n = round(created)
+            when = epoch_millis(n) if created > 10**11 else epoch_seconds(n)
         if when is None:
             raise IntakeError(f"{where}: created_at is not a date")
         item["created_at"] = when
@@ -57,4 +58,23 @@ def parse_id_lines(lines: Iterable[str]) -> list[dict[str, Any]]:
             out.append(_item(obj, f"line {n}"))
         else:
             out.append(_item({"id": text}, f"line {n}"))
+    return out
+
+
+def parse_task_objects(items: Sequence[Any], *, where: str = "tasks") -> list[dict[str, Any]]:
+    """JSON task entries (objects with ``id``, or bare id strings) -> intake items.
+
+    The HTTP intake and ``track --from-file`` must accept and reject exactly the
+    same ids, so both go through :func:`_item`; errors name the entry as
+    ``where[i]`` so a submitter can find the bad one in a batch of thousands.
+    """
+    out = []
+    for i, obj in enumerate(items):
+        at = f"{where}[{i}]"
+        if isinstance(obj, str):
+            out.append(_item({"id": obj}, at))
+        elif isinstance(obj, dict):
+            out.append(_item(obj, at))
+        else:
+            raise IntakeError(f"{at}: must be an id string or an object with 'id'")
     return out

@@ -85,7 +85,7 @@ class Runtime:
                 policy=policy,
                 account=acc.name,
             )
-            accounts[acc.name] = AccountRuntime(acc, cls_(api, options, acc.name))
+            accounts[acc.name] = AccountRuntime(acc, cls_(api, options, acc.name, api_key=key))
         return cls(settings, store, storage, policy, accounts, api_http, media_http)
 
     @property

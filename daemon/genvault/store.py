@@ -119,6 +119,8 @@ class Outcome:
     storage_key: str | None = None
     new_url: str | None = None
     """A fresh URL read from the provider after a 403/404/410."""
+    new_expires_at: datetime | None = None
+    """The deadline that comes with the fresh URL (a re-signed URL lives longer)."""
 
 
 def url_key(url: str) -> str:
@@ -156,7 +158,7 @@ class Store:
                 poolclass=NullPool,
             )
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-            sa.event.listen(self.engine, "begin", _sqlite_begin_immediate)
+            sa.event.listen(self.engine, "begin", _sqlite_begin)
         else:
             self.engine = sa.create_engine(
                 url, echo=echo, pool_pre_ping=True, pool_size=4, max_overflow=8
@@ -172,7 +174,7 @@ class Store:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
@@ -185,8 +187,14 @@ class Store:
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+        """A write transaction (on SQLite: BEGIN IMMEDIATE, so writers queue up front)."""
+        with self.engine.connect() as conn:
+            conn.info["genvault_write"] = True
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.info.pop("genvault_write", None)
 
     # ------------------------------------------------------------------ sync
 
@@ -369,6 +377,10 @@ class Store:
             "updated_at",
         ]
         set_: dict[str, Any] = {c: getattr(ins.excluded, c) for c in update_cols}
+        # A status read may know less than the listing did (CrowdComputed's status endpoint
+        # does not name the workflow): never blank out what we already know.
+        for keep in ("kind", "model", "prompt"):
+            set_[keep] = sa.func.coalesce(getattr(ins.excluded, keep), G.c[keep])
         set_["created_at"] = (
             sa.func.least(G.c.created_at, ins.excluded.created_at)
             if not self.is_sqlite
@@ -792,6 +804,8 @@ class Store:
                     )
                 if o.new_url is not None:
                     values.update(source_url=o.new_url, url_refreshed=True, attempts=A.c.attempts)
+                if o.new_expires_at is not None:
+                    values.update(expires_at=o.new_expires_at)
                 res = conn.execute(
                     A.update()
                     .where(A.c.id == o.asset_id, A.c.lease_owner == owner)
@@ -989,6 +1003,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _sqlite_begin_immediate(conn: Connection) -> None:
-    # Take the write lock up front so two writers queue instead of deadlocking on upgrade.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+def _sqlite_begin(conn: Connection) -> None:
+    # Writers take the lock up front so two of them queue instead of deadlocking on the
+    # upgrade from a read lock; readers take a plain (deferred) snapshot and never wait.
+    if conn.info.get("genvault_write"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")

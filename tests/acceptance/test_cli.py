@@ -3,38 +3,59 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from genvault.demo import DEMO_KEY
-from genvault.simulator import geminigen
-from genvault.store import Store
+from rich.console import Console
+
+from genvault.demo import demo_pipeline
+from genvault.simulator import SIMULATORS, geminigen
+from genvault.store import Store, url_key
 from tests.acceptance.helpers import GENVAULT, genvault, write_config
 
 
-def test_demo_archives_every_simulated_file_byte_identical(tmp_path: Path) -> None:
+def test_demo_command_runs_clean_from_a_fresh_directory(tmp_path: Path) -> None:
     started = time.monotonic()
-    proc = genvault("demo", "--dir", str(tmp_path / "demo"), "--count", "12", timeout=120)
-    elapsed = time.monotonic() - started
+    proc = genvault("demo", "--dir", str(tmp_path / "demo"), "--count", "6", timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "done in" in proc.stdout and "0 lost" in proc.stdout
-    assert elapsed < 60
+    assert "done in" in proc.stdout and " 0 lost" in proc.stdout and " 0 pending" in proc.stdout
+    assert time.monotonic() - started < 60
+    assert (tmp_path / "demo" / "genvault.db").exists()
 
-    # The simulator is deterministic: the same seed and count serve the same bytes.
-    truth = geminigen.create(api_key=DEMO_KEY, seed=7, count=12)
-    expected = {urlsplit(f.url).path: f for f in truth.expected_media() if f.role != "reference"}
-    store = Store(f"sqlite:///{tmp_path / 'demo' / 'genvault.db'}")
+
+def test_demo_archives_every_simulated_file_byte_identical(tmp_path: Path) -> None:
+    """Every provider's simulator truth against what landed on disk, file by file."""
+    demo_dir = tmp_path / "demo"
+    result, truth, _ = demo_pipeline(
+        demo_dir, count=10, timeout=90, console=Console(file=io.StringIO())
+    )
+    assert result.lost == 0 and result.pending == 0
+    assert set(truth) == {f"demo-{name}" for name in SIMULATORS}
+    store = Store(f"sqlite:///{demo_dir / 'genvault.db'}")
     rows = store.assets()
     store.dispose()
-    archived = {urlsplit(r["source_url"]).path: r for r in rows if r["state"] == "archived"}
-    assert set(archived) == set(expected)
-    for path, exp in expected.items():
-        stored = tmp_path / "demo" / "archive" / archived[path]["storage_key"]
-        assert hashlib.sha256(stored.read_bytes()).hexdigest() == exp.sha256, path
+    for account, files in truth.items():
+        now = datetime.now(UTC)
+        wanted = {
+            url_key(f.url): f
+            for f in files
+            if f.role != "reference" and (f.expires_at is None or f.expires_at > now)
+        }
+        assert wanted, f"{account}: the simulator served nothing"
+        archived = {
+            url_key(r["source_url"]): r
+            for r in rows
+            if r["account"] == account and r["state"] == "archived"
+        }
+        assert set(wanted) <= set(archived), account
+        for key, exp in wanted.items():
+            stored = demo_dir / "archive" / archived[key]["storage_key"]
+            assert hashlib.sha256(stored.read_bytes()).hexdigest() == exp.sha256, exp.url
 
 
 def test_config_errors_exit_2_with_one_line_naming_the_key(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -223,3 +224,72 @@ def test_media_urls_are_taken_from_the_detail_for_videos(
         row = by_path[urlsplit(v.url).path]
         assert row["state"] == "archived" and row["kind"] == "video"
         assert row["storage_key"].endswith(".mp4")
+
+
+def test_files_past_their_deadline_are_lost_loudly_with_exit_4(tmp_path: Path) -> None:
+    """expired_count items have expired_at in the past; their media answer 403."""
+    sim = geminigen.create(api_key=API_KEY, seed=5, count=10, image_size=10_000,
+                           video_size=50_000, processing_count=0, failed_count=0,
+                           expired_count=2)
+    sim.start()
+    try:
+        db = tmp_path / "gv.db"
+        config = write_config(tmp_path / "genvault.toml", db_url=f"sqlite:///{db}",
+                              storage_url=f"file://{tmp_path / 'archive'}",
+                              accounts=[_account(sim)])
+        env = {"GG_KEY": API_KEY}
+        proc = genvault("--config", str(config), "run", "--once", env=env)
+        assert proc.returncode == 4, proc.stderr[-3000:]
+        assert '"asset.lost"' in proc.stderr and '"level": "error"' in proc.stderr
+        now = datetime.now(UTC)
+        expired_ids = {f.generation_id for f in sim.expected_media()
+                       if f.expires_at is not None and f.expires_at < now}
+        assert len(expired_ids) == 2
+        store = Store(f"sqlite:///{db}")
+        rows = store.assets()
+        store.dispose()
+        lost = {r["external_id"] for r in rows if r["state"] == "lost"}
+        assert lost == expired_ids
+        assert all(r["state"] == "archived" for r in rows
+                   if r["external_id"] not in expired_ids and r["role"] != "reference")
+        # nothing left to do, nothing lost anew: the next run is clean
+        again = genvault("--config", str(config), "run", "--once", env=env)
+        assert again.returncode == 0, again.stderr[-3000:]
+    finally:
+        sim.stop()
+
+
+def test_rate_limited_run_exits_0_with_partial_progress_and_resumes(
+    sim: geminigen.GeminiGenSimulator, tmp_path: Path
+) -> None:
+    db = tmp_path / "gv.db"
+    config = write_config(tmp_path / "genvault.toml", db_url=f"sqlite:///{db}",
+                          storage_url=f"file://{tmp_path / 'archive'}", accounts=[_account(sim)])
+    env = {"GG_KEY": API_KEY}
+    sim.faults.update(rate_limit=True, retry_after="120")  # longer than the backoff cap
+    proc = genvault("--config", str(config), "run", "--once", env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "sync.rate_limited" in proc.stderr
+    assert sim.stats.snapshot()["statuses"].get("429", 0) >= 1
+    sim.faults.update(rate_limit=False, retry_after=None)
+    runs = run_until_quiet(config, env)
+    assert runs[-1].returncode == 0
+    store = Store(f"sqlite:///{db}")
+    archived = {a["source_url"] for a in store.assets() if a["state"] == "archived"}
+    store.dispose()
+    assert set(_expected(sim)) <= archived
+
+
+def test_short_retry_after_is_honoured_within_the_run(
+    sim: geminigen.GeminiGenSimulator, tmp_path: Path
+) -> None:
+    db = tmp_path / "gv.db"
+    config = write_config(tmp_path / "genvault.toml", db_url=f"sqlite:///{db}",
+                          storage_url=f"file://{tmp_path / 'archive'}", accounts=[_account(sim)])
+    sim.faults.update(fail_next=3)  # three 503s, then the API answers again
+    proc = genvault("--config", str(config), "run", "--once", env={"GG_KEY": API_KEY})
+    assert proc.returncode in (0, 3), proc.stderr[-3000:]
+    assert sim.stats.snapshot()["statuses"].get("503", 0) == 3
+    store = Store(f"sqlite:///{db}")
+    assert store.generations(), "the sync went on after the retries"
+    store.dispose()

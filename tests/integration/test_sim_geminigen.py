@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from genvault.simulator import SIMULATORS, geminigen, media
+from genvault.simulator import geminigen, media, simulator_factory
 from genvault.simulator.geminigen import GeminiGenSimulator
 
 KEY = "test-geminigen-key"
@@ -354,7 +354,7 @@ def test_keep_alive_reuses_one_connection(sim: GeminiGenSimulator) -> None:
 
 def test_deterministic_for_a_seed() -> None:
     a = geminigen.create(seed=3, count=8)
-    b = SIMULATORS["geminigen"](seed=3, count=8)
+    b = simulator_factory("geminigen")(seed=3, count=8)
     assert isinstance(b, GeminiGenSimulator)
     c = geminigen.create(seed=4, count=8)
     try:

@@ -32,10 +32,10 @@ from genvault.errors import (
     GenvaultError,
     MediaGoneError,
     PermanentDownloadError,
-    ProviderError,
     StorageError,
     TransientDownloadError,
 )
+from genvault.expiry import earliest
 from genvault.http import MediaStream, open_media
 from genvault.logging import get_logger
 from genvault.models import utcnow
@@ -148,7 +148,8 @@ def archive_one(rt: Runtime, asset: LeasedAsset, abort: Event) -> Outcome:
             storage_key=stored.key,
         )
     except MediaGoneError as exc:
-        if not expired and not asset.url_refreshed:
+        if not asset.url_refreshed:
+            # Even past a signed URL's own expiry: a re-signed URL may still serve the file.
             return _refresh(rt, asset, exc, now)
         return _failure(rt, asset, exc, now, expired, gone=True)
     except (DownloadError, StorageError) as exc:
@@ -159,9 +160,14 @@ def archive_one(rt: Runtime, asset: LeasedAsset, abort: Event) -> Outcome:
 
 
 def _refresh(rt: Runtime, asset: LeasedAsset, exc: MediaGoneError, now: datetime) -> Outcome:
-    """Ask the provider for the generation again: signed URLs get re-signed."""
+    """Ask the provider for the generation again, once: signed URLs get re-signed.
+
+    A new URL comes with its own deadline (a re-signed link lives longer). If the
+    provider has nothing new and the deadline has passed, the file is lost.
+    """
     acc = rt.accounts.get(asset.account)
     new_url = asset.source_url
+    new_deadline: datetime | None = None
     if acc is not None:
         try:
             record = acc.provider.fetch(asset.external_id)
@@ -169,18 +175,30 @@ def _refresh(rt: Runtime, asset: LeasedAsset, exc: MediaGoneError, now: datetime
             for m in record.media:
                 if url_key(m.url) == wanted:
                     new_url = m.url
+                    rule = record.expires_at or (
+                        record.created_at + acc.retention if record.created_at else None
+                    )
+                    new_deadline = earliest(rule, m.url_expires_at)
                     break
-        except (ProviderError, GenvaultError) as perr:
+        except GenvaultError as perr:
             log.warning("asset.refresh_failed", asset_id=asset.id, error=str(perr))
+    changed = new_url != asset.source_url
     log.info(
         "asset.url_refreshed",
         asset_id=asset.id,
         external_id=asset.external_id,
-        changed=new_url != asset.source_url,
+        changed=changed,
         error=str(exc),
     )
+    if not changed and asset.expires_at <= now:
+        return _failure(rt, asset, exc, now, expired=True, gone=True)
     return Outcome(
-        asset.id, AssetState.PENDING, error=f"{exc} (URL refreshed)", retry_at=now, new_url=new_url
+        asset.id,
+        AssetState.PENDING,
+        error=f"{exc} (URL refreshed)",
+        retry_at=now,
+        new_url=new_url,
+        new_expires_at=new_deadline if changed else None,
     )
 
 

@@ -18,6 +18,7 @@ from threading import Event
 
 from genvault.errors import (
     AuthError,
+    BusinessError,
     NotFoundError,
     PermanentProviderError,
     RateLimitedError,
@@ -41,6 +42,7 @@ class PollResult:
     gave_up: int = 0
     errors: int = 0
     assets_new: int = 0
+    rate_limited: bool = False
     error: str | None = None
 
 
@@ -71,8 +73,12 @@ def poll_account(
             try:
                 record = provider.fetch(item.external_id)
             except (RateLimitedError, AuthError) as exc:
-                # The whole account is affected: stop here, keep the item due.
-                result.errors += 1
+                # The whole account is affected: stop here, keep the item due. A rate
+                # limit is partial progress, not an error; a refused key is an error.
+                if isinstance(exc, RateLimitedError):
+                    result.rate_limited = True
+                else:
+                    result.errors += 1
                 result.error = f"{type(exc).__name__}: {exc}"
                 rt.store.poll_error(
                     item.id,
@@ -98,7 +104,9 @@ def poll_account(
                         give_up=False,
                     )
                     continue
-                permanent = isinstance(exc, NotFoundError)
+                # Not found, or a business error about this task (Akool 1108 "image generate
+                # error"): asking again cannot help. Malformed bodies may be a flaky proxy.
+                permanent = isinstance(exc, NotFoundError | BusinessError)
                 give_up = past_horizon or permanent
                 reason = f"{type(exc).__name__}: {exc}"
                 if give_up:

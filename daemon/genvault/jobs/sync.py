@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from threading import Event
 
-from genvault.errors import ProviderError
+from genvault.errors import ProviderError, RateLimitedError
 from genvault.logging import get_logger
 from genvault.models import utcnow
 from genvault.records import GenerationRecord, Page
@@ -39,6 +39,7 @@ class SyncResult:
     assets_new: int = 0
     item_errors: int = 0
     complete: bool = True
+    rate_limited: bool = False
     error: str | None = None
 
 
@@ -64,7 +65,7 @@ def sync_account(
     started = time.monotonic()
     for stream in provider.streams():
         _sync_stream(rt, acc, stream, result, full=full, since=since, stop=stop, on_page=on_page)
-        if result.error:
+        if result.error or result.rate_limited:
             break
     log.info(
         "job.sync",
@@ -112,6 +113,19 @@ def _sync_stream(
             return
         try:
             page = provider.fetch_page(stream, position)
+        except RateLimitedError as exc:
+            # Quota exhausted: partial progress is fine, the cursor resumes here next run.
+            result.rate_limited = True
+            result.complete = False
+            rt.store.sync_failed(provider.name, acc.name, stream, f"rate limited: {exc}")
+            log.info(
+                "sync.rate_limited",
+                account=acc.name,
+                stream=stream,
+                position=position,
+                retry_after=exc.retry_after,
+            )
+            return
         except ProviderError as exc:
             result.error = f"{type(exc).__name__}: {exc}"
             result.complete = False

@@ -14,10 +14,10 @@ business, not each adapter's.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -84,11 +84,18 @@ class Provider(ABC):
     """False for APIs with no listing: ids arrive by ``track``, intake or webhook."""
     retention: ClassVar[timedelta | None] = None
     """How long results live when the API gives no per-item expiry."""
+    webhook_auth: ClassVar[Literal["none", "token", "signature"]] = "none"
+    """How callbacks are authenticated: "none" = this API sends none; "token" = the API
+    cannot sign, so the receiver requires genvault's own token (query ``token=`` or a
+    bearer header); "signature" = :meth:`webhook_ids` verifies the provider's signature."""
 
-    def __init__(self, api: ApiClient, options: ProviderOptions, account: str) -> None:
+    def __init__(
+        self, api: ApiClient, options: ProviderOptions, account: str, *, api_key: str = ""
+    ) -> None:
         self.api = api
         self.options = options
         self.account = account
+        self._api_key = api_key  # only for webhook decryption (Akool); never logged
 
     @classmethod
     @abstractmethod
@@ -114,6 +121,17 @@ class Provider(ABC):
     @abstractmethod
     def parse(self, payload: Any) -> GenerationRecord:
         """Raw JSON of one item -> record; raises MalformedResponseError only."""
+
+    def webhook_ids(self, body: bytes, headers: Mapping[str, str]) -> list[str]:
+        """External ids a provider callback names, to be polled at once.
+
+        A callback is only a hint: genvault never trusts it as the result, it re-reads
+        the task from the API. Raise :class:`~genvault.errors.WebhookRejectedError` for a
+        body that does not verify or parse. Header names arrive lower-cased.
+        """
+        from genvault.errors import WebhookRejectedError
+
+        raise WebhookRejectedError(f"{self.name} sends no webhooks")
 
     def parse_items(self, items: Sequence[Any]) -> tuple[list[GenerationRecord], int]:
         """Parse a page's items, skipping (and counting) the ones that do not parse."""

@@ -14,7 +14,10 @@ if TYPE_CHECKING:
 
 #: module path of each adapter; imported on first use to keep start-up light
 PROVIDERS: dict[str, str] = {
+    "crowdcomputed": "genvault.providers.crowdcomputed:CrowdComputed",
     "geminigen": "genvault.providers.geminigen:GeminiGen",
+    "akool": "genvault.providers.akool:Akool",
+    "tengrai": "genvault.providers.tengrai:TengrAI",
 }
 
 

@@ -10,7 +10,6 @@ demo and ``python -m genvault.simulator`` can start any of them the same way.
 
 from __future__ import annotations
 
-from genvault.simulator import geminigen
 from genvault.simulator.base import (
     ExpectedFile,
     Faults,
@@ -23,20 +22,30 @@ from genvault.simulator.base import (
     Simulator,
     SimulatorFactory,
 )
-from genvault.simulator.geminigen import GeminiGenSimConfig, GeminiGenSimulator
 from genvault.simulator.media import MediaSpec
 
-SIMULATORS: dict[str, SimulatorFactory] = {
-    "geminigen": geminigen.create,
+SIMULATORS: dict[str, str] = {
+    "crowdcomputed": "genvault.simulator.crowdcomputed:create",
+    "geminigen": "genvault.simulator.geminigen:create",
+    "akool": "genvault.simulator.akool:create",
+    "tengrai": "genvault.simulator.tengrai:create",
 }
-"""Provider name -> factory. Other provider simulators register themselves here."""
+"""Provider name -> ``module:factory``, imported on first use (one line per provider)."""
+
+
+def simulator_factory(name: str) -> SimulatorFactory:
+    """The factory of the named provider's simulator."""
+    import importlib
+
+    module, _, attr = SIMULATORS[name].partition(":")
+    factory: SimulatorFactory = getattr(importlib.import_module(module), attr)
+    return factory
 
 __all__ = [
     "SIMULATORS",
+    "simulator_factory",
     "ExpectedFile",
     "Faults",
-    "GeminiGenSimConfig",
-    "GeminiGenSimulator",
     "Headers",
     "MediaSpec",
     "ProviderSim",

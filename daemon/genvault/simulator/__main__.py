@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from genvault.simulator import SIMULATORS
+from genvault.simulator import SIMULATORS, simulator_factory
 
 
 def _knob(text: str) -> tuple[str, Any]:
@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        sim = SIMULATORS[args.provider](
+        sim = simulator_factory(args.provider)(
             api_key=args.api_key,
             seed=args.seed,
             count=args.count,
