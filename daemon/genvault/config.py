@@ -119,6 +119,51 @@ class ScheduleSettings(_Section):
     shutdown_grace_seconds: float = Field(default=30, ge=0)
 
 
+class ServerSettings(_Section):
+    """The daemon's HTTP endpoint: intake, webhooks, health (and later metrics, status).
+
+    The token is named here, never held: like account keys, it is read by
+    :func:`resolve_server_token` into a value that is never logged or stored.
+    """
+
+    enabled: bool = True
+    """Serve HTTP while ``genvault run`` runs (``run --once`` never serves)."""
+    listen: str = "127.0.0.1:8787"
+    """``host:port`` (``[::1]:8787`` for IPv6). Loopback by default: expose it on purpose."""
+    token_env: str | None = None
+    """Environment variable holding the bearer token for intake and token webhooks."""
+    token_file: Path | None = None
+    """File holding that token (e.g. a mounted secret); set this or ``token_env``."""
+    max_body_bytes: int = Field(default=1024**2, ge=1024, le=64 * 1024**2)
+    """Larger request bodies are refused with 413 before a byte of them is read."""
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        split_listen(v)
+        return v
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        """``listen`` as ``(host, port)``, brackets of an IPv6 host removed."""
+        return split_listen(self.listen)
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """Parse ``host:port``; ValueError (worded for a config message) when it is not one."""
+    host, sep, port_text = value.strip().rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError("must be host:port, e.g. 127.0.0.1:8787 or [::1]:8787")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("put an IPv6 address in brackets: [::1]:8787")
+    port = int(port_text)
+    if not host or port > 65535:
+        raise ValueError("must be host:port with a port from 0 to 65535")
+    return host, port
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -157,6 +202,7 @@ class Settings(_Section):
     sync: SyncSettings = SyncSettings()
     poll: PollSettings = PollSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    server: ServerSettings = ServerSettings()
     logging: LoggingSettings = LoggingSettings()
     accounts: tuple[AccountSettings, ...] = ()
 
@@ -303,6 +349,37 @@ def resolve_secrets(
                 raise ConfigError(f"{where}.api_key_file", "file is empty")
         secrets[acc.name] = SecretStr(value)
     return secrets
+
+
+def resolve_server_token(
+    settings: Settings, environ: dict[str, str] | None = None
+) -> SecretStr | None:
+    """The HTTP bearer token, or None when none is configured (intake is then disabled).
+
+    A token that is named but cannot be read is a ConfigError, not "no token": an
+    operator who set ``token_env`` expects the endpoints to be protected, and a
+    typo must stop the daemon rather than silently switch intake off.
+    """
+    srv = settings.server
+    env = os.environ if environ is None else environ
+    if srv.token_env and srv.token_file:
+        raise ConfigError("server.token_env", "set token_env or token_file, not both")
+    if srv.token_env:
+        value = env.get(srv.token_env, "").strip()
+        if not value:
+            raise ConfigError(
+                "server.token_env", f"environment variable {srv.token_env} is not set"
+            )
+        return SecretStr(value)
+    if srv.token_file is not None:
+        try:
+            value = srv.token_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError("server.token_file", f"cannot read: {exc.strerror}") from None
+        if not value:
+            raise ConfigError("server.token_file", "file is empty")
+        return SecretStr(value)
+    return None
 
 
 def world_readable_secret_files(settings: Settings) -> list[Path]:

@@ -9,6 +9,11 @@ Shutdown (SIGTERM from systemd or Kubernetes, SIGINT from a terminal): the
 ``schedule.shutdown_grace_seconds`` to finish, unfinished ones are released
 (their leases cleared, so the next process takes them at once), exit 0.
 
+With ``[server] enabled`` (the default) the HTTP server (:mod:`genvault.server`)
+starts before the scheduler and stops after it, so a probe never sees a live
+scheduler without its endpoint, and webhooks are accepted while jobs drain. A
+webhook wakes the account's poll job at once instead of waiting for its interval.
+
 APScheduler's in-memory job store is private to this process on purpose:
 multi-replica safety lives in genvault's own tables (leases), never in a
 shared APScheduler job store.
@@ -25,13 +30,16 @@ from types import FrameType
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from genvault.config import resolve_server_token
 from genvault.jobs.archive import archive_pending
 from genvault.jobs.poll import poll_account
 from genvault.jobs.sync import sync_account
-from genvault.logging import get_logger
+from genvault.logging import get_logger, register_secret
 from genvault.runtime import Runtime
+from genvault.server import ApiServer
 
 log = get_logger("genvault.scheduler")
 
@@ -85,6 +93,18 @@ def build_scheduler(rt: Runtime, stop: threading.Event) -> BackgroundScheduler:
     return sched
 
 
+def poll_now(sched: BackgroundScheduler, account: str) -> None:
+    """Run ``account``'s poll job as soon as a worker is free (a webhook or intake arrived).
+
+    An account without a poll job (disabled, or the scheduler already shut down) is
+    not an error: the ids are stored as due and the next poll pass picks them up.
+    """
+    try:
+        sched.modify_job(f"poll:{account}", next_run_time=datetime.now(UTC))
+    except JobLookupError:
+        log.debug("server.no_poll_job", account=account)
+
+
 def run_daemon(rt: Runtime, *, stop: threading.Event | None = None) -> int:
     """Run until SIGTERM/SIGINT (or ``stop``); returns the process exit code (0)."""
     stop = stop or threading.Event()
@@ -98,17 +118,34 @@ def run_daemon(rt: Runtime, *, stop: threading.Event | None = None) -> int:
         signal.signal(signal.SIGINT, _on_signal)
     cleaned = rt.storage.cleanup()
     sched = build_scheduler(rt, stop)
-    sched.start()
-    log.info(
-        "daemon.started",
-        worker=rt.worker_id,
-        accounts=sorted(rt.accounts),
-        storage=rt.storage.url,
-        leftovers_cleaned=cleaned,
-    )
-    while not stop.wait(1.0):
-        pass
-    sched.shutdown(wait=True)  # running jobs see `stop` and wind down within the grace
+    server: ApiServer | None = None
+    if rt.settings.server.enabled:
+        token = resolve_server_token(rt.settings)
+        if token is not None:
+            register_secret(token.get_secret_value())
+        server = ApiServer(
+            rt,
+            rt.settings.server,
+            on_due=partial(poll_now, sched),
+            is_healthy=lambda: bool(sched.running),
+        )
+        url = server.start()
+        log.info("server.listening", url=url, intake=token is not None)
+    try:
+        sched.start()
+        log.info(
+            "daemon.started",
+            worker=rt.worker_id,
+            accounts=sorted(rt.accounts),
+            storage=rt.storage.url,
+            leftovers_cleaned=cleaned,
+        )
+        while not stop.wait(1.0):
+            pass
+        sched.shutdown(wait=True)  # running jobs see `stop` and wind down within the grace
+    finally:
+        if server is not None:
+            server.stop()
     released = rt.store.release_leases(rt.worker_id)
     log.info("daemon.stopped", released_leases=released)
     return 0

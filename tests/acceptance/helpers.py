@@ -38,6 +38,8 @@ def write_config(
         "[archive]",
         "retry_base_seconds = 0.2",
     ]
+    if "[server]" not in extra:
+        lines += ["[server]", 'listen = "127.0.0.1:0"']  # tests run side by side: no fixed port
     lines.append(extra)
     for acc in accounts:
         lines.append("[[accounts]]")

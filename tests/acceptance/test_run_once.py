@@ -228,30 +228,46 @@ def test_media_urls_are_taken_from_the_detail_for_videos(
 
 def test_files_past_their_deadline_are_lost_loudly_with_exit_4(tmp_path: Path) -> None:
     """expired_count items have expired_at in the past; their media answer 403."""
-    sim = geminigen.create(api_key=API_KEY, seed=5, count=10, image_size=10_000,
-                           video_size=50_000, processing_count=0, failed_count=0,
-                           expired_count=2)
+    sim = geminigen.create(
+        api_key=API_KEY,
+        seed=5,
+        count=10,
+        image_size=10_000,
+        video_size=50_000,
+        processing_count=0,
+        failed_count=0,
+        expired_count=2,
+    )
     sim.start()
     try:
         db = tmp_path / "gv.db"
-        config = write_config(tmp_path / "genvault.toml", db_url=f"sqlite:///{db}",
-                              storage_url=f"file://{tmp_path / 'archive'}",
-                              accounts=[_account(sim)])
+        config = write_config(
+            tmp_path / "genvault.toml",
+            db_url=f"sqlite:///{db}",
+            storage_url=f"file://{tmp_path / 'archive'}",
+            accounts=[_account(sim)],
+        )
         env = {"GG_KEY": API_KEY}
         proc = genvault("--config", str(config), "run", "--once", env=env)
         assert proc.returncode == 4, proc.stderr[-3000:]
         assert '"asset.lost"' in proc.stderr and '"level": "error"' in proc.stderr
         now = datetime.now(UTC)
-        expired_ids = {f.generation_id for f in sim.expected_media()
-                       if f.expires_at is not None and f.expires_at < now}
+        expired_ids = {
+            f.generation_id
+            for f in sim.expected_media()
+            if f.expires_at is not None and f.expires_at < now
+        }
         assert len(expired_ids) == 2
         store = Store(f"sqlite:///{db}")
         rows = store.assets()
         store.dispose()
         lost = {r["external_id"] for r in rows if r["state"] == "lost"}
         assert lost == expired_ids
-        assert all(r["state"] == "archived" for r in rows
-                   if r["external_id"] not in expired_ids and r["role"] != "reference")
+        assert all(
+            r["state"] == "archived"
+            for r in rows
+            if r["external_id"] not in expired_ids and r["role"] != "reference"
+        )
         # nothing left to do, nothing lost anew: the next run is clean
         again = genvault("--config", str(config), "run", "--once", env=env)
         assert again.returncode == 0, again.stderr[-3000:]
@@ -263,8 +279,12 @@ def test_rate_limited_run_exits_0_with_partial_progress_and_resumes(
     sim: geminigen.GeminiGenSimulator, tmp_path: Path
 ) -> None:
     db = tmp_path / "gv.db"
-    config = write_config(tmp_path / "genvault.toml", db_url=f"sqlite:///{db}",
-                          storage_url=f"file://{tmp_path / 'archive'}", accounts=[_account(sim)])
+    config = write_config(
+        tmp_path / "genvault.toml",
+        db_url=f"sqlite:///{db}",
+        storage_url=f"file://{tmp_path / 'archive'}",
+        accounts=[_account(sim)],
+    )
     env = {"GG_KEY": API_KEY}
     sim.faults.update(rate_limit=True, retry_after="120")  # longer than the backoff cap
     proc = genvault("--config", str(config), "run", "--once", env=env)
@@ -284,8 +304,12 @@ def test_short_retry_after_is_honoured_within_the_run(
     sim: geminigen.GeminiGenSimulator, tmp_path: Path
 ) -> None:
     db = tmp_path / "gv.db"
-    config = write_config(tmp_path / "genvault.toml", db_url=f"sqlite:///{db}",
-                          storage_url=f"file://{tmp_path / 'archive'}", accounts=[_account(sim)])
+    config = write_config(
+        tmp_path / "genvault.toml",
+        db_url=f"sqlite:///{db}",
+        storage_url=f"file://{tmp_path / 'archive'}",
+        accounts=[_account(sim)],
+    )
     sim.faults.update(fail_next=3)  # three 503s, then the API answers again
     proc = genvault("--config", str(config), "run", "--once", env={"GG_KEY": API_KEY})
     assert proc.returncode in (0, 3), proc.stderr[-3000:]

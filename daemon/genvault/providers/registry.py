@@ -18,6 +18,7 @@ PROVIDERS: dict[str, str] = {
     "geminigen": "genvault.providers.geminigen:GeminiGen",
     "akool": "genvault.providers.akool:Akool",
     "tengrai": "genvault.providers.tengrai:TengrAI",
+    "quickrouter": "genvault.providers.quickrouter:QuickRouter",
 }
 
 

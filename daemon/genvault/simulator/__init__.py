@@ -29,6 +29,7 @@ SIMULATORS: dict[str, str] = {
     "geminigen": "genvault.simulator.geminigen:create",
     "akool": "genvault.simulator.akool:create",
     "tengrai": "genvault.simulator.tengrai:create",
+    "quickrouter": "genvault.simulator.quickrouter:create",
 }
 """Provider name -> ``module:factory``, imported on first use (one line per provider)."""
 
@@ -41,9 +42,9 @@ def simulator_factory(name: str) -> SimulatorFactory:
     factory: SimulatorFactory = getattr(importlib.import_module(module), attr)
     return factory
 
+
 __all__ = [
     "SIMULATORS",
-    "simulator_factory",
     "ExpectedFile",
     "Faults",
     "Headers",
@@ -55,4 +56,5 @@ __all__ = [
     "SimServer",
     "Simulator",
     "SimulatorFactory",
+    "simulator_factory",
 ]

@@ -1,0 +1,717 @@
+"""The daemon's HTTP server over real loopback HTTP: intake, webhooks, limits, probes.
+
+Each test runs a real :class:`ApiServer` on port 0 against a Runtime with a SQLite
+database and a ``file://`` archive. No provider is called: intake and webhooks
+only store ids; the poll job (not running here) would read the tasks later.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from genvault.config import Settings, load_settings, resolve_secrets
+from genvault.errors import ConfigError, WebhookRejectedError
+from genvault.providers.geminigen import GeminiGen
+from genvault.runtime import Runtime
+from genvault.server import MAX_IDS_PER_REQUEST, ApiServer
+from genvault.store import Store
+from tests.acceptance.helpers import GENVAULT, write_config
+
+TOKEN = "srv-token-0123456789abcdef"
+NOWHERE = "http://127.0.0.1:9/uapi/v1"  # the discard port: nothing answers, nothing is asked
+
+
+@dataclass
+class Reply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+@dataclass
+class Api:
+    server: ApiServer
+    rt: Runtime
+    url: str
+    due: list[str] = field(default_factory=list)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        parts = urlsplit(self.url)
+        assert parts.hostname is not None and parts.port is not None
+        return parts.hostname, parts.port
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        """One request on a fresh connection; ``body`` is JSON-encoded unless bytes."""
+        all_headers = dict(headers or {})
+        if token is not None:
+            all_headers["Authorization"] = f"Bearer {token}"
+        raw = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        if raw is not None:
+            all_headers.setdefault("Content-Type", "application/json")
+        conn = http.client.HTTPConnection(*self.address, timeout=10)
+        try:
+            conn.request(method, path, body=raw, headers=all_headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            return Reply(
+                resp.status,
+                json.loads(data) if data else {},
+                {k.lower(): v for k, v in resp.getheaders()},
+            )
+        finally:
+            conn.close()
+
+    def intake(self, body: Any, token: str | None = TOKEN) -> Reply:
+        return self.request("POST", "/v1/tasks", body, token=token)
+
+    def generations(self) -> dict[str, dict[str, Any]]:
+        return {g["external_id"]: g for g in self.rt.store.generations()}
+
+
+def raw_exchange(address: tuple[str, int], head: bytes, timeout: float = 5) -> tuple[int, bytes]:
+    """Send raw request bytes, parse one response; returns (status, what follows it).
+
+    What follows is ``b""`` when the server closed the connection after answering.
+    """
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.sendall(head)
+        resp = http.client.HTTPResponse(sock)
+        resp.begin()
+        resp.read()
+        sock.settimeout(0.5)
+        try:
+            rest = sock.recv(1)
+        except TimeoutError:
+            rest = b"<still open>"
+        return resp.status, rest
+
+
+def build_settings(
+    tmp_path: Path,
+    *,
+    token: str | None = TOKEN,
+    accounts: list[dict[str, Any]] | None = None,
+    server: str = "",
+    environ: dict[str, str] | None = None,
+) -> tuple[Settings, dict[str, str]]:
+    env = {"GG_KEY": "gg-key-1234", **(environ or {})}
+    lines = [
+        "[database]",
+        f'url = "sqlite:///{tmp_path / "gv.db"}"',
+        "[storage]",
+        f'url = "file://{tmp_path / "archive"}"',
+        "[server]",
+        'listen = "127.0.0.1:0"',
+    ]
+    if token is not None:
+        token_file = tmp_path / "server-token"
+        token_file.write_text(token + "\n")
+        lines.append(f'token_file = "{token_file}"')
+    lines.append(server)
+    for acc in accounts or [
+        {"name": "main", "provider": "geminigen", "api_key_env": "GG_KEY", "base_url": NOWHERE}
+    ]:
+        lines.append("[[accounts]]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in acc.items()]
+    cfg = tmp_path / "genvault.toml"
+    cfg.write_text("\n".join(lines) + "\n")
+    return load_settings(cfg, environ=env), env
+
+
+@pytest.fixture
+def make_api(tmp_path: Path) -> Iterator[Callable[..., Api]]:
+    """Start ApiServers on port 0; every one is stopped and its Runtime closed afterwards."""
+    started: list[Api] = []
+
+    def make(
+        *,
+        token: str | None = TOKEN,
+        accounts: list[dict[str, Any]] | None = None,
+        server: str = "",
+        environ: dict[str, str] | None = None,
+        is_healthy: Callable[[], bool] | None = None,
+        request_timeout: float = 10.0,
+    ) -> Api:
+        settings, env = build_settings(
+            tmp_path, token=token, accounts=accounts, server=server, environ=environ
+        )
+        rt = Runtime.build(settings, resolve_secrets(settings, env))
+        due: list[str] = []
+        srv = ApiServer(
+            rt,
+            settings.server,
+            on_due=due.append,
+            is_healthy=is_healthy,
+            request_timeout=request_timeout,
+        )
+        api = Api(srv, rt, srv.start(), due)
+        started.append(api)
+        return api
+
+    yield make
+    for api in started:
+        api.server.stop()
+        api.rt.close()
+
+
+@pytest.fixture
+def api(make_api: Callable[..., Api]) -> Api:
+    return make_api()
+
+
+@pytest.fixture
+def token_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GeminiGen, for this test only, sends unsigned callbacks naming ``{"uuid": ...}``."""
+
+    def webhook_ids(self: GeminiGen, body: bytes, headers: Mapping[str, str]) -> list[str]:
+        try:
+            return [str(json.loads(body)["uuid"])]
+        except (ValueError, KeyError, TypeError):
+            raise WebhookRejectedError("no uuid") from None
+
+    monkeypatch.setattr(GeminiGen, "webhook_auth", "token")
+    monkeypatch.setattr(GeminiGen, "webhook_ids", webhook_ids)
+
+
+# --------------------------------------------------------------------------- intake
+
+
+def test_intake_requires_the_bearer_token(api: Api) -> None:
+    body = {"account": "main", "ids": ["t-1", "t-2"]}
+    missing = api.intake(body, token=None)
+    assert missing.status == 401
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert api.intake(body, token=TOKEN + "x").status == 401
+    assert api.request("POST", "/v1/tasks", body, headers={"Authorization": TOKEN}).status == 401
+    assert api.generations() == {}
+
+    ok = api.intake(body)
+    assert (ok.status, ok.body) == (200, {"account": "main", "registered": 2, "known": 0})
+    gens = api.generations()
+    assert set(gens) == {"t-1", "t-2"}
+    now = datetime.now(UTC).replace(tzinfo=None)
+    for g in gens.values():
+        assert g["source"] == "intake" and g["status"] == "queued"
+        due = g["next_poll_at"].replace(tzinfo=None)
+        assert due <= now, "stored before the first poll and due at once"
+    assert api.due == ["main"]
+    counters = api.server.counters
+    assert counters["intake.refused.bad_token"] == 3
+    assert counters["intake.accepted"] == 1
+    assert counters["intake.ids_new"] == 2
+
+
+def test_intake_is_disabled_not_open_without_a_token(make_api: Callable[..., Api]) -> None:
+    api = make_api(token=None)
+    for token in (None, "anything"):
+        reply = api.intake({"account": "main", "ids": ["t-1"]}, token=token)
+        assert reply.status == 403
+        assert "intake disabled" in reply.body["error"]
+        assert "server.token_env" in reply.body["error"]
+    assert api.generations() == {}
+    assert api.server.counters["intake.refused.disabled"] == 2
+
+
+def test_reregistering_reports_known_ids_and_tasks_carry_details(api: Api) -> None:
+    assert api.intake({"account": "main", "ids": ["a", "b"]}).body["registered"] == 2
+    again = api.intake({"account": "main", "ids": ["b", "c", "c", " c "]})
+    assert again.body == {"account": "main", "registered": 1, "known": 1}
+    assert api.due == ["main", "main"]
+    quiet = api.intake({"account": "main", "ids": ["a"]})
+    assert quiet.body == {"account": "main", "registered": 0, "known": 1}
+    assert api.due == ["main", "main"], "nothing new: the poll job is not woken"
+
+    tasks = api.intake(
+        {
+            "account": "main",
+            "tasks": [
+                {"id": "d", "prompt": "a red fox", "created_at": "2025-09-27T13:30:05Z"},
+                {"id": "e", "created_at": 1758979805},
+                "f",
+            ],
+        }
+    )
+    assert tasks.body == {"account": "main", "registered": 3, "known": 0}
+    gens = api.generations()
+    assert gens["d"]["prompt"] == "a red fox"
+    assert gens["d"]["created_at"].replace(tzinfo=None) == datetime(2025, 9, 27, 13, 30, 5)
+    assert gens["e"]["created_at"].replace(tzinfo=None) == datetime(2025, 9, 27, 13, 30, 5)
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(api: Api) -> None:
+    conn = http.client.HTTPConnection(*api.address, timeout=10)
+    try:
+        for i in range(3):
+            body = json.dumps({"account": "main", "ids": [f"k-{i}"]})
+            conn.request("POST", "/v1/tasks", body, {"Authorization": f"Bearer {TOKEN}"})
+            resp = conn.getresponse()
+            assert resp.status == 200 and json.loads(resp.read())["registered"] == 1
+    finally:
+        conn.close()
+
+
+def test_body_over_the_limit_is_refused_before_it_is_read(api: Api) -> None:
+    limit = api.rt.settings.server.max_body_bytes
+    assert limit == 1024**2
+    head = (
+        f"POST /v1/tasks HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {limit + 1}\r\n\r\n"
+    ).encode()
+    started = time.monotonic()
+    status, rest = raw_exchange(api.address, head)  # not one byte of the body is sent
+    assert status == 413
+    assert rest == b"", "the unread body must not be parsed as a next request"
+    assert time.monotonic() - started < 3
+    assert api.server.counters["intake.refused.too_large"] == 1
+
+
+def test_post_without_content_length_is_411(api: Api) -> None:
+    head = f"POST /v1/tasks HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    assert raw_exchange(api.address, head.encode())[0] == 411
+    chunked = (
+        f"POST /v1/tasks HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+    )
+    status, rest = raw_exchange(api.address, chunked.encode())
+    assert (status, rest) == (411, b"")
+    assert api.server.counters["intake.refused.no_length"] == 2
+
+
+def test_two_content_lengths_are_refused(api: Api) -> None:
+    head = (
+        f"POST /v1/tasks HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n"
+        "Content-Length: 2\r\nContent-Length: 30\r\n\r\n{}"
+    )
+    assert raw_exchange(api.address, head.encode()) == (400, b"")
+
+
+def test_connections_beyond_the_cap_get_503(
+    make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import genvault.server as server_module
+
+    monkeypatch.setattr(server_module, "MAX_CONNECTIONS", 2)
+    api = make_api()
+    idle = [socket.create_connection(api.address, timeout=5) for _ in range(2)]
+    try:
+        time.sleep(0.2)  # both accepted and waiting for a request line
+        head = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+        assert raw_exchange(api.address, head) == (503, b"")
+        assert api.server.counters["http.refused.busy"] == 1
+    finally:
+        for sock in idle:
+            sock.close()
+    deadline = time.monotonic() + 5
+    while api.request("GET", "/healthz").status != 200:  # slots come back
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_a_stalled_body_times_out(make_api: Callable[..., Api]) -> None:
+    api = make_api(request_timeout=0.5)
+    head = (
+        f"POST /v1/tasks HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n"
+        'Content-Length: 40\r\n\r\n{"account": '
+    )
+    started = time.monotonic()
+    status, rest = raw_exchange(api.address, head.encode())
+    assert (status, rest) == (408, b"")
+    assert time.monotonic() - started < 4
+
+
+def test_bad_json_is_400(api: Api) -> None:
+    reply = api.intake(b'{"account": "main", "ids": [')
+    assert reply.status == 400 and "JSON" in reply.body["error"]
+    assert api.server.counters["intake.refused.bad_json"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (["main", "a"], "JSON object"),
+        ({"ids": ["a"]}, "account"),
+        ({"account": "main"}, "exactly one"),
+        ({"account": "main", "ids": ["a"], "tasks": []}, "exactly one"),
+        ({"account": "main", "ids": "a"}, "must be a list"),
+        ({"account": "main", "ids": ["a", 7]}, "ids[1]"),
+        ({"account": "main", "ids": ["a", "  "]}, "ids[1]"),
+        ({"account": "main", "ids": ["x" * 513]}, "longer than"),
+        ({"account": "main", "tasks": [{"prompt": "no id"}]}, "tasks[0]"),
+        ({"account": "main", "tasks": [{"id": "a", "created_at": "soon"}]}, "not a date"),
+        ({"account": "main", "tasks": [["a"]]}, "tasks[0]"),
+    ],
+)
+def test_malformed_intake_bodies_are_400_naming_the_problem(
+    api: Api, body: Any, needle: str
+) -> None:
+    reply = api.intake(body)
+    assert reply.status == 400
+    assert needle in reply.body["error"]
+    assert api.generations() == {}
+
+
+def test_unknown_account_is_404(api: Api) -> None:
+    reply = api.intake({"account": "nope", "ids": ["a"]})
+    assert reply.status == 404 and "nope" in reply.body["error"]
+    assert api.server.counters["intake.refused.unknown_account"] == 1
+
+
+def test_too_many_ids_in_one_request(api: Api) -> None:
+    ids = [f"id-{i}" for i in range(MAX_IDS_PER_REQUEST + 1)]
+    assert api.intake({"account": "main", "ids": ids}).status == 413
+    assert api.intake({"account": "main", "ids": ids[:-1]}).body["registered"] == len(ids) - 1
+
+
+def test_unknown_routes_404_and_wrong_methods_405(api: Api) -> None:
+    assert api.request("GET", "/").status == 404
+    assert api.request("GET", "/v1/tasks/extra").status == 404
+    reply = api.request("GET", "/v1/tasks")
+    assert reply.status == 405 and reply.headers["allow"] == "POST"
+    assert api.request("DELETE", "/healthz").headers["allow"] == "GET"
+    assert api.request("POST", "/healthz", {"x": 1}).status == 405
+    assert api.request("GET", "/webhooks/main").status == 405
+    assert api.request("POST", "/webhooks/..%2f..").status == 404
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+def test_provider_without_webhooks_is_404(api: Api) -> None:
+    reply = api.request("POST", f"/webhooks/main?token={TOKEN}", {"uuid": "x"})
+    assert reply.status == 404 and "no webhooks" in reply.body["error"]
+    assert api.request("POST", "/webhooks/ghost", {"uuid": "x"}).status == 404
+    assert api.generations() == {}
+    counters = api.server.counters
+    assert counters["webhook.refused.no_webhooks"] == 1
+    assert counters["webhook.refused.unknown_account"] == 1
+
+
+@pytest.mark.usefixtures("token_webhooks")
+def test_webhook_with_a_bad_token_is_401_and_counted(api: Api) -> None:
+    body = {"uuid": "w-1"}
+    assert api.request("POST", "/webhooks/main", body).status == 401
+    assert api.request("POST", "/webhooks/main?token=wrong", body).status == 401
+    assert api.request("POST", "/webhooks/main", body, token="wrong").status == 401
+    assert api.request("POST", f"/webhooks/main?token={TOKEN[:-1]}", body).status == 401
+    assert api.server.counters["webhook.refused.bad_token"] == 4
+    assert api.generations() == {}
+    assert api.due == []
+
+
+@pytest.mark.usefixtures("token_webhooks")
+def test_good_webhook_makes_the_task_due_and_wakes_the_poll(api: Api) -> None:
+    reply = api.request("POST", f"/webhooks/main?token={TOKEN}", {"uuid": "w-new"})
+    assert (reply.status, reply.body) == (200, {"accepted": 1})
+    assert api.due == ["main"]
+    gens = api.generations()
+    assert gens["w-new"]["source"] == "webhook"
+    assert gens["w-new"]["next_poll_at"] is not None
+
+    # A known running task that is not due for an hour becomes due at once.
+    later = datetime.now(UTC) + timedelta(hours=1)
+    api.rt.store.register_tasks(
+        provider="geminigen",
+        account="main",
+        items=[{"id": "w-known"}],
+        source="intake",
+        poll_horizon=timedelta(hours=48),
+        now=later,
+    )
+    before = datetime.now(UTC).replace(tzinfo=None)
+    reply = api.request("POST", "/webhooks/main", {"uuid": "w-known"}, token=TOKEN)
+    assert reply.body == {"accepted": 1}
+    due_at = api.generations()["w-known"]["next_poll_at"].replace(tzinfo=None)
+    assert due_at < later.replace(tzinfo=None) - timedelta(minutes=30)
+    assert due_at >= before - timedelta(seconds=5)
+    assert api.due == ["main", "main"]
+    assert api.server.counters["webhook.accepted"] == 2
+
+
+@pytest.mark.usefixtures("token_webhooks")
+def test_webhook_refusals_4xx(api: Api) -> None:
+    unreadable = api.request("POST", f"/webhooks/main?token={TOKEN}", {"no": "uuid"})
+    assert unreadable.status == 400
+    # Only the headers are sent: the answer must not wait for (or read) the body.
+    head = f"POST /webhooks/main?token={TOKEN} HTTP/1.1\r\nContent-Length: {1024**2 + 1}\r\n\r\n"
+    assert raw_exchange(api.address, head.encode()) == (413, b"")
+    counters = api.server.counters
+    assert counters["webhook.refused.bad_body"] == 1
+    assert counters["webhook.refused.too_large"] == 1
+    assert api.generations() == {} and api.due == []
+
+
+@pytest.mark.usefixtures("token_webhooks")
+def test_token_webhooks_are_refused_when_no_token_is_configured(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api(token=None)
+    reply = api.request("POST", "/webhooks/main?token=", {"uuid": "w"})
+    assert reply.status == 403 and "server.token" in reply.body["error"]
+    assert api.generations() == {}
+
+
+def test_refusals_log_account_and_reason_but_never_the_body_or_token(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import genvault.server as server_module
+
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    class Recorder:
+        def warning(self, event: str, **kw: Any) -> None:
+            events.append((event, kw))
+
+        def __getattr__(self, _name: str) -> Callable[..., None]:
+            return lambda *_a, **_k: None
+
+    monkeypatch.setattr(server_module, "log", Recorder())
+    api.request("POST", "/webhooks/main?token=leaky-guess", {"uuid": "secret-body"})
+    api.intake({"account": "main", "ids": ["secret-body"]}, token="leaky-guess")
+    assert [e for e, _ in events] == ["webhook.refused", "intake.refused"]
+    for _, kw in events:
+        assert set(kw) == {"account", "reason", "status"}
+        assert "secret-body" not in repr(kw) and "leaky" not in repr(kw)
+
+
+def test_akool_signed_webhooks(
+    make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    akool = pytest.importorskip("genvault.providers.akool")
+    from genvault.providers import registry
+
+    # Independent of whether the registry line for Akool has landed yet.
+    monkeypatch.setitem(registry.PROVIDERS, "akool", "genvault.providers.akool:Akool")
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    api_key, client_id = "akool-secret-key-0123456789abcde", "client-id-16byte"
+    api = make_api(
+        accounts=[
+            {
+                "name": "ak",
+                "provider": "akool",
+                "api_key_env": "AK_KEY",
+                "base_url": "http://127.0.0.1:9",
+                "client_id": client_id,
+            }
+        ],
+        environ={"AK_KEY": api_key},
+    )
+
+    def callback(payload: dict[str, Any], signature: str | None = None) -> dict[str, Any]:
+        padder = padding.PKCS7(128).padder()
+        plain = padder.update(json.dumps(payload).encode()) + padder.finalize()
+        enc = Cipher(algorithms.AES(api_key.encode()), modes.CBC(client_id.encode())).encryptor()
+        data = base64.b64encode(enc.update(plain) + enc.finalize()).decode()
+        stamp, nonce = str(int(time.time() * 1000)), "n0nce"
+        sig = signature or akool.callback_signature(client_id, stamp, nonce, data)
+        return {"signature": sig, "dataEncrypt": data, "timestamp": stamp, "nonce": nonce}
+
+    task_id = "66f0c0ffee0123456789abcd"
+    task: dict[str, Any] = {"_id": task_id, "type": "image", "status": 3}
+    forged = api.request("POST", "/webhooks/ak", callback(task, signature="0" * 40))
+    assert forged.status == 401
+    assert api.server.counters["webhook.refused.bad_signature"] == 1
+    assert api.generations() == {}
+
+    good = api.request("POST", "/webhooks/ak", callback(task))
+    assert (good.status, good.body) == (200, {"accepted": 1})
+    assert api.generations()[task_id]["source"] == "webhook"
+    assert api.due == ["ak"]
+
+
+# --------------------------------------------------------------------------- probes
+
+
+def test_healthz_follows_is_healthy(make_api: Callable[..., Api]) -> None:
+    healthy = [True]
+    api = make_api(is_healthy=lambda: healthy[0])
+    reply = api.request("GET", "/healthz")
+    assert (reply.status, reply.body) == (200, {"status": "ok"})
+    assert reply.headers["content-type"] == "application/json"
+    head = api.request("HEAD", "/healthz")
+    assert head.status == 200 and head.body == {}
+    healthy[0] = False
+    assert api.request("GET", "/healthz").status == 503
+
+
+def test_readyz_checks_database_and_storage(api: Api, tmp_path: Path) -> None:
+    reply = api.request("GET", "/readyz")
+    assert reply.status == 200
+    assert reply.body == {"status": "ready", "database": "ok", "storage": "ok"}
+
+    original = api.rt.store
+    api.rt.store = Store(f"sqlite:///{tmp_path / 'removed' / 'gv.db'}")  # no such folder
+    try:
+        reply = api.request("GET", "/readyz")
+        assert reply.status == 503
+        assert reply.body["failed"] == ["database"]
+        assert reply.body["storage"] == "ok"
+    finally:
+        api.rt.store.dispose()
+        api.rt.store = original
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_a_named_but_missing_token_stops_the_server(tmp_path: Path) -> None:
+    settings, _env = build_settings(tmp_path, token=None, server='token_env = "GV_NOT_SET_X"')
+    rt = Runtime.build(settings, {"main": _secret("gg-key-1234")})
+    try:
+        with pytest.raises(ConfigError) as err:
+            ApiServer(rt, settings.server)
+        assert err.value.key == "server.token_env" and "GV_NOT_SET_X" in str(err.value)
+    finally:
+        rt.close()
+
+
+@pytest.mark.parametrize("listen", ["8787", "::1:8787", "127.0.0.1:", "127.0.0.1:70000"])
+def test_listen_must_be_host_port(tmp_path: Path, listen: str) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[server]\nlisten = "{listen}"\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, environ={})
+    assert err.value.key == "server.listen"
+    assert load_settings(None, environ={}).server.host_port == ("127.0.0.1", 8787)
+
+
+def _secret(value: str) -> Any:
+    from pydantic import SecretStr
+
+    return SecretStr(value)
+
+
+# --------------------------------------------------------------------------- the daemon
+
+
+def test_daemon_serves_intake_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+    from genvault.simulator import geminigen
+
+    sim = geminigen.create(api_key="k-srv-123456", seed=5, count=3, processing_seconds=0.1)
+    sim.start()
+    proc: subprocess.Popen[str] | None = None
+    try:
+        cfg = write_config(
+            tmp_path / "c.toml",
+            db_url=f"sqlite:///{tmp_path / 'gv.db'}",
+            storage_url=f"file://{tmp_path / 'a'}",
+            accounts=[
+                {
+                    "name": "main",
+                    "provider": "geminigen",
+                    "api_key_env": "GG",
+                    "base_url": sim.api_base,
+                    **sim.account_options,
+                }
+            ],
+            extra="[schedule]\nsync_seconds = 30\npoll_seconds = 30\narchive_seconds = 1\n"
+            "jitter_seconds = 0\nshutdown_grace_seconds = 5\n"
+            '[server]\nlisten = "127.0.0.1:0"\ntoken_env = "GV_SERVER_TOKEN"\n',
+        )
+        env = {**os.environ, "GG": "k-srv-123456", "GV_SERVER_TOKEN": TOKEN}
+        env["PYTHONUNBUFFERED"] = "1"
+        proc = subprocess.Popen(
+            [*GENVAULT, "--config", str(cfg), "--log-format", "json", "run"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        lines: list[str] = []
+        listening = threading.Event()
+        url: list[str] = []
+
+        def drain() -> None:  # keep the pipe empty so the daemon never blocks on logging
+            assert proc is not None and proc.stderr is not None
+            for line in proc.stderr:
+                lines.append(line)
+                if '"server.listening"' in line and not url:
+                    url.append(json.loads(line)["url"])
+                    listening.set()
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        assert listening.wait(60), "".join(lines)[-3000:]
+        parts = urlsplit(url[0])
+        assert parts.hostname == "127.0.0.1" and parts.port
+
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        body = json.dumps({"account": "main", "ids": ["ext-1", "ext-2"]})
+        conn.request("POST", "/v1/tasks", body, {"Authorization": f"Bearer {TOKEN}"})
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()
+        assert json.loads(resp.read()) == {"account": "main", "registered": 2, "known": 0}
+        deadline = time.monotonic() + 20
+        while True:  # the scheduler starts right after the server
+            conn.request("GET", "/healthz")
+            health = conn.getresponse()
+            health.read()
+            if health.status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert health.status == 200
+        conn.close()
+
+        store = Store(f"sqlite:///{tmp_path / 'gv.db'}")
+        try:
+            gens = {g["external_id"]: g for g in store.generations()}
+        finally:
+            store.dispose()
+        assert {"ext-1", "ext-2"} <= set(gens)
+        assert gens["ext-1"]["source"] == "intake"
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, "".join(lines)[-3000:]
+        reader.join(timeout=5)
+        log_text = "".join(lines)
+        assert "daemon.stopped" in log_text
+        assert TOKEN not in log_text
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        sim.stop()
+
+
+def test_poll_now_moves_the_poll_job_and_ignores_unknown_accounts() -> None:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from genvault.scheduler import poll_now
+
+    sched = BackgroundScheduler(timezone=UTC)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    sched.add_job(lambda: None, "interval", hours=2, id="poll:main", next_run_time=later)
+    sched.start(paused=True)
+    try:
+        poll_now(sched, "main")
+        job = sched.get_job("poll:main")
+        assert job is not None and job.next_run_time < later - timedelta(minutes=30)
+        poll_now(sched, "ghost")  # no such job: the stored ids wait for the next pass
+    finally:
+        sched.shutdown(wait=False)
