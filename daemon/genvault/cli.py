@@ -141,6 +141,7 @@ def _iso(v: Any) -> Any:
 
 
 def status_document(settings: Settings, within: timedelta) -> dict[str, Any]:
+    from genvault.providers.registry import provider_class
     from genvault.store import Store
 
     store = Store(settings.database.url)
@@ -157,6 +158,7 @@ def status_document(settings: Settings, within: timedelta) -> dict[str, Any]:
             {
                 "name": acc.name,
                 "provider": acc.provider,
+                "has_history": provider_class(acc.provider).has_history,
                 "generations": s.get("generations", {}),
                 "assets": s.get("assets", {}),
                 "bytes_archived": s.get("bytes_archived", 0),

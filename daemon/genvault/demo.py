@@ -80,6 +80,28 @@ def start_simulators(count: int, seed: int = 7, **knobs: Any) -> dict[str, Any]:
     return sims
 
 
+def write_demo_config(directory: Path, settings: Settings) -> Path:
+    """A config for looking at the demo's results afterwards (``genvault status``)."""
+    lines = [
+        "# Written by `genvault demo`: inspect its results with",
+        f"#   genvault --config {directory / 'genvault.toml'} status",
+        "[database]",
+        f'url = "{settings.database.url}"',
+        "[storage]",
+        f'url = "{settings.storage.url}"',
+    ]
+    for acc in settings.accounts:
+        lines += [
+            "[[accounts]]",
+            f'name = "{acc.name}"',
+            f'provider = "{acc.provider}"',
+            'api_key_env = "GENVAULT_DEMO_KEY"',
+        ]
+    path = directory / "genvault.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def register_simulated_tasks(rt: Runtime, sims: dict[str, Any]) -> None:
     """APIs without a history listing learn task ids from whoever submitted them:
     in the demo, from each simulator's own list, as ``genvault track`` would."""
@@ -122,6 +144,7 @@ def demo_pipeline(
     try:
         truth = {f"demo-{name}": sim.expected_media() for name, sim in sims.items()}
         settings = demo_settings(directory, sims)
+        write_demo_config(directory, settings)
         secrets = {acc.name: SecretStr(DEMO_KEY) for acc in settings.accounts}
         rt = Runtime.build(settings, secrets)
         try:
@@ -178,7 +201,7 @@ def run_demo(
         f"({human_bytes(result.bytes)}), {result.pending} pending, {result.lost} lost\n"
         f"  files:    {archive_dir}\n"
         f"  database: {(directory / 'genvault.db').resolve()}\n"
-        f"  next:     genvault --config config/genvault.example.toml status"
+        f"  next:     genvault --config {directory / 'genvault.toml'} status"
     )
     if result.lost:
         return int(ExitCode.LOST)

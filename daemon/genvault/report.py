@@ -31,35 +31,40 @@ def countdown(iso: str | None, now: datetime | None = None) -> str:
 
 
 def render_status(doc: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console()
+    if console is None:
+        probe = Console()
+        console = probe if probe.is_terminal else Console(width=160)  # pipes: no wrapping
     table = Table(title="genvault status", header_style="bold")
-    for col in (
+    columns = (
         "account",
         "provider",
-        "generations",
+        "tasks ok/failed/open",
         "archived",
         "pending",
         "failed",
         "lost",
         "bytes",
-        "last sync",
+        "last sync (UTC)",
         "next deadline",
-    ):
+    )
+    for col in columns:
         table.add_column(col)
     for a in doc["accounts"]:
         gens = a["generations"]
         assets = a["assets"]
-        gen_text = ", ".join(f"{k} {v}" for k, v in sorted(gens.items())) or "-"
+        still_open = sum(v for k, v in gens.items() if k not in ("succeeded", "failed"))
         table.add_row(
             a["name"],
             a["provider"],
-            gen_text,
+            f"{gens.get('succeeded', 0)} / {gens.get('failed', 0)} / {still_open}",
             str(assets.get("archived", 0)),
             str(assets.get("pending", 0)),
             str(assets.get("failed", 0)),
             f"[red]{assets['lost']}[/red]" if assets.get("lost") else "0",
             human_bytes(a["bytes_archived"]),
-            (a["last_sync"] or "never")[:19].replace("T", " "),
+            (a["last_sync"] or ("never" if a.get("has_history", True) else "no listing"))[
+                :16
+            ].replace("T", " "),
             countdown(a["next_deadline"]),
         )
     console.print(table)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -26,6 +27,11 @@ def test_demo_command_runs_clean_from_a_fresh_directory(tmp_path: Path) -> None:
     assert "done in" in proc.stdout and " 0 lost" in proc.stdout and " 0 pending" in proc.stdout
     assert time.monotonic() - started < 60
     assert (tmp_path / "demo" / "genvault.db").exists()
+    status = genvault("--config", str(tmp_path / "demo" / "genvault.toml"), "status", "--json")
+    assert status.returncode == 0, status.stderr
+    doc = json.loads(status.stdout)
+    assert len(doc["accounts"]) == len(SIMULATORS)
+    assert all(a["assets"].get("archived", 0) > 0 for a in doc["accounts"])
 
 
 def test_demo_archives_every_simulated_file_byte_identical(tmp_path: Path) -> None:

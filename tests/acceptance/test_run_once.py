@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -317,3 +318,41 @@ def test_short_retry_after_is_honoured_within_the_run(
     store = Store(f"sqlite:///{db}")
     assert store.generations(), "the sync went on after the retries"
     store.dispose()
+
+
+def test_tasks_running_past_the_horizon_are_failed_with_the_reason(tmp_path: Path) -> None:
+    sim = geminigen.create(
+        api_key=API_KEY,
+        seed=8,
+        count=5,
+        image_size=5_000,
+        processing_count=2,
+        processing_seconds=3600,
+        failed_count=0,
+    )
+    sim.start()
+    try:
+        db = tmp_path / "gv.db"
+        config = write_config(
+            tmp_path / "genvault.toml",
+            db_url=f"sqlite:///{db}",
+            storage_url=f"file://{tmp_path / 'archive'}",
+            accounts=[_account(sim)],
+        )
+        # the horizon comes from the environment, as an operator would override it
+        env = {"GG_KEY": API_KEY, "GENVAULT_POLL__GIVE_UP_HOURS": "0.0005"}
+        first = genvault("--config", str(config), "run", "--once", env=env)
+        assert first.returncode == 0, first.stderr[-3000:]
+        store = Store(f"sqlite:///{db}")
+        running = [g for g in store.generations() if g["status"] in ("queued", "running")]
+        assert len(running) == 2 and all(g["next_poll_at"] for g in running)
+        time.sleep(2.0)  # past the 1.8 s horizon
+        genvault("--config", str(config), "run", "--once", env=env)
+        gens = {g["external_id"]: g for g in store.generations()}
+        store.dispose()
+        for g in running:
+            after = gens[g["external_id"]]
+            assert after["status"] == "failed" and after["next_poll_at"] is None
+            assert "gave up after" in after["error"]
+    finally:
+        sim.stop()

@@ -42,6 +42,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
+from genvault.providers.crowdcomputed import WORKFLOWS  # the seed's list, one copy
 from genvault.simulator import media
 from genvault.simulator.base import (
     ExpectedFile,
@@ -59,35 +60,7 @@ DATA: Final = "/data/"
 HISTORY: Final = "/api/v1/generate/history"
 STATUS: Final = "/api/v1/query/status"
 
-KNOWN_WORKFLOWS: Final[frozenset[str]] = frozenset(
-    (
-        "text-to-image",
-        "text-to-image-pro",
-        "text-to-video",
-        "image-to-video",
-        "unzoom",
-        "upscaler",
-        "background-remover",
-        "hand-fixer",
-        "ai-image-editing",
-        "professional-headshot",
-        "watermark-remover",
-        "photo-restoration",
-        "text-remover",
-        "hugging-pose",
-        "beard-remover",
-        "elderly-filter",
-        "ghibli-style",
-        "cartoon-comic-styles",
-        "art-medium-styles",
-        "digital-art-styles",
-        "classic-art-styles",
-        "modern-design-styles",
-        "fantasy-theme-styles",
-        "world-art-styles",
-        "multi-angle-view",
-    )
-)
+KNOWN_WORKFLOWS: Final[frozenset[str]] = frozenset(WORKFLOWS)
 """The 25 workflow ids of the seed; any other value is ``"invalid params"``."""
 
 Outcome = Literal["finished", "failed", "empty"]
