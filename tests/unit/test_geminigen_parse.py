@@ -384,3 +384,53 @@ def test_arbitrary_json_only_raises_malformed(payload: Any) -> None:
 @example({"uuid": "u", "status": 2, "reference_item": [{"uri": "//[x"}]})
 def test_item_shaped_json_only_raises_malformed(payload: dict[str, Any]) -> None:
     _parse_or_malformed(payload)
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+def _provider() -> Any:
+    from genvault.config import NetworkSettings
+    from genvault.http import ApiClient, NetworkPolicy
+    from genvault.providers.geminigen import GeminiGen, GeminiGenOptions
+
+    api = ApiClient(
+        http=None,
+        base_url="http://unused.invalid",
+        auth_headers={},  # type: ignore[arg-type]
+        settings=NetworkSettings(),
+        policy=NetworkPolicy(),
+    )
+    return GeminiGen(api, GeminiGenOptions(), "main")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {
+            "event": "VIDEO_GENERATION_COMPLETED",
+            "uuid": "evt-1",
+            "data": {
+                "uuid": "548b28e6-2733-11f1-9105-4638fdaf9e0b",
+                "media_url": "https://x/y.mp4",
+            },
+        },
+        {
+            "event_name": "IMAGE_GENERATION_FAILED",
+            "event_uuid": "evt-2",
+            "data": {"uuid": "548b28e6-2733-11f1-9105-4638fdaf9e0b"},
+        },
+        {"uuid": "548b28e6-2733-11f1-9105-4638fdaf9e0b"},
+    ],
+)
+def test_webhook_both_documented_shapes_name_the_generation(body: dict[str, Any]) -> None:
+    ids = _provider().webhook_ids(json.dumps(body).encode(), {})
+    assert ids == ["548b28e6-2733-11f1-9105-4638fdaf9e0b"]
+
+
+@pytest.mark.parametrize("raw", [b"not json", b"[1, 2]", b'{"event": "X"}', b'{"data": null}'])
+def test_webhook_without_a_uuid_is_rejected(raw: bytes) -> None:
+    from genvault.errors import WebhookRejectedError
+
+    with pytest.raises(WebhookRejectedError):
+        _provider().webhook_ids(raw, {})

@@ -18,13 +18,15 @@ Source: seed 001 (GeminiGen "Generation History APIs") and providers.md §2.
 from __future__ import annotations
 
 import contextlib
+import json
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 from pydantic import Field
 
-from genvault.errors import BusinessError, MalformedResponseError
+from genvault.errors import BusinessError, MalformedResponseError, WebhookRejectedError
 from genvault.expiry import url_expiry
 from genvault.providers import _parse as p
 from genvault.providers.base import PageNumberPaging, Provider, ProviderOptions
@@ -62,6 +64,7 @@ class GeminiGen(Provider):
     default_base_url: ClassVar[str] = "https://api.geminigen.ai/uapi/v1"
     Options: ClassVar[type[ProviderOptions]] = GeminiGenOptions
     retention: ClassVar[timedelta | None] = timedelta(days=30)
+    webhook_auth: ClassVar[Literal["none", "token", "signature"]] = "token"
 
     options: GeminiGenOptions
 
@@ -90,6 +93,26 @@ class GeminiGen(Provider):
             next_position=self.paging.next_position(position, len(items), total),
             errors=bad,
         )
+
+    def webhook_ids(self, body: bytes, headers: Mapping[str, str]) -> list[str]:
+        """The uuid a callback names. Both shapes seen in clients are accepted:
+        ``{event, uuid, data: {uuid, ...}}`` and ``{event_name, event_uuid, data: {uuid}}``.
+
+        GeminiGen signs callbacks (``x-signature``, RSA over an MD5 digest) with a key
+        and input no public source pins down, so the receiver authenticates them with
+        genvault's own token instead (``webhook_auth = "token"``); the callback is a
+        hint either way, the result is read back from ``/history/{uuid}``.
+        """
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            raise WebhookRejectedError("geminigen webhook: body is not JSON") from None
+        if not isinstance(doc, dict):
+            raise WebhookRejectedError("geminigen webhook: body is not an object")
+        uuid = p.as_str(p.as_dict(doc.get("data")).get("uuid")) or p.as_str(doc.get("uuid"))
+        if not uuid:
+            raise WebhookRejectedError("geminigen webhook: no uuid in the body")
+        return [uuid]
 
     def fetch(self, external_id: str) -> GenerationRecord:
         body = self.api.get_json(f"history/{quote(external_id, safe='')}")
