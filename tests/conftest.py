@@ -36,3 +36,12 @@ def _quiet_werkzeug() -> None:
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+@pytest.fixture(autouse=True)
+def _stop_replay_servers() -> Iterator[None]:
+    """Loopback replay servers (tests/fixtures/replay.py) live for one test."""
+    yield
+    from tests.fixtures.replay import stop_all
+
+    stop_all()

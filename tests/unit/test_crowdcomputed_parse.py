@@ -12,8 +12,8 @@ Fixtures, each verbatim:
 * ``crowdcomputed_callback.json``: the callback / WebSocket payload example of
   ``content/docs/workflow-api.mdx`` (a relative URL, ``reSchedule``).
 
-Paging is exercised through a real :class:`ApiClient` on an ``httpx.MockTransport``:
-no socket, so it stays a unit test.
+Paging is exercised through a real :class:`ApiClient` against a loopback replay
+server (``tests/fixtures/replay.py``) that answers with each test's exact payload.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from genvault.providers.crowdcomputed import (
     unwrap,
 )
 from genvault.records import GenerationRecord, GenerationStatus, MediaKind, MediaRole
+from tests.fixtures.replay import ReplayServer
 
 SEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "seeds"
 BASE = "https://api.crowdcomputed.com"
@@ -85,13 +86,14 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def _provider(handler: Handler, **options: Any) -> CrowdComputed:
-    """An adapter whose ApiClient talks to ``handler`` in memory (no retries, no sleeps)."""
+    """An adapter whose ApiClient talks to ``handler`` on loopback (no retries, no sleeps)."""
     settings_ = NetworkSettings(api_retries=0)
-    policy = NetworkPolicy()
+    policy = NetworkPolicy(allow_private=True)
     opts = CrowdComputedOptions(**options)
+    server = ReplayServer(handler)
     api = ApiClient(
-        http=build_client(settings_, policy, transport=httpx.MockTransport(handler)),
-        base_url=BASE,
+        http=build_client(settings_, policy),
+        base_url=server.url,
         auth_headers=CrowdComputed.auth_headers("k", opts),
         settings=settings_,
         policy=policy,

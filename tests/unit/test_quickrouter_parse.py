@@ -48,6 +48,7 @@ from genvault.providers.quickrouter import (
 )
 from genvault.providers.registry import provider_class
 from genvault.records import GenerationRecord, GenerationStatus, MediaKind, MediaRole
+from tests.fixtures.replay import ReplayServer
 
 SEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "seeds"
 GROK_ASKED = "grok:eee6faa8-9dee-455c-aa82-02ac623adf3a"
@@ -469,11 +470,12 @@ def test_fetch_sends_the_id_url_encoded_and_returns_it_verbatim() -> None:
         return httpx.Response(200, json=_load("quickrouter_grok_query.json"))
 
     settings = NetworkSettings()
-    policy = NetworkPolicy()
+    policy = NetworkPolicy(allow_private=True)
     options = QuickRouterOptions()
+    server = ReplayServer(answer)
     api = ApiClient(
-        http=build_client(settings, policy, transport=httpx.MockTransport(answer)),
-        base_url=QuickRouter.default_base_url,
+        http=build_client(settings, policy),
+        base_url=server.url,
         auth_headers=QuickRouter.auth_headers("sk-1", options),
         settings=settings,
         policy=policy,
