@@ -16,9 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.fixtures.postgres import postgres_server_url, postgres_url  # noqa: F401
 from tests.fixtures.s3 import s3_bucket, s3_server  # noqa: F401
+
+# Property tests check what parsers and key builders accept, not how fast: on a busy
+# 2-core CI box the default 200 ms per-example deadline only produces flakes.
+settings.register_profile("genvault", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("genvault")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

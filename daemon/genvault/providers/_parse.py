@@ -9,12 +9,13 @@ parsers raise MalformedResponseError only when the item is unusable (no id).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from genvault.errors import MalformedResponseError
-from genvault.records import MediaKind
+from genvault.records import MediaKind, MediaRecord
 
 _EXT_KIND = {
     "jpg": MediaKind.IMAGE,
@@ -118,3 +119,15 @@ def kind_from_url(url: str, default: MediaKind = MediaKind.OTHER) -> MediaKind:
     path = urlsplit(url).path.lower()
     ext = path.rsplit(".", 1)[-1] if "." in path.rsplit("/", 1)[-1] else ""
     return _EXT_KIND.get(ext, default)
+
+
+def dedupe_by_url(media: list[MediaRecord]) -> tuple[MediaRecord, ...]:
+    """Keep the first record of each URL (earlier entries carry the better role)."""
+    seen: dict[str, MediaRecord] = {}
+    for m in media:
+        prev = seen.get(m.url)
+        if prev is None:
+            seen[m.url] = m
+        elif prev.size is None and m.size is not None:
+            seen[m.url] = dataclasses.replace(prev, size=m.size)  # keep the known size
+    return tuple(seen.values())

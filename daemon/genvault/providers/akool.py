@@ -46,8 +46,8 @@ from genvault.errors import (
 )
 from genvault.expiry import url_expiry
 from genvault.providers import _parse as p
+from genvault.providers._parse import dedupe_by_url
 from genvault.providers.base import Provider, ProviderOptions
-from genvault.providers.geminigen import dedupe_by_url
 from genvault.records import (
     GenerationRecord,
     GenerationStatus,

@@ -231,7 +231,7 @@ def _media(item: dict[str, Any], base: str) -> tuple[MediaRecord, ...]:
         ref_kind = _kind(p.as_str(ref.get("media_type")), None)
         add(first_url(ref, "url", "uri"), MediaRole.REFERENCE, ref_kind)
         add(first_url(ref, "thumbnail_url", "thumbnail_uri"), MediaRole.REFERENCE, MediaKind.IMAGE)
-    return dedupe_by_url(found)
+    return p.dedupe_by_url(found)
 
 
 def _kind(declared: str | None, url: str | None) -> MediaKind:
@@ -242,22 +242,3 @@ def _kind(declared: str | None, url: str | None) -> MediaKind:
     if "speech" in d:
         return MediaKind.AUDIO
     return p.kind_from_url(url, MediaKind.IMAGE) if url else MediaKind.IMAGE
-
-
-def dedupe_by_url(media: list[MediaRecord]) -> tuple[MediaRecord, ...]:
-    """Keep the first record of each URL (earlier entries carry the better role)."""
-    seen: dict[str, MediaRecord] = {}
-    for m in media:
-        prev = seen.get(m.url)
-        if prev is None:
-            seen[m.url] = m
-        elif prev.size is None and m.size is not None:
-            seen[m.url] = MediaRecord(
-                url=prev.url,
-                role=prev.role,
-                kind=prev.kind,
-                size=m.size,
-                content_type=prev.content_type,
-                url_expires_at=prev.url_expires_at,
-            )
-    return tuple(seen.values())

@@ -38,8 +38,8 @@ from genvault.errors import BusinessError, MalformedResponseError, NotFoundError
 from genvault.expiry import earliest, url_expiry
 from genvault.logging import get_logger
 from genvault.providers import _parse as p
+from genvault.providers._parse import dedupe_by_url
 from genvault.providers.base import Provider, ProviderOptions
-from genvault.providers.geminigen import dedupe_by_url
 from genvault.records import GenerationRecord, GenerationStatus, MediaKind, MediaRecord, MediaRole
 
 log = get_logger("genvault.providers.quickrouter")

@@ -36,7 +36,7 @@ import hashlib
 import json
 import random
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -50,8 +50,9 @@ from genvault.simulator.base import (
     Request,
     Response,
     Role,
-    SimClock,
     SimServer,
+    check_non_negative,
+    config_from_knobs,
 )
 
 API_PATH: Final = ""
@@ -94,10 +95,7 @@ class AkoolSimConfig:
     """Pretend the simulation starts at this instant (reproducible timestamps)."""
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-                raise ValueError(f"{f.name} must be >= 0, got {value}")
+        check_non_negative(self)
         if self.auth_error_status not in (200, 401, 403):
             raise ValueError("auth_error_status must be 200, 401 or 403")
         if self.client_id and len(self.client_id.encode()) != 16:
@@ -259,11 +257,9 @@ class AkoolSimulator(ProviderSim):
 
     def __init__(self, config: AkoolSimConfig | None = None) -> None:
         cfg = config or AkoolSimConfig()
-        server = SimServer(
-            name="akool",
-            port=cfg.port,
-            seed=cfg.seed,
-            clock=SimClock(cfg.clock_anchor),
+        server = SimServer.for_config(
+            "akool",
+            cfg,
             media_prefixes=(CDN,),
             error_response=_error,
             wrong_types=_mangle,
@@ -438,12 +434,9 @@ def create(
     *, api_key: str | None = None, seed: int = 0, count: int | None = None, **knobs: Any
 ) -> AkoolSimulator:
     """Uniform factory used by the simulator registry; knobs are AkoolSimConfig fields."""
-    settings: dict[str, Any] = dict(knobs, seed=seed)
-    if api_key is not None:
-        settings["api_key"] = api_key
-    if count is not None:
-        settings["count"] = count
-    return AkoolSimulator(AkoolSimConfig(**settings))
+    return AkoolSimulator(
+        config_from_knobs(AkoolSimConfig, api_key=api_key, seed=seed, count=count, knobs=knobs)
+    )
 
 
 __all__ = [

@@ -23,6 +23,7 @@ Only the standard library is used, so simulators add no dependencies.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import email.utils
 import hashlib
 import json
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, ClassVar, Final, Literal, Protocol, Self, cast
+from typing import Any, ClassVar, Final, Literal, Protocol, Self, TypeVar, cast
 from urllib.parse import parse_qs, urlsplit
 
 from genvault.simulator import media
@@ -586,6 +587,17 @@ class SimServer:
 
     ADMIN_PREFIX: ClassVar[str] = "/_sim/"
 
+    @classmethod
+    def for_config(cls, name: str, config: Any, **options: Any) -> Self:
+        """A server from a simulator config's ``port``, ``seed`` and ``clock_anchor``."""
+        return cls(
+            name=name,
+            port=config.port,
+            seed=config.seed,
+            clock=SimClock(config.clock_anchor),
+            **options,
+        )
+
     def __init__(
         self,
         *,
@@ -966,6 +978,32 @@ class SimServer:
 
 
 # --------------------------------------------------------------------------- provider base
+
+
+# --------------------------------------------------------------------------- config helpers
+
+_C = TypeVar("_C")
+
+
+def check_non_negative(config: Any) -> None:
+    """Refuse a negative numeric knob in a simulator config dataclass (bools excepted)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+            raise ValueError(f"{f.name} must be >= 0, got {value}")
+
+
+def config_from_knobs(
+    config_cls: type[_C], *, api_key: str | None, seed: int, count: int | None, knobs: Any
+) -> _C:
+    """The config every ``create(api_key=, seed=, count=, **knobs)`` factory builds:
+    ``None`` means "the config's default" for api_key and count."""
+    settings: dict[str, Any] = dict(knobs, seed=seed)
+    if api_key is not None:
+        settings["api_key"] = api_key
+    if count is not None:
+        settings["count"] = count
+    return config_cls(**settings)
 
 
 class Simulator(Protocol):

@@ -38,7 +38,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
@@ -49,8 +49,9 @@ from genvault.simulator.base import (
     ProviderSim,
     Request,
     Response,
-    SimClock,
     SimServer,
+    check_non_negative,
+    config_from_knobs,
 )
 
 API_PATH: Final = ""
@@ -107,10 +108,7 @@ class CrowdComputedSimConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "workflows", tuple(self.workflows))  # JSON knobs give lists
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-                raise ValueError(f"{f.name} must be >= 0, got {value}")
+        check_non_negative(self)
         if not self.workflows or any(w not in KNOWN_WORKFLOWS for w in self.workflows):
             raise ValueError(f"workflows must be non-empty ids of {sorted(KNOWN_WORKFLOWS)}")
         if self.max_page_size < 1 or self.default_page_size < 1:
@@ -296,11 +294,9 @@ class CrowdComputedSimulator(ProviderSim):
 
     def __init__(self, config: CrowdComputedSimConfig | None = None) -> None:
         cfg = config or CrowdComputedSimConfig()
-        server = SimServer(
-            name="crowdcomputed",
-            port=cfg.port,
-            seed=cfg.seed,
-            clock=SimClock(cfg.clock_anchor),
+        server = SimServer.for_config(
+            "crowdcomputed",
+            cfg,
             media_prefixes=(DATA,),
             error_response=_error,
             wrong_types=_mangle,
@@ -485,12 +481,11 @@ def create(
     *, api_key: str | None = None, seed: int = 0, count: int | None = None, **knobs: Any
 ) -> CrowdComputedSimulator:
     """Uniform factory used by the simulator registry; knobs are CrowdComputedSimConfig fields."""
-    settings: dict[str, Any] = dict(knobs, seed=seed)
-    if api_key is not None:
-        settings["api_key"] = api_key
-    if count is not None:
-        settings["count"] = count
-    return CrowdComputedSimulator(CrowdComputedSimConfig(**settings))
+    return CrowdComputedSimulator(
+        config_from_knobs(
+            CrowdComputedSimConfig, api_key=api_key, seed=seed, count=count, knobs=knobs
+        )
+    )
 
 
 __all__ = ["API_PATH", "CrowdComputedSimConfig", "CrowdComputedSimulator", "create"]

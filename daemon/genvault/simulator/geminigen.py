@@ -23,7 +23,7 @@ for the archiver, as the real API is believed to behave:
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
@@ -34,8 +34,9 @@ from genvault.simulator.base import (
     Request,
     Response,
     Role,
-    SimClock,
     SimServer,
+    check_non_negative,
+    config_from_knobs,
     iso_ms,
 )
 
@@ -115,10 +116,7 @@ class GeminiGenSimConfig:
     """Pretend the simulation starts at this instant (reproducible timestamps)."""
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-                raise ValueError(f"{f.name} must be >= 0, got {value}")
+        check_non_negative(self)
         if self.max_items_per_page < 1:
             raise ValueError("max_items_per_page must be >= 1")
 
@@ -424,11 +422,9 @@ class GeminiGenSimulator(ProviderSim):
 
     def __init__(self, config: GeminiGenSimConfig | None = None) -> None:
         cfg = config or GeminiGenSimConfig()
-        server = SimServer(
-            name="geminigen",
-            port=cfg.port,
-            seed=cfg.seed,
-            clock=SimClock(cfg.clock_anchor),
+        server = SimServer.for_config(
+            "geminigen",
+            cfg,
             media_prefixes=(CDN,),
             error_response=_error,
             wrong_types=_mangle,
@@ -694,12 +690,9 @@ def create(
     *, api_key: str | None = None, seed: int = 0, count: int | None = None, **knobs: Any
 ) -> GeminiGenSimulator:
     """Uniform factory used by the simulator registry; knobs are GeminiGenSimConfig fields."""
-    settings: dict[str, Any] = dict(knobs, seed=seed)
-    if api_key is not None:
-        settings["api_key"] = api_key
-    if count is not None:
-        settings["count"] = count
-    return GeminiGenSimulator(GeminiGenSimConfig(**settings))
+    return GeminiGenSimulator(
+        config_from_knobs(GeminiGenSimConfig, api_key=api_key, seed=seed, count=count, knobs=knobs)
+    )
 
 
 __all__ = ["API_PATH", "GeminiGenSimConfig", "GeminiGenSimulator", "create"]

@@ -44,7 +44,7 @@ import hmac
 import random
 import string
 import threading
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlencode
@@ -56,8 +56,9 @@ from genvault.simulator.base import (
     Request,
     Response,
     Role,
-    SimClock,
     SimServer,
+    check_non_negative,
+    config_from_knobs,
 )
 
 if TYPE_CHECKING:
@@ -137,10 +138,7 @@ class QuickRouterSimConfig:
     clock_anchor: datetime | None = None
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-                raise ValueError(f"{f.name} must be >= 0, got {value}")
+        check_non_negative(self)
         if self.url_ttl_seconds < 1:
             raise ValueError("url_ttl_seconds must be >= 1")
 
@@ -373,12 +371,10 @@ class QuickRouterSimulator(ProviderSim):
     def __init__(self, config: QuickRouterSimConfig | None = None) -> None:
         cfg = config or QuickRouterSimConfig()
         secret = hashlib.sha256(f"quickrouter-cdn:{cfg.seed}".encode()).digest()
-        server = _SigningServer(
+        server = _SigningServer.for_config(
+            "quickrouter",
+            cfg,
             secret=secret,
-            name="quickrouter",
-            port=cfg.port,
-            seed=cfg.seed,
-            clock=SimClock(cfg.clock_anchor),
             media_prefixes=("/cdn/", "/storage/"),
             error_response=_error,
         )
@@ -647,12 +643,11 @@ def create(
     *, api_key: str | None = None, seed: int = 0, count: int | None = None, **knobs: Any
 ) -> QuickRouterSimulator:
     """Uniform factory used by the simulator registry; knobs are QuickRouterSimConfig fields."""
-    settings: dict[str, Any] = dict(knobs, seed=seed)
-    if api_key is not None:
-        settings["api_key"] = api_key
-    if count is not None:
-        settings["count"] = count
-    return QuickRouterSimulator(QuickRouterSimConfig(**settings))
+    return QuickRouterSimulator(
+        config_from_knobs(
+            QuickRouterSimConfig, api_key=api_key, seed=seed, count=count, knobs=knobs
+        )
+    )
 
 
 __all__ = [

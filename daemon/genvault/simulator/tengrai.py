@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any, Final, Literal
@@ -39,8 +39,9 @@ from genvault.simulator.base import (
     ProviderSim,
     Request,
     Response,
-    SimClock,
     SimServer,
+    check_non_negative,
+    config_from_knobs,
     iso_ms,
 )
 
@@ -97,10 +98,7 @@ class TengrAISimConfig:
     """Pretend the simulation starts at this instant (reproducible timestamps)."""
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-                raise ValueError(f"{f.name} must be >= 0, got {value}")
+        check_non_negative(self)
         if not 0 < self.max_age_days < RETENTION.days:
             raise ValueError("max_age_days must be in (0, 8)")
         if self.api_version not in VERSIONS:
@@ -269,11 +267,9 @@ class TengrAISimulator(ProviderSim):
 
     def __init__(self, config: TengrAISimConfig | None = None) -> None:
         cfg = config or TengrAISimConfig()
-        server = SimServer(
-            name="tengrai",
-            port=cfg.port,
-            seed=cfg.seed,
-            clock=SimClock(cfg.clock_anchor),
+        server = SimServer.for_config(
+            "tengrai",
+            cfg,
             media_prefixes=(CDN,),
             error_response=_error,
             wrong_types=_mangle,
@@ -439,12 +435,9 @@ def create(
     *, api_key: str | None = None, seed: int = 0, count: int | None = None, **knobs: Any
 ) -> TengrAISimulator:
     """Uniform factory used by the simulator registry; knobs are TengrAISimConfig fields."""
-    settings: dict[str, Any] = dict(knobs, seed=seed)
-    if api_key is not None:
-        settings["api_key"] = api_key
-    if count is not None:
-        settings["count"] = count
-    return TengrAISimulator(TengrAISimConfig(**settings))
+    return TengrAISimulator(
+        config_from_knobs(TengrAISimConfig, api_key=api_key, seed=seed, count=count, knobs=knobs)
+    )
 
 
 __all__ = ["CDN", "RETENTION", "TengrAISimConfig", "TengrAISimulator", "create"]
