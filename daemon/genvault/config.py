@@ -64,6 +64,10 @@ class StorageSettings(_Section):
     key_template: str = DEFAULT_KEY_TEMPLATE
     multipart_threshold_mb: int = Field(default=8, ge=5, le=5120)
     multipart_chunk_mb: int = Field(default=8, ge=5, le=5120)
+    stale_upload_seconds: float | None = Field(default=None, ge=0)
+    """At start, remove unfinished writes older than this: temp files of ``file://``,
+    open multipart uploads of ``s3://`` (a crashed run's leftovers). None: every temp
+    file of a local folder (one writer), uploads older than an hour on S3 (replicas)."""
 
     @field_validator("url")
     @classmethod
@@ -85,6 +89,23 @@ class NetworkSettings(_Section):
     api_retries: int = Field(default=4, ge=0, le=20)
     """Retries of one API request on transient errors, with capped exponential backoff."""
     backoff_cap_seconds: float = Field(default=60.0, gt=0)
+    api_deadline_seconds: float = Field(default=300.0, gt=0)
+    """Whole-request limit of one API call: a body dripped a byte at a time never
+    trips the read timeout, so the total time is bounded too."""
+    low_speed_bps: int = Field(default=1024, ge=0)
+    """A media download slower than this (bytes/s, averaged over ``low_speed_seconds``)
+    is abandoned and retried; 0 turns the check off."""
+    low_speed_seconds: float = Field(default=60.0, gt=0)
+    media_resume_attempts: int = Field(default=3, ge=0, le=100)
+    """Range-resumes of one download after a broken connection, within one attempt."""
+    breaker_failures: int = Field(default=5, ge=1)
+    """Consecutive failed API calls (after their retries) that open a provider's circuit."""
+    breaker_cooldown_seconds: float = Field(default=300.0, gt=0)
+    """How long an open circuit refuses calls before one trial call is let through."""
+    budget_max_interval_seconds: float = Field(default=30.0, gt=0)
+    """The slowest pace a 429 can push a provider's request budget to."""
+    budget_recover_after: int = Field(default=10, ge=1)
+    """Successful calls in a row that halve the pause a 429 imposed."""
 
 
 class ArchiveSettings(_Section):
@@ -180,6 +201,20 @@ class AccountSettings(BaseModel):
     api_key_file: Path | None = None
     base_url: str | None = None
     enabled: bool = True
+    allowed_hosts: tuple[str, ...] | None = None
+    """If set, this account's API and media may only be fetched from these host names
+    (and their subdomains), e.g. ``["api.akool.com", "cloudfront.net"]``."""
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is None:
+            return None
+        cleaned = tuple(h.strip().lower().rstrip(".") for h in v)
+        for h in cleaned:
+            if not h or "/" in h or ":" in h or " " in h:
+                raise ValueError(f"{h!r} is not a host name (no scheme, port or path)")
+        return cleaned
 
     @field_validator("name")
     @classmethod

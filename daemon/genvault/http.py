@@ -11,9 +11,8 @@ Three parts:
 * :class:`ApiClient`: JSON calls to a provider API with the error classes of
   :mod:`genvault.errors`, bounded bodies, and retries with capped exponential
   backoff and jitter that honour ``Retry-After``.
-* :func:`open_media`: a streaming GET of one media file as a file-like object
-  that verifies length and type while the bytes flow, so storage can read it
-  without ever holding the file in memory.
+
+Media downloads live in :mod:`genvault.download`, on a client built here.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import random
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -40,13 +39,10 @@ from genvault.config import NetworkSettings
 from genvault.errors import (
     AuthError,
     MalformedResponseError,
-    MediaGoneError,
     NotFoundError,
-    PermanentDownloadError,
     PermanentProviderError,
     ProviderError,
     RateLimitedError,
-    TransientDownloadError,
     TransientProviderError,
     UnsafeURLError,
 )
@@ -61,6 +57,9 @@ USER_AGENT = f"genvault/{__version__} (+https://github.com/genvault/genvault)"
 # --------------------------------------------------------------------------- network policy
 
 _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+_METADATA_V6 = ipaddress.IPv6Network("fd00:ec2::254/128")
+POLICY_EXTENSION = "genvault_policy"
+"""Request extension carrying a per-account :class:`NetworkPolicy`; it follows redirects."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +95,11 @@ class NetworkPolicy:
         reserved = ip.is_multicast or ip.is_reserved or ip.is_unspecified or ip == _BROADCAST
         if reserved and not ip.is_loopback:
             raise UnsafeURLError(f"refused reserved address {ip} for host {host!r}")
-        if ip.is_loopback or ip.is_private or ip.is_link_local:
+        # Link-local is never allowed: 169.254.169.254 and fd00:ec2::254 are where
+        # cloud metadata (and its credentials) lives; no media is served from there.
+        if ip.is_link_local or ip in _METADATA_V6:
+            raise UnsafeURLError(f"refused link-local address {ip} for host {host!r}")
+        if ip.is_loopback or ip.is_private:
             if self.allow_private:
                 return
             raise UnsafeURLError(f"refused private/loopback address {ip} for host {host!r}")
@@ -155,7 +158,10 @@ def build_client(
     """The one place an httpx client is made: timeouts, pool size, redirects, the guard."""
 
     def _check_hop(request: httpx.Request) -> None:
-        policy.check_url(request.url)
+        # httpx copies extensions onto every redirect request, so an account's
+        # allowlist applies to each hop, not just the first URL.
+        hop_policy = request.extensions.get(POLICY_EXTENSION, policy)
+        hop_policy.check_url(request.url)
 
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections
@@ -193,6 +199,11 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def policy_extensions(policy: NetworkPolicy) -> dict[str, Any]:
+    """``extensions=`` for a request that must obey ``policy`` on every hop."""
+    return {POLICY_EXTENSION: policy}
 
 
 def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 60.0) -> float:
@@ -264,7 +275,12 @@ class ApiClient:
         self.stats["requests"] += 1
         try:
             with self.http.stream(
-                method, url, params=params, json=json_body, headers=dict(self.auth_headers)
+                method,
+                url,
+                params=params,
+                json=json_body,
+                headers=dict(self.auth_headers),
+                extensions=policy_extensions(self.policy),
             ) as resp:
                 self._report(resp.status_code)
                 body = _read_capped(resp, self.settings.max_json_bytes, path)
@@ -332,137 +348,13 @@ def _decode(resp: httpx.Response, body: bytes, path: str) -> Any:
         ) from None
 
 
-# --------------------------------------------------------------------------- media download
-
-_NOT_MEDIA_TYPES = ("text/html", "application/json", "text/xml", "application/xml", "text/plain")
-_NOT_MEDIA_PREFIXES = (b"<!doctype", b"<html", b"<?xml", b"{", b"[", b"<head", b"<body")
-
-
-@dataclass
-class MediaStream:
-    """A verified, bounded byte stream of one media file; readable like a file.
-
-    Reading raises :class:`TransientDownloadError` if the body ends before its
-    Content-Length (or overruns it) and :class:`PermanentDownloadError` if it
-    exceeds the size cap or turns out to be an error page.
-    """
-
-    url: str
-    content_type: str | None
-    content_length: int | None
-    _chunks: Iterator[bytes]
-    _max_bytes: int
-    _buffer: bytes = b""
-    _received: int = 0
-    _eof: bool = False
-    _first: bool = True
-
-    def _next_chunk(self) -> bytes:
-        try:
-            chunk = next(self._chunks)
-        except StopIteration:
-            self._eof = True
-            if self.content_length is not None and self._received != self.content_length:
-                raise TransientDownloadError(
-                    f"truncated: received {self._received} of {self.content_length} bytes"
-                ) from None
-            return b""
-        except httpx.TimeoutException as exc:
-            raise TransientDownloadError(f"read timed out ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            raise TransientDownloadError(f"connection broke: {type(exc).__name__}: {exc}") from None
-        if self._first and chunk:
-            self._first = False
-            head = chunk[:64].lstrip().lower()
-            if head.startswith(_NOT_MEDIA_PREFIXES):
-                raise PermanentDownloadError(
-                    f"body looks like a document, not media: {chunk[:40]!r}"
-                )
-        self._received += len(chunk)
-        if self._received > self._max_bytes:
-            raise PermanentDownloadError(f"file exceeds the cap of {self._max_bytes} bytes")
-        if self.content_length is not None and self._received > self.content_length:
-            raise TransientDownloadError(
-                f"overrun: received more than the announced {self.content_length} bytes"
-            )
-        return chunk
-
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            parts = [self._buffer]
-            self._buffer = b""
-            while not self._eof:
-                parts.append(self._next_chunk())
-            return b"".join(parts)
-        while len(self._buffer) < n and not self._eof:
-            self._buffer += self._next_chunk()
-        out, self._buffer = self._buffer[:n], self._buffer[n:]
-        return out
-
-    def readable(self) -> bool:
-        return True
-
-    @property
-    def received(self) -> int:
-        return self._received
-
-
-@contextlib.contextmanager
-def open_media(
-    http: httpx.Client, url: str, *, policy: NetworkPolicy, max_bytes: int
-) -> Iterator[MediaStream]:
-    """Start downloading ``url``; yield a :class:`MediaStream` once the headers are in."""
-    try:
-        policy.check_url(url)
-    except UnsafeURLError as exc:
-        raise PermanentDownloadError(str(exc)) from None
-    try:
-        with http.stream("GET", url) as resp:
-            status = resp.status_code
-            if status in (403, 404, 410):
-                raise MediaGoneError(f"HTTP {status} from media URL", status_code=status)
-            if status == 429 or status >= 500 or status == 408:
-                raise TransientDownloadError(f"HTTP {status} from media URL", status_code=status)
-            if status >= 400 or status < 200 or status == 204:
-                raise PermanentDownloadError(f"HTTP {status} from media URL", status_code=status)
-            ctype = (resp.headers.get("content-type") or "").split(";")[0].strip().lower() or None
-            if ctype in _NOT_MEDIA_TYPES:
-                raise PermanentDownloadError(f"media URL answered with {ctype}, not media")
-            declared = resp.headers.get("content-length")
-            length = int(declared) if declared and declared.isdigit() else None
-            if resp.headers.get("content-encoding", "identity") != "identity":
-                length = None  # Content-Length counts encoded bytes; we read decoded ones
-            if length is not None and length > max_bytes:
-                raise PermanentDownloadError(
-                    f"file of {length} bytes exceeds the cap of {max_bytes}"
-                )
-            yield MediaStream(
-                url=url,
-                content_type=ctype,
-                content_length=length,
-                _chunks=resp.iter_bytes(1024 * 1024),
-                _max_bytes=max_bytes,
-            )
-    except UnsafeURLError as exc:
-        raise PermanentDownloadError(str(exc)) from None
-    except httpx.TimeoutException as exc:
-        raise TransientDownloadError(f"timed out ({type(exc).__name__})") from None
-    except httpx.TooManyRedirects:
-        raise PermanentDownloadError("too many redirects") from None
-    except httpx.UnsupportedProtocol as exc:
-        raise PermanentDownloadError(f"refused redirect: {exc}") from None
-    except httpx.TransportError as exc:
-        raise TransientDownloadError(f"{type(exc).__name__}: {exc}") from None
-
-
 __all__ = [
     "ApiClient",
     "HttpClient",
-    "MediaStream",
     "NetworkPolicy",
     "ProviderError",
     "backoff_delay",
     "build_client",
-    "open_media",
     "parse_retry_after",
+    "policy_extensions",
 ]

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import secrets as _secrets
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from pydantic import SecretStr
 
 from genvault.config import AccountSettings, Settings
+from genvault.download import DownloadLimits
 from genvault.http import ApiClient, HttpClient, NetworkPolicy, build_client
 from genvault.logging import register_secret
 from genvault.providers.base import Provider
@@ -35,6 +36,8 @@ def new_worker_id() -> str:
 class AccountRuntime:
     settings: AccountSettings
     provider: Provider
+    policy: NetworkPolicy
+    """The network policy plus this account's host allowlist, if it has one."""
 
     @property
     def name(self) -> str:
@@ -77,16 +80,38 @@ class Runtime:
             options = validate_options(acc, f"accounts[{acc.name}]")
             key = secrets[acc.name].get_secret_value()
             register_secret(key)
+            acc_policy = (
+                replace(policy, allowed_hosts=frozenset(acc.allowed_hosts))
+                if acc.allowed_hosts is not None
+                else policy
+            )
             api = ApiClient(
                 http=api_http,
                 base_url=acc.base_url or cls_.default_base_url,
                 auth_headers=cls_.auth_headers(key, options),
                 settings=settings.network,
-                policy=policy,
+                policy=acc_policy,
                 account=acc.name,
             )
-            accounts[acc.name] = AccountRuntime(acc, cls_(api, options, acc.name, api_key=key))
+            accounts[acc.name] = AccountRuntime(
+                acc, cls_(api, options, acc.name, api_key=key), acc_policy
+            )
         return cls(settings, store, storage, policy, accounts, api_http, media_http)
+
+    def policy_for(self, account: str) -> NetworkPolicy:
+        """The policy an account's media URLs are fetched under (its allowlist applies)."""
+        acc = self.accounts.get(account)
+        return acc.policy if acc is not None else self.policy
+
+    @property
+    def download_limits(self) -> DownloadLimits:
+        net = self.settings.network
+        return DownloadLimits(
+            max_bytes=net.max_asset_bytes,
+            low_speed_bps=net.low_speed_bps,
+            low_speed_seconds=net.low_speed_seconds,
+            resume_attempts=net.media_resume_attempts,
+        )
 
     @property
     def archive_roles(self) -> frozenset[str]:

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from threading import Event
 from typing import Any
 
+from genvault.download import MediaStream, open_media
 from genvault.errors import (
     DownloadError,
     GenvaultError,
@@ -36,7 +37,6 @@ from genvault.errors import (
     TransientDownloadError,
 )
 from genvault.expiry import earliest
-from genvault.http import MediaStream, open_media
 from genvault.logging import get_logger
 from genvault.models import utcnow
 from genvault.records import AssetState
@@ -99,8 +99,8 @@ def archive_one(rt: Runtime, asset: LeasedAsset, abort: Event) -> Outcome:
         with open_media(
             rt.media_http,
             asset.source_url,
-            policy=rt.policy,
-            max_bytes=rt.settings.network.max_asset_bytes,
+            policy=rt.policy_for(asset.account),
+            limits=rt.download_limits,
         ) as stream:
             ext = extension_for(asset.source_url, stream.content_type, asset.kind)
             key = build_key(

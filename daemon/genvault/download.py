@@ -1,0 +1,316 @@
+"""Streaming download of one media file, verified while the bytes flow.
+
+:func:`open_media` yields a :class:`MediaStream`, a file-like object that
+storage reads from, so a file is never held in memory. While it streams it
+checks what a trusted archive must never take on trust:
+
+* **that it is media at all**: a 200 whose body is an HTML or JSON page (a
+  login wall, a CDN error, a JSON error envelope) is refused, whatever its
+  Content-Type says; rclone and gallery-dl both once stored such pages as
+  files;
+* **that it is complete**: a body that ends before its Content-Length, or
+  overruns it, is an error, never a stored file;
+* **that it stays within bounds**: a size cap, and a low-speed limit in the
+  manner of curl's ``--speed-limit``/``--speed-time``, because a server that
+  drips one byte at a time never trips a read timeout.
+
+**Resume.** When the connection breaks or times out mid-body and the server
+offers ``Accept-Ranges: bytes`` with a validator (ETag or Last-Modified), the
+stream asks for the rest with ``Range`` + ``If-Range`` and carries on, so the
+reader (and the sha256 it computes) never notices. A 200 instead of a 206
+means the file changed: the download fails and is retried from the start.
+Resume works *within* a run only. After a crash the download starts over:
+resuming across processes would need the partial bytes' hash state and, for
+S3, the open multipart upload id persisted from worker threads, that is, DB
+writes before the side effect they describe. Re-streaming keeps every
+committed row true; files are small enough (most under 100 MB) that the cost
+is one re-download after a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import httpx
+
+from genvault.errors import (
+    MediaGoneError,
+    PermanentDownloadError,
+    TransientDownloadError,
+    UnsafeURLError,
+)
+from genvault.http import NetworkPolicy, policy_extensions
+from genvault.logging import get_logger
+
+log = get_logger("genvault.download")
+
+_NOT_MEDIA_TYPES = ("text/html", "application/json", "text/xml", "application/xml", "text/plain")
+_NOT_MEDIA_PREFIXES = (b"<!doctype", b"<html", b"<?xml", b"{", b"[", b"<head", b"<body")
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadLimits:
+    """The bounds one download must stay within (from ``[network]``)."""
+
+    max_bytes: int = 10 * 1024**3
+    low_speed_bps: int = 1024
+    """Fail when fewer bytes than this per second arrive, averaged over ``low_speed_seconds``."""
+    low_speed_seconds: float = 60.0
+    resume_attempts: int = 3
+    """How many times one download may resume after a broken connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Validator:
+    """What makes a resumed range provably part of the same file."""
+
+    etag: str | None
+    last_modified: str | None
+
+    @property
+    def if_range(self) -> str | None:
+        # Weak ETags are not allowed in If-Range (RFC 9110 13.1.5).
+        if self.etag and not self.etag.startswith("W/"):
+            return self.etag
+        return self.last_modified
+
+
+def _checked_status(resp: httpx.Response) -> None:
+    status = resp.status_code
+    if status in (403, 404, 410):
+        raise MediaGoneError(f"HTTP {status} from media URL", status_code=status)
+    if status == 429 or status >= 500 or status == 408:
+        raise TransientDownloadError(f"HTTP {status} from media URL", status_code=status)
+    if status >= 400 or status < 200 or status == 204:
+        raise PermanentDownloadError(f"HTTP {status} from media URL", status_code=status)
+
+
+@dataclass
+class MediaStream:
+    """A verified, bounded byte stream of one media file; readable like a file.
+
+    Reading raises :class:`TransientDownloadError` if the body ends before its
+    Content-Length (or overruns it), breaks beyond repair, or is too slow, and
+    :class:`PermanentDownloadError` if it exceeds the size cap or turns out to
+    be a document rather than media.
+    """
+
+    url: str
+    content_type: str | None
+    content_length: int | None
+    _http: httpx.Client
+    _limits: DownloadLimits
+    _validator: _Validator | None
+    _extensions: dict[str, object]
+    _responses: contextlib.ExitStack
+    _chunks: Iterator[bytes]
+    _buffer: bytearray = field(default_factory=bytearray)
+    _received: int = 0
+    _eof: bool = False
+    _first: bool = True
+    resumes: int = 0
+    _window_start: float = field(default_factory=time.monotonic)
+    _window_bytes: int = 0
+
+    # ------------------------------------------------------------------ reading
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            while not self._eof:
+                self._buffer += self._next_chunk()
+            out = bytes(self._buffer)
+            self._buffer.clear()
+            return out
+        while len(self._buffer) < n and not self._eof:
+            self._buffer += self._next_chunk()
+        out = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return out
+
+    def readable(self) -> bool:
+        return True
+
+    @property
+    def received(self) -> int:
+        return self._received
+
+    # ------------------------------------------------------------------ chunks
+
+    def _next_chunk(self) -> bytes:
+        while True:
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                if self.content_length is not None and self._received < self.content_length:
+                    self._resume_or_raise(
+                        f"truncated: received {self._received} of {self.content_length} bytes"
+                    )
+                    continue
+                self._eof = True
+                return b""
+            except httpx.TimeoutException as exc:
+                self._resume_or_raise(f"read timed out ({type(exc).__name__})")
+                continue
+            except httpx.TransportError as exc:
+                self._resume_or_raise(f"connection broke: {type(exc).__name__}: {exc}")
+                continue
+            if chunk:
+                return self._accept(chunk)
+
+    def _accept(self, chunk: bytes) -> bytes:
+        if self._first:
+            self._first = False
+            head = chunk[:64].lstrip().lower()
+            if head.startswith(_NOT_MEDIA_PREFIXES):
+                raise PermanentDownloadError(
+                    f"body looks like a document, not media: {chunk[:40]!r}"
+                )
+        self._received += len(chunk)
+        if self._received > self._limits.max_bytes:
+            raise PermanentDownloadError(f"file exceeds the cap of {self._limits.max_bytes} bytes")
+        if self.content_length is not None and self._received > self.content_length:
+            raise TransientDownloadError(
+                f"overrun: received more than the announced {self.content_length} bytes"
+            )
+        self._check_speed(len(chunk))
+        return chunk
+
+    def _check_speed(self, count: int) -> None:
+        self._window_bytes += count
+        elapsed = time.monotonic() - self._window_start
+        if elapsed < self._limits.low_speed_seconds:
+            return
+        rate = self._window_bytes / elapsed
+        if rate < self._limits.low_speed_bps:
+            raise TransientDownloadError(
+                f"too slow: {rate:.0f} B/s over {elapsed:.0f} s "
+                f"(limit {self._limits.low_speed_bps} B/s)"
+            )
+        self._window_start = time.monotonic()
+        self._window_bytes = 0
+
+    # ------------------------------------------------------------------ resume
+
+    def _resume_or_raise(self, reason: str) -> None:
+        """Continue from the next byte with a Range request, or raise a transient error."""
+        can_resume = (
+            self._validator is not None
+            and self._validator.if_range is not None
+            and self.content_length is not None
+            and 0 < self._received < self.content_length
+            and self.resumes < self._limits.resume_attempts
+        )
+        if not can_resume:
+            raise TransientDownloadError(reason)
+        assert self._validator is not None and self._validator.if_range is not None
+        self.resumes += 1
+        self._responses.close()
+        self._responses = contextlib.ExitStack()
+        headers = {
+            "Range": f"bytes={self._received}-",
+            "If-Range": self._validator.if_range,
+            "Accept-Encoding": "identity",
+        }
+        log.info(
+            "download.resume",
+            url_host=httpx.URL(self.url).host,
+            offset=self._received,
+            attempt=self.resumes,
+            reason=reason,
+        )
+        try:
+            resp = self._responses.enter_context(
+                self._http.stream("GET", self.url, headers=headers, extensions=self._extensions)
+            )
+        except httpx.TimeoutException as exc:
+            raise TransientDownloadError(
+                f"{reason}; resume timed out ({type(exc).__name__})"
+            ) from None
+        except httpx.TransportError as exc:
+            raise TransientDownloadError(f"{reason}; resume failed: {type(exc).__name__}") from None
+        _checked_status(resp)
+        match = _CONTENT_RANGE.match(resp.headers.get("content-range", ""))
+        if resp.status_code != 206 or match is None:
+            raise TransientDownloadError(
+                f"{reason}; the server sent HTTP {resp.status_code} to a Range request "
+                "(the file changed or ranges are not served): starting over next attempt"
+            )
+        start, total = int(match.group(1)), match.group(3)
+        if start != self._received or (total != "*" and int(total) != self.content_length):
+            raise TransientDownloadError(
+                f"{reason}; resume answered {match.group(0)!r}, "
+                f"wanted bytes {self._received}- of {self.content_length}"
+            )
+        self._chunks = resp.iter_bytes()
+
+    def close(self) -> None:
+        self._responses.close()
+
+
+@contextlib.contextmanager
+def open_media(
+    http: httpx.Client, url: str, *, policy: NetworkPolicy, limits: DownloadLimits
+) -> Iterator[MediaStream]:
+    """Start downloading ``url``; yield a :class:`MediaStream` once the headers are in."""
+    try:
+        policy.check_url(url)
+    except UnsafeURLError as exc:
+        raise PermanentDownloadError(str(exc)) from None
+    responses = contextlib.ExitStack()
+    try:
+        extensions = policy_extensions(policy)
+        resp = responses.enter_context(http.stream("GET", url, extensions=extensions))
+        _checked_status(resp)
+        ctype = (resp.headers.get("content-type") or "").split(";")[0].strip().lower() or None
+        if ctype in _NOT_MEDIA_TYPES:
+            raise PermanentDownloadError(f"media URL answered with {ctype}, not media")
+        declared = resp.headers.get("content-length")
+        length = int(declared) if declared and declared.isdigit() else None
+        encoded = resp.headers.get("content-encoding", "identity") != "identity"
+        if encoded:
+            length = None  # Content-Length counts encoded bytes; we read decoded ones
+        if length is not None and length > limits.max_bytes:
+            raise PermanentDownloadError(
+                f"file of {length} bytes exceeds the cap of {limits.max_bytes}"
+            )
+        ranges = resp.headers.get("accept-ranges", "").strip().lower() == "bytes"
+        validator = (
+            _Validator(resp.headers.get("etag"), resp.headers.get("last-modified"))
+            if ranges and not encoded and resp.status_code == 200
+            else None
+        )
+        stream = MediaStream(
+            url=url,
+            content_type=ctype,
+            content_length=length,
+            _http=http,
+            _limits=limits,
+            _validator=validator,
+            _extensions=extensions,
+            _responses=responses,
+            _chunks=resp.iter_bytes(),
+        )
+        try:
+            yield stream
+        finally:
+            stream.close()
+    except UnsafeURLError as exc:
+        raise PermanentDownloadError(str(exc)) from None
+    except httpx.TimeoutException as exc:
+        raise TransientDownloadError(f"timed out ({type(exc).__name__})") from None
+    except httpx.TooManyRedirects:
+        raise PermanentDownloadError("too many redirects") from None
+    except httpx.UnsupportedProtocol as exc:
+        raise PermanentDownloadError(f"refused redirect: {exc}") from None
+    except httpx.TransportError as exc:
+        raise TransientDownloadError(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        responses.close()
+
+
+__all__ = ["DownloadLimits", "MediaStream", "open_media"]
