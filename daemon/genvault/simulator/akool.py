@@ -203,6 +203,11 @@ class _Builder:
         )
 
 
+def _business_error() -> Response:
+    """``malformed="business_error"``: a non-1000 business code in HTTP 200, as documented."""
+    return Response.json({"code": 1108, "msg": "image generate error"})
+
+
 def _error(status: int, code: str, message: str) -> Response:
     """Akool's error shape for non-business failures (faults, unknown routes)."""
     return Response.json({"code": status, "msg": message}, status=status)
@@ -263,6 +268,7 @@ class AkoolSimulator(ProviderSim):
             media_prefixes=(CDN,),
             error_response=_error,
             wrong_types=_mangle,
+            business_error=_business_error,
         )
         super().__init__(server, cfg.api_key)
         self.config = cfg

@@ -23,6 +23,7 @@ Only the standard library is used, so simulators add no dependencies.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import email.utils
 import hashlib
@@ -31,12 +32,14 @@ import logging
 import random
 import re
 import socket
+import struct
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, ClassVar, Final, Literal, Protocol, Self, TypeVar, cast
@@ -50,12 +53,15 @@ MAX_BODY: Final = 2 * 1024 * 1024
 """Request bodies above this are refused with 413 (the simulator is not a sink)."""
 
 RouteKind = Literal["api", "media", "admin"]
-MalformedMode = Literal["html", "truncated", "wrong_types"]
+MalformedMode = Literal["html", "truncated", "wrong_types", "bad_item", "business_error"]
+MediaErrorPage = Literal["html", "json", "html_as_image"]
 Role = Literal["result", "thumbnail", "last_frame", "upscale", "reference"]
 
 Handler = Callable[["Request"], "Response"]
 ErrorFactory = Callable[[int, str, str], "Response"]
 """``(status, error_code, message) -> Response`` in the provider's own error shape."""
+BusinessErrorFactory = Callable[[], "Response"]
+"""``() -> Response``: the provider's in-band error envelope, answered with HTTP 200."""
 
 
 # --------------------------------------------------------------------------- request/response
@@ -155,6 +161,17 @@ def default_error(status: int, code: str, message: str) -> Response:
     return Response.json({"error": {"code": code, "message": message}}, status=status)
 
 
+def default_business_error() -> Response:
+    """Generic in-band error (HTTP 200), used when a simulator does not supply its own.
+
+    Many APIs report failures inside a successful HTTP answer; a client that only
+    looks at the status code would take this for data.
+    """
+    return Response.json(
+        {"success": False, "error": {"code": "BUSINESS_ERROR", "message": "request failed"}}
+    )
+
+
 # --------------------------------------------------------------------------- clock
 
 
@@ -214,7 +231,8 @@ class SimClock:
 # --------------------------------------------------------------------------- faults
 
 
-_MALFORMED_MODES: Final = ("html", "truncated", "wrong_types")
+_MALFORMED_MODES: Final = ("html", "truncated", "wrong_types", "bad_item", "business_error")
+_MEDIA_ERROR_PAGES: Final = ("html", "json", "html_as_image")
 FAULT_FIELDS: Final = (
     "rate_limit",
     "retry_after",
@@ -224,7 +242,34 @@ FAULT_FIELDS: Final = (
     "latency_s",
     "bandwidth_bps",
     "fail_next",
+    "reset_next",
+    "rate_limit_next",
+    "pass_next",
+    "api_drip_bps",
+    "media_truncate_next",
+    "media_error_page",
+    "media_status_next",
+    "media_status",
 )
+_DEFAULTS: Final[dict[str, Any]] = {
+    "rate_limit": False,
+    "retry_after": None,
+    "error_rate": 0.0,
+    "malformed": None,
+    "media_truncate": False,
+    "latency_s": 0.0,
+    "bandwidth_bps": None,
+    "fail_next": 0,
+    "reset_next": 0,
+    "rate_limit_next": 0,
+    "pass_next": 0,
+    "api_drip_bps": None,
+    "media_truncate_next": 0,
+    "media_error_page": None,
+    "media_status_next": 0,
+    "media_status": 503,
+}
+"""Every fault setting's "no fault" value (``reset`` goes back to these)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,17 +280,64 @@ class FaultDecision:
     """429/500/502/503 to answer instead of calling the handler, or None."""
     reason: str = ""
     retry_after: str | None = None
+    reset: bool = False
+    """Answer nothing: abort the TCP connection with a RST (``status`` is None then)."""
+    exempt: bool = False
+    """``pass_next``: answer normally, without malformed bodies or a slow drip."""
+
+
+@dataclass(frozen=True, slots=True)
+class MediaFaultDecision:
+    """What to inject into one media request (one that would otherwise succeed)."""
+
+    status: int | None = None
+    """Answer this HTTP status with an XML CDN error instead of the file, or None."""
+    error_page: MediaErrorPage | None = None
+    """Answer HTTP 200 with this kind of error document instead of the file, or None."""
 
 
 class Faults:
     """Runtime-mutable fault settings of one simulator; safe to change from any thread.
 
     Plain attribute assignment works (``sim.faults.rate_limit = True``); :meth:`update`
-    validates, and is what ``POST /_sim/faults`` uses. API faults, in order of
-    precedence: ``fail_next`` (503, counts down), ``rate_limit`` (429 + ``Retry-After``),
-    ``error_rate`` (500/502/503 drawn from a seeded RNG, so runs are reproducible),
-    then ``malformed`` on the handler's answer. Media faults: ``media_truncate`` and
-    ``bandwidth_bps``. ``latency_s`` delays every API and media response.
+    validates, and is what ``POST /_sim/faults`` uses. Counters (``*_next``) count down
+    by one per request they affect and then stop.
+
+    API faults, in order of precedence:
+
+    * ``pass_next: int`` - the next N API requests are answered normally whatever
+      else is set (no fault, malformed body or drip); the faults start after them,
+      which lets a test break a history walk in the middle;
+    * ``reset_next: int`` - the next N API requests get no answer at all: the socket
+      is closed with ``SO_LINGER (1, 0)``, so the client sees a TCP RST (a crashed
+      load balancer, a dropped keep-alive);
+    * ``fail_next: int`` - the next N API requests answer 503;
+    * ``rate_limit_next: int`` / ``rate_limit: bool`` - the next N / every API request
+      answers 429, with ``Retry-After: <retry_after>`` when that is set (seconds or an
+      HTTP-date, sent verbatim);
+    * ``error_rate: float`` - that share of requests answer 500/502/503 (502 is an
+      nginx HTML page), drawn from a seeded RNG so runs are reproducible;
+    * ``malformed`` - the handler's answer is spoiled: ``"html"`` (an HTML page with
+      HTTP 200), ``"truncated"`` (the JSON cut in half), ``"wrong_types"`` (the
+      simulator's type mangler), ``"bad_item"`` (exactly one item of the first
+      non-empty list of objects gets wrong-typed values, the rest stays valid) or
+      ``"business_error"`` (the provider's in-band error envelope with HTTP 200);
+    * ``api_drip_bps: int | None`` - API bodies are written at this many bytes per
+      second (headers at once): a slow-drip server that never trips a read timeout.
+
+    Media faults, applied to media requests that would otherwise succeed (unknown
+    and expired files keep their 404/403), in order of precedence:
+
+    * ``media_status_next: int`` - the next N answer ``media_status`` (default 503)
+      with a small S3-style XML error body;
+    * ``media_error_page`` - HTTP 200 with an error document instead of the file:
+      ``"html"`` (text/html), ``"json"`` (application/json) or ``"html_as_image"``
+      (an HTML page labelled ``Content-Type: image/png``, a lying CDN);
+    * ``media_truncate: bool`` / ``media_truncate_next: int`` - every / the next N
+      bodies (200 or 206) stop after half their length and the connection closes;
+    * ``bandwidth_bps: int | None`` - media bodies are paced to this rate.
+
+    ``latency_s`` delays every API and media response.
     """
 
     def __init__(self, seed: int = 0) -> None:
@@ -260,6 +352,14 @@ class Faults:
         self.latency_s: float = 0.0
         self.bandwidth_bps: int | None = None
         self.fail_next: int = 0
+        self.reset_next: int = 0
+        self.rate_limit_next: int = 0
+        self.pass_next: int = 0
+        self.api_drip_bps: int | None = None
+        self.media_truncate_next: int = 0
+        self.media_error_page: MediaErrorPage | None = None
+        self.media_status_next: int = 0
+        self.media_status: int = 503
 
     def update(self, **changes: Any) -> None:
         """Validate and apply several settings at once (unknown names raise ``ValueError``)."""
@@ -271,16 +371,7 @@ class Faults:
     def reset(self) -> None:
         """Back to no faults, with the error RNG re-seeded."""
         with self._lock:
-            self.update(
-                rate_limit=False,
-                retry_after=None,
-                error_rate=0.0,
-                malformed=None,
-                media_truncate=False,
-                latency_s=0.0,
-                bandwidth_bps=None,
-                fail_next=0,
-            )
+            self.update(**_DEFAULTS)
             self._rng.seed(self._seed)
 
     def as_dict(self) -> dict[str, Any]:
@@ -291,14 +382,41 @@ class Faults:
     def decide_api(self) -> FaultDecision:
         """Decide, atomically, whether this API request is answered by a fault."""
         with self._lock:
+            if self.pass_next > 0:
+                self.pass_next -= 1
+                return FaultDecision(None, "pass_next", exempt=True)
+            if self.reset_next > 0:
+                self.reset_next -= 1
+                return FaultDecision(None, "reset_next", reset=True)
             if self.fail_next > 0:
                 self.fail_next -= 1
                 return FaultDecision(503, "fail_next")
+            if self.rate_limit_next > 0:
+                self.rate_limit_next -= 1
+                return FaultDecision(429, "rate_limit_next", self.retry_after)
             if self.rate_limit:
                 return FaultDecision(429, "rate_limit", self.retry_after)
             if self.error_rate > 0 and self._rng.random() < self.error_rate:
                 return FaultDecision(self._rng.choice((500, 502, 503)), "error_rate")
             return FaultDecision(None)
+
+    def decide_media_error(self) -> MediaFaultDecision:
+        """Decide, atomically, whether a servable media request gets an error instead."""
+        with self._lock:
+            if self.media_status_next > 0:
+                self.media_status_next -= 1
+                return MediaFaultDecision(status=self.media_status)
+            if self.media_error_page is not None:
+                return MediaFaultDecision(error_page=self.media_error_page)
+            return MediaFaultDecision()
+
+    def decide_media_truncate(self) -> bool:
+        """Decide, atomically, whether this media body (200/206) is cut off halfway."""
+        with self._lock:
+            if self.media_truncate_next > 0:
+                self.media_truncate_next -= 1
+                return True
+            return self.media_truncate
 
 
 def _validate_fault(name: str, value: Any) -> Any:
@@ -323,12 +441,32 @@ def _validate_fault(name: str, value: Any) -> Any:
         if value is not None and value not in _MALFORMED_MODES:
             raise ValueError(f"malformed must be null or one of {_MALFORMED_MODES}")
         return value
-    if name in ("bandwidth_bps", "fail_next"):
-        if value is None and name == "bandwidth_bps":
+    if name == "media_error_page":
+        if value is not None and value not in _MEDIA_ERROR_PAGES:
+            raise ValueError(f"media_error_page must be null or one of {_MEDIA_ERROR_PAGES}")
+        return value
+    if name == "media_status":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("media_status must be an integer")
+        if not 400 <= value <= 599:
+            raise ValueError(f"media_status must be an HTTP error status (4xx/5xx): {value}")
+        return value
+    if name in (
+        "bandwidth_bps",
+        "api_drip_bps",
+        "fail_next",
+        "reset_next",
+        "rate_limit_next",
+        "pass_next",
+        "media_truncate_next",
+        "media_status_next",
+    ):
+        rate = name.endswith("_bps")
+        if value is None and rate:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{name} must be an integer")
-        if value < 0 or (name == "bandwidth_bps" and value == 0):
+        if value < 0 or (rate and value == 0):
             raise ValueError(f"{name} out of range: {value}")
         return value
     raise ValueError(f"unknown fault setting {name!r}; known: {', '.join(FAULT_FIELDS)}")
@@ -484,6 +622,110 @@ _MALFORMED_HTML: Final = (
 )
 
 
+_MEDIA_STATUS_CODES: Final = {
+    400: "InvalidRequest",
+    403: "AccessDenied",
+    404: "NoSuchKey",
+    410: "Gone",
+    429: "SlowDown",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+}
+_MEDIA_ERROR_HTML: Final = (
+    "<!DOCTYPE html><html><head><title>Error</title></head><body>"
+    "<h1>This content is no longer available</h1>"
+    "<p>The link you followed may have expired.</p></body></html>"
+)
+
+
+def _media_status_error(status: int) -> Response:
+    """The ``media_status_next`` answer: an S3-style XML error with that status."""
+    code = _MEDIA_STATUS_CODES.get(status, "Error")
+    try:
+        message = HTTPStatus(status).phrase
+    except ValueError:
+        message = "Error"
+    return _cdn_error(status, code, message)
+
+
+def _media_error_page(mode: MediaErrorPage) -> Response:
+    """The ``media_error_page`` answer: HTTP 200 with an error document, not the file."""
+    if mode == "json":
+        return Response.json({"error": {"code": "NOT_FOUND", "message": "file not found"}})
+    content_type = "image/png" if mode == "html_as_image" else "text/html; charset=utf-8"
+    return Response.text(_MEDIA_ERROR_HTML, content_type=content_type)
+
+
+def _abort_connection(h: _Handler) -> None:
+    """Drop the connection with a TCP RST and no answer (``reset_next``).
+
+    ``SO_LINGER (1, 0)`` makes close() discard the socket and send RST instead of FIN.
+    The request's read file holds a reference to the socket, so it is closed first or
+    close() would not release the descriptor.
+    """
+    h.close_connection = True
+    conn = h.connection
+    with contextlib.suppress(OSError):
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        h.rfile.close()
+    with contextlib.suppress(OSError):
+        conn.close()
+
+
+def _is_id_key(key: str) -> bool:
+    low = key.lower()
+    return low in ("id", "_id", "uuid") or low.endswith(("_id", "id", "uuid"))
+
+
+def _wrong_typed(item: dict[str, Any]) -> dict[str, Any]:
+    """A copy of one item with every value of the wrong type (the ``bad_item`` fault)."""
+    out: dict[str, Any] = {}
+    for key, value in item.items():
+        if _is_id_key(key) or isinstance(value, bool | int | float) or value is None:
+            out[key] = {"value": value}  # ids and numbers become objects
+        elif isinstance(value, str):
+            out[key] = [value]
+        elif isinstance(value, list):
+            out[key] = {"items": value}
+        else:  # a nested object becomes a list
+            out[key] = [value]
+    return out
+
+
+def _first_item_list(value: Any) -> list[Any] | None:
+    """The first non-empty list whose elements are all objects, depth-first (pre-order)."""
+    if isinstance(value, list):
+        if value and all(isinstance(v, dict) for v in value):
+            return value
+        children: Iterable[Any] = value
+    elif isinstance(value, dict):
+        children = value.values()
+    else:
+        return None
+    for child in children:
+        found = _first_item_list(child)
+        if found is not None:
+            return found
+    return None
+
+
+def spoil_one_item(payload: Any) -> Any | None:
+    """``bad_item`` fault: a copy of ``payload`` where exactly one item is wrong-typed.
+
+    Element 0 of the first non-empty list of objects (depth-first) is replaced by a
+    copy whose values all have the wrong type; everything else stays valid, so a
+    parser that isolates item failures keeps the rest of the page. Returns None when
+    the payload has no such list (nothing to spoil).
+    """
+    spoiled = copy.deepcopy(payload)
+    items = _first_item_list(spoiled)
+    if items is None:
+        return None
+    items[0] = _wrong_typed(items[0])
+    return spoiled
+
+
 def mangle_types(value: Any) -> Any:
     """Default ``wrong_types`` fault: every number becomes a string, recursively.
 
@@ -610,6 +852,7 @@ class SimServer:
         max_body: int = MAX_BODY,
         error_response: ErrorFactory | None = None,
         wrong_types: Callable[[Any], Any] | None = None,
+        business_error: BusinessErrorFactory | None = None,
     ) -> None:
         self.name = name
         self.host = host
@@ -621,6 +864,8 @@ class SimServer:
         self.max_body = max_body
         self.error_response: ErrorFactory = error_response or default_error
         self.wrong_types: Callable[[Any], Any] = wrong_types or mangle_types
+        self.business_error: BusinessErrorFactory = business_error or default_business_error
+        """The ``malformed="business_error"`` answer; replaceable at any time."""
         self._routes: list[Route] = []
         self._media: dict[str, MediaEntry] = {}
         self._httpd: _HTTPServer | None = None
@@ -783,6 +1028,11 @@ class SimServer:
             self._send(h, req.method, resp, "api", bandwidth_bps=None)
             return
         decision = self.faults.decide_api()
+        if decision.reset:
+            self.stats.record_fault(decision.reason)
+            self.stats.record(route.name, 0)  # status 0: no answer at all
+            _abort_connection(h)
+            return
         if decision.status is not None:
             self.stats.record_fault(decision.reason)
             resp = self._fault_response(decision)
@@ -794,9 +1044,13 @@ class SimServer:
             except Exception as exc:  # a simulator bug must not kill the connection thread
                 log.exception("simulator %s: handler %s failed", self.name, route.name)
                 resp = self.error_response(500, "SIM_HANDLER_ERROR", repr(exc))
-            resp = self._apply_malformed(resp)
+            if not decision.exempt:
+                resp = self._apply_malformed(resp)
         self.stats.record(route.name, resp.status)
-        self._send(h, req.method, resp, "api", bandwidth_bps=None)
+        drip = None if decision.exempt else self.faults.api_drip_bps
+        if drip:
+            self.stats.record_fault("api_drip")
+        self._send(h, req.method, resp, "api", bandwidth_bps=drip)
 
     def _match(self, req: Request) -> tuple[Route | None, dict[str, str]]:
         wanted = ("GET", "HEAD") if req.method == "HEAD" else (req.method,)
@@ -825,6 +1079,14 @@ class SimServer:
         mode = self.faults.malformed
         if mode is None:
             return resp
+        if mode == "bad_item":  # counted only when the answer has an item to spoil
+            spoiled = spoil_one_item(resp.payload) if resp.payload is not None else None
+            if spoiled is None:
+                return resp
+            self.stats.record_fault("malformed:bad_item")
+            mangled = Response.json(spoiled, resp.status)
+            mangled.headers = {**resp.headers, **mangled.headers}
+            return mangled
         self.stats.record_fault(f"malformed:{mode}")
         if mode == "html":
             return Response.text(_MALFORMED_HTML, status=200, content_type="text/html")
@@ -834,6 +1096,8 @@ class SimServer:
             mangled = Response.json(self.wrong_types(resp.payload), resp.status)
             mangled.headers = {**resp.headers, **mangled.headers}
             return mangled
+        if mode == "business_error":
+            return self.business_error()
         return resp
 
     # ------------------------------------------------------------------ media
@@ -853,6 +1117,19 @@ class SimServer:
             )
             self._send(h, req.method, resp, "media", bandwidth_bps=None)
             self.stats.record("media", 403)
+            return
+        fault = self.faults.decide_media_error()
+        if fault.status is not None:
+            self.stats.record_fault("media_status")
+            resp = _media_status_error(fault.status)
+            self.stats.record("media", fault.status)
+            self._send(h, req.method, resp, "media", bandwidth_bps=None)
+            return
+        if fault.error_page is not None:
+            self.stats.record_fault(f"media_error_page:{fault.error_page}")
+            resp = _media_error_page(fault.error_page)
+            self.stats.record("media", resp.status)
+            self._send(h, req.method, resp, "media", bandwidth_bps=None)
             return
         spec = entry.spec
         base_headers = {
@@ -884,8 +1161,11 @@ class SimServer:
             chunk = max(1024, min(chunk, bps // 20))
         body = media.iter_bytes(spec, start, stop, chunk=chunk)
         resp = Response(status, base_headers, body, length=stop - start)
+        truncate = req.method != "HEAD" and self.faults.decide_media_truncate()
+        if truncate:
+            self.stats.record_fault("media_truncate")
         self.stats.record("media", status)
-        self._send(h, req.method, resp, "media", bandwidth_bps=bps)
+        self._send(h, req.method, resp, "media", bandwidth_bps=bps, truncate=truncate)
 
     # ------------------------------------------------------------------ writing
 
@@ -896,8 +1176,13 @@ class SimServer:
         resp: Response,
         kind: RouteKind,
         bandwidth_bps: int | None,
+        truncate: bool = False,
     ) -> None:
-        """Write status, headers and body, applying latency/truncation/bandwidth faults."""
+        """Write status, headers and body, applying latency/truncation/bandwidth faults.
+
+        ``bandwidth_bps`` paces the body (media bandwidth, API slow drip); ``truncate``
+        stops after half the body and hangs up.
+        """
         if kind != "admin":
             delay = self.faults.latency_s
             if delay > 0:
@@ -914,11 +1199,12 @@ class SimServer:
         if method == "HEAD":
             return
         is_media_body = kind == "media" and resp.status in (200, 206)
-        truncate = is_media_body and self.faults.media_truncate
         limit = length // 2 if truncate else length
-        if truncate:
-            self.stats.record_fault("media_truncate")
         body: Iterable[bytes] = [resp.body] if isinstance(resp.body, bytes) else resp.body
+        if bandwidth_bps and isinstance(resp.body, bytes):
+            # one write would defeat the pacing: about 20 writes per second instead
+            step = max(1, bandwidth_bps // 20)
+            body = [resp.body[i : i + step] for i in range(0, len(resp.body), step)]
         sent = 0
         began = time.monotonic()
         for piece in body:
@@ -1021,6 +1307,8 @@ class Simulator(Protocol):
     def api_base(self) -> str: ...
     @property
     def faults(self) -> Faults: ...
+    @property
+    def account_options(self) -> dict[str, Any]: ...
     def start(self) -> str: ...
     def stop(self) -> None: ...
     def expected_media(self) -> list[ExpectedFile]: ...

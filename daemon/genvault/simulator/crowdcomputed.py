@@ -251,6 +251,11 @@ class _Builder:
         return _File(path, kind, size, relative)
 
 
+def _business_error() -> Response:
+    """``malformed="business_error"``: the documented ``{"code": "Failed"}`` envelope, HTTP 200."""
+    return Response.json({"code": "Failed", "message": "invalid params", "data": None})
+
+
 def _error(status: int, code: str, message: str) -> Response:
     """CrowdComputed's envelope for every error (faults and unknown routes too)."""
     return Response.json({"code": "Failed", "message": message, "data": None}, status)
@@ -300,6 +305,7 @@ class CrowdComputedSimulator(ProviderSim):
             media_prefixes=(DATA,),
             error_response=_error,
             wrong_types=_mangle,
+            business_error=_business_error,
         )
         super().__init__(server, cfg.api_key)
         self.config = cfg

@@ -382,6 +382,12 @@ class _Builder:
         return (first, second), thumb
 
 
+def _business_error() -> Response:
+    """``malformed="business_error"``: the documented ``{"detail": {...}}`` body, HTTP 200."""
+    detail = {"error_code": "SYSTEM_ERROR", "error_message": "Something went wrong"}
+    return Response.json({"detail": detail})
+
+
 def _error(status: int, code: str, message: str) -> Response:
     """GeminiGen's error shape: ``{"detail": {"error_code", "error_message"}}``."""
     return Response.json({"detail": {"error_code": code, "error_message": message}}, status)
@@ -428,6 +434,7 @@ class GeminiGenSimulator(ProviderSim):
             media_prefixes=(CDN,),
             error_response=_error,
             wrong_types=_mangle,
+            business_error=_business_error,
         )
         super().__init__(server, cfg.api_key)
         self.config = cfg

@@ -377,6 +377,7 @@ class QuickRouterSimulator(ProviderSim):
             secret=secret,
             media_prefixes=("/cdn/", "/storage/"),
             error_response=_error,
+            business_error=_business_error,
         )
         super().__init__(server, cfg.api_key)
         self.config = cfg
@@ -617,6 +618,14 @@ class QuickRouterSimulator(ProviderSim):
         if t is None:
             return _error(404, "invalid_request_error", "task not found")
         return Response.json(self._render(t))
+
+
+def _business_error() -> Response:
+    """``malformed="business_error"``: the relay's OpenAI-style error inside an HTTP 200.
+
+    QuickRouter documents no error shape; new-api relays answer ``{"error": {...}}``.
+    """
+    return Response.json({"error": {"message": "upstream request failed", "type": "new_api_error"}})
 
 
 def _error(status: int, code: str, message: str) -> Response:

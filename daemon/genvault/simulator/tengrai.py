@@ -223,6 +223,11 @@ class _Builder:
         )
 
 
+def _business_error() -> Response:
+    """``malformed="business_error"``: the NestJS error body inside an HTTP 200."""
+    return Response.json({"message": "Bad Request", "statusCode": 400, "error": "Bad Request"})
+
+
 def _error(status: int, code: str, message: str) -> Response:
     """Tengr.ai's (NestJS) error shape: ``{"message", "statusCode", "error"}``."""
     if status == 401:
@@ -273,6 +278,7 @@ class TengrAISimulator(ProviderSim):
             media_prefixes=(CDN,),
             error_response=_error,
             wrong_types=_mangle,
+            business_error=_business_error,
         )
         super().__init__(server, cfg.api_key)
         self.config = cfg
