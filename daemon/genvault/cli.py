@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -21,6 +21,9 @@ from genvault.config import Settings, load_settings, resolve_secrets, world_read
 from genvault.errors import ConfigError
 from genvault.logging import configure as configure_logging
 from genvault.logging import get_logger
+
+if TYPE_CHECKING:
+    from genvault.store import StoredHealth
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = get_logger("genvault.cli")
@@ -115,7 +118,7 @@ def run(obj: Ctx, once: bool) -> None:
     rt = Runtime.build(settings, resolve_secrets(settings))
     try:
         if once:
-            rt.storage.cleanup()
+            rt.clean_storage()
             report = run_once(rt)
             code = int(report.exit_code)
             log.info(
@@ -126,6 +129,7 @@ def run(obj: Ctx, once: bool) -> None:
                 lost=report.archive.lost,
                 failed=report.archive.failed,
                 retrying=report.archive.retrying,
+                circuit_open=report.circuit_open,
             )
             sys.exit(code)
         sys.exit(run_daemon(rt))
@@ -140,6 +144,29 @@ def _iso(v: Any) -> Any:
     return v.isoformat() if isinstance(v, datetime) else v
 
 
+def _circuit(stored: StoredHealth | None) -> dict[str, Any]:
+    """An account's circuit breaker and request budget for ``status`` (healthy if never
+    written). ``trial_due``: the cooldown is over, the next call will be a trial."""
+    from genvault.throttle import CircuitState, HealthSnapshot
+
+    h = stored.health if stored is not None else HealthSnapshot()
+    now = datetime.now(UTC)
+    return {
+        "state": h.circuit.value,
+        "consecutive_failures": h.consecutive_failures,
+        "opened_at": _iso(h.opened_at),
+        "retry_at": _iso(h.retry_at),
+        "trial_due": h.circuit is not CircuitState.CLOSED
+        and (h.retry_at is None or h.retry_at <= now),
+        "last_error": h.last_error,
+        "budget_interval_seconds": h.budget_interval,
+        "rate_limited_until": _iso(h.rate_limited_until)
+        if h.rate_limited_until is not None and h.rate_limited_until > now
+        else None,
+        "updated_at": _iso(stored.updated_at) if stored is not None else None,
+    }
+
+
 def status_document(settings: Settings, within: timedelta) -> dict[str, Any]:
     from genvault.providers.registry import provider_class
     from genvault.store import Store
@@ -149,6 +176,7 @@ def status_document(settings: Settings, within: timedelta) -> dict[str, Any]:
         store.upgrade()
         summary = store.summary()
         risky = store.at_risk(within)
+        health = store.provider_health()
     finally:
         store.dispose()
     accounts = []
@@ -165,6 +193,7 @@ def status_document(settings: Settings, within: timedelta) -> dict[str, Any]:
                 "last_sync": _iso(s.get("last_sync")),
                 "last_error": s.get("last_error"),
                 "next_deadline": _iso(s.get("next_deadline")),
+                "circuit": _circuit(health.get(acc.name)),
             }
         )
     return {

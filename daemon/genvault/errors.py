@@ -12,7 +12,9 @@ Jobs catch these classes, never strings.
     ├── WebhookRejectedError            a callback failed its signature/shape check (4xx)
     ├── ProviderError                   talking to a provider's API
     │   ├── TransientProviderError      5xx, timeouts, resets, slow bodies
-    │   │   └── RateLimitedError        429; carries retry_after seconds
+    │   │   ├── RateLimitedError        429; carries retry_after seconds
+    │   │   ├── DeadlineExceededError   one request outlived api_deadline_seconds
+    │   │   └── CircuitOpenError        the provider is down: refused without a request
     │   └── PermanentProviderError      the same request will fail again
     │       ├── AuthError               401/403, the provider's "bad key" codes
     │       ├── NotFoundError           404 / "task not found"
@@ -27,6 +29,8 @@ Jobs catch these classes, never strings.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 class GenvaultError(Exception):
@@ -71,6 +75,31 @@ class RateLimitedError(TransientProviderError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         self.retry_after = retry_after
         super().__init__(message, status_code=429)
+
+
+class DeadlineExceededError(TransientProviderError):
+    """One request took longer than ``network.api_deadline_seconds`` in all.
+
+    httpx's read timeout bounds each read, so a server that drips a byte at a
+    time never trips it; this bounds the whole answer instead.
+    """
+
+
+class CircuitOpenError(TransientProviderError):
+    """The account's circuit breaker is open: the call was refused before any request.
+
+    Transient, because the provider is expected back; jobs treat it as "skip this
+    account until ``retry_at``" rather than as a failure of the item at hand.
+    """
+
+    def __init__(
+        self, message: str, *, retry_at: datetime | None, retry_after: float | None
+    ) -> None:
+        self.retry_at = retry_at
+        """Wall-clock time (UTC) of the next trial call; None while a trial is in flight."""
+        self.retry_after = retry_after
+        """Seconds until that trial, as far as this process knows."""
+        super().__init__(message)
 
 
 class PermanentProviderError(ProviderError):

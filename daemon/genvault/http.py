@@ -9,8 +9,11 @@ Three parts:
   vetted address. DNS rebinding cannot slip past, and every redirect hop makes
   a new connection through the same check.
 * :class:`ApiClient`: JSON calls to a provider API with the error classes of
-  :mod:`genvault.errors`, bounded bodies, and retries with capped exponential
-  backoff and jitter that honour ``Retry-After``.
+  :mod:`genvault.errors`, bounded bodies, a deadline on each whole request, and
+  retries with capped exponential backoff and jitter that honour ``Retry-After``.
+  Each account's client carries a :class:`~genvault.throttle.ProviderGuard`: a
+  request budget that slows down after 429s and a circuit breaker that stops
+  calling a provider that is down.
 
 Media downloads live in :mod:`genvault.download`, on a client built here.
 """
@@ -22,6 +25,7 @@ import email.utils
 import ipaddress
 import json
 import random
+import re
 import socket
 import ssl
 import time
@@ -38,6 +42,7 @@ from genvault import __version__
 from genvault.config import NetworkSettings
 from genvault.errors import (
     AuthError,
+    DeadlineExceededError,
     MalformedResponseError,
     NotFoundError,
     PermanentProviderError,
@@ -46,6 +51,8 @@ from genvault.errors import (
     TransientProviderError,
     UnsafeURLError,
 )
+from genvault.logging import scrub
+from genvault.throttle import Admission, CallOutcome, ProviderGuard
 
 log = structlog.get_logger("genvault.http")
 
@@ -220,6 +227,11 @@ class ApiClient:
 
     Auth headers are attached per request and never appear in errors or logs;
     errors carry the path, not the full URL, so query strings stay out too.
+
+    Every call asks :attr:`guard` first: an open circuit or a long Retry-After
+    refuses it without a request; every HTTP attempt waits for its slot in the
+    request budget. One client serves the job threads and the archive workers
+    (URL refreshes) of its account, so the guard is thread-safe.
     """
 
     http: httpx.Client
@@ -232,6 +244,11 @@ class ApiClient:
     on_response: Callable[[int], None] | None = None
     """Called with each HTTP status (or 0 for a transport error); feeds metrics."""
     stats: dict[str, int] = field(default_factory=lambda: {"requests": 0, "retries": 0})
+    guard: ProviderGuard = field(init=False, repr=False)
+    """Budget and breaker of this account, built from ``settings``; replace it to inject clocks."""
+
+    def __post_init__(self) -> None:
+        self.guard = ProviderGuard(self.settings, name=self.account, sleep=self.sleep)
 
     def url(self, path: str) -> str:
         return self.base_url.rstrip("/") + "/" + path.lstrip("/")
@@ -248,12 +265,54 @@ class ApiClient:
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
     ) -> Any:
+        """One call: guard checks, then attempts with retries; the breaker hears the verdict.
+
+        Only a call that still fails transiently after its retries counts against the
+        provider; a 4xx, a business answer or a 429 proves it is up. A half-open
+        circuit's trial call gets no retries: it is a probe, not a siege.
+        """
+        guard = self.guard
+        paused = guard.budget.paused_for()
+        if paused > 0:
+            raise RateLimitedError(
+                f"{path}: rate limited; the provider asked for a pause ({paused:.0f} s left)",
+                retry_after=paused,
+            )
+        admission = guard.breaker.admit()  # CircuitOpenError: no request at all
+        retries = 0 if admission is Admission.TRIAL else self.settings.api_retries
+        outcome = CallOutcome.NO_VERDICT
+        error: str | None = None
+        try:
+            value = self._with_retries(method, path, params, json_body, retries)
+            outcome = CallOutcome.OK
+            return value
+        except RateLimitedError:
+            outcome = CallOutcome.RATE_LIMITED
+            raise
+        except TransientProviderError as exc:
+            outcome = CallOutcome.DOWN
+            error = short_error(exc)
+            raise
+        except ProviderError:
+            outcome = CallOutcome.ANSWERED
+            raise
+        finally:
+            guard.breaker.record(admission, outcome, error)
+
+    def _with_retries(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        retries: int,
+    ) -> Any:
         attempt = 0
         while True:
             try:
-                return self._once(method, path, params, json_body)
+                return self._attempt(method, path, params, json_body)
             except TransientProviderError as exc:
-                if attempt >= self.settings.api_retries:
+                if attempt >= retries:
                     raise
                 delay = backoff_delay(attempt, cap=self.settings.backoff_cap_seconds)
                 if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
@@ -267,12 +326,31 @@ class ApiClient:
                 )
                 self.sleep(delay)
 
+    def _attempt(
+        self, method: str, path: str, params: Mapping[str, Any] | None, json_body: Any
+    ) -> Any:
+        """One HTTP exchange in its budget slot; its answer steers the budget."""
+        budget = self.guard.budget
+        budget.acquire()
+        try:
+            value = self._once(method, path, params, json_body)
+        except RateLimitedError as exc:
+            budget.on_rate_limited(exc.retry_after, patience=self.settings.backoff_cap_seconds)
+            raise
+        budget.on_success()
+        return value
+
     def _once(
         self, method: str, path: str, params: Mapping[str, Any] | None, json_body: Any
     ) -> Any:
         url = self.url(path)
-        self.policy.check_url(url)
+        try:
+            self.policy.check_url(url)
+        except UnsafeURLError as exc:
+            raise PermanentProviderError(f"{path}: refused by the network policy: {exc}") from None
         self.stats["requests"] += 1
+        deadline = self.settings.api_deadline_seconds
+        limit = Deadline(time.monotonic() + deadline, deadline, path)
         try:
             with self.http.stream(
                 method,
@@ -281,10 +359,14 @@ class ApiClient:
                 json=json_body,
                 headers=dict(self.auth_headers),
                 extensions=policy_extensions(self.policy),
+                timeout=_capped_timeout(self.http.timeout, deadline),
             ) as resp:
                 self._report(resp.status_code)
-                body = _read_capped(resp, self.settings.max_json_bytes, path)
+                limit.check()
+                body = _read_capped(resp, self.settings.max_json_bytes, path, limit)
                 return _decode(resp, body, path)
+        except UnsafeURLError as exc:  # a redirect hop, or an address seen at connect time
+            raise PermanentProviderError(f"{path}: refused by the network policy: {exc}") from None
         except httpx.TimeoutException as exc:
             self._report(0)
             raise TransientProviderError(f"{path}: timed out ({type(exc).__name__})") from None
@@ -297,7 +379,37 @@ class ApiClient:
             self.on_response(status)
 
 
-def _read_capped(resp: httpx.Response, cap: int, path: str) -> bytes:
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """The whole-request limit of one attempt (``network.api_deadline_seconds``).
+
+    Checked as bytes arrive: a body dripped a byte at a time resets httpx's read
+    timeout with every byte, so only a limit on the total ends it. A read that
+    stalls completely is ended by the read timeout, which :func:`_capped_timeout`
+    keeps within the deadline, so one attempt lasts at most about twice the deadline.
+    """
+
+    at: float
+    """time.monotonic() value past which the attempt is abandoned."""
+    seconds: float
+    path: str
+
+    def check(self) -> None:
+        if time.monotonic() > self.at:
+            raise DeadlineExceededError(
+                f"{self.path}: no complete answer within {self.seconds:g} s (slow body)"
+            )
+
+
+def _capped_timeout(timeout: httpx.Timeout, deadline: float) -> httpx.Timeout:
+    """The client's timeouts with no single read allowed to outlast the deadline."""
+    read = deadline if timeout.read is None else min(timeout.read, deadline)
+    return httpx.Timeout(connect=timeout.connect, read=read, write=timeout.write, pool=timeout.pool)
+
+
+def _read_capped(
+    resp: httpx.Response, cap: int, path: str, deadline: Deadline | None = None
+) -> bytes:
     declared = resp.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > cap:
         raise MalformedResponseError(f"{path}: body of {declared} bytes exceeds the cap of {cap}")
@@ -308,7 +420,23 @@ def _read_capped(resp: httpx.Response, cap: int, path: str) -> bytes:
         if total > cap:
             raise MalformedResponseError(f"{path}: body exceeds the cap of {cap} bytes")
         chunks.append(chunk)
+        if deadline is not None:
+            deadline.check()
     return b"".join(chunks)
+
+
+_URL_RE = re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
+
+
+def short_error(exc: BaseException, limit: int = 200) -> str:
+    """A one-line description of ``exc`` fit to store and show: URLs and secrets masked.
+
+    API errors name the path, never the full URL, but a transport error may quote
+    an address and an error body may echo anything; ``status`` prints this, so it
+    is scrubbed of registered secrets and of anything that looks like a URL.
+    """
+    text = " ".join(_URL_RE.sub("<url>", scrub(f"{type(exc).__name__}: {exc}")).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _error_detail(body: bytes) -> str:
@@ -357,4 +485,5 @@ __all__ = [
     "build_client",
     "parse_retry_after",
     "policy_extensions",
+    "short_error",
 ]

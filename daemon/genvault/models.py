@@ -1,4 +1,4 @@
-"""SQLModel tables: Generation, Asset, SyncCursor.
+"""SQLModel tables: Generation, Asset, SyncCursor, ProviderHealth.
 
 Only :mod:`genvault.store` queries them. Every datetime column is UTC-aware
 (:class:`UTCDateTime`): SQLite returns naive values, so the type re-attaches
@@ -165,3 +165,30 @@ class SyncCursor(SQLModel, table=True):
     last_success_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_error: str | None = Field(default=None, sa_type=sa.Text)
     items_seen: int = Field(default=0, sa_type=sa.BigInteger)
+
+
+class ProviderHealth(SQLModel, table=True):
+    """The circuit breaker and request budget of one account, as last persisted.
+
+    Written by the sync and poll jobs (never by archive workers) when the state
+    changed, read at start so a cron run respects a circuit a previous run opened,
+    and by ``genvault status`` (a separate process). ``last_error`` is a short,
+    scrubbed summary: no URLs, no secrets.
+    """
+
+    __tablename__ = "provider_health"
+
+    account: str = Field(primary_key=True, max_length=64)
+    provider: str = Field(max_length=32)
+    circuit: str = Field(max_length=16)
+    """closed, open or half_open (:class:`genvault.throttle.CircuitState`)."""
+    consecutive_failures: int = 0
+    opened_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    retry_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """When an open circuit lets its next trial call through."""
+    last_error: str | None = Field(default=None, max_length=300)
+    budget_interval: float = 0.0
+    """Seconds kept between two requests after 429s (0: no pacing)."""
+    rate_limited_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """A Retry-After too long to wait out: no request before this time."""
+    updated_at: datetime = Field(sa_type=UTCDateTime)

@@ -30,6 +30,52 @@ def countdown(iso: str | None, now: datetime | None = None) -> str:
     return f"{hours}h {rem // 60:02d}m"
 
 
+def until(iso: str | None, now: datetime | None = None) -> str:
+    """``in 4m 10s`` / ``in 2h 05m`` to a future time, ``now`` once it has passed."""
+    if not iso:
+        return "-"
+    secs = int((datetime.fromisoformat(iso) - (now or datetime.now(UTC))).total_seconds())
+    if secs <= 0:
+        return "now"
+    hours, rem = divmod(secs, 3600)
+    if hours:
+        return f"in {hours}h {rem // 60:02d}m"
+    return f"in {rem // 60}m {rem % 60:02d}s" if rem >= 60 else f"in {rem}s"
+
+
+def circuit_cell(c: dict[str, Any] | None) -> str:
+    """The provider's health in one cell: circuit state, pacing and quota pause."""
+    if not c:
+        return "closed"
+    state = c["state"]
+    if state == "closed":
+        text = "closed"
+        if c.get("consecutive_failures"):
+            text += f" ({c['consecutive_failures']} failed)"
+    elif c.get("trial_due"):
+        text = "[yellow]trial due[/yellow]"
+    else:
+        label = "open" if state == "open" else "half-open"
+        text = f"[red]{label}[/red], retry {until(c.get('retry_at'))}"
+    if c.get("budget_interval_seconds"):
+        text += f", paced {c['budget_interval_seconds']:g}s"
+    if c.get("rate_limited_until"):
+        text += f", quota pause {until(c['rate_limited_until'])}"
+    return text
+
+
+def _unhealthy(c: dict[str, Any] | None) -> bool:
+    return bool(
+        c
+        and (
+            c["state"] != "closed"
+            or c.get("consecutive_failures")
+            or c.get("budget_interval_seconds")
+            or c.get("rate_limited_until")
+        )
+    )
+
+
 def render_status(doc: dict[str, Any], console: Console | None = None) -> None:
     if console is None:
         probe = Console()
@@ -46,6 +92,7 @@ def render_status(doc: dict[str, Any], console: Console | None = None) -> None:
         "bytes",
         "last sync (UTC)",
         "next deadline",
+        "circuit",
     )
     for col in columns:
         table.add_column(col)
@@ -66,8 +113,35 @@ def render_status(doc: dict[str, Any], console: Console | None = None) -> None:
                 :16
             ].replace("T", " "),
             countdown(a["next_deadline"]),
+            circuit_cell(a.get("circuit")),
         )
     console.print(table)
+    troubled = [a for a in doc["accounts"] if _unhealthy(a.get("circuit"))]
+    if troubled:
+        circuits = Table(title="provider circuit", header_style="bold yellow")
+        for col in (
+            "account",
+            "state",
+            "failures",
+            "retry at (UTC)",
+            "pace",
+            "quota pause until (UTC)",
+            "last error",
+        ):
+            circuits.add_column(col)
+        for a in troubled:
+            c = a["circuit"]
+            pace = c.get("budget_interval_seconds") or 0
+            circuits.add_row(
+                a["name"],
+                c["state"],
+                str(c["consecutive_failures"]),
+                (c.get("retry_at") or "-")[:19].replace("T", " "),
+                f"{pace:g}s" if pace else "-",
+                (c.get("rate_limited_until") or "-")[:19].replace("T", " "),
+                (c.get("last_error") or "")[:80],
+            )
+        console.print(circuits)
     if doc["at_risk"]:
         risk = Table(title="at risk (pending, deadline soon)", header_style="bold red")
         for col in ("account", "external id", "role", "time left", "attempts", "last error"):

@@ -58,6 +58,8 @@ class Runtime:
     api_http: HttpClient
     media_http: HttpClient
     worker_id: str = field(default_factory=new_worker_id)
+    roles_enqueued: bool = False
+    """Set once skipped files of now-archived roles were queued (settings are per process)."""
 
     @classmethod
     def build(
@@ -97,6 +99,13 @@ class Runtime:
                 acc, cls_(api, options, acc.name, api_key=key), acc_policy
             )
         return cls(settings, store, storage, policy, accounts, api_http, media_http)
+
+    def clean_storage(self) -> int:
+        """Remove a crashed run's unfinished writes (``storage.stale_upload_seconds``)."""
+        stale = self.settings.storage.stale_upload_seconds
+        if stale is None:
+            return self.storage.cleanup()  # the backend's own default age
+        return self.storage.cleanup(older_than_seconds=stale)
 
     def policy_for(self, account: str) -> NetworkPolicy:
         """The policy an account's media URLs are fetched under (its allowlist applies)."""

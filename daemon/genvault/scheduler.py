@@ -116,7 +116,7 @@ def run_daemon(rt: Runtime, *, stop: threading.Event | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_signal)
         signal.signal(signal.SIGINT, _on_signal)
-    cleaned = rt.storage.cleanup()
+    cleaned = rt.clean_storage()
     sched = build_scheduler(rt, stop)
     server: ApiServer | None = None
     if rt.settings.server.enabled:

@@ -10,7 +10,9 @@ offers the operations the jobs need, each one a short transaction:
 * archive: :meth:`Store.lease_assets` (earliest deadline first; ``FOR UPDATE
            SKIP LOCKED`` on PostgreSQL), :meth:`Store.finish_assets`,
            :meth:`Store.release_leases`, sidecar bookkeeping;
-* report:  :meth:`Store.summary`, :meth:`Store.at_risk`.
+* report:  :meth:`Store.summary`, :meth:`Store.at_risk`;
+* health:  :meth:`Store.save_provider_health`, :meth:`Store.provider_health`
+           (circuit breaker and request budget per account).
 
 Batches use executemany (a list of parameter dicts), which measured ~9x faster
 than one multi-row VALUES statement on both databases. The few dialect
@@ -36,12 +38,14 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from genvault.expiry import SIGNATURE_PARAMS, earliest
-from genvault.models import Asset, Generation, SyncCursor, utcnow
+from genvault.models import Asset, Generation, ProviderHealth, SyncCursor, utcnow
 from genvault.records import AssetState, GenerationRecord, GenerationStatus
+from genvault.throttle import CircuitState, HealthSnapshot
 
 G = Generation.__table__  # type: ignore[attr-defined]
 A = Asset.__table__  # type: ignore[attr-defined]
 C = SyncCursor.__table__  # type: ignore[attr-defined]
+H = ProviderHealth.__table__  # type: ignore[attr-defined]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -121,6 +125,16 @@ class Outcome:
     """A fresh URL read from the provider after a 403/404/410."""
     new_expires_at: datetime | None = None
     """The deadline that comes with the fresh URL (a re-signed URL lives longer)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHealth:
+    """One ``provider_health`` row: an account's guard state and when it was written."""
+
+    account: str
+    provider: str
+    health: HealthSnapshot
+    updated_at: datetime
 
 
 def url_key(url: str) -> str:
@@ -827,6 +841,22 @@ class Store:
                 )
         return applied
 
+    def enqueue_roles(self, roles: Iterable[str], *, now: datetime | None = None) -> int:
+        """Queue files of ``roles`` that were skipped when those roles were not archived.
+
+        Turning on ``archive.references`` (or thumbnails) later must pick up the files
+        already known, not only new ones; a re-sync would not, since an unchanged
+        listing is a no-op upsert. Returns how many assets were queued.
+        """
+        now = now or utcnow()
+        with self.tx() as conn:
+            result = conn.execute(
+                A.update()
+                .where(A.c.state == AssetState.SKIPPED.value, A.c.role.in_(list(roles)))
+                .values(state=AssetState.PENDING.value, updated_at=now)
+            )
+            return int(result.rowcount or 0)
+
     def release_leases(self, owner: str) -> int:
         """Give back every lease of ``owner`` (shutdown): another run takes them at once."""
         with self.tx() as conn:
@@ -881,6 +911,61 @@ class Store:
                 .where(A.c.id == asset_id)
             ).first()
         return (row.account, row.external_id) if row else None
+
+    # ------------------------------------------------------------------ provider health
+
+    def save_provider_health(
+        self, account: str, provider: str, health: HealthSnapshot, now: datetime | None = None
+    ) -> None:
+        """Upsert an account's circuit/budget state (the last writer wins: it is a snapshot)."""
+        values: dict[str, Any] = {
+            "provider": provider,
+            "circuit": health.circuit.value,
+            "consecutive_failures": health.consecutive_failures,
+            "opened_at": health.opened_at,
+            "retry_at": health.retry_at,
+            "last_error": (health.last_error or None) and health.last_error[:300],
+            "budget_interval": float(health.budget_interval),
+            "rate_limited_until": health.rate_limited_until,
+            "updated_at": now or utcnow(),
+        }
+        ins = self._insert(H).values(account=account, **values)
+        with self.tx() as conn:
+            conn.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["account"],
+                    set_={k: getattr(ins.excluded, k) for k in values},
+                )
+            )
+
+    def provider_health(self, account: str | None = None) -> dict[str, StoredHealth]:
+        """Stored guard states by account (accounts never written are absent: healthy)."""
+        q = sa.select(H)
+        if account is not None:
+            q = q.where(H.c.account == account)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        out: dict[str, StoredHealth] = {}
+        for r in rows:
+            try:
+                circuit = CircuitState(r.circuit)
+            except ValueError:  # written by a newer genvault: assume nothing
+                circuit = CircuitState.CLOSED
+            out[r.account] = StoredHealth(
+                account=r.account,
+                provider=r.provider,
+                health=HealthSnapshot(
+                    circuit=circuit,
+                    consecutive_failures=r.consecutive_failures,
+                    opened_at=r.opened_at,
+                    retry_at=r.retry_at,
+                    last_error=r.last_error,
+                    budget_interval=float(r.budget_interval),
+                    rate_limited_until=r.rate_limited_until,
+                ),
+                updated_at=r.updated_at,
+            )
+        return out
 
     # ------------------------------------------------------------------ reporting
 

@@ -8,6 +8,7 @@ PostgreSQL), sidecar bookkeeping, the reports, and a 5,000-row page.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 
 from genvault.records import AssetState, GenerationStatus, MediaKind, MediaRole
 from genvault.store import CursorUpdate, LeasedAsset, Outcome, Store, url_key
+from genvault.throttle import CircuitState, HealthSnapshot
 from tests.integration.store_helpers import (
     ACCOUNT,
     DEFAULT_ROLES,
@@ -95,9 +97,13 @@ def test_upgrade_is_idempotent_and_creates_tables_and_indexes(db_url: str) -> No
         store.upgrade()
         store.upgrade()  # a second start must be a no-op, not an error
         insp = sa.inspect(store.engine)
-        assert {"generation", "asset", "sync_cursor", "alembic_version"} <= set(
-            insp.get_table_names()
-        )
+        assert {
+            "generation",
+            "asset",
+            "sync_cursor",
+            "provider_health",
+            "alembic_version",
+        } <= set(insp.get_table_names())
         asset_ix = {ix["name"]: ix for ix in insp.get_indexes("asset")}
         gen_ix = {ix["name"]: ix for ix in insp.get_indexes("generation")}
         assert asset_ix["ix_asset_lease"]["column_names"] == ["expires_at", "created_at"]
@@ -113,11 +119,22 @@ def test_upgrade_is_idempotent_and_creates_tables_and_indexes(db_url: str) -> No
         assert "next_poll_at" in str(where_poll).lower()
         with store.engine.connect() as conn:
             versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
-        assert [v[0] for v in versions] == ["0001"]
+        assert [v[0] for v in versions] == ["0002"]
         # the schema is usable after the double upgrade
         assert save(store, [record("g1")]).generations_new == 1
     finally:
         store.dispose()
+
+
+def test_migrations_match_the_models(store: Store) -> None:
+    """Alembic's autogenerate finds nothing to add: 0001 + 0002 build exactly the models."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    with store.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(ctx, SQLModel.metadata) == []
 
 
 # --------------------------------------------------------------------------- save_page
@@ -318,6 +335,18 @@ def test_unwanted_roles_are_skipped_until_enabled(store: Store) -> None:
         ("reference", "pending", 1),
     ]
     assert [a.role for a in _lease(store, "w2", now=n + HOUR)] == ["reference"]
+
+
+def test_enabling_a_role_later_queues_its_skipped_files_without_a_resync(store: Store) -> None:
+    """An unchanged listing is a no-op upsert, so the config change itself must queue them."""
+    n = now_utc()
+    media_ = [media(url("g/out.png")), media(url("g/ref.png"), MediaRole.REFERENCE)]
+    save(store, [record("g1", created_at=n, media_=media_)], now=n)
+    assert store.enqueue_roles(DEFAULT_ROLES, now=n) == 0
+    assert store.enqueue_roles(DEFAULT_ROLES | {MediaRole.REFERENCE.value}, now=n) == 1
+    states = {a["role"]: a["state"] for a in assets_of(store, "g1")}
+    assert states == {"result": "pending", "reference": "pending"}
+    assert store.enqueue_roles(DEFAULT_ROLES | {MediaRole.REFERENCE.value}, now=n) == 0
 
 
 def test_positions_are_unique_and_stable_across_resaves(store: Store) -> None:
@@ -966,6 +995,43 @@ def test_empty_store_reports(store: Store) -> None:
     assert store.sidecars_due(10) == []
     assert _lease(store, "w1") == []
     assert store.release_leases("w1") == 0
+
+
+# --------------------------------------------------------------------------- provider health
+
+
+def test_provider_health_round_trip_and_upsert(store: Store) -> None:
+    """The breaker/budget snapshot survives the database exactly (UTC-aware times)."""
+    n = now_utc()
+    assert store.provider_health() == {}
+    opened = HealthSnapshot(
+        circuit=CircuitState.OPEN,
+        consecutive_failures=5,
+        opened_at=n,
+        retry_at=n + timedelta(minutes=5),
+        last_error="TransientProviderError: histories: HTTP 503: " + "x" * 400,
+        budget_interval=7.5,
+        rate_limited_until=n + HOUR,
+    )
+    store.save_provider_health(ACCOUNT, PROVIDER, opened, now=n)
+    row = store.provider_health()[ACCOUNT]
+    assert (row.account, row.provider, row.updated_at) == (ACCOUNT, PROVIDER, n)
+    assert row.health.circuit is CircuitState.OPEN
+    assert row.health.retry_at == n + timedelta(minutes=5)
+    assert row.health.retry_at is not None and row.health.retry_at.utcoffset() == timedelta(0)
+    assert row.health.rate_limited_until == n + HOUR and row.health.budget_interval == 7.5
+    assert opened.last_error is not None and row.health.last_error == opened.last_error[:300]
+    assert row.health == dataclasses.replace(opened, last_error=opened.last_error[:300])
+
+    # one row per account: the next snapshot replaces the last
+    closed = HealthSnapshot(consecutive_failures=0, last_error="TransientProviderError: x")
+    store.save_provider_health(ACCOUNT, PROVIDER, closed, now=n + HOUR)
+    store.save_provider_health("other", "akool", opened, now=n)
+    both = store.provider_health()
+    assert set(both) == {ACCOUNT, "other"}
+    assert both[ACCOUNT].health == closed and both[ACCOUNT].updated_at == n + HOUR
+    assert list(store.provider_health("other")) == ["other"]
+    assert store.provider_health("nobody") == {}
 
 
 # --------------------------------------------------------------------------- volume

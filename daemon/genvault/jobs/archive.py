@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from threading import Event
 from typing import Any
 
+from genvault.crashpoints import crash_point
 from genvault.download import MediaStream, open_media
 from genvault.errors import (
     DownloadError,
@@ -35,6 +36,7 @@ from genvault.errors import (
     PermanentDownloadError,
     StorageError,
     TransientDownloadError,
+    TransientProviderError,
 )
 from genvault.expiry import earliest
 from genvault.logging import get_logger
@@ -53,12 +55,18 @@ RETRY_CAP = timedelta(hours=1)
 class ArchiveResult:
     archived: int = 0
     bytes: int = 0
-    retrying: int = 0
     failed: int = 0
     lost: int = 0
     sidecars: int = 0
     seconds: float = 0.0
     lost_ids: list[int] = field(default_factory=list)
+    retrying_ids: set[int] = field(default_factory=set)
+    """Assets whose last outcome in this pass was "try again" (a refreshed URL that
+    then succeeded within the pass is not among them)."""
+
+    @property
+    def retrying(self) -> int:
+        return len(self.retrying_ids)
 
 
 ProgressCallback = Callable[[Outcome, LeasedAsset], None]
@@ -78,6 +86,7 @@ class _AbortableReader:
     def read(self, n: int = -1) -> bytes:
         if self._abort.is_set():
             raise _Aborted("shutdown: download abandoned, will resume next run")
+        crash_point("archive.download_read")
         return self._stream.read(n)
 
     def readable(self) -> bool:
@@ -180,6 +189,12 @@ def _refresh(rt: Runtime, asset: LeasedAsset, exc: MediaGoneError, now: datetime
                     )
                     new_deadline = earliest(rule, m.url_expires_at)
                     break
+        except TransientProviderError as perr:
+            # The provider is busy or down (or its circuit is open): this was no answer,
+            # so the one refresh is not spent; the download is retried with backoff.
+            log.warning("asset.refresh_failed", asset_id=asset.id, error=str(perr))
+            if asset.expires_at > now:
+                return _failure(rt, asset, TransientDownloadError(f"{exc}; {perr}"), now, False)
         except GenvaultError as perr:
             log.warning("asset.refresh_failed", asset_id=asset.id, error=str(perr))
     changed = new_url != asset.source_url
@@ -264,6 +279,11 @@ def archive_pending(
     stop = stop or Event()
     abort = Event()
     cfg = rt.settings.archive
+    if not rt.roles_enqueued:
+        queued = rt.store.enqueue_roles(rt.archive_roles)
+        rt.roles_enqueued = True
+        if queued:
+            log.info("archive.roles_enqueued", assets=queued, roles=sorted(rt.archive_roles))
     result = ArchiveResult()
     started = time.monotonic()
     owner = rt.worker_id
@@ -312,10 +332,18 @@ def archive_pending(
                     asset = in_flight.pop(fut)
                     outcome = fut.result()
                     outcomes.append(outcome)
+                    crash_point("archive.before_commit")
                     _count(result, outcome)
                     if on_outcome is not None:
                         on_outcome(outcome, asset)
                 rt.store.finish_assets(owner, outcomes)
+                crash_point("archive.after_commit")
+                if any(
+                    o.state is AssetState.PENDING and o.retry_at and o.retry_at <= utcnow()
+                    for o in outcomes
+                ):
+                    exhausted = False  # a refreshed URL is due at once: lease it again
+
                 if time.monotonic() - last_extend > cfg.lease_seconds / 3:
                     rt.store.extend_leases(
                         owner, [a.id for a in in_flight.values()], cfg.lease_seconds
@@ -346,11 +374,13 @@ def archive_pending(
 
 
 def _count(result: ArchiveResult, o: Outcome) -> None:
+    if o.state is AssetState.PENDING:
+        result.retrying_ids.add(o.asset_id)
+        return
+    result.retrying_ids.discard(o.asset_id)
     if o.state is AssetState.ARCHIVED:
         result.archived += 1
         result.bytes += o.size or 0
-    elif o.state is AssetState.PENDING:
-        result.retrying += 1
     elif o.state is AssetState.FAILED:
         result.failed += 1
     elif o.state is AssetState.LOST:
@@ -422,6 +452,7 @@ def write_sidecars(rt: Runtime, *, accounts: Iterable[str] | None = None, limit:
                 ext="json",
             )
             doc = sidecar_document(gen, rt.storage.location)
+            crash_point("archive.sidecar_before_put")
             try:
                 rt.storage.put_bytes(
                     key,
@@ -432,6 +463,7 @@ def write_sidecars(rt: Runtime, *, accounts: Iterable[str] | None = None, limit:
             except StorageError as exc:
                 log.warning("sidecar.failed", external_id=gen["external_id"], error=str(exc))
                 return written
+            crash_point("archive.sidecar_after_put")
             rt.store.sidecar_written(gen["id"], gen["updated_at"])
             written += 1
         if len(due) < limit:

@@ -5,7 +5,8 @@ The exit code tells the caller what happened:
 
 ==== =====================================================================
 0    all is well (work may remain for the next run: rate limits, new tasks)
-3    some items failed and will be retried (or a provider call failed)
+3    some items failed and will be retried (or a provider call failed, or an
+     account was skipped because its provider's circuit breaker is open)
 4    at least one file was lost: its deadline passed before it was saved
 ==== =====================================================================
 
@@ -18,10 +19,14 @@ import enum
 from dataclasses import dataclass, field
 from threading import Event
 
+from genvault.jobs import health
 from genvault.jobs.archive import ArchiveResult, ProgressCallback, archive_pending
 from genvault.jobs.poll import PollResult, poll_account
 from genvault.jobs.sync import PageCallback, SyncResult, sync_account
+from genvault.logging import get_logger
 from genvault.runtime import Runtime
+
+log = get_logger("genvault.pipeline")
 
 
 class ExitCode(enum.IntEnum):
@@ -38,6 +43,13 @@ class RunReport:
     archive: ArchiveResult = field(default_factory=ArchiveResult)
 
     @property
+    def circuit_open(self) -> list[str]:
+        """Accounts skipped or cut short because their provider's circuit is open."""
+        names = {s.account for s in self.syncs if s.circuit_open}
+        names.update(p.account for p in self.polls if p.circuit_open)
+        return sorted(names)
+
+    @property
     def exit_code(self) -> ExitCode:
         if self.archive.lost:
             return ExitCode.LOST
@@ -46,6 +58,7 @@ class RunReport:
             or self.archive.retrying
             or any(s.error or s.item_errors for s in self.syncs)
             or any(p.errors for p in self.polls)
+            or self.circuit_open  # the provider is down: its work waits, say so
         )
         return ExitCode.RETRYING if troubled else ExitCode.OK
 
@@ -64,8 +77,19 @@ def run_once(
         if stop.is_set():
             break
         if acc.provider.has_history:
-            report.syncs.append(sync_account(rt, acc, stop=stop, on_page=on_page))
-        report.polls.append(poll_account(rt, acc, stop=stop))
+            try:
+                report.syncs.append(sync_account(rt, acc, stop=stop, on_page=on_page))
+            except Exception as exc:  # a bug in one adapter must not cost the other accounts
+                log.exception("sync.crashed", account=acc.name)
+                report.syncs.append(SyncResult(acc.name, complete=False, error=repr(exc)))
+        try:
+            report.polls.append(poll_account(rt, acc, stop=stop))
+        except Exception as exc:
+            log.exception("poll.crashed", account=acc.name)
+            report.polls.append(PollResult(acc.name, errors=1, error=repr(exc)))
     if not stop.is_set():
         report.archive = archive_pending(rt, stop=stop, on_outcome=on_outcome)
+    # URL refreshes by the archive workers may have moved a breaker or a budget: the
+    # main thread writes them, so the next run (and ``status``) sees them.
+    health.persist_all(rt)
     return report

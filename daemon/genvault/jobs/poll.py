@@ -16,14 +16,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from threading import Event
 
+from genvault.crashpoints import crash_point
 from genvault.errors import (
     AuthError,
     BusinessError,
+    CircuitOpenError,
     NotFoundError,
     PermanentProviderError,
     RateLimitedError,
     TransientProviderError,
 )
+from genvault.jobs import health
 from genvault.logging import get_logger
 from genvault.models import utcnow
 from genvault.records import GenerationStatus
@@ -43,6 +46,8 @@ class PollResult:
     errors: int = 0
     assets_new: int = 0
     rate_limited: bool = False
+    circuit_open: bool = False
+    """The provider's circuit breaker is open: the pass was skipped or cut short."""
     error: str | None = None
 
 
@@ -59,6 +64,14 @@ def poll_account(
     started = time.monotonic()
     ladder = rt.settings.poll.backoff_seconds
     provider = acc.provider
+    retry_at = health.blocked_until(rt, acc)
+    if retry_at is not None:
+        # The provider is down: leave every item due, ask again after the cooldown.
+        result.circuit_open = True
+        log.info(
+            "poll.skipped", account=acc.name, reason="circuit_open", retry_at=retry_at.isoformat()
+        )
+        return result
     while True:
         now_ = now or utcnow()
         due = rt.store.due_for_poll(acc.name, now_, rt.settings.poll.batch_size)
@@ -72,11 +85,14 @@ def poll_account(
             result.polled += 1
             try:
                 record = provider.fetch(item.external_id)
-            except (RateLimitedError, AuthError) as exc:
+            except (RateLimitedError, AuthError, CircuitOpenError) as exc:
                 # The whole account is affected: stop here, keep the item due. A rate
-                # limit is partial progress, not an error; a refused key is an error.
+                # limit is partial progress, not an error; a refused key is an error; an
+                # open circuit (the provider is down) is neither the item's fault nor done.
                 if isinstance(exc, RateLimitedError):
                     result.rate_limited = True
+                elif isinstance(exc, CircuitOpenError):
+                    result.circuit_open = True
                 else:
                     result.errors += 1
                 result.error = f"{type(exc).__name__}: {exc}"
@@ -89,6 +105,7 @@ def poll_account(
                 )
                 log.warning("poll.account_paused", account=acc.name, error=result.error)
                 _log_done(result, provider.name, started)
+                health.persist(rt, acc)
                 return result
             except (TransientProviderError, PermanentProviderError) as exc:
                 result.errors += 1
@@ -103,6 +120,13 @@ def poll_account(
                         poll_attempts=attempts,
                         give_up=False,
                     )
+                    log.warning(
+                        "poll.detail_failed",
+                        account=acc.name,
+                        external_id=item.external_id,
+                        error=f"{type(exc).__name__}: {exc}",
+                        settled=settle,
+                    )
                     continue
                 # Not found, or a business error about this task (Akool 1108 "image generate
                 # error"): asking again cannot help. Malformed bodies may be a flaky proxy.
@@ -111,11 +135,13 @@ def poll_account(
                 reason = f"{type(exc).__name__}: {exc}"
                 if give_up:
                     result.gave_up += 1
-                    reason = (
-                        "not found at the provider: "
-                        if permanent
-                        else f"gave up after {rt.settings.poll.give_up_hours:g} h: "
-                    ) + reason
+                    if isinstance(exc, NotFoundError):
+                        prefix = "not found at the provider: "
+                    elif permanent:
+                        prefix = "the provider reported an error for this task: "
+                    else:
+                        prefix = f"gave up after {rt.settings.poll.give_up_hours:g} h: "
+                    reason = prefix + reason
                 rt.store.poll_error(
                     item.id,
                     error=reason,
@@ -152,6 +178,7 @@ def poll_account(
                 result.succeeded += 1
             else:
                 result.failed += 1
+            crash_point("poll.fetched")
             saved = rt.store.save_polled(
                 provider=provider.name,
                 account=acc.name,
@@ -168,6 +195,7 @@ def poll_account(
         if len(due) < rt.settings.poll.batch_size:
             break
     _log_done(result, provider.name, started)
+    health.persist(rt, acc)
     return result
 
 

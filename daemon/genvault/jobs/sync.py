@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from threading import Event
 
-from genvault.errors import ProviderError, RateLimitedError
+from genvault.crashpoints import crash_point
+from genvault.errors import CircuitOpenError, ProviderError, RateLimitedError
+from genvault.jobs import health
 from genvault.logging import get_logger
 from genvault.models import utcnow
 from genvault.records import GenerationRecord, Page
@@ -40,6 +42,8 @@ class SyncResult:
     item_errors: int = 0
     complete: bool = True
     rate_limited: bool = False
+    circuit_open: bool = False
+    """The provider's circuit breaker is open: the pass was skipped or cut short."""
     error: str | None = None
 
 
@@ -63,9 +67,18 @@ def sync_account(
     result = SyncResult(account=acc.name)
     provider = acc.provider
     started = time.monotonic()
+    retry_at = health.blocked_until(rt, acc)
+    if retry_at is not None:
+        # The provider is down (a previous pass or run opened its circuit): no request.
+        result.circuit_open = True
+        result.complete = False
+        log.warning(
+            "sync.skipped", account=acc.name, reason="circuit_open", retry_at=retry_at.isoformat()
+        )
+        return result
     for stream in provider.streams():
         _sync_stream(rt, acc, stream, result, full=full, since=since, stop=stop, on_page=on_page)
-        if result.error or result.rate_limited:
+        if result.error or result.rate_limited or result.circuit_open:
             break
     log.info(
         "job.sync",
@@ -81,6 +94,7 @@ def sync_account(
         error=result.error,
         seconds=round(time.monotonic() - started, 3),
     )
+    health.persist(rt, acc)
     return result
 
 
@@ -126,6 +140,18 @@ def _sync_stream(
                 retry_after=exc.retry_after,
             )
             return
+        except CircuitOpenError as exc:
+            # Opened during this pass: stop asking; the cursor resumes here after the trial.
+            result.circuit_open = True
+            result.complete = False
+            log.warning(
+                "sync.circuit_open",
+                account=acc.name,
+                stream=stream,
+                position=position,
+                retry_at=exc.retry_at.isoformat() if exc.retry_at else None,
+            )
+            return
         except ProviderError as exc:
             result.error = f"{type(exc).__name__}: {exc}"
             result.complete = False
@@ -154,6 +180,7 @@ def _sync_stream(
                 r.created_at is not None and r.created_at < since for r in page.records
             )
             done = old_enough or beyond_since
+        crash_point("sync.page_fetched")
         saved = rt.store.save_page(
             provider=provider.name,
             account=acc.name,
@@ -163,6 +190,7 @@ def _sync_stream(
             retention=acc.retention,
             poll_horizon=rt.poll_horizon,
         )
+        crash_point("sync.page_saved")
         result.pages += 1
         result.items += len(page.records)
         result.new += saved.generations_new

@@ -71,9 +71,11 @@ class Storage(Protocol):
         """A URI a person can use to find ``key`` (``s3://b/p/k``, ``file:///…``)."""
         ...
 
-    def cleanup(self) -> int:
+    def cleanup(self, older_than_seconds: float = ...) -> int:
         """Remove leftovers of interrupted writes (temp files, open multipart uploads).
 
+        Only those older than ``older_than_seconds`` (each backend has its own default,
+        see ``storage.stale_upload_seconds``), so a peer's write in flight survives.
         Returns how many were removed. Called at start-up, when no write of this
         process is in flight.
         """

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from genvault.crashpoints import crash_point
 from genvault.errors import StorageError
 from genvault.storage.base import CHUNK_SIZE, HashingReader, StoredObject
 from genvault.storage.keys import check_key
@@ -174,6 +175,7 @@ class LocalStorage:
                     fh.flush()
                     _set_sha256(fd, reader.sha256)
                     os.fsync(fd)
+            crash_point("local.before_rename")
             with _storage_errors(f"moving {key} into place"):
                 self._make_parents(final.parent)
                 os.replace(tmp_name, final)

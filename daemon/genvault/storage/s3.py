@@ -38,6 +38,7 @@ import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
+from genvault.crashpoints import crash_point
 from genvault.errors import StorageError
 from genvault.storage.base import HashingReader, StoredObject
 from genvault.storage.keys import MAX_KEY_BYTES, check_key
@@ -129,6 +130,7 @@ class _ReplayReader:
         return False
 
     def _from_source(self, n: int) -> bytes:
+        crash_point("s3.multipart_read")
         try:
             return self._source.read(n)
         except BaseException as exc:
@@ -353,6 +355,7 @@ class S3Storage:
             if isinstance(exc, _BACKEND_ERRORS):
                 raise StorageError(f"S3 upload {full}: {_describe(exc)}") from exc
             raise
+        crash_point("s3.before_sha256_copy")
         self._record_sha256(full, token, reader, ctype, metadata)
         return StoredObject(key=key, size=reader.size, sha256=reader.sha256)
 

@@ -1,0 +1,76 @@
+"""Moving an account's circuit breaker and request budget between memory and the table.
+
+The guard (:class:`genvault.throttle.ProviderGuard`) lives in the account's API
+client; this module is the only bridge to ``provider_health``, and only the sync,
+poll and pipeline code calls it (job threads, never archive workers, so a
+download pool never queues on database writes):
+
+* :func:`restore` - before an account's first call in this process, take over
+  what the last run stored, so a cron run started while the circuit is open
+  skips the provider until its trial time instead of hammering it again;
+* :func:`blocked_until` - the skip check at the top of a sync or poll pass;
+* :func:`persist` - after a pass, write the state if it changed.
+
+Both directions are best-effort: the table is advice (for the next run and for
+``status``), so a database hiccup here is logged and never fails a pass that
+otherwise went well; the jobs' own writes report real database trouble.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from genvault.logging import get_logger
+from genvault.runtime import AccountRuntime, Runtime
+from genvault.throttle import CircuitState
+
+log = get_logger("genvault.health")
+
+
+def restore(rt: Runtime, acc: AccountRuntime) -> None:
+    """Load the stored state into the account's guard, once, before its first call."""
+    guard = acc.provider.api.guard
+    if guard.restored:
+        return
+    try:
+        stored = rt.store.provider_health(acc.name).get(acc.name)
+    except SQLAlchemyError as exc:
+        log.warning("health.restore_failed", account=acc.name, error=str(exc)[:300])
+        stored = None
+    if guard.restore(stored.health if stored is not None else None) and stored is not None:
+        h = stored.health
+        if h.circuit is not CircuitState.CLOSED or h.budget_interval or h.rate_limited_until:
+            log.info(
+                "health.restored",
+                account=acc.name,
+                circuit=h.circuit.value,
+                retry_at=h.retry_at.isoformat() if h.retry_at else None,
+                budget_interval=h.budget_interval,
+            )
+
+
+def blocked_until(rt: Runtime, acc: AccountRuntime) -> datetime | None:
+    """When the account's open circuit allows a trial call; None if calls may go now."""
+    restore(rt, acc)
+    return acc.provider.api.guard.breaker.blocked_until()
+
+
+def persist(rt: Runtime, acc: AccountRuntime) -> None:
+    """Write the account's guard state if it changed since it was last written."""
+    guard = acc.provider.api.guard
+    snap = guard.unsaved()
+    if snap is None:
+        return
+    try:
+        rt.store.save_provider_health(acc.name, acc.provider.name, snap)
+    except SQLAlchemyError as exc:  # the next pass tries again: the snapshot stays unsaved
+        log.warning("health.persist_failed", account=acc.name, error=str(exc)[:300])
+        return
+    guard.mark_saved(snap)
+
+
+def persist_all(rt: Runtime) -> None:
+    for acc in rt.accounts.values():
+        persist(rt, acc)
