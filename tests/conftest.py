@@ -46,8 +46,9 @@ def _quiet_werkzeug() -> None:
 
 @pytest.fixture(autouse=True)
 def _stop_replay_servers() -> Iterator[None]:
-    """Loopback replay servers (tests/fixtures/replay.py) live for one test."""
+    """Loopback replay servers and origins (tests/fixtures/) live for one test."""
     yield
-    from tests.fixtures.replay import stop_all
+    from tests.fixtures import origin, replay
 
-    stop_all()
+    replay.stop_all()
+    origin.stop_all()

@@ -418,10 +418,11 @@ def resolve_server_token(
 
 
 def world_readable_secret_files(settings: Settings) -> list[Path]:
-    """Secret files that other users can read (the CLI warns about them)."""
+    """Secret files (API keys, the server token) that other users can read; the CLI warns."""
+    candidates = [acc.api_key_file for acc in settings.accounts]
+    candidates.append(settings.server.token_file)
     out = []
-    for acc in settings.accounts:
-        f = acc.api_key_file
+    for f in candidates:
         if f is not None and f.exists() and f.stat().st_mode & (stat.S_IROTH | stat.S_IRGRP):
             out.append(f)
     return out

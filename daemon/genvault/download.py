@@ -139,6 +139,11 @@ class MediaStream:
     def received(self) -> int:
         return self._received
 
+    @property
+    def _progress(self) -> str:
+        total = "?" if self.content_length is None else str(self.content_length)
+        return f"{self._received} of {total} bytes"
+
     # ------------------------------------------------------------------ chunks
 
     def _next_chunk(self) -> bytes:
@@ -154,10 +159,15 @@ class MediaStream:
                 self._eof = True
                 return b""
             except httpx.TimeoutException as exc:
-                self._resume_or_raise(f"read timed out ({type(exc).__name__})")
+                self._resume_or_raise(
+                    f"read timed out after {self._progress} ({type(exc).__name__})"
+                )
                 continue
             except httpx.TransportError as exc:
-                self._resume_or_raise(f"connection broke: {type(exc).__name__}: {exc}")
+                # h11 reports a body cut short of its Content-Length this way, too.
+                self._resume_or_raise(
+                    f"connection broke after {self._progress} ({type(exc).__name__})"
+                )
                 continue
             if chunk:
                 return self._accept(chunk)

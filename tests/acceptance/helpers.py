@@ -19,8 +19,12 @@ def write_config(
     accounts: list[dict[str, Any]],
     endpoint_url: str | None = None,
     extra: str = "",
+    network: str = "",
 ) -> Path:
-    """A TOML config for tests: loopback allowed, quick polls, quick retries."""
+    """A TOML config for tests: loopback allowed, quick polls, quick retries.
+
+    ``network`` is added to the ``[network]`` table (``extra`` may not open it again).
+    """
     lines = [
         "[database]",
         f'url = "{db_url}"',
@@ -33,6 +37,7 @@ def write_config(
         "[network]",
         "allow_private = true",
         "read_timeout = 20.0",
+        network,
         "[poll]",
         "backoff_seconds = [0.2, 0.5]",
         "[archive]",

@@ -285,14 +285,21 @@ def test_rate_limited_run_exits_0_with_partial_progress_and_resumes(
         db_url=f"sqlite:///{db}",
         storage_url=f"file://{tmp_path / 'archive'}",
         accounts=[_account(sim)],
+        network="backoff_cap_seconds = 1.0",
     )
     env = {"GG_KEY": API_KEY}
-    sim.faults.update(rate_limit=True, retry_after="120")  # longer than the backoff cap
+    sim.faults.update(rate_limit=True, retry_after="3")  # longer than the backoff cap
     proc = genvault("--config", str(config), "run", "--once", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sync.rate_limited" in proc.stderr
     assert sim.stats.snapshot()["statuses"].get("429", 0) >= 1
     sim.faults.update(rate_limit=False, retry_after=None)
+    # The quota pause is remembered across runs: a run before it ends asks nothing.
+    requests = sim.stats.snapshot()["requests"]
+    early = genvault("--config", str(config), "run", "--once", env=env)
+    assert early.returncode == 0, early.stderr[-3000:]
+    assert sim.stats.snapshot()["requests"] == requests
+    time.sleep(3.2)
     runs = run_until_quiet(config, env)
     assert runs[-1].returncode == 0
     store = Store(f"sqlite:///{db}")

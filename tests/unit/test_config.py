@@ -351,3 +351,14 @@ def test_world_readable_secret_files(tmp_path: Path) -> None:
     assert world_readable_secret_files(_load(tmp_path, text)) == [loose]
     loose.chmod(0o600)
     assert world_readable_secret_files(_load(tmp_path, text)) == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_world_readable_server_token_file(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t" * 32)
+    token.chmod(0o640)
+    text = f'[server]\ntoken_file = "{token}"\n'
+    assert world_readable_secret_files(_load(tmp_path, text)) == [token]
+    token.chmod(0o600)
+    assert world_readable_secret_files(_load(tmp_path, text)) == []
