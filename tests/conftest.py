@@ -48,7 +48,6 @@ def _quiet_werkzeug() -> None:
 def _stop_replay_servers() -> Iterator[None]:
     """Loopback replay servers and origins (tests/fixtures/) live for one test."""
     yield
-    from tests.fixtures import origin, replay
+    from tests.fixtures.loopback import stop_all
 
-    replay.stop_all()
-    origin.stop_all()
+    stop_all()
