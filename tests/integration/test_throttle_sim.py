@@ -398,7 +398,10 @@ def test_exhausted_quota_ends_the_run_as_a_success_and_the_next_run_continues(
     assert circuit["state"] == "closed" and circuit["rate_limited_until"] is not None
     assert "quota pause" in _table(status_document(settings, timedelta(hours=24)))
 
-    time.sleep(max(0.0, pause + 0.2 - (time.monotonic() - started)))
+    # wait out the pause the daemon recorded (it began when the 429 arrived, not at `started`)
+    until = datetime.fromisoformat(circuit["rate_limited_until"])
+    time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds() + 0.3))
+    assert time.monotonic() - started >= pause
     code, _, generations = _run(settings)
     assert code is ExitCode.OK and generations == 9  # the walk resumed and finished
     circuit = status_document(settings, timedelta(hours=24))["accounts"][0]["circuit"]
