@@ -1,14 +1,16 @@
 """The ``genvault`` command line. Thin: it parses, builds a Runtime, calls jobs, prints.
 
 Exit codes (a CronJob or systemd can act on them): 0 fine, 2 bad configuration,
-3 some items failed and will be retried, 4 a file was lost.
+3 some items failed and will be retried, 4 a file was lost, 5 another genvault
+process already runs on this SQLite database.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import wraps
 from pathlib import Path
@@ -18,7 +20,8 @@ import click
 
 from genvault import __version__
 from genvault.config import Settings, load_settings, resolve_secrets, world_readable_secret_files
-from genvault.errors import ConfigError
+from genvault.errors import AlreadyRunningError, ConfigError
+from genvault.instance import single_process
 from genvault.logging import configure as configure_logging
 from genvault.logging import get_logger
 
@@ -102,19 +105,42 @@ def main(
 # --------------------------------------------------------------------------- run
 
 
+@contextlib.contextmanager
+def single_process_or_exit(database_url: str) -> Iterator[None]:
+    """Hold the SQLite process lock, or exit 5 with one line saying who holds it."""
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(single_process(database_url))
+        except AlreadyRunningError as exc:
+            from genvault.jobs.pipeline import ExitCode
+
+            click.echo(f"genvault: {exc}", err=True)
+            sys.exit(int(ExitCode.BUSY))
+        yield
+
+
 @main.command()
 @click.option("--once", is_flag=True, help="One pass (sync, poll, archive) then exit: for cron.")
 @click.pass_obj
 @config_errors_exit_2
 def run(obj: Ctx, once: bool) -> None:
-    """Run the daemon (or a single pass with --once)."""
+    """Run the daemon (or a single pass with --once).
+
+    On SQLite only one genvault process may run per database (exit 5 otherwise);
+    on PostgreSQL run as many replicas as you like: they share the work.
+    """
+    settings = obj.settings()
+    if not settings.accounts:
+        raise ConfigError("accounts", "no accounts configured")
+    with single_process_or_exit(settings.database.url):
+        _run(settings, once)
+
+
+def _run(settings: Settings, once: bool) -> None:
     from genvault.jobs.pipeline import run_once
     from genvault.runtime import Runtime
     from genvault.scheduler import run_daemon
 
-    settings = obj.settings()
-    if not settings.accounts:
-        raise ConfigError("accounts", "no accounts configured")
     rt = Runtime.build(settings, resolve_secrets(settings))
     try:
         if once:
@@ -283,7 +309,9 @@ def demo(directory: Path, count: int, timeout: float) -> None:
     from genvault.demo import run_demo
 
     configure_logging("warning", "auto")
-    sys.exit(run_demo(directory, count=count, timeout=timeout))
+    with single_process_or_exit(f"sqlite:///{(directory / 'genvault.db').resolve()}"):
+        code = run_demo(directory, count=count, timeout=timeout)
+    sys.exit(code)
 
 
 # --------------------------------------------------------------------------- db

@@ -8,6 +8,7 @@ Jobs catch these classes, never strings.
 
     GenvaultError
     ├── ConfigError                     bad config; the CLI exits 2 with one line
+    ├── AlreadyRunningError             another process holds this SQLite database (exit 5)
     ├── UnsafeURLError                  SSRF guard refused a URL (permanent)
     ├── WebhookRejectedError            a callback failed its signature/shape check (4xx)
     ├── ProviderError                   talking to a provider's API
@@ -35,6 +36,10 @@ from datetime import datetime
 
 class GenvaultError(Exception):
     """Base of every error genvault raises deliberately."""
+
+
+class AlreadyRunningError(GenvaultError):
+    """Another genvault process holds this SQLite database; replicas need PostgreSQL."""
 
 
 class ConfigError(GenvaultError):

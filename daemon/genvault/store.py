@@ -21,6 +21,7 @@ differences (insert ... on conflict, pragmas) live here alone.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 from collections import defaultdict
@@ -108,6 +109,21 @@ class LeasedAsset:
     url_refreshed: bool
 
 
+class LeaseOrder(enum.Enum):
+    """Which pending files :meth:`Store.lease_assets` hands out first.
+
+    ``DEADLINE`` is genvault's order and the only one for production. ``FIFO`` exists
+    so a benchmark can count, on identical inputs, what the deadline order saves: it
+    is the naive archiver's order (oldest generation first, deadlines ignored, expired
+    files tried in line like any other). It is deliberately not a configuration knob.
+    """
+
+    DEADLINE = "deadline"
+    """Savable files earliest-deadline-first, then expired ones (a last chance)."""
+    FIFO = "fifo"
+    """By generation creation time, oldest first; for comparison only."""
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """The result of one archive attempt, applied by :meth:`Store.finish_assets`."""
@@ -178,17 +194,27 @@ class Store:
                 url, echo=echo, pool_pre_ping=True, pool_size=4, max_overflow=8
             )
         self._insert = sqlite.insert if self.is_sqlite else postgresql.insert
+        self._locks: Engine | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     def upgrade(self) -> None:
-        """Apply Alembic migrations up to head (idempotent; run at every start)."""
+        """Apply Alembic migrations up to head (idempotent; run at every start).
+
+        Replicas that start together would race to create the same tables: on
+        PostgreSQL the migration runs under a transaction-level advisory lock, so
+        the first one migrates and the others find the schema at head.
+        """
         from alembic import command
         from alembic.config import Config
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with self.tx() as conn:
+            if not self.is_sqlite:  # SQLite: BEGIN IMMEDIATE already serialises writers
+                conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key("migrate")}
+                )
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
@@ -198,6 +224,51 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._locks is not None:
+            self._locks.dispose()
+
+    @contextmanager
+    def account_lock(self, job: str, account: str) -> Iterator[bool]:
+        """Yield True when this process may run ``job`` ("sync", "poll") for ``account`` now.
+
+        On PostgreSQL several replicas share one database: the lock is a
+        session-level ``pg_try_advisory_lock`` held on a connection of its own for
+        the whole pass, so no two replicas page (or poll) the same account at once.
+        It never waits: a replica that finds it taken skips the pass, because the
+        holder is doing that very work. A killed holder's connection drops and the
+        server releases the lock with it. On SQLite there is one process per
+        database (see :mod:`genvault.instance`), so the answer is always yes.
+        """
+        if self.is_sqlite:
+            yield True
+            return
+        key = _lock_key(job, account)
+        with self._lock_engine().connect() as conn:
+            got = bool(
+                conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            )
+            conn.commit()
+            try:
+                yield got
+            finally:
+                if got:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+
+    def account_lock_taken(self, job: str, account: str) -> bool:
+        """Whether another session holds ``account``'s ``job`` lock right now (a peek)."""
+        if self.is_sqlite:
+            return False
+        with self.account_lock(job, account) as got:
+            return not got
+
+    def _lock_engine(self) -> Engine:
+        # Locks live on connections of their own (closed after each pass), so a long
+        # sync never holds one of the pool's connections nor loses its lock to a
+        # pool reset.
+        if self._locks is None:
+            self._locks = sa.create_engine(self.url, poolclass=NullPool)
+        return self._locks
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
@@ -253,6 +324,7 @@ class Store:
             )
             if cursor is not None:
                 self._write_cursor(conn, provider, account, cursor, len(records), now)
+        self._analyze_if_grown(result.generations_new)
         return result
 
     def sync_failed(self, provider: str, account: str, stream: str, error: str) -> None:
@@ -304,6 +376,57 @@ class Store:
 
     # ------------------------------------------------------------------ upsert core
 
+    def _one_of(self, col: sa.ColumnElement[Any], values: Sequence[Any]) -> sa.ColumnElement[bool]:
+        """``col IN values`` for a page of keys: one array parameter on PostgreSQL.
+
+        500 bind parameters make a new statement text for every list length and
+        cost more to plan; ``= ANY(:array)`` is one statement. SQLite has no arrays.
+        """
+        if self.is_sqlite:
+            return col.in_(list(values))
+        return col == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(col.type)))
+
+    # PostgreSQL plans the page lookups (``external_id = ANY(:ids)`` within an account)
+    # from table statistics. A table that was never ANALYZEd, or has grown far past its
+    # last ANALYZE (a first backfill), is guessed to hold a handful of rows, and the
+    # lookup became a scan of the account's whole index range with the ids as a filter:
+    # ~130 ms a page at 15,000 rows, growing with the table, so a sync went quadratic
+    # (autovacuum only looks once a minute). So the store ANALYZEs the tables it fills
+    # whenever the rows it wrote since the last ANALYZE outnumber the rows counted then
+    # (and at least ANALYZE_AFTER_ROWS): a dozen ANALYZEs over a 100,000-item backfill,
+    # none in steady state.
+    ANALYZE_AFTER_ROWS = 1000
+    _rows_at_analyze: int | None = None
+    """``pg_class.reltuples`` of ``generation`` at the last ANALYZE (read once, lazily)."""
+    _rows_since_analyze = 0
+
+    def _analyze_if_grown(self, rows_written: int) -> None:
+        """ANALYZE ``generation`` and ``asset`` once a backfill has doubled them (PostgreSQL)."""
+        if self.is_sqlite or rows_written <= 0:
+            return
+        if self._rows_at_analyze is None:
+            with self.engine.connect() as conn:
+                counted = conn.execute(
+                    sa.text("SELECT reltuples FROM pg_class WHERE oid = 'generation'::regclass")
+                ).scalar()
+            self._rows_at_analyze = max(0, int(counted or 0))  # -1: never analyzed
+        self._rows_since_analyze += rows_written
+        if self._rows_since_analyze < max(self.ANALYZE_AFTER_ROWS, self._rows_at_analyze):
+            return
+        self._rows_at_analyze += self._rows_since_analyze
+        self._rows_since_analyze = 0
+        # Its own short transaction, after the page's: the lock ANALYZE takes never
+        # waits on nor holds up writers; a non-owner gets a warning, not an error.
+        # Only the lookup keys: statistics of ``raw`` (JSONB) cost most of the time,
+        # and any ANALYZE updates the row counts; autovacuum does the rest later.
+        with self.engine.connect() as conn:
+            conn.execute(
+                sa.text(
+                    "ANALYZE generation (provider, account, external_id), asset (generation_id)"
+                )
+            )
+            conn.commit()
+
     def _upsert(
         self,
         conn: Connection,
@@ -329,7 +452,9 @@ class Store:
             row.external_id: row
             for row in conn.execute(
                 sa.select(G.c.id, G.c.external_id, G.c.fingerprint).where(
-                    G.c.provider == provider, G.c.account == account, G.c.external_id.in_(ids)
+                    G.c.provider == provider,
+                    G.c.account == account,
+                    self._one_of(G.c.external_id, ids),
                 )
             )
         }
@@ -445,7 +570,7 @@ class Store:
                 sa.select(G.c.id, G.c.external_id, G.c.created_at, G.c.expires_at).where(
                     G.c.provider == provider,
                     G.c.account == account,
-                    G.c.external_id.in_([r.external_id for r in records]),
+                    self._one_of(G.c.external_id, [r.external_id for r in records]),
                 )
             )
         }
@@ -461,7 +586,7 @@ class Store:
                 A.c.source_url,
                 A.c.role,
                 A.c.kind,
-            ).where(A.c.generation_id.in_(gen_ids))
+            ).where(self._one_of(A.c.generation_id, gen_ids))
         ):
             existing[row.generation_id][row.url_key] = row
         inserts: list[dict[str, Any]] = []
@@ -700,39 +825,28 @@ class Store:
         lease_seconds: float,
         now: datetime | None = None,
         accounts: Iterable[str] | None = None,
+        order: LeaseOrder = LeaseOrder.DEADLINE,
     ) -> list[LeasedAsset]:
         """Take up to ``limit`` pending assets: savable ones earliest-deadline-first,
-        then already-expired ones (a last chance; most recently expired first)."""
+        then already-expired ones (a last chance; most recently expired first).
+
+        ``order=LeaseOrder.FIFO`` (benchmarks only) takes them by generation creation
+        time instead, oldest first, whatever their deadlines.
+        """
         now = now or utcnow()
         until = now + timedelta(seconds=lease_seconds)
         account_list = list(accounts) if accounts is not None else None
         leased: list[int] = []
         live_ids: set[int] = set()
+        # DEADLINE: a pass over savable files, then one over expired ones; FIFO: one pass.
+        passes: tuple[bool | None, ...] = (True, False) if order is LeaseOrder.DEADLINE else (None,)
         with self.tx() as conn:
-            for live in (True, False):
+            for live in passes:
                 want = limit - len(leased)
                 if want <= 0:
                     break
-                q = sa.select(A.c.id).where(
-                    A.c.state == AssetState.PENDING.value,
-                    sa.or_(A.c.lease_until.is_(None), A.c.lease_until < now),
-                    sa.or_(A.c.next_attempt_at.is_(None), A.c.next_attempt_at <= now),
-                )
-                if account_list is not None:
-                    q = q.where(A.c.account.in_(account_list))
-                if live:
-                    q = q.where(A.c.expires_at >= now).order_by(A.c.expires_at, A.c.created_at)
-                else:
-                    q = q.where(A.c.expires_at < now).order_by(A.c.expires_at.desc())
-                q = q.limit(want).with_for_update(skip_locked=True)
-                ids = list(
-                    conn.execute(
-                        A.update()
-                        .where(A.c.id.in_(q.scalar_subquery()))
-                        .values(lease_owner=owner, lease_until=until)
-                        .returning(A.c.id)
-                    ).scalars()
-                )
+                stmt = _lease_statement(owner, until, now, want, account_list, live)
+                ids = list(conn.execute(stmt).scalars())
                 leased.extend(ids)
                 if live:
                     live_ids.update(ids)
@@ -764,13 +878,35 @@ class Store:
         ]
 
         # UPDATE ... RETURNING gives rows in no particular order: restore the lease order.
-        def order(a: LeasedAsset) -> tuple[int, float, float, int]:
+        if order is LeaseOrder.FIFO:
+            created = {r.id: r.created_at for r in rows}
+            out.sort(key=lambda a: (created[a.id], a.id))
+            return out
+
+        def deadline_first(a: LeasedAsset) -> tuple[int, float, float, int]:
             if a.id in live_ids:
                 return (0, a.expires_at.timestamp(), a.generation_created_at.timestamp(), a.id)
             return (1, -a.expires_at.timestamp(), 0.0, a.id)
 
-        out.sort(key=order)
+        out.sort(key=deadline_first)
         return out
+
+    def explain_lease(self, limit: int = 64, now: datetime | None = None) -> list[str]:
+        """PostgreSQL's ``EXPLAIN ANALYZE`` of the lease statement, as run per batch.
+
+        The statement really runs (that is what ANALYZE means) inside a transaction
+        that is rolled back, so nothing is leased. It shows which index serves the
+        earliest-deadline-first scan and what one batch costs on this database.
+        """
+        if self.is_sqlite:
+            raise NotImplementedError("explain_lease is for PostgreSQL")
+        now = now or utcnow()
+        stmt = _lease_statement("explain", now, now, limit, None, live=True)
+        sql = stmt.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True})
+        with self.engine.connect() as conn, conn.begin() as tx:
+            plan = [row[0] for row in conn.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")]
+            tx.rollback()
+        return plan
 
     def extend_leases(self, owner: str, ids: Sequence[int], lease_seconds: float) -> None:
         if not ids:
@@ -1075,6 +1211,51 @@ class Store:
             q = q.where(G.c.account == account)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def _lease_statement(
+    owner: str,
+    until: datetime,
+    now: datetime,
+    limit: int,
+    accounts: list[str] | None,
+    live: bool | None,
+) -> sa.Update:
+    """``UPDATE asset SET lease… WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING id``.
+
+    ``live``: True takes savable files earliest deadline first (served by the
+    partial index ``ix_asset_lease``), False the already-expired ones, most
+    recently expired first, None the FIFO order of the deadlines benchmark.
+    SKIP LOCKED lets replicas lease side by side without waiting on each other's
+    rows and without ever taking the same row twice.
+    """
+    q = sa.select(A.c.id).where(
+        A.c.state == AssetState.PENDING.value,
+        sa.or_(A.c.lease_until.is_(None), A.c.lease_until < now),
+        sa.or_(A.c.next_attempt_at.is_(None), A.c.next_attempt_at <= now),
+    )
+    if accounts is not None:
+        q = q.where(A.c.account.in_(accounts))
+    if live is None:
+        q = q.order_by(A.c.created_at, A.c.id)
+    elif live:
+        q = q.where(A.c.expires_at >= now).order_by(A.c.expires_at, A.c.created_at)
+    else:
+        q = q.where(A.c.expires_at < now).order_by(A.c.expires_at.desc())
+    q = q.limit(limit).with_for_update(skip_locked=True)
+    stmt: sa.Update = (
+        A.update()
+        .where(A.c.id.in_(q.scalar_subquery()))
+        .values(lease_owner=owner, lease_until=until)
+        .returning(A.c.id)
+    )
+    return stmt
+
+
+def _lock_key(*parts: str) -> int:
+    """A stable signed 64-bit advisory-lock key for ``parts`` (same in every replica)."""
+    digest = hashlib.blake2b(":".join(("genvault", *parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

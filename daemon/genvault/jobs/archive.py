@@ -44,11 +44,13 @@ from genvault.models import utcnow
 from genvault.records import AssetState
 from genvault.runtime import Runtime
 from genvault.storage.keys import build_key, extension_for, sidecar_key
-from genvault.store import LeasedAsset, Outcome, url_key
+from genvault.store import LeasedAsset, LeaseOrder, Outcome, url_key
 
 log = get_logger("genvault.archive")
 
 RETRY_CAP = timedelta(hours=1)
+WAIT_FOR_PEERS_SECONDS = 0.5
+"""How often an idle ``run --once`` looks again while a peer replica is still syncing."""
 
 
 @dataclass
@@ -274,8 +276,19 @@ def archive_pending(
     accounts: Iterable[str] | None = None,
     on_outcome: ProgressCallback | None = None,
     max_assets: int | None = None,
+    wait_while: Callable[[], bool] | None = None,
+    order: LeaseOrder = LeaseOrder.DEADLINE,
 ) -> ArchiveResult:
-    """Archive until nothing leasable is left (or ``stop`` is set); returns counts."""
+    """Archive until nothing leasable is left (or ``stop`` is set); returns counts.
+
+    ``wait_while``: when nothing is leasable but it answers True (another replica is
+    still syncing an account, so more files are coming), look again shortly
+    instead of returning. ``run --once`` replicas use it to share one backlog.
+
+    ``order``: which files are leased first. Production always uses the default,
+    earliest deadline first; ``LeaseOrder.FIFO`` is there for the deadlines
+    benchmark to compare against, on the same inputs.
+    """
     stop = stop or Event()
     abort = Event()
     cfg = rt.settings.archive
@@ -315,6 +328,7 @@ def archive_pending(
                             limit=min(want, cfg.batch_size),
                             lease_seconds=cfg.lease_seconds,
                             accounts=account_list,
+                            order=order,
                         )
                         if want > 0
                         else []
@@ -325,7 +339,11 @@ def archive_pending(
                     for asset in batch:
                         in_flight[pool.submit(archive_one, rt, asset, abort)] = asset
                 if not in_flight:
-                    break
+                    if wait_while is None or stop.is_set() or not wait_while():
+                        break
+                    stop.wait(WAIT_FOR_PEERS_SECONDS)
+                    exhausted = False
+                    continue
                 done, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
                 outcomes = []
                 for fut in done:
@@ -349,8 +367,6 @@ def archive_pending(
                         owner, [a.id for a in in_flight.values()], cfg.lease_seconds
                     )
                     last_extend = time.monotonic()
-                if exhausted and not in_flight:
-                    break
         finally:
             abort.set() if stop.is_set() else None
             if grace_timer is not None:

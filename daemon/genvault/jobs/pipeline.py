@@ -10,12 +10,18 @@ The exit code tells the caller what happened:
 4    at least one file was lost: its deadline passed before it was saved
 ==== =====================================================================
 
-(2 is the CLI's code for bad configuration.)
+(2 is the CLI's code for bad configuration, 5 for "another genvault process
+already runs on this SQLite database".)
+
+Replicas on PostgreSQL: an account another replica is syncing right now is
+skipped (not an error), and the archive pass keeps taking that replica's new
+files until it is done, so several ``run --once`` pods share one backlog.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from threading import Event
 
@@ -34,6 +40,8 @@ class ExitCode(enum.IntEnum):
     CONFIG = 2
     RETRYING = 3
     LOST = 4
+    BUSY = 5
+    """Another genvault process already runs on this SQLite database (nothing was done)."""
 
 
 @dataclass
@@ -63,6 +71,16 @@ class RunReport:
         return ExitCode.RETRYING if troubled else ExitCode.OK
 
 
+def _peers_busy(rt: Runtime, report: RunReport) -> Callable[[], bool] | None:
+    """While a replica still syncs or polls an account this run skipped, files may still
+    arrive: the archive pass should wait for them rather than end with the queue empty."""
+    held = [("sync", s.account) for s in report.syncs if s.elsewhere]
+    held += [("poll", p.account) for p in report.polls if p.elsewhere]
+    if not held:
+        return None
+    return lambda: any(rt.store.account_lock_taken(job, account) for job, account in held)
+
+
 def run_once(
     rt: Runtime,
     *,
@@ -88,7 +106,9 @@ def run_once(
             log.exception("poll.crashed", account=acc.name)
             report.polls.append(PollResult(acc.name, errors=1, error=repr(exc)))
     if not stop.is_set():
-        report.archive = archive_pending(rt, stop=stop, on_outcome=on_outcome)
+        report.archive = archive_pending(
+            rt, stop=stop, on_outcome=on_outcome, wait_while=_peers_busy(rt, report)
+        )
     # URL refreshes by the archive workers may have moved a breaker or a budget: the
     # main thread writes them, so the next run (and ``status``) sees them.
     health.persist_all(rt)

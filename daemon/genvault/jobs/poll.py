@@ -48,6 +48,8 @@ class PollResult:
     rate_limited: bool = False
     circuit_open: bool = False
     """The provider's circuit breaker is open: the pass was skipped or cut short."""
+    elsewhere: bool = False
+    """Another replica holds this account's poll lock and is doing this very pass."""
     error: str | None = None
 
 
@@ -59,7 +61,17 @@ def next_delay(attempts: int, ladder: tuple[float, ...]) -> timedelta:
 def poll_account(
     rt: Runtime, acc: AccountRuntime, *, stop: Event | None = None, now: datetime | None = None
 ) -> PollResult:
-    """Read every due generation of ``acc`` once."""
+    """Read every due generation of ``acc`` once, unless another replica is at it."""
+    with rt.store.account_lock("poll", acc.name) as ours:
+        if not ours:
+            log.info("poll.skipped", account=acc.name, reason="another_replica")
+            return PollResult(account=acc.name, elsewhere=True)
+        return _poll_account(rt, acc, stop=stop, now=now)
+
+
+def _poll_account(
+    rt: Runtime, acc: AccountRuntime, *, stop: Event | None, now: datetime | None
+) -> PollResult:
     result = PollResult(account=acc.name)
     started = time.monotonic()
     ladder = rt.settings.poll.backoff_seconds

@@ -44,6 +44,8 @@ class SyncResult:
     rate_limited: bool = False
     circuit_open: bool = False
     """The provider's circuit breaker is open: the pass was skipped or cut short."""
+    elsewhere: bool = False
+    """Another replica holds this account's sync lock and is doing this very pass."""
     error: str | None = None
 
 
@@ -63,7 +65,28 @@ def sync_account(
     stop: Event | None = None,
     on_page: PageCallback | None = None,
 ) -> SyncResult:
-    """One bounded pass over every history stream of ``acc``."""
+    """One bounded pass over every history stream of ``acc``, unless a replica is at it.
+
+    Replicas on one PostgreSQL database take a per-account advisory lock
+    (:meth:`Store.account_lock`), so one of them pages an account at a time and
+    the others skip the pass rather than fetch the same pages again.
+    """
+    with rt.store.account_lock("sync", acc.name) as ours:
+        if not ours:
+            log.info("sync.skipped", account=acc.name, reason="another_replica")
+            return SyncResult(account=acc.name, complete=False, elsewhere=True)
+        return _sync_account(rt, acc, full=full, since=since, stop=stop, on_page=on_page)
+
+
+def _sync_account(
+    rt: Runtime,
+    acc: AccountRuntime,
+    *,
+    full: bool,
+    since: datetime | None,
+    stop: Event | None,
+    on_page: PageCallback | None,
+) -> SyncResult:
     result = SyncResult(account=acc.name)
     provider = acc.provider
     started = time.monotonic()

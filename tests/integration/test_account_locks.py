@@ -1,0 +1,239 @@
+"""Replica coordination on a real PostgreSQL: per-account advisory locks, concurrent starts.
+
+Two :class:`Store` objects stand for two replicas (separate engines, separate
+server sessions). A lock held by a process that is then ``kill -9``-ed must come
+free on its own: the server drops the session and its locks with it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from genvault.config import Settings
+from genvault.jobs.archive import archive_pending
+from genvault.jobs.poll import poll_account
+from genvault.jobs.sync import sync_account
+from genvault.records import AssetState
+from genvault.runtime import Runtime
+from genvault.simulator import geminigen
+from genvault.simulator.geminigen import GeminiGenSimulator
+from genvault.store import Store
+
+KEY = "sim-locks-key"
+
+
+@pytest.fixture
+def stores(postgres_url: str) -> Iterator[tuple[Store, Store]]:
+    a, b = Store(postgres_url), Store(postgres_url)
+    a.upgrade()
+    try:
+        yield a, b
+    finally:
+        a.dispose()
+        b.dispose()
+
+
+@pytest.mark.postgres
+def test_one_replica_at_a_time_per_job_and_account(stores: tuple[Store, Store]) -> None:
+    a, b = stores
+    with a.account_lock("sync", "main") as mine:
+        assert mine
+        with b.account_lock("sync", "main") as theirs:
+            assert not theirs  # never waits: the other replica skips the pass
+        assert b.account_lock_taken("sync", "main")
+        with b.account_lock("poll", "main") as other_job, b.account_lock("sync", "x") as other:
+            assert other_job and other  # other jobs and accounts are independent
+    assert not b.account_lock_taken("sync", "main")
+    with b.account_lock("sync", "main") as now_theirs:
+        assert now_theirs
+
+
+@pytest.mark.postgres
+def test_a_killed_holder_releases_its_lock(postgres_url: str, stores: tuple[Store, Store]) -> None:
+    _, b = stores
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import time
+                from genvault.store import Store
+                with Store({postgres_url!r}).account_lock("sync", "main") as got:
+                    assert got
+                    print("held", flush=True)
+                    time.sleep(120)
+                """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert b.account_lock_taken("sync", "main")
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while b.account_lock_taken("sync", "main"):
+            assert time.monotonic() < deadline, "the dead replica's lock was never released"
+            time.sleep(0.1)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.postgres
+def test_replicas_starting_together_on_an_empty_database_all_migrate(postgres_url: str) -> None:
+    """Every replica runs the migrations at start: on a fresh database they would race
+    to create the same tables without the migration lock."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def start() -> None:
+        store = Store(postgres_url)
+        try:
+            barrier.wait()
+            store.upgrade()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            store.dispose()
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    store = Store(postgres_url)
+    try:
+        assert store.count_assets() == 0  # the schema is there and usable
+    finally:
+        store.dispose()
+
+
+def test_sqlite_has_one_process_so_the_lock_is_always_ours(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'gv.db'}")
+    try:
+        with store.account_lock("sync", "main") as a, store.account_lock("sync", "main") as b:
+            assert a and b
+        assert not store.account_lock_taken("sync", "main")
+    finally:
+        store.dispose()
+
+
+# --------------------------------------------------------------------------- the jobs
+
+
+@pytest.fixture
+def sim() -> Iterator[GeminiGenSimulator]:
+    s = geminigen.create(
+        api_key=KEY,
+        count=12,
+        image_size=2_000,
+        video_size=3_000,
+        audio_size=2_000,
+        thumbnail_size=500,
+        processing_count=2,
+        processing_seconds=600,
+        failed_count=0,
+    )
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def _runtime(sim: GeminiGenSimulator, db_url: str, tmp_path: Path) -> Runtime:
+    settings = Settings.model_validate(
+        {
+            "database": {"url": db_url},
+            "storage": {"url": f"file://{tmp_path / 'archive'}"},
+            "network": {"allow_private": True, "api_retries": 0},
+            "server": {"enabled": False},
+            "poll": {"backoff_seconds": [0.1]},
+            "accounts": [
+                {
+                    "name": "main",
+                    "provider": "geminigen",
+                    "api_key_env": "GG_KEY",
+                    "base_url": sim.api_base,
+                    "media_base": sim.base_url + "/cdn/",
+                    "items_per_page": 4,
+                }
+            ],
+        }
+    )
+    return Runtime.build(settings, {"main": SecretStr(KEY)})
+
+
+def _requests(sim: GeminiGenSimulator) -> int:
+    return int(sim.stats.snapshot()["requests"])
+
+
+@pytest.mark.postgres
+def test_sync_and_poll_skip_an_account_another_replica_is_working_on(
+    sim: GeminiGenSimulator, postgres_url: str, tmp_path: Path
+) -> None:
+    rt = _runtime(sim, postgres_url, tmp_path)
+    peer = Store(postgres_url)
+    try:
+        acc = rt.accounts["main"]
+        assert sync_account(rt, acc).pages > 0  # items in progress are now due for polls
+        before = _requests(sim)
+        with peer.account_lock("sync", "main"), peer.account_lock("poll", "main"):
+            synced = sync_account(rt, acc, full=True)
+            polled = poll_account(rt, acc)
+        assert synced.elsewhere and synced.pages == 0
+        assert polled.elsewhere and polled.polled == 0
+        assert _requests(sim) == before  # not one request: the peer is doing it
+        assert poll_account(rt, acc).polled > 0  # the peer is gone: this replica polls
+    finally:
+        peer.dispose()
+        rt.close()
+
+
+@pytest.mark.postgres
+def test_an_idle_archive_pass_waits_while_a_peer_still_syncs(
+    sim: GeminiGenSimulator, postgres_url: str, tmp_path: Path
+) -> None:
+    """``run --once`` replicas: the pass that skipped the sync keeps taking files until
+    the replica that holds the sync lock is done, instead of exiting with none."""
+    rt = _runtime(sim, postgres_url, tmp_path)
+    peer_rt = _runtime(sim, postgres_url, tmp_path)
+    slow_pages = threading.Thread(  # three pages, 0.5 s apart
+        target=sync_account,
+        args=(peer_rt, peer_rt.accounts["main"]),
+        kwargs={"on_page": lambda *_: time.sleep(0.5)},
+    )
+    slow_pages.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not rt.store.account_lock_taken("sync", "main"):
+            assert slow_pages.is_alive(), "the peer's sync ended before it was seen"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        started = time.monotonic()
+        result = archive_pending(rt, wait_while=lambda: rt.store.account_lock_taken("sync", "main"))
+        waited = time.monotonic() - started
+        slow_pages.join(10)
+        assert waited >= 1.0, "the pass ended before the peer's sync did"
+        assert result.archived == rt.store.count_assets(AssetState.ARCHIVED) > 0
+        assert rt.store.count_assets(AssetState.PENDING) == 0  # every page's files, one pass
+    finally:
+        slow_pages.join()
+        peer_rt.close()
+        rt.close()
