@@ -71,8 +71,56 @@ def redact_secrets(
     return event_dict
 
 
+class LineWriter:
+    """Writes whole log lines to one stream under one lock.
+
+    structlog's loggers and the stdlib handler (library records: APScheduler,
+    botocore) both write through it, so lines from different threads and from
+    both systems never interleave inside a line: every line stays parseable JSON.
+    """
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self._lock = threading.Lock()
+
+    def write_line(self, line: str) -> None:
+        with self._lock:
+            self.out.write(line + "\n")
+            self.out.flush()
+
+
+class LineLogger:
+    """structlog's final logger: one :meth:`LineWriter.write_line` per event."""
+
+    def __init__(self, writer: LineWriter) -> None:
+        self._writer = writer
+
+    def msg(self, message: str) -> None:
+        self._writer.write_line(message)
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+class LineHandler(logging.Handler):
+    """The stdlib handler for library records, rendered by structlog like our own."""
+
+    def __init__(self, writer: LineWriter) -> None:
+        super().__init__()
+        self._writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._writer.write_line(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
-    """Configure structlog (and stdlib logging for libraries) once per process."""
+    """Configure structlog (and stdlib logging for libraries) once per process.
+
+    Library records go through the same processors and renderer, so with JSON
+    on, every line of the process is one JSON object, redacted like the rest.
+    """
     out = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
     renderer: Any = (
@@ -81,6 +129,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
     numeric = getattr(logging, level.upper(), logging.INFO)
+    writer = LineWriter(out)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -91,13 +140,28 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        logger_factory=lambda *_args: LineLogger(writer),
         cache_logger_on_first_use=False,
     )
     # Libraries (botocore, httpx, apscheduler) stay quiet below WARNING.
-    logging.basicConfig(
-        level=logging.WARNING, stream=out, format="%(name)s %(levelname)s %(message)s"
+    handler = LineHandler(writer)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info,
+                redact_secrets,
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
     )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, LineHandler)]:
+        root.removeHandler(old)  # configure() again (tests, the demo) replaces, never stacks
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
     for noisy in (
         "botocore",
         "boto3",

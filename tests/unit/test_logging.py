@@ -141,3 +141,31 @@ def test_scrub_masks_every_occurrence(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gvlog, "_secrets", set())
     gvlog.register_secret(SECRET)
     assert gvlog.scrub(f"{SECRET}/{SECRET}") == f"{MASK}/{MASK}"
+
+
+def test_library_records_are_json_lines_and_redacted(stream: io.StringIO) -> None:
+    """APScheduler, botocore & co. log through stdlib logging: with JSON on, their lines
+    must be JSON too (a log shipper parses every line), and secrets masked as well."""
+    logging.getLogger("apscheduler.scheduler").warning("job %s skipped, key %s", "sync", SECRET)
+    [line] = _lines(stream)
+    assert line["event"] == f"job sync skipped, key {MASK}"
+    assert line["level"] == "warning" and line["logger"] == "apscheduler.scheduler"
+
+
+def test_lines_from_many_threads_never_interleave(stream: io.StringIO) -> None:
+    import threading
+
+    def spam(n: int) -> None:
+        for i in range(200):
+            if n % 2:
+                gvlog.get_logger("t").info("structlog line", n=n, i=i, pad="x" * 300)
+            else:
+                logging.getLogger("lib").warning("stdlib line %d %d %s", n, i, "y" * 300)
+
+    threads = [threading.Thread(target=spam, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = _lines(stream)  # every line parses as one JSON object
+    assert len(lines) == 6 * 200
