@@ -39,6 +39,7 @@ from genvault.jobs.poll import poll_account
 from genvault.jobs.sync import sync_account
 from genvault.logging import get_logger, register_secret
 from genvault.runtime import Runtime
+from genvault.sdnotify import Notifier
 from genvault.server import ApiServer
 
 log = get_logger("genvault.scheduler")
@@ -105,9 +106,17 @@ def poll_now(sched: BackgroundScheduler, account: str) -> None:
         log.debug("server.no_poll_job", account=account)
 
 
-def run_daemon(rt: Runtime, *, stop: threading.Event | None = None) -> int:
-    """Run until SIGTERM/SIGINT (or ``stop``); returns the process exit code (0)."""
+def run_daemon(
+    rt: Runtime, *, stop: threading.Event | None = None, notifier: Notifier | None = None
+) -> int:
+    """Run until SIGTERM/SIGINT (or ``stop``); returns the process exit code (0).
+
+    Under systemd (``Type=notify``, :mod:`genvault.sdnotify`) it reports READY once the
+    server and the scheduler run, pings the watchdog from this loop only while the
+    scheduler runs (the same test as ``/healthz``), and STOPPING when it starts draining.
+    """
     stop = stop or threading.Event()
+    notifier = notifier or Notifier()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("daemon.stopping", signal=signal.Signals(signum).name)
@@ -140,12 +149,16 @@ def run_daemon(rt: Runtime, *, stop: threading.Event | None = None) -> int:
             storage=rt.storage.url,
             leftovers_cleaned=cleaned,
         )
-        while not stop.wait(1.0):
-            pass
+        notifier.ready(status=f"archiving {len(rt.accounts)} account(s) to {rt.storage.url}")
+        while not stop.wait(notifier.wake_interval(1.0)):
+            if sched.running:
+                notifier.watchdog()
+        notifier.stopping(status="stopping: in-flight downloads finish or are released")
         sched.shutdown(wait=True)  # running jobs see `stop` and wind down within the grace
     finally:
         if server is not None:
             server.stop()
+        notifier.close()
     released = rt.store.release_leases(rt.worker_id)
     log.info("daemon.stopped", released_leases=released)
     return 0

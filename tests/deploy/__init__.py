@@ -1,0 +1,1 @@
+"""Deployment artifacts (deploy/): systemd units, Kubernetes manifests, the Dockerfile."""
