@@ -15,9 +15,11 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from pydantic import SecretStr
 
 from genvault.config import Settings
@@ -29,6 +31,7 @@ from genvault.runtime import Runtime
 from genvault.simulator import geminigen
 from genvault.simulator.geminigen import GeminiGenSimulator
 from genvault.store import Store
+from tests.integration.store_helpers import media, now_utc, record, save, signed_url
 
 KEY = "sim-locks-key"
 
@@ -237,3 +240,57 @@ def test_an_idle_archive_pass_waits_while_a_peer_still_syncs(
         slow_pages.join()
         peer_rt.close()
         rt.close()
+
+
+# ------------------------------------------------------------------ a race between replicas
+
+
+@pytest.mark.postgres
+def test_a_resigned_url_never_reopens_a_file_a_peer_just_archived(postgres_url: str) -> None:
+    """Replica B saves a page with a re-signed URL for a file replica A is archiving.
+
+    B reads the file as pending, A commits it as archived, then B's update lands. An
+    unconditional update would put the file back to pending and it would be archived
+    a second time (seen as 2008 uploads for 2000 files in the replica test). The
+    order is forced with a row lock, not with timing: A holds the row until B waits.
+    """
+    store_a, store_b = Store(postgres_url), Store(postgres_url)
+    store_a.upgrade()
+    n = now_utc()
+    first = signed_url("v/out.mp4", "sig-one", n + timedelta(hours=2))
+    second = signed_url("v/out.mp4", "sig-two", n + timedelta(hours=5))
+    save(store_a, [record("g1", created_at=n, raw={"v": 1}, media_=[media(first)])], now=n)
+    errors: list[BaseException] = []
+    try:
+        with store_a.engine.connect() as archiver:
+            tx = archiver.begin()
+            archiver.execute(sa.text("UPDATE asset SET state = 'archived' WHERE id = 1"))
+
+            def resave() -> None:
+                try:
+                    save(
+                        store_b, [record("g1", created_at=n, raw={"v": 2}, media_=[media(second)])]
+                    )
+                except BaseException as exc:
+                    errors.append(exc)
+
+            b = threading.Thread(target=resave)
+            b.start()
+            deadline = time.monotonic() + 10
+            with store_a.engine.connect() as watcher:  # B is blocked on A's row lock
+                while not watcher.execute(
+                    sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                ).scalar():
+                    assert b.is_alive() and time.monotonic() < deadline, "B never waited"
+                    time.sleep(0.02)
+            tx.commit()
+            b.join(10)
+        assert errors == []
+        with store_a.engine.connect() as conn:
+            state, source_url = conn.execute(
+                sa.text("SELECT state, source_url FROM asset WHERE id = 1")
+            ).one()
+        assert state == "archived" and source_url == first
+    finally:
+        store_a.dispose()
+        store_b.dispose()
