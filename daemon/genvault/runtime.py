@@ -16,13 +16,16 @@ from pydantic import SecretStr
 
 from genvault.config import AccountSettings, Settings
 from genvault.download import DownloadLimits
+from genvault.errors import StorageError
 from genvault.http import ApiClient, HttpClient, NetworkPolicy, build_client
-from genvault.logging import register_secret
+from genvault.logging import get_logger, register_secret
 from genvault.providers.base import Provider
 from genvault.providers.registry import provider_class, validate_options
 from genvault.records import MediaRole
 from genvault.storage import Storage, open_storage
 from genvault.store import Store
+
+log = get_logger("genvault.runtime")
 
 DEFAULT_RETENTION = timedelta(days=30)
 
@@ -101,11 +104,20 @@ class Runtime:
         return cls(settings, store, storage, policy, accounts, api_http, media_http)
 
     def clean_storage(self) -> int:
-        """Remove a crashed run's unfinished writes (``storage.stale_upload_seconds``)."""
+        """Remove a crashed run's unfinished writes (``storage.stale_upload_seconds``).
+
+        Housekeeping only: an S3-compatible server without ListMultipartUploads
+        (s3rver answers 501) or a storage hiccup at start-up is logged and the
+        run goes on; the leftovers are retried at the next start.
+        """
         stale = self.settings.storage.stale_upload_seconds
-        if stale is None:
-            return self.storage.cleanup()  # the backend's own default age
-        return self.storage.cleanup(older_than_seconds=stale)
+        try:
+            if stale is None:
+                return self.storage.cleanup()  # the backend's own default age
+            return self.storage.cleanup(older_than_seconds=stale)
+        except StorageError as exc:
+            log.warning("storage.cleanup_failed", storage=self.storage.url, error=str(exc))
+            return 0
 
     def policy_for(self, account: str) -> NetworkPolicy:
         """The policy an account's media URLs are fetched under (its allowlist applies)."""
