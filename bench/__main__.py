@@ -30,9 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     failed = 0
     for name in names:
-        module = importlib.import_module(f"bench.{name}")
         started = time.perf_counter()
         try:
+            module = importlib.import_module(f"bench.{name}")
             result: Result = module.run(scale)
         except Exception as exc:  # report it and go on with the others
             failed += 1
