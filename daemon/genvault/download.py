@@ -109,7 +109,8 @@ class MediaStream:
     _extensions: dict[str, object]
     _responses: contextlib.ExitStack
     _chunks: Iterator[bytes]
-    _buffer: bytearray = field(default_factory=bytearray)
+    _rest: bytes = b""
+    """Received bytes beyond what the last read asked for."""
     _received: int = 0
     _eof: bool = False
     _first: bool = True
@@ -120,17 +121,27 @@ class MediaStream:
     # ------------------------------------------------------------------ reading
 
     def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            while not self._eof:
-                self._buffer += self._next_chunk()
-            out = bytes(self._buffer)
-            self._buffer.clear()
-            return out
-        while len(self._buffer) < n and not self._eof:
-            self._buffer += self._next_chunk()
-        out = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        return out
+        """Up to ``n`` bytes (all of them for ``n < 0``); fewer only at the end.
+
+        Each read is assembled with one ``join`` of the received chunks: s3transfer
+        reads a whole part (8 MB) at a time, and growing, slicing and converting a
+        bytearray copied every byte three times (CPU and peak memory both). Only the
+        overshoot of the last chunk is kept for the next read.
+        """
+        parts: list[bytes] = [self._rest] if self._rest else []
+        size = len(self._rest)
+        self._rest = b""
+        while (n is None or n < 0 or size < n) and not self._eof:
+            chunk = self._next_chunk()
+            parts.append(chunk)
+            size += len(chunk)
+        if n is not None and 0 <= n < size:
+            last = parts[-1]
+            keep = len(last) - (size - n)
+            parts[-1], self._rest = last[:keep], last[keep:]
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)  # (b"" when nothing is left)
 
     def readable(self) -> bool:
         return True
