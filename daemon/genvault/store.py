@@ -25,13 +25,16 @@ import contextlib
 import enum
 import hashlib
 import json
+import random
+import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import sqlalchemy as sa
@@ -40,6 +43,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from genvault.expiry import SIGNATURE_PARAMS, earliest
+from genvault.logging import get_logger
 from genvault.models import Asset, Generation, ProviderHealth, SyncCursor, utcnow
 from genvault.records import AssetState, GenerationRecord, GenerationStatus
 from genvault.throttle import CircuitState, HealthSnapshot
@@ -50,6 +54,9 @@ C = SyncCursor.__table__  # type: ignore[attr-defined]
 H = ProviderHealth.__table__  # type: ignore[attr-defined]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+P = ParamSpec("P")
+R = TypeVar("R")
+log = get_logger("genvault.store")
 
 
 # --------------------------------------------------------------------------- value types
@@ -170,6 +177,35 @@ def url_key(url: str) -> str:
 
 def fingerprint(raw: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
+
+
+_CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+"""deadlock_detected, serialization_failure: the server rolled back; the same call may succeed."""
+
+
+def _retry_conflicts(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run a write again (up to 3 times) when PostgreSQL aborted it as a deadlock victim.
+
+    Replicas and the threads of one process write overlapping rows; the store
+    takes its locks in a fixed order where it can, and this catches the rest.
+    Every decorated method is one transaction with no side effect outside the
+    database, so a rolled-back attempt can simply be repeated.
+    """
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        for attempt in range(1, 4):
+            try:
+                return fn(*args, **kwargs)
+            except sa.exc.OperationalError as exc:
+                code = getattr(exc.orig, "sqlstate", None)
+                if code not in _CONFLICT_SQLSTATES or attempt == 3:
+                    raise
+                log.warning("db.conflict_retried", call=fn.__name__, sqlstate=code, attempt=attempt)
+                time.sleep(random.uniform(0.01, 0.05) * attempt)
+        raise AssertionError("unreachable")
+
+    return wrapper
 
 
 # --------------------------------------------------------------------------- the store
@@ -298,6 +334,7 @@ class Store:
             return CursorState(None, None, None)
         return CursorState(row.high_water, row.scan_position, row.scan_high_water)
 
+    @_retry_conflicts
     def save_page(
         self,
         *,
@@ -765,6 +802,7 @@ class Store:
             PollItem(r.id, r.external_id, r.poll_attempts, r.poll_until, r.status) for r in rows
         ]
 
+    @_retry_conflicts
     def save_polled(
         self,
         *,
@@ -828,6 +866,7 @@ class Store:
 
     # ------------------------------------------------------------------ archive
 
+    @_retry_conflicts
     def lease_assets(
         self,
         owner: str,
@@ -919,6 +958,7 @@ class Store:
             tx.rollback()
         return plan
 
+    @_retry_conflicts
     def extend_leases(self, owner: str, ids: Sequence[int], lease_seconds: float) -> None:
         if not ids:
             return
@@ -929,6 +969,7 @@ class Store:
                 .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
             )
 
+    @_retry_conflicts
     def finish_assets(self, owner: str, outcomes: Sequence[Outcome]) -> int:
         """Apply archive outcomes in one transaction; returns how many still held our lease.
 
@@ -975,18 +1016,28 @@ class Store:
                 applied += res.rowcount
             archived = [o.asset_id for o in outcomes if o.state is AssetState.ARCHIVED]
             if archived:
-                conn.execute(
-                    G.update()
-                    .where(
-                        G.c.id.in_(
-                            sa.select(A.c.generation_id)
-                            .where(A.c.id.in_(archived))
-                            .scalar_subquery()
-                        )
+                gen_ids = sorted(
+                    set(
+                        conn.execute(
+                            sa.select(A.c.generation_id).where(A.c.id.in_(archived))
+                        ).scalars()
                     )
-                    .values(sidecar_due=True)
                 )
+                self._lock_generations(conn, gen_ids)
+                conn.execute(G.update().where(G.c.id.in_(gen_ids)).values(sidecar_due=True))
         return applied
+
+    def _lock_generations(self, conn: Connection, ids: Sequence[int]) -> None:
+        """Lock generation rows in id order before updating several of them.
+
+        Replicas finishing files of the same generations would otherwise lock
+        those rows in whatever order their plans visit them, and two opposite
+        orders are a deadlock (seen with three ``run --once`` replicas).
+        """
+        if not self.is_sqlite and ids:
+            conn.execute(
+                sa.select(G.c.id).where(G.c.id.in_(list(ids))).order_by(G.c.id).with_for_update()
+            )
 
     def enqueue_roles(self, roles: Iterable[str], *, now: datetime | None = None) -> int:
         """Queue files of ``roles`` that were skipped when those roles were not archived.
@@ -1045,11 +1096,14 @@ class Store:
         """Clear the flag unless the generation changed again while we wrote."""
         self.sidecars_written([(generation_id, seen_updated_at)])
 
+    @_retry_conflicts
     def sidecars_written(self, done: Sequence[tuple[int, datetime]]) -> None:
         """:meth:`sidecar_written` for a batch, in one transaction (executemany)."""
         if not done:
             return
+        done = sorted(done)
         with self.tx() as conn:
+            self._lock_generations(conn, [gid for gid, _ in done])
             conn.execute(
                 G.update()
                 .where(G.c.id == sa.bindparam("gid"), G.c.updated_at == sa.bindparam("seen"))

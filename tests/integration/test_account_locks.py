@@ -294,3 +294,37 @@ def test_a_resigned_url_never_reopens_a_file_a_peer_just_archived(postgres_url: 
     finally:
         store_a.dispose()
         store_b.dispose()
+
+
+@pytest.mark.postgres
+def test_a_write_the_server_aborts_as_a_conflict_is_run_again(postgres_url: str) -> None:
+    """PostgreSQL rolls back a deadlock victim (40P01) or a serialization failure
+    (40001); the store repeats such a write instead of failing the job. The error
+    here is the server's own, raised with that SQLSTATE; other errors still raise."""
+    from genvault.store import _retry_conflicts
+
+    engine = sa.create_engine(postgres_url)
+    calls: list[str] = []
+
+    @_retry_conflicts
+    def write(code: str, failures: int) -> str:
+        calls.append(code)
+        with engine.begin() as conn:
+            if len(calls) <= failures:
+                conn.execute(
+                    sa.text(f"DO $$ BEGIN RAISE EXCEPTION 'x' USING ERRCODE = '{code}'; END $$")
+                )
+        return "done"
+
+    try:
+        assert write("40P01", 2) == "done" and len(calls) == 3
+        calls.clear()
+        with pytest.raises(sa.exc.OperationalError):
+            write("40001", 3)  # three attempts at most
+        assert len(calls) == 3
+        calls.clear()
+        with pytest.raises(sa.exc.DBAPIError):
+            write("23505", 1)  # not a conflict: raised at once
+        assert len(calls) == 1
+    finally:
+        engine.dispose()
