@@ -44,16 +44,6 @@ from tests.integration.store_helpers import (
 KEY = "sim-tengrai-lease-order-key"
 
 
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = Store(db_url)
-    s.upgrade()
-    try:
-        yield s
-    finally:
-        s.dispose()
-
-
 def _ids(leased: list[LeasedAsset]) -> list[str]:
     return [a.external_id for a in leased]
 

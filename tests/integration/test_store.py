@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
@@ -41,17 +40,6 @@ from tests.integration.store_helpers import (
 S = GenerationStatus
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    """A migrated, empty store on each backend."""
-    s = Store(db_url)
-    s.upgrade()
-    try:
-        yield s
-    finally:
-        s.dispose()
 
 
 def _one_asset(store: Store, external_id: str) -> dict[str, Any]:
