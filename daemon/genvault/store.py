@@ -296,11 +296,29 @@ class Store:
                     conn.commit()
 
     def account_lock_taken(self, job: str, account: str) -> bool:
-        """Whether another session holds ``account``'s ``job`` lock right now (a peek)."""
+        """Whether some session holds ``account``'s ``job`` lock right now.
+
+        A pure read of ``pg_locks``: peeking by taking the lock for a moment would make
+        a peer that asks at that instant skip its pass, believing someone else runs it.
+        A bigint advisory key shows up split into ``classid`` (high 32 bits) and
+        ``objid`` (low 32 bits) with ``objsubid = 1``.
+        """
         if self.is_sqlite:
             return False
-        with self.account_lock(job, account) as got:
-            return not got
+        key = _lock_key(job, account) & 0xFFFFFFFFFFFFFFFF
+        with self.engine.connect() as conn:
+            return bool(
+                conn.execute(
+                    sa.text(
+                        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
+                        " AND database = (SELECT oid FROM pg_database"
+                        " WHERE datname = current_database())"
+                        " AND classid::text::bigint = :hi AND objid::text::bigint = :lo"
+                        " AND objsubid = 1 AND granted)"
+                    ),
+                    {"hi": key >> 32, "lo": key & 0xFFFFFFFF},
+                ).scalar()
+            )
 
     def _lock_engine(self) -> Engine:
         # Locks live on connections of their own (closed after each pass), so a long

@@ -63,6 +63,39 @@ def test_one_replica_at_a_time_per_job_and_account(stores: tuple[Store, Store]) 
 
 
 @pytest.mark.postgres
+def test_a_peek_sees_every_key_and_never_takes_the_lock(stores: tuple[Store, Store]) -> None:
+    """Peeks run in a loop while a peer's sync is awaited (``wait_while``); if a peek
+    took the lock for an instant, a replica starting its pass at that instant would
+    skip it. Many accounts, so keys with the high bit set and clear are both seen."""
+    a, b = stores
+    for account in (f"acct-{i}" for i in range(16)):
+        with a.account_lock("sync", account) as held:
+            assert held and b.account_lock_taken("sync", account)
+            assert not b.account_lock_taken("poll", account)
+        assert not b.account_lock_taken("sync", account)
+
+    stop = threading.Event()
+
+    def peek_forever() -> None:
+        while not stop.is_set():
+            b.account_lock_taken("sync", "main")
+
+    peekers = [threading.Thread(target=peek_forever) for _ in range(3)]
+    for t in peekers:
+        t.start()
+    try:
+        refused = 0
+        for _ in range(300):
+            with a.account_lock("sync", "main") as got:
+                refused += not got
+        assert refused == 0, f"{refused} of 300 passes skipped because a peek held the lock"
+    finally:
+        stop.set()
+        for t in peekers:
+            t.join()
+
+
+@pytest.mark.postgres
 def test_a_killed_holder_releases_its_lock(postgres_url: str, stores: tuple[Store, Store]) -> None:
     _, b = stores
     holder = subprocess.Popen(
