@@ -93,6 +93,7 @@ class _Route:
 ROUTES: tuple[_Route, ...] = (
     _Route("GET", re.compile(r"/healthz"), "healthz"),
     _Route("GET", re.compile(r"/readyz"), "readyz"),
+    _Route("GET", re.compile(r"/metrics"), "metrics"),
     _Route("POST", re.compile(r"/v1/tasks"), "intake"),
     _Route("POST", re.compile(r"/webhooks/([A-Za-z0-9][A-Za-z0-9_.-]{0,62})"), "webhook"),
 )
@@ -221,15 +222,26 @@ class _Handler(BaseHTTPRequestHandler):
         headers: Mapping[str, str] | None = None,
     ) -> None:
         body = json.dumps(payload, separators=(",", ":")).encode() + b"\n"
+        self.send_body(status, "application/json", body, headers)
+
+    def send_body(
+        self,
+        status: HTTPStatus,
+        content_type: str,
+        body: bytes,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """A whole response; ``Cache-Control: no-store`` unless ``headers`` say otherwise."""
         if self._body_pending:
             # The client may still be sending a body we will not read: close, or its
             # bytes would be parsed as the next request on this connection.
             self.close_connection = True
+        extra = dict(headers or {})
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        for name, value in (headers or {}).items():
+        self.send_header("Cache-Control", extra.pop("Cache-Control", "no-store"))
+        for name, value in extra.items():
             self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
@@ -488,6 +500,14 @@ class ApiServer:
             )
         else:
             req._send_json(HTTPStatus.OK, {"status": "ready", **parts})
+
+    def metrics(self, req: _Handler) -> None:
+        """``GET /metrics``: Prometheus text format (counters of this process, gauges
+        read from the database at scrape time, so every replica reports the same backlog)."""
+        from genvault.metrics import exposition
+
+        body, content_type = exposition(self.rt, self.counters)
+        req.send_body(HTTPStatus.OK, content_type, body)
 
     def intake(self, req: _Handler) -> None:
         """``POST /v1/tasks``: a submitter hands over ids of generations it started."""

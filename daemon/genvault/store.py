@@ -1,4 +1,4 @@
-"""All database access. Nothing else in genvault issues SQL.
+"""All database access, with :mod:`genvault.queries`. Nothing else in genvault issues SQL.
 
 One :class:`Store` wraps an engine (SQLite in WAL mode, or PostgreSQL) and
 offers the operations the jobs need, each one a short transaction:
@@ -12,7 +12,8 @@ offers the operations the jobs need, each one a short transaction:
            :meth:`Store.release_leases`, sidecar bookkeeping;
 * report:  :meth:`Store.summary`, :meth:`Store.at_risk`;
 * health:  :meth:`Store.save_provider_health`, :meth:`Store.provider_health`
-           (circuit breaker and request budget per account).
+           (circuit breaker and request budget per account);
+* search, activity, metrics, operator commands: mixins in :mod:`genvault.queries`.
 
 Batches use executemany (a list of parameter dicts), which measured ~9x faster
 than one multi-row VALUES statement on both databases. The few dialect
@@ -44,14 +45,14 @@ from sqlalchemy.pool import NullPool
 
 from genvault.expiry import SIGNATURE_PARAMS, earliest
 from genvault.logging import get_logger
-from genvault.models import Asset, Generation, ProviderHealth, SyncCursor, utcnow
+from genvault.models import utcnow
+from genvault.queries.activity import ActivityQueries
+from genvault.queries.base import A, C, G, H
+from genvault.queries.metrics import MetricsQueries
+from genvault.queries.operator import OperatorQueries
+from genvault.queries.search import SearchQueries
 from genvault.records import AssetState, GenerationRecord, GenerationStatus
 from genvault.throttle import CircuitState, HealthSnapshot
-
-G = Generation.__table__  # type: ignore[attr-defined]
-A = Asset.__table__  # type: ignore[attr-defined]
-C = SyncCursor.__table__  # type: ignore[attr-defined]
-H = ProviderHealth.__table__  # type: ignore[attr-defined]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 P = ParamSpec("P")
@@ -211,8 +212,8 @@ def _retry_conflicts(fn: Callable[P, R]) -> Callable[P, R]:
 # --------------------------------------------------------------------------- the store
 
 
-class Store:
-    """The metadata database."""
+class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries):
+    """The metadata database: the jobs' write path here, people's queries in the mixins."""
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url

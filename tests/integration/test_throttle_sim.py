@@ -26,7 +26,6 @@ import pytest
 from pydantic import SecretStr
 from rich.console import Console
 
-from genvault.cli import status_document
 from genvault.config import NetworkSettings, Settings
 from genvault.errors import (
     AuthError,
@@ -43,6 +42,7 @@ from genvault.report import render_status
 from genvault.runtime import Runtime
 from genvault.simulator import geminigen
 from genvault.simulator.geminigen import GeminiGenSimulator
+from genvault.status import status_document
 from genvault.throttle import CircuitState
 
 KEY = "gg-throttle-key-5d1e7c"

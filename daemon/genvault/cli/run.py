@@ -1,0 +1,76 @@
+"""``genvault run``: the daemon, or one pass with ``--once`` (CronJob, systemd timer)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from genvault.cli.common import Ctx, config_errors_exit_2, log, single_process_or_exit
+from genvault.config import Settings, resolve_secrets
+from genvault.errors import ConfigError
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="One pass (sync, poll, archive) then exit: for cron.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="With --once: print what would be fetched and archived; write nothing.",
+)
+@click.option(
+    "--metrics-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --once: write Prometheus metrics here at the end (node_exporter textfile).",
+)
+@click.pass_obj
+@config_errors_exit_2
+def run(obj: Ctx, once: bool, dry_run: bool, metrics_file: Path | None) -> None:
+    """Run the daemon (or a single pass with --once).
+
+    On SQLite only one genvault process may run per database (exit 5 otherwise);
+    on PostgreSQL run as many replicas as you like: they share the work.
+    """
+    if (dry_run or metrics_file is not None) and not once:
+        raise click.UsageError("--dry-run and --metrics-file go with --once")
+    settings = obj.settings()
+    if not settings.accounts:
+        raise ConfigError("accounts", "no accounts configured")
+    if dry_run:
+        from genvault.dryrun import dry_run as preview
+
+        sys.exit(preview(settings, resolve_secrets(settings), echo=click.echo))
+    with single_process_or_exit(settings.database.url):
+        _run(settings, once, metrics_file)
+
+
+def _run(settings: Settings, once: bool, metrics_file: Path | None) -> None:
+    from genvault.jobs.pipeline import run_once
+    from genvault.runtime import Runtime
+    from genvault.scheduler import run_daemon
+
+    rt = Runtime.build(settings, resolve_secrets(settings))
+    try:
+        if once:
+            rt.clean_storage()
+            report = run_once(rt)
+            code = int(report.exit_code)
+            log.info(
+                "run.done",
+                exit_code=code,
+                archived=report.archive.archived,
+                bytes=report.archive.bytes,
+                lost=report.archive.lost,
+                failed=report.archive.failed,
+                retrying=report.archive.retrying,
+                circuit_open=report.circuit_open,
+            )
+            if metrics_file is not None:
+                from genvault.metrics import write_textfile
+
+                write_textfile(rt, metrics_file)
+            sys.exit(code)
+        sys.exit(run_daemon(rt))
+    finally:
+        rt.close()

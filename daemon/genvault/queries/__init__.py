@@ -1,0 +1,13 @@
+"""The store's queries, one module per concern, mixed into :class:`genvault.store.Store`.
+
+``store.py`` keeps the write path the jobs depend on (sync, poll, lease, finish).
+The read-side and maintenance queries that serve people live here, each in its
+own mixin so a reader finds "how does search work" in one file:
+
+* :mod:`.search`   full-text search over prompts and models (FTS5 / tsvector);
+* :mod:`.activity` recent archives and failures (status page, ``status``);
+* :mod:`.metrics`  the gauges ``/metrics`` reads at scrape time;
+* :mod:`.operator` ``verify``, ``export``, ``retry``.
+
+All SQL in genvault is still in ``store.py`` and this package: nowhere else.
+"""

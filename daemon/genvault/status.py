@@ -1,0 +1,82 @@
+"""The status document: one dict that ``status --json``, the rich ``status`` tables,
+and the status page all render, so the three never disagree."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from genvault.config import Settings
+
+if TYPE_CHECKING:
+    from genvault.store import Store, StoredHealth
+
+
+def iso(v: Any) -> Any:
+    """Datetimes as ISO 8601 strings (JSON has no datetime), anything else as is."""
+    return v.isoformat() if isinstance(v, datetime) else v
+
+
+def _circuit(stored: StoredHealth | None) -> dict[str, Any]:
+    """An account's circuit breaker and request budget for ``status`` (healthy if never
+    written). ``trial_due``: the cooldown is over, the next call will be a trial."""
+    from genvault.throttle import CircuitState, HealthSnapshot
+
+    h = stored.health if stored is not None else HealthSnapshot()
+    now = datetime.now(UTC)
+    return {
+        "state": h.circuit.value,
+        "consecutive_failures": h.consecutive_failures,
+        "opened_at": iso(h.opened_at),
+        "retry_at": iso(h.retry_at),
+        "trial_due": h.circuit is not CircuitState.CLOSED
+        and (h.retry_at is None or h.retry_at <= now),
+        "last_error": h.last_error,
+        "budget_interval_seconds": h.budget_interval,
+        "rate_limited_until": iso(h.rate_limited_until)
+        if h.rate_limited_until is not None and h.rate_limited_until > now
+        else None,
+        "updated_at": iso(stored.updated_at) if stored is not None else None,
+    }
+
+
+def status_document(settings: Settings, within: timedelta) -> dict[str, Any]:
+    """Open the database named in ``settings`` (upgrading it), read the document, close."""
+    from genvault.store import Store
+
+    store = Store(settings.database.url)
+    try:
+        store.upgrade()
+        return read_status(store, settings, within)
+    finally:
+        store.dispose()
+
+
+def read_status(store: Store, settings: Settings, within: timedelta) -> dict[str, Any]:
+    """Per configured account: counts, last sync, next deadline, circuit; the at-risk list."""
+    from genvault.providers.registry import provider_class
+
+    summary = store.summary()
+    risky = store.at_risk(within)
+    health = store.provider_health()
+    accounts = []
+    for acc in settings.accounts:
+        s = summary.get(acc.name, {})
+        accounts.append(
+            {
+                "name": acc.name,
+                "provider": acc.provider,
+                "has_history": provider_class(acc.provider).has_history,
+                "generations": s.get("generations", {}),
+                "assets": s.get("assets", {}),
+                "bytes_archived": s.get("bytes_archived", 0),
+                "last_sync": iso(s.get("last_sync")),
+                "last_error": s.get("last_error"),
+                "next_deadline": iso(s.get("next_deadline")),
+                "circuit": _circuit(health.get(acc.name)),
+            }
+        )
+    return {
+        "accounts": accounts,
+        "at_risk": [{k: iso(v) for k, v in r.items()} for r in risky],
+    }
