@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from genvault import __version__
-from genvault.cli import db, demo, run, status, track
+from genvault.cli import backfill, db, demo, export, retry, run, search, status, track, verify
 from genvault.cli.common import Ctx
 
 
@@ -47,5 +47,16 @@ def main(
     ctx.obj = Ctx(config, log_level, log_format)
 
 
-for command in (run.run, status.status, track.track, demo.demo, db.db):
+for command in (
+    run.run,
+    status.status,
+    search.search,
+    track.track,
+    backfill.backfill,
+    retry.retry,
+    verify.verify,
+    export.export,
+    demo.demo,
+    db.db,
+):
     main.add_command(command)
