@@ -185,6 +185,14 @@ def split_listen(value: str) -> tuple[str, int]:
     return host, port
 
 
+class MetricsSettings(_Section):
+    """What ``/metrics`` and ``run --once --metrics-file`` report (gauges read at scrape time)."""
+
+    at_risk_hours: float = Field(default=24, gt=0)
+    """A pending file whose deadline falls within this many hours counts in
+    ``genvault_assets_at_risk`` (overdue ones included): the alert's lead time."""
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -238,6 +246,7 @@ class Settings(_Section):
     poll: PollSettings = PollSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     server: ServerSettings = ServerSettings()
+    metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
     accounts: tuple[AccountSettings, ...] = ()
 

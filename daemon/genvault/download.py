@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import httpx
@@ -117,6 +117,8 @@ class MediaStream:
     resumes: int = 0
     _window_start: float = field(default_factory=time.monotonic)
     _window_bytes: int = 0
+    _on_status: Callable[[int], None] | None = None
+    """Told each response's status (the first one and every resume's): metrics."""
 
     # ------------------------------------------------------------------ reading
 
@@ -254,6 +256,8 @@ class MediaStream:
             ) from None
         except httpx.TransportError as exc:
             raise TransientDownloadError(f"{reason}; resume failed: {type(exc).__name__}") from None
+        if self._on_status is not None:
+            self._on_status(resp.status_code)
         _checked_status(resp)
         match = _CONTENT_RANGE.match(resp.headers.get("content-range", ""))
         if resp.status_code != 206 or match is None:
@@ -275,9 +279,17 @@ class MediaStream:
 
 @contextlib.contextmanager
 def open_media(
-    http: httpx.Client, url: str, *, policy: NetworkPolicy, limits: DownloadLimits
+    http: httpx.Client,
+    url: str,
+    *,
+    policy: NetworkPolicy,
+    limits: DownloadLimits,
+    on_status: Callable[[int], None] | None = None,
 ) -> Iterator[MediaStream]:
-    """Start downloading ``url``; yield a :class:`MediaStream` once the headers are in."""
+    """Start downloading ``url``; yield a :class:`MediaStream` once the headers are in.
+
+    ``on_status`` is told the HTTP status of every response (metrics count them).
+    """
     try:
         policy.check_url(url)
     except UnsafeURLError as exc:
@@ -286,6 +298,8 @@ def open_media(
     try:
         extensions = policy_extensions(policy)
         resp = responses.enter_context(http.stream("GET", url, extensions=extensions))
+        if on_status is not None:
+            on_status(resp.status_code)
         _checked_status(resp)
         ctype = (resp.headers.get("content-type") or "").split(";")[0].strip().lower() or None
         if ctype in _NOT_MEDIA_TYPES:
@@ -315,6 +329,7 @@ def open_media(
             _extensions=extensions,
             _responses=responses,
             _chunks=resp.iter_bytes(),
+            _on_status=on_status,
         )
         try:
             yield stream

@@ -243,6 +243,8 @@ class ApiClient:
     sleep: Callable[[float], None] = time.sleep
     on_response: Callable[[int], None] | None = None
     """Called with each HTTP status (or 0 for a transport error); feeds metrics."""
+    on_retry: Callable[[], None] | None = None
+    """Called before each repeated attempt (after a transient failure); feeds metrics."""
     stats: dict[str, int] = field(default_factory=lambda: {"requests": 0, "retries": 0})
     guard: ProviderGuard = field(init=False, repr=False)
     """Budget and breaker of this account, built from ``settings``; replace it to inject clocks."""
@@ -321,6 +323,8 @@ class ApiClient:
                     delay = exc.retry_after
                 attempt += 1
                 self.stats["retries"] += 1
+                if self.on_retry is not None:
+                    self.on_retry()
                 log.debug(
                     "api.retry", path=path, attempt=attempt, delay=round(delay, 2), error=str(exc)
                 )

@@ -101,6 +101,41 @@ class LineLogger:
     log = debug = info = warn = warning = error = critical = exception = fatal = msg
 
 
+EXPECTED_LIBRARY_NOISE: tuple[tuple[str, str], ...] = (
+    ("apscheduler", "maximum number of running instances reached"),
+)
+"""(logger prefix, message fragment) of library warnings that describe normal operation.
+
+With ``max_instances=1`` APScheduler warns whenever a pass outlasts its interval and
+the next run is skipped, which is exactly what that setting is for; in a busy hour
+it would be the loudest line in the log while nothing is wrong.
+"""
+
+
+class DemoteExpected(logging.Filter):
+    """Handler filter: library records that describe normal operation become debug.
+
+    A handler filter, not a logger filter: logger filters only see records logged on
+    that very logger, not those propagated from ``apscheduler.scheduler`` below it.
+    The record is rewritten to DEBUG (so it renders as debug) and kept only when
+    genvault logs at debug.
+    """
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG:
+            return True
+        message = record.getMessage()
+        for prefix, fragment in EXPECTED_LIBRARY_NOISE:
+            if record.name.startswith(prefix) and fragment in message:
+                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+                return self.level <= logging.DEBUG
+        return True
+
+
 class LineHandler(logging.Handler):
     """The stdlib handler for library records, rendered by structlog like our own."""
 
@@ -143,8 +178,10 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         logger_factory=lambda *_args: LineLogger(writer),
         cache_logger_on_first_use=False,
     )
-    # Libraries (botocore, httpx, apscheduler) stay quiet below WARNING.
+    # Libraries (botocore, httpx, apscheduler) stay quiet below WARNING: APScheduler's
+    # "Running job" / "executed successfully" / "Added job" are INFO on every run.
     handler = LineHandler(writer)
+    handler.addFilter(DemoteExpected(numeric))
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[

@@ -11,6 +11,7 @@ import secrets as _secrets
 import socket
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from functools import partial
 
 from pydantic import SecretStr
 
@@ -19,6 +20,7 @@ from genvault.download import DownloadLimits
 from genvault.errors import StorageError
 from genvault.http import ApiClient, HttpClient, NetworkPolicy, build_client
 from genvault.logging import get_logger, register_secret
+from genvault.metrics import ProcessMetrics
 from genvault.providers.base import Provider
 from genvault.providers.registry import provider_class, validate_options
 from genvault.records import MediaRole
@@ -63,6 +65,13 @@ class Runtime:
     worker_id: str = field(default_factory=new_worker_id)
     roles_enqueued: bool = False
     """Set once skipped files of now-archived roles were queued (settings are per process)."""
+    metrics: ProcessMetrics = field(default_factory=ProcessMetrics)
+    """This runtime's Prometheus registry: process counters, and the database gauges
+    read at scrape time (registered here, so every scrape sees this runtime's store)."""
+
+    def __post_init__(self) -> None:
+        self.metrics.prepare(self.accounts)
+        self.metrics.watch_database(self)
 
     @classmethod
     def build(
@@ -77,6 +86,7 @@ class Runtime:
         media_http = build_client(
             settings.network, policy, max_connections=settings.archive.concurrency * 2
         )
+        metrics = ProcessMetrics()
         accounts: dict[str, AccountRuntime] = {}
         for acc in settings.accounts:
             if not acc.enabled:
@@ -97,11 +107,15 @@ class Runtime:
                 settings=settings.network,
                 policy=acc_policy,
                 account=acc.name,
+                on_response=partial(metrics.provider_response, acc.name),
+                on_retry=partial(metrics.provider_retry, acc.name),
             )
             accounts[acc.name] = AccountRuntime(
                 acc, cls_(api, options, acc.name, api_key=key), acc_policy
             )
-        return cls(settings, store, storage, policy, accounts, api_http, media_http)
+        return cls(
+            settings, store, storage, policy, accounts, api_http, media_http, metrics=metrics
+        )
 
     def clean_storage(self) -> int:
         """Remove a crashed run's unfinished writes (``storage.stale_upload_seconds``).

@@ -17,6 +17,15 @@ webhook wakes the account's poll job at once instead of waiting for its interval
 APScheduler's in-memory job store is private to this process on purpose:
 multi-replica safety lives in genvault's own tables (leases), never in a
 shared APScheduler job store.
+
+Logs and metrics: each job run writes exactly one line at info (``job.sync``,
+``job.poll``, ``job.archive`` from the job itself; ``sync.skipped``/``poll.skipped``
+when another replica or an open circuit kept it from running), and
+:func:`_guarded` records its duration and outcome (:mod:`genvault.metrics`).
+APScheduler's own chatter stays below info: its "Running job" lines are INFO on
+a logger held at WARNING, and "maximum number of running instances reached" is
+expected with ``max_instances=1`` (a pass that outlasts its interval), so
+:mod:`genvault.logging` demotes it to debug.
 """
 
 from __future__ import annotations
@@ -27,7 +36,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from types import FrameType
-from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
@@ -38,6 +46,7 @@ from genvault.jobs.archive import archive_pending
 from genvault.jobs.poll import poll_account
 from genvault.jobs.sync import sync_account
 from genvault.logging import get_logger, register_secret
+from genvault.metrics import ALL_ACCOUNTS, JobName, JobReport, timed_job
 from genvault.runtime import Runtime
 from genvault.sdnotify import Notifier
 from genvault.server import ApiServer
@@ -45,14 +54,19 @@ from genvault.server import ApiServer
 log = get_logger("genvault.scheduler")
 
 
-def _guarded(name: str, fn: Callable[[], Any]) -> Callable[[], None]:
-    """A job body that logs instead of raising: one bad pass never stops the schedule."""
+def _guarded(
+    rt: Runtime, job: JobName, account: str, fn: Callable[[], JobReport]
+) -> Callable[[], None]:
+    """A job body that logs instead of raising: one bad pass never stops the schedule.
+
+    Every run's duration and outcome go to the runtime's metrics (a crash too).
+    """
 
     def run() -> None:
         try:
-            fn()
+            timed_job(rt.metrics, job, account, fn)
         except Exception:
-            log.exception("job.crashed", job=name)
+            log.exception("job.crashed", job=job.value, account=account)
 
     return run
 
@@ -68,27 +82,30 @@ def build_scheduler(rt: Runtime, stop: threading.Event) -> BackgroundScheduler:
     for acc in rt.accounts.values():
         if acc.provider.has_history:
             sched.add_job(
-                _guarded(f"sync:{acc.name}", partial(sync_account, rt, acc, stop=stop)),
+                _guarded(rt, JobName.SYNC, acc.name, partial(sync_account, rt, acc, stop=stop)),
                 "interval",
                 seconds=s.sync_seconds,
                 jitter=s.jitter_seconds,
                 id=f"sync:{acc.name}",
+                name=f"sync:{acc.name}",
                 next_run_time=now,
             )
         sched.add_job(
-            _guarded(f"poll:{acc.name}", partial(poll_account, rt, acc, stop=stop)),
+            _guarded(rt, JobName.POLL, acc.name, partial(poll_account, rt, acc, stop=stop)),
             "interval",
             seconds=s.poll_seconds,
             jitter=s.jitter_seconds,
             id=f"poll:{acc.name}",
+            name=f"poll:{acc.name}",
             next_run_time=now,
         )
     sched.add_job(
-        _guarded("archive", partial(archive_pending, rt, stop=stop)),
+        _guarded(rt, JobName.ARCHIVE, ALL_ACCOUNTS, partial(archive_pending, rt, stop=stop)),
         "interval",
         seconds=s.archive_seconds,
         jitter=s.jitter_seconds,
         id="archive",
+        name="archive",
         next_run_time=now,
     )
     return sched

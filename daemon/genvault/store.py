@@ -26,14 +26,11 @@ import contextlib
 import enum
 import hashlib
 import json
-import random
-import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import wraps
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -47,7 +44,7 @@ from genvault.expiry import SIGNATURE_PARAMS, earliest
 from genvault.logging import get_logger
 from genvault.models import utcnow
 from genvault.queries.activity import ActivityQueries
-from genvault.queries.base import A, C, G, H
+from genvault.queries.base import A, C, G, H, retry_conflicts
 from genvault.queries.metrics import MetricsQueries
 from genvault.queries.operator import OperatorQueries
 from genvault.queries.search import SearchQueries
@@ -180,35 +177,6 @@ def fingerprint(raw: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
 
 
-_CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
-"""deadlock_detected, serialization_failure: the server rolled back; the same call may succeed."""
-
-
-def _retry_conflicts(fn: Callable[P, R]) -> Callable[P, R]:
-    """Run a write again (up to 3 times) when PostgreSQL aborted it as a deadlock victim.
-
-    Replicas and the threads of one process write overlapping rows; the store
-    takes its locks in a fixed order where it can, and this catches the rest.
-    Every decorated method is one transaction with no side effect outside the
-    database, so a rolled-back attempt can simply be repeated.
-    """
-
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        for attempt in range(1, 4):
-            try:
-                return fn(*args, **kwargs)
-            except sa.exc.OperationalError as exc:
-                code = getattr(exc.orig, "sqlstate", None)
-                if code not in _CONFLICT_SQLSTATES or attempt == 3:
-                    raise
-                log.warning("db.conflict_retried", call=fn.__name__, sqlstate=code, attempt=attempt)
-                time.sleep(random.uniform(0.01, 0.05) * attempt)
-        raise AssertionError("unreachable")
-
-    return wrapper
-
-
 # --------------------------------------------------------------------------- the store
 
 
@@ -231,8 +199,16 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries):
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             sa.event.listen(self.engine, "begin", _sqlite_begin)
         else:
+            # A host that drops packets instead of refusing would stall every caller
+            # (a /metrics scrape, a readiness probe) for the kernel's TCP timeout.
+            timeout = {} if "connect_timeout" in url else {"connect_timeout": 10}
             self.engine = sa.create_engine(
-                url, echo=echo, pool_pre_ping=True, pool_size=4, max_overflow=8
+                url,
+                echo=echo,
+                pool_pre_ping=True,
+                pool_size=4,
+                max_overflow=8,
+                connect_args=timeout,
             )
         self._insert = sqlite.insert if self.is_sqlite else postgresql.insert
         self._locks: Engine | None = None
@@ -353,7 +329,7 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries):
             return CursorState(None, None, None)
         return CursorState(row.high_water, row.scan_position, row.scan_high_water)
 
-    @_retry_conflicts
+    @retry_conflicts
     def save_page(
         self,
         *,
@@ -821,7 +797,7 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries):
             PollItem(r.id, r.external_id, r.poll_attempts, r.poll_until, r.status) for r in rows
         ]
 
-    @_retry_conflicts
+    @retry_conflicts
     def save_polled(
         self,
         *,
@@ -885,7 +861,7 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries):
 
     # ------------------------------------------------------------------ archive
 
-    @_retry_conflicts
+    @retry_conflicts
     def lease_assets(
         self,
         owner: str,
@@ -977,7 +953,7 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries):
             tx.rollback()
         return plan
 
-    @_retry_conflicts
+    @retry_conflicts
     def extend_leases(self, owner: str, ids: Sequence[int], lease_seconds: float) -> None:
         if not ids:
             return
@@ -988,7 +964,7 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries):
                 .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
             )
 
-    @_retry_conflicts
+    @retry_conflicts
     def finish_assets(self, owner: str, outcomes: Sequence[Outcome]) -> int:
         """Apply archive outcomes in one transaction; returns how many still held our lease.
 
@@ -1115,7 +1091,7 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries):
         """Clear the flag unless the generation changed again while we wrote."""
         self.sidecars_written([(generation_id, seen_updated_at)])
 
-    @_retry_conflicts
+    @retry_conflicts
     def sidecars_written(self, done: Sequence[tuple[int, datetime]]) -> None:
         """:meth:`sidecar_written` for a batch, in one transaction (executemany)."""
         if not done:

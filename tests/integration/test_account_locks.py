@@ -334,12 +334,12 @@ def test_a_write_the_server_aborts_as_a_conflict_is_run_again(postgres_url: str)
     """PostgreSQL rolls back a deadlock victim (40P01) or a serialization failure
     (40001); the store repeats such a write instead of failing the job. The error
     here is the server's own, raised with that SQLSTATE; other errors still raise."""
-    from genvault.store import _retry_conflicts
+    from genvault.queries.base import retry_conflicts
 
     engine = sa.create_engine(postgres_url)
     calls: list[str] = []
 
-    @_retry_conflicts
+    @retry_conflicts
     def write(code: str, failures: int) -> str:
         calls.append(code)
         with engine.begin() as conn:

@@ -41,6 +41,7 @@ from genvault.errors import (
 )
 from genvault.expiry import earliest
 from genvault.logging import get_logger
+from genvault.metrics import JobOutcome
 from genvault.models import utcnow
 from genvault.records import AssetState
 from genvault.runtime import Runtime
@@ -70,6 +71,13 @@ class ArchiveResult:
     @property
     def retrying(self) -> int:
         return len(self.retrying_ids)
+
+    @property
+    def outcome(self) -> JobOutcome:
+        """Success unless a file failed, was lost or waits for a retry (exit code 3/4)."""
+        if self.failed or self.lost or self.retrying:
+            return JobOutcome.FAILED
+        return JobOutcome.SUCCESS
 
 
 ProgressCallback = Callable[[Outcome, LeasedAsset], None]
@@ -113,6 +121,7 @@ def archive_one(rt: Runtime, asset: LeasedAsset, abort: Event) -> Outcome:
             asset.source_url,
             policy=rt.policy_for(asset.account),
             limits=rt.download_limits,
+            on_status=partial(rt.metrics.media_response, asset.account),
         ) as stream:
             ext = extension_for(asset.source_url, stream.content_type, asset.kind)
             key = build_key(
@@ -162,16 +171,19 @@ def archive_one(rt: Runtime, asset: LeasedAsset, abort: Event) -> Outcome:
     except MediaGoneError as exc:
         if not asset.url_refreshed:
             # Even past a signed URL's own expiry: a re-signed URL may still serve the file.
-            return _refresh(rt, asset, exc, now)
-        return _failure(rt, asset, exc, now, expired, gone=True)
+            return _refresh(rt, asset, exc, now, started)
+        return _failure(rt, asset, exc, now, expired, gone=True, started=started)
     except (DownloadError, StorageError) as exc:
-        return _failure(rt, asset, exc, now, expired)
+        return _failure(rt, asset, exc, now, expired, started=started)
     except Exception as exc:  # a bug must not take the daemon down; the asset is retried
         log.exception("asset.unexpected_error", asset_id=asset.id, external_id=asset.external_id)
-        return _failure(rt, asset, TransientDownloadError(f"internal error: {exc!r}"), now, expired)
+        error = TransientDownloadError(f"internal error: {exc!r}")
+        return _failure(rt, asset, error, now, expired, started=started)
 
 
-def _refresh(rt: Runtime, asset: LeasedAsset, exc: MediaGoneError, now: datetime) -> Outcome:
+def _refresh(
+    rt: Runtime, asset: LeasedAsset, exc: MediaGoneError, now: datetime, started: float
+) -> Outcome:
     """Ask the provider for the generation again, once: signed URLs get re-signed.
 
     A new URL comes with its own deadline (a re-signed link lives longer). If the
@@ -197,7 +209,8 @@ def _refresh(rt: Runtime, asset: LeasedAsset, exc: MediaGoneError, now: datetime
             # so the one refresh is not spent; the download is retried with backoff.
             log.warning("asset.refresh_failed", asset_id=asset.id, error=str(perr))
             if asset.expires_at > now:
-                return _failure(rt, asset, TransientDownloadError(f"{exc}; {perr}"), now, False)
+                error = TransientDownloadError(f"{exc}; {perr}")
+                return _failure(rt, asset, error, now, False, started=started)
         except GenvaultError as perr:
             log.warning("asset.refresh_failed", asset_id=asset.id, error=str(perr))
     changed = new_url != asset.source_url
@@ -209,7 +222,7 @@ def _refresh(rt: Runtime, asset: LeasedAsset, exc: MediaGoneError, now: datetime
         error=str(exc),
     )
     if not changed and asset.expires_at <= now:
-        return _failure(rt, asset, exc, now, expired=True, gone=True)
+        return _failure(rt, asset, exc, now, expired=True, gone=True, started=started)
     return Outcome(
         asset.id,
         AssetState.PENDING,
@@ -228,6 +241,7 @@ def _failure(
     expired: bool,
     *,
     gone: bool = False,
+    started: float | None = None,
 ) -> Outcome:
     reason = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, _Aborted):
@@ -240,6 +254,8 @@ def _failure(
             external_id=asset.external_id,
             asset_id=asset.id,
             role=asset.role,
+            bytes=asset.expected_size,
+            seconds=round(time.monotonic() - started, 3) if started is not None else None,
             url_deadline=asset.expires_at.isoformat(),
             error=reason,
         )
@@ -353,6 +369,7 @@ def archive_pending(
                     outcomes.append(outcome)
                     crash_point("archive.before_commit")
                     _count(result, outcome)
+                    rt.metrics.file_finished(asset.account, outcome.state, outcome.size)
                     if on_outcome is not None:
                         on_outcome(outcome, asset)
                 rt.store.finish_assets(owner, outcomes)
@@ -376,17 +393,19 @@ def archive_pending(
                 rt.store.release_leases(owner)
     result.sidecars = write_sidecars(rt, accounts=account_list)
     result.seconds = time.monotonic() - started
-    if leased_total:
-        log.info(
-            "job.archive",
-            archived=result.archived,
-            bytes=result.bytes,
-            retrying=result.retrying,
-            failed=result.failed,
-            lost=result.lost,
-            sidecars=result.sidecars,
-            seconds=round(result.seconds, 3),
-        )
+    # One line per run, idle or not (the heartbeat of the archive job).
+    log.info(
+        "job.archive",
+        outcome=result.outcome.value,
+        leased=leased_total,
+        archived=result.archived,
+        bytes=result.bytes,
+        retrying=result.retrying,
+        failed=result.failed,
+        lost=result.lost,
+        sidecars=result.sidecars,
+        seconds=round(result.seconds, 3),
+    )
     return result
 
 

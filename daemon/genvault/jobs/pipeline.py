@@ -11,7 +11,8 @@ The exit code tells the caller what happened:
 ==== =====================================================================
 
 (2 is the CLI's code for bad configuration, 5 for "another genvault process
-already runs on this SQLite database".)
+already runs on this SQLite database", 6 for ``genvault verify`` finding an
+archived object missing, unreadable, or with another size or sha256.)
 
 Replicas on PostgreSQL: an account another replica is syncing right now is
 skipped (not an error), and the archive pass keeps taking that replica's new
@@ -23,6 +24,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from threading import Event
 
 from genvault.jobs import health
@@ -30,6 +32,7 @@ from genvault.jobs.archive import ArchiveResult, ProgressCallback, archive_pendi
 from genvault.jobs.poll import PollResult, poll_account
 from genvault.jobs.sync import PageCallback, SyncResult, sync_account
 from genvault.logging import get_logger
+from genvault.metrics import ALL_ACCOUNTS, JobName, timed_job
 from genvault.runtime import Runtime
 
 log = get_logger("genvault.pipeline")
@@ -42,6 +45,8 @@ class ExitCode(enum.IntEnum):
     LOST = 4
     BUSY = 5
     """Another genvault process already runs on this SQLite database (nothing was done)."""
+    VERIFY_FAILED = 6
+    """``genvault verify``: an archived object is missing, unreadable or does not match."""
 
 
 @dataclass
@@ -88,7 +93,11 @@ def run_once(
     on_page: PageCallback | None = None,
     on_outcome: ProgressCallback | None = None,
 ) -> RunReport:
-    """Sync and poll every account, then archive everything leasable."""
+    """Sync and poll every account, then archive everything leasable.
+
+    Each job's duration and outcome go to ``rt.metrics`` as in the daemon, so
+    ``--metrics-file`` reports the same job metrics as ``/metrics``.
+    """
     stop = stop or Event()
     report = RunReport()
     for acc in rt.accounts.values():
@@ -96,18 +105,38 @@ def run_once(
             break
         if acc.provider.has_history:
             try:
-                report.syncs.append(sync_account(rt, acc, stop=stop, on_page=on_page))
+                report.syncs.append(
+                    timed_job(
+                        rt.metrics,
+                        JobName.SYNC,
+                        acc.name,
+                        partial(sync_account, rt, acc, stop=stop, on_page=on_page),
+                    )
+                )
             except Exception as exc:  # a bug in one adapter must not cost the other accounts
                 log.exception("sync.crashed", account=acc.name)
                 report.syncs.append(SyncResult(acc.name, complete=False, error=repr(exc)))
         try:
-            report.polls.append(poll_account(rt, acc, stop=stop))
+            report.polls.append(
+                timed_job(
+                    rt.metrics, JobName.POLL, acc.name, partial(poll_account, rt, acc, stop=stop)
+                )
+            )
         except Exception as exc:
             log.exception("poll.crashed", account=acc.name)
             report.polls.append(PollResult(acc.name, errors=1, error=repr(exc)))
     if not stop.is_set():
-        report.archive = archive_pending(
-            rt, stop=stop, on_outcome=on_outcome, wait_while=_peers_busy(rt, report)
+        report.archive = timed_job(
+            rt.metrics,
+            JobName.ARCHIVE,
+            ALL_ACCOUNTS,
+            partial(
+                archive_pending,
+                rt,
+                stop=stop,
+                on_outcome=on_outcome,
+                wait_while=_peers_busy(rt, report),
+            ),
         )
     # URL refreshes by the archive workers may have moved a breaker or a budget: the
     # main thread writes them, so the next run (and ``status``) sees them.

@@ -28,6 +28,7 @@ from genvault.errors import (
 )
 from genvault.jobs import health
 from genvault.logging import get_logger
+from genvault.metrics import JobOutcome
 from genvault.models import utcnow
 from genvault.records import GenerationStatus
 from genvault.runtime import AccountRuntime, Runtime
@@ -51,6 +52,15 @@ class PollResult:
     elsewhere: bool = False
     """Another replica holds this account's poll lock and is doing this very pass."""
     error: str | None = None
+
+    @property
+    def outcome(self) -> JobOutcome:
+        """Skipped when a replica did it; failed on item errors or an open circuit."""
+        if self.elsewhere:
+            return JobOutcome.SKIPPED
+        if self.errors or self.circuit_open:
+            return JobOutcome.FAILED
+        return JobOutcome.SUCCESS
 
 
 def next_delay(attempts: int, ladder: tuple[float, ...]) -> timedelta:
@@ -115,7 +125,13 @@ def _poll_account(
                     poll_attempts=item.poll_attempts,
                     give_up=False,
                 )
-                log.warning("poll.account_paused", account=acc.name, error=result.error)
+                # A refused key needs a person; a rate limit or an open circuit is the
+                # provider's state, already in this pass's job.poll line (and the
+                # throttle logged the change once): no warning every 15 s.
+                if isinstance(exc, AuthError):
+                    log.warning("poll.account_paused", account=acc.name, error=result.error)
+                else:
+                    log.debug("poll.account_paused", account=acc.name, error=result.error)
                 _log_done(result, provider.name, started)
                 health.persist(rt, acc)
                 return result
@@ -212,18 +228,21 @@ def _poll_account(
 
 
 def _log_done(result: PollResult, provider: str, started: float) -> None:
-    if result.polled:
-        log.info(
-            "job.poll",
-            account=result.account,
-            provider=provider,
-            polled=result.polled,
-            succeeded=result.succeeded,
-            failed=result.failed,
-            still_running=result.still_running,
-            gave_up=result.gave_up,
-            errors=result.errors,
-            assets_new=result.assets_new,
-            error=result.error,
-            seconds=round(time.monotonic() - started, 3),
-        )
+    """The one line of a pass that ran, idle or not (the poll job's heartbeat)."""
+    log.info(
+        "job.poll",
+        account=result.account,
+        provider=provider,
+        outcome=result.outcome.value,
+        polled=result.polled,
+        succeeded=result.succeeded,
+        failed=result.failed,
+        still_running=result.still_running,
+        gave_up=result.gave_up,
+        errors=result.errors,
+        assets_new=result.assets_new,
+        rate_limited=result.rate_limited,
+        circuit_open=result.circuit_open,
+        error=result.error,
+        seconds=round(time.monotonic() - started, 3),
+    )

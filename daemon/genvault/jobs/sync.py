@@ -23,6 +23,7 @@ from genvault.crashpoints import crash_point
 from genvault.errors import CircuitOpenError, ProviderError, RateLimitedError
 from genvault.jobs import health
 from genvault.logging import get_logger
+from genvault.metrics import JobOutcome
 from genvault.models import utcnow
 from genvault.records import GenerationRecord, Page
 from genvault.runtime import AccountRuntime, Runtime
@@ -47,6 +48,15 @@ class SyncResult:
     elsewhere: bool = False
     """Another replica holds this account's sync lock and is doing this very pass."""
     error: str | None = None
+
+    @property
+    def outcome(self) -> JobOutcome:
+        """Skipped when a replica did it; failed on an error, bad items or an open circuit."""
+        if self.elsewhere:
+            return JobOutcome.SKIPPED
+        if self.error or self.item_errors or self.circuit_open:
+            return JobOutcome.FAILED
+        return JobOutcome.SUCCESS
 
 
 PageCallback = Callable[[Page, SyncResult], None]
@@ -107,6 +117,7 @@ def _sync_account(
         "job.sync",
         account=acc.name,
         provider=provider.name,
+        outcome=result.outcome.value,
         pages=result.pages,
         items=result.items,
         new=result.new,
@@ -114,6 +125,8 @@ def _sync_account(
         assets_new=result.assets_new,
         item_errors=result.item_errors,
         complete=result.complete,
+        rate_limited=result.rate_limited,
+        circuit_open=result.circuit_open,
         error=result.error,
         seconds=round(time.monotonic() - started, 3),
     )
@@ -220,6 +233,16 @@ def _sync_stream(
         result.changed += saved.generations_changed
         result.assets_new += saved.assets_new
         result.item_errors += page.errors
+        log.debug(
+            "sync.page",
+            account=acc.name,
+            stream=stream,
+            position=position,
+            items=len(page.records),
+            new=saved.generations_new,
+            changed=saved.generations_changed,
+            done=done,
+        )
         if on_page is not None:
             on_page(page, result)
         if done:

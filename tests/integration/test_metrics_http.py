@@ -1,0 +1,343 @@
+"""``GET /metrics`` over real loopback HTTP, on a runtime that archived real files.
+
+A GeminiGen simulator serves the API (with a 429 injected through its fault knobs)
+and the media; :func:`run_once` archives into a ``file://`` folder on SQLite and on
+PostgreSQL; a real :class:`ApiServer` serves the scrape, which is parsed with
+prometheus_client's own parser and compared with the database and the simulator's
+request counters. Then the provider goes down until its circuit opens, and finally
+the PostgreSQL database goes away under a running server.
+"""
+
+from __future__ import annotations
+
+import http.client
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+from sqlalchemy.engine import make_url
+
+from genvault.config import Settings
+from genvault.jobs.pipeline import ExitCode, run_once
+from genvault.metrics import write_textfile
+from genvault.records import AssetState, GenerationRecord, GenerationStatus, MediaKind, MediaRecord
+from genvault.runtime import Runtime
+from genvault.server import ApiServer
+from genvault.simulator import geminigen
+from genvault.simulator.geminigen import GeminiGenSimulator
+
+KEY = "gg-metrics-key-4e1d77"
+TOKEN = "metrics-intake-token-1234"
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+@dataclass
+class Scrape:
+    status: int
+    content_type: str
+    text: str
+
+    @property
+    def families(self) -> set[str]:
+        return {f.name for f in text_string_to_metric_families(self.text)}
+
+    @property
+    def samples(self) -> Samples:
+        out: Samples = {}
+        for family in text_string_to_metric_families(self.text):
+            for s in family.samples:
+                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return out
+
+    def value(self, name: str, **labels: str) -> float | None:
+        return self.samples.get((name, tuple(sorted(labels.items()))))
+
+    def by_label(self, name: str, label: str, **fixed: str) -> dict[str, float]:
+        """``{label value: sample}`` of ``name`` among samples that carry ``fixed``."""
+        out = {}
+        for (n, labels), v in self.samples.items():
+            d = dict(labels)
+            if n == name and all(d.get(k) == want for k, want in fixed.items()):
+                out[d[label]] = v
+        return out
+
+
+def scrape(url: str) -> Scrape:
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        return Scrape(resp.status, resp.getheader("content-type") or "", resp.read().decode())
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def sim() -> Iterator[GeminiGenSimulator]:
+    s = geminigen.create(
+        api_key=KEY,
+        seed=21,
+        count=4,
+        image_size=3_000,
+        video_size=6_000,
+        audio_size=2_000,
+        thumbnail_size=500,
+        processing_count=0,
+        failed_count=1,
+    )
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'gv.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+def _settings(sim: GeminiGenSimulator, db_url: str, tmp_path: Path) -> Settings:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    return Settings.model_validate(
+        {
+            "database": {"url": db_url},
+            "storage": {"url": f"file://{tmp_path / 'archive'}"},
+            "network": {
+                "allow_private": True,
+                "api_retries": 1,
+                "backoff_cap_seconds": 0.2,
+                "budget_max_interval_seconds": 0.05,
+                "breaker_failures": 1,
+                "breaker_cooldown_seconds": 600,
+            },
+            "server": {"listen": "127.0.0.1:0", "token_file": str(token_file)},
+            "accounts": [
+                {
+                    "name": "main",
+                    "provider": "geminigen",
+                    "api_key_env": "GG",
+                    "base_url": sim.api_base,
+                    **sim.account_options,
+                }
+            ],
+        }
+    )
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    """Start an ApiServer on a runtime; stopped (and the runtime closed) afterwards."""
+    started: list[tuple[ApiServer, Runtime]] = []
+
+    def start(rt: Runtime) -> str:
+        server = ApiServer(rt, rt.settings.server)
+        started.append((server, rt))
+        return server.start()
+
+    yield start
+    for server, rt in started:
+        server.stop()
+        rt.close()
+
+
+def _near_deadline_file(rt: Runtime, sim: GeminiGenSimulator, in_hours: float) -> datetime:
+    """A pending file whose signed URL expires soon, saved the way a sync page is."""
+    now = datetime.now(UTC)
+    deadline = now + timedelta(hours=in_hours)
+    acc = rt.accounts["main"]
+    rt.store.save_page(
+        provider=acc.provider.name,
+        account="main",
+        records=[
+            GenerationRecord(
+                external_id="near-deadline-1",
+                status=GenerationStatus.SUCCEEDED,
+                provider_status="2",
+                created_at=now - timedelta(days=1),
+                completed_at=now - timedelta(days=1),
+                media=(
+                    MediaRecord(
+                        url=sim.base_url + "/cdn/never-fetched.png",
+                        kind=MediaKind.IMAGE,
+                        url_expires_at=deadline,
+                    ),
+                ),
+            )
+        ],
+        cursor=None,
+        archive_roles=rt.archive_roles,
+        retention=acc.retention,
+        poll_horizon=rt.poll_horizon,
+    )
+    return deadline
+
+
+def _count_statements(rt: Runtime) -> list[str]:
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(rt.store.engine, "before_cursor_execute", record)
+    return statements
+
+
+def test_metrics_match_the_database_the_archive_and_the_provider(
+    sim: GeminiGenSimulator, database: str, tmp_path: Path, serve: Any
+) -> None:
+    rt = Runtime.build(_settings(sim, database, tmp_path), {"main": SecretStr(KEY)})
+    sim.faults.update(rate_limit_next=1)  # the first API call answers 429, then it is retried
+    report = run_once(rt)
+    assert report.exit_code is ExitCode.OK
+    assert report.archive.archived > 0
+    deadline = _near_deadline_file(rt, sim, in_hours=2)
+    url = serve(rt)
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn.request("POST", "/v1/tasks", body=b"{}", headers={"Authorization": "Bearer wrong"})
+    assert conn.getresponse().status == 401
+    conn.close()
+
+    statements = _count_statements(rt)
+    m = scrape(url)
+    assert m.status == 200
+    assert m.content_type.startswith("text/plain; version=0.0.4")
+    # the database gauges cost five grouped queries, however many rows there are
+    selects = [q for q in statements if q.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 5, statements
+
+    # files by state: exactly what the database holds, every state present
+    rows = rt.store.assets()
+    by_state = Counter(r["state"] for r in rows)
+    assert m.by_label("genvault_assets", "state", account="main") == {
+        s.value: by_state.get(s.value, 0) for s in AssetState
+    }
+    archived = [r for r in rows if r["state"] == "archived"]
+    assert len(archived) == report.archive.archived
+    assert by_state["pending"] == 1  # the near-deadline file
+    gens = Counter(g["status"] for g in rt.store.generations())
+    assert m.by_label("genvault_generations", "status", account="main") == {
+        s.value: gens.get(s.value, 0) for s in GenerationStatus
+    }
+
+    # what this process archived, in files and bytes, equals the rows and the storage
+    stored = sum(r["size"] for r in archived)
+    assert m.value("genvault_archived_files_total", account="main") == len(archived)
+    assert m.value("genvault_archived_bytes_total", account="main") == stored
+    assert m.value("genvault_stored_bytes", account="main") == stored
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "archive").rglob("*") if p.is_file())
+    assert stored < on_disk  # the sidecars are the rest
+    assert m.value("genvault_lost_files_total", account="main") == 0
+    assert m.by_label("genvault_media_responses_total", "status", account="main") == {
+        "200": len(archived)
+    }
+
+    # provider requests by status: the injected 429 and what the simulator answered
+    stats = sim.stats.snapshot()
+    api_requests = stats["requests"] - stats["routes"].get("media", 0)
+    by_status = m.by_label("genvault_provider_requests_total", "status", account="main")
+    assert by_status["429"] == 1 == stats["faults"]["rate_limit_next"]
+    assert sum(by_status.values()) == api_requests
+    assert set(by_status) == {"200", "429"}
+    assert m.value("genvault_provider_retries_total", account="main") == 1
+
+    # the file due in two hours is at risk (metrics.at_risk_hours = 24 by default)
+    assert m.value("genvault_assets_at_risk", account="main") == 1
+    left = m.value("genvault_earliest_pending_deadline_seconds", account="main")
+    assert left is not None
+    assert (deadline - datetime.now(UTC)).total_seconds() - 5 < left <= 2 * 3600
+
+    # jobs, sync time, circuit, database, the server's own counters
+    for job, account in (("sync", "main"), ("poll", "main"), ("archive", "all")):
+        runs = m.by_label("genvault_job_runs_total", "outcome", job=job, account=account)
+        assert runs == {"success": 1}, (job, runs)
+        last = m.value("genvault_job_last_success_timestamp_seconds", job=job, account=account)
+        assert last is not None and abs(last - datetime.now(UTC).timestamp()) < 120
+        assert m.value("genvault_job_duration_seconds_count", job=job, account=account) == 1
+    synced = m.value("genvault_last_sync_timestamp_seconds", account="main")
+    assert synced is not None and abs(synced - datetime.now(UTC).timestamp()) < 120
+    assert m.value("genvault_provider_circuit_state", account="main") == 0
+    assert m.value("genvault_database_up") == 1
+    assert (
+        m.value(
+            "genvault_http_requests_total", endpoint="intake", outcome="refused", reason="bad_token"
+        )
+        == 1
+    )
+
+    # --metrics-file writes the same families, with the same database gauges
+    textfile = tmp_path / "genvault.prom"
+    write_textfile(rt, textfile)
+    from_file = Scrape(200, "", textfile.read_text())
+    assert from_file.families == m.families
+    for name in ("genvault_assets", "genvault_assets_at_risk", "genvault_archived_files_total"):
+        assert {k: v for k, v in from_file.samples.items() if k[0] == name} == {
+            k: v for k, v in m.samples.items() if k[0] == name
+        }
+
+    # the provider goes down: one failed call opens the circuit (breaker_failures = 1)
+    sim.faults.update(error_rate=1.0)
+    down = run_once(rt)
+    assert down.circuit_open == ["main"]
+    m = scrape(url)
+    assert m.value("genvault_provider_circuit_state", account="main") == 2
+    by_status = m.by_label("genvault_provider_requests_total", "status", account="main")
+    assert sum(v for k, v in by_status.items() if k.startswith("5")) == 2  # one call, one retry
+    assert m.value("genvault_provider_retries_total", account="main") == 2
+    assert m.by_label("genvault_job_runs_total", "outcome", job="sync", account="main") == {
+        "success": 1,
+        "failed": 1,
+    }
+    assert rt.store.provider_health()["main"].health.circuit.value == "open"
+
+
+@pytest.mark.postgres
+def test_database_gone_still_answers_200_with_database_up_0(
+    sim: GeminiGenSimulator, postgres_url: str, tmp_path: Path, serve: Any
+) -> None:
+    rt = Runtime.build(_settings(sim, postgres_url, tmp_path), {"main": SecretStr(KEY)})
+    report = run_once(rt)
+    assert report.exit_code is ExitCode.OK and report.archive.archived > 0
+    url = serve(rt)
+    assert scrape(url).value("genvault_database_up") == 1
+
+    # the database is dropped under the running server: its connections are cut
+    target = make_url(postgres_url)
+    admin = {
+        "host": target.host,
+        "port": target.port,
+        "user": target.username,
+        "dbname": "postgres",
+        "autocommit": True,
+    }
+    with psycopg.connect(**admin) as conn:  # type: ignore[arg-type]
+        conn.execute(f'DROP DATABASE "{target.database}" WITH (FORCE)')
+
+    m = scrape(url)
+    assert m.status == 200
+    assert m.value("genvault_database_up") == 0
+    # the process counters are all there; the database gauges have no samples
+    assert m.value("genvault_archived_files_total", account="main") == report.archive.archived
+    assert m.by_label("genvault_job_runs_total", "outcome", job="archive", account="all") == {
+        "success": 1
+    }
+    assert m.by_label("genvault_assets", "state") == {}
+    assert "genvault_assets" in m.families  # the family is announced, for dashboards
+    assert m.value("genvault_provider_circuit_state", account="main") == 0  # from memory
+    assert "Traceback" not in m.text
