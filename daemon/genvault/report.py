@@ -1,46 +1,20 @@
-"""Human-readable output of ``genvault status`` (rich tables)."""
+"""Human-readable output of ``genvault status`` (rich tables).
+
+Sizes and times are formatted by :mod:`genvault.formatting`, which the status page
+shares, so both say the same thing; they are re-exported here for older imports.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from genvault.formatting import ago, countdown, human_bytes, until
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
-def countdown(iso: str | None, now: datetime | None = None) -> str:
-    if not iso:
-        return "-"
-    when = datetime.fromisoformat(iso)
-    secs = (when - (now or datetime.now(UTC))).total_seconds()
-    if secs < 0:
-        return "expired"
-    hours, rem = divmod(int(secs), 3600)
-    if hours >= 48:
-        return f"{hours // 24}d {hours % 24}h"
-    return f"{hours}h {rem // 60:02d}m"
-
-
-def until(iso: str | None, now: datetime | None = None) -> str:
-    """``in 4m 10s`` / ``in 2h 05m`` to a future time, ``now`` once it has passed."""
-    if not iso:
-        return "-"
-    secs = int((datetime.fromisoformat(iso) - (now or datetime.now(UTC))).total_seconds())
-    if secs <= 0:
-        return "now"
-    hours, rem = divmod(secs, 3600)
-    if hours:
-        return f"in {hours}h {rem // 60:02d}m"
-    return f"in {rem // 60}m {rem % 60:02d}s" if rem >= 60 else f"in {rem}s"
+__all__ = ["circuit_cell", "countdown", "human_bytes", "render_status", "until"]
 
 
 def circuit_cell(c: dict[str, Any] | None) -> str:
@@ -139,7 +113,7 @@ def render_status(doc: dict[str, Any], console: Console | None = None) -> None:
                 (c.get("retry_at") or "-")[:19].replace("T", " "),
                 f"{pace:g}s" if pace else "-",
                 (c.get("rate_limited_until") or "-")[:19].replace("T", " "),
-                (c.get("last_error") or "")[:80],
+                escape((c.get("last_error") or "")[:80]),
             )
         console.print(circuits)
     if doc["at_risk"]:
@@ -148,13 +122,45 @@ def render_status(doc: dict[str, Any], console: Console | None = None) -> None:
             risk.add_column(col)
         for r in doc["at_risk"]:
             risk.add_row(
-                r["account"],
-                r["external_id"],
+                escape(r["account"]),
+                escape(r["external_id"]),
                 r["role"],
                 countdown(r["expires_at"]),
                 str(r["attempts"]),
-                (r["last_error"] or "")[:60],
+                escape((r["last_error"] or "")[:60]),
             )
         console.print(risk)
     else:
         console.print("[green]nothing at risk[/green]")
+    _render_failures(doc.get("recent_failures") or [], console)
+
+
+def _render_failures(failures: list[dict[str, Any]], console: Console) -> None:
+    """Recent failed, lost and erroring files with their reason, newest first.
+
+    Reasons are third-party text (provider and CDN errors): escaped, so a ``[``
+    in one is printed, not read as rich markup.
+    """
+    if not failures:
+        return
+    table = Table(title="recent failures", header_style="bold yellow")
+    for col in ("when", "account", "external id", "role", "state", "attempts", "reason"):
+        table.add_column(col)
+    for f in failures:
+        state = f["state"]
+        if state == "lost":
+            shown = "[red]lost[/red]"
+        elif state == "pending":
+            shown = f"retry {until(f.get('next_attempt_at'))}"
+        else:
+            shown = state
+        table.add_row(
+            ago(f["updated_at"]),
+            escape(f["account"]),
+            escape(f["external_id"]),
+            f["role"],
+            shown,
+            str(f["attempts"]),
+            escape((f["reason"] or "")[:100]),
+        )
+    console.print(table)

@@ -1,10 +1,12 @@
-"""The daemon's HTTP endpoint: task intake, provider webhooks, health and readiness.
+"""The daemon's HTTP endpoint: task intake, provider webhooks, health and readiness,
+and the read-only status page (``/`` and the archived images it shows, ``/files/{id}``;
+rendering and access rules in :mod:`genvault.web`).
 
 Why the standard library (``http.server``) and not a framework: the surface is
-five routes of small JSON, the daemon already runs its own threads, and every
-dependency is one more thing to patch on a box that holds API keys. What a
-framework would have given us is written out here on purpose, because it is
-the part that matters for an endpoint on a network:
+a handful of routes of small JSON and one HTML page, the daemon already runs its
+own threads, and every dependency is one more thing to patch on a box that holds
+API keys. What a framework would have given us is written out here on purpose,
+because it is the part that matters for an endpoint on a network:
 
 * **limits before work**: a POST needs ``Content-Length`` (411 otherwise; chunked
   bodies are refused), a body over ``server.max_body_bytes`` gets 413 before a
@@ -12,8 +14,9 @@ the part that matters for an endpoint on a network:
   response sent with the body unread closes the connection so the unread bytes
   can never be parsed as a next request;
 * **never open by accident**: intake without a configured token is *disabled*
-  (403), not unauthenticated; token webhooks likewise; tokens are compared with
-  :func:`hmac.compare_digest`;
+  (403), not unauthenticated; token webhooks likewise; the status page without a
+  token is served on loopback only (:mod:`genvault.web.auth`); tokens are
+  compared with :func:`hmac.compare_digest`;
 * **a webhook is a hint**: its ids are stored as due and the account's poll job
   is woken (``on_due``); the result itself is always re-read from the provider;
 * **nothing secret in logs**: refusals are logged with account and reason only,
@@ -35,7 +38,7 @@ import socketserver
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,6 +65,19 @@ _BUSY = (
     b'{"error":"server busy"}\n'
 )
 INTAKE_DISABLED = "intake disabled: set server.token_env or server.token_file"
+PAGE_CLOSED = (
+    "Without a server token the status page is only served on a loopback address. "
+    "Set server.token_env or server.token_file to open it on this address."
+)
+PAGE_HEADERS: dict[str, str] = {
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+"""Sent with the page and its refusals: no script, no foreign content, no framing."""
 
 
 class _Refused(Exception):
@@ -82,6 +98,14 @@ class _Refused(Exception):
         self.headers = dict(headers or {})
 
 
+class _ResponseStarted(Exception):
+    """A streamed response failed after its headers were sent (no error reply possible)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class _Route:
     method: str
@@ -91,6 +115,8 @@ class _Route:
 
 
 ROUTES: tuple[_Route, ...] = (
+    _Route("GET", re.compile(r"/"), "status_page"),
+    _Route("GET", re.compile(r"/files/([0-9]{1,18})"), "archived_file"),
     _Route("GET", re.compile(r"/healthz"), "healthz"),
     _Route("GET", re.compile(r"/readyz"), "readyz"),
     _Route("GET", re.compile(r"/metrics"), "metrics"),
@@ -249,6 +275,39 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def send_stream(
+        self,
+        status: HTTPStatus,
+        content_type: str,
+        length: int,
+        chunks: Iterable[bytes],
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """A response whose ``length`` bytes come from ``chunks``, written as they come.
+
+        For files: nothing is held whole. If ``chunks`` fails or runs short after
+        the headers went out, the connection is closed so the client sees a
+        truncated body instead of waiting for bytes that never come.
+        """
+        extra = dict(headers or {})
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(length))
+        self.send_header("Cache-Control", extra.pop("Cache-Control", "no-store"))
+        for name, value in extra.items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        try:
+            for chunk in chunks:
+                self.wfile.write(chunk)
+        except Exception:
+            self.close_connection = True
+            raise
+
     def _dispatch(self) -> None:
         # Until read_body has consumed it, any announced body counts as unread, so
         # answering early (404, 403, 401...) closes the connection.
@@ -269,6 +328,11 @@ class _Handler(BaseHTTPRequestHandler):
                 getattr(self.app, route.handler)(self, *m.groups())
             except _Refused as exc:
                 self._send_json(exc.status, {"error": exc.message}, exc.headers)
+            except _ResponseStarted as exc:
+                # The status line is out: all that is left is to drop the connection.
+                self.close_connection = True
+                level = log.debug if exc.reason == "client_gone" else log.warning
+                level("http.response_cut", path=path, error=exc.reason)
             except Exception as exc:
                 # Type only: exception text from a parser could quote the body.
                 log.error("http.error", path=path, error=type(exc).__name__)
@@ -500,6 +564,152 @@ class ApiServer:
             )
         else:
             req._send_json(HTTPStatus.OK, {"status": "ready", **parts})
+
+    # ------------------------------------------------------------------ status page
+
+    def _page_access(self, req: _Handler, kind: str) -> bool:
+        """Apply :func:`genvault.web.auth.check_access`; True when the request may go on.
+
+        Otherwise the answer (303 with the cookie, 401, 403) has been sent: an HTML
+        page for ``/``, a line of text for files. Refusals are counted and logged
+        with the reason only (the query may hold a token).
+        """
+        from genvault.web.auth import Verdict, check_access
+        from genvault.web.page import render_denied
+
+        path = urlsplit(req.path).path
+        access = check_access(
+            token=self._token,
+            listen_host=self.settings.host_port[0],
+            path=path,
+            query=req.query,
+            headers=req.header_map,
+        )
+        if access.verdict is Verdict.ALLOW:
+            return True
+        if access.verdict is Verdict.REDIRECT:
+            self._count(f"{kind}.token_redirect")
+            req.send_body(
+                HTTPStatus.SEE_OTHER,
+                "text/plain; charset=utf-8",
+                b"",
+                {"Location": access.location, "Set-Cookie": access.set_cookie, **PAGE_HEADERS},
+            )
+            return False
+        self._count(f"{kind}.refused.{access.reason}")
+        log.warning(f"{kind}.refused", reason=access.reason)
+        if access.verdict is Verdict.CLOSED:
+            status = HTTPStatus.FORBIDDEN
+            title, message = "Status page closed", PAGE_CLOSED
+            headers = dict(PAGE_HEADERS)
+        else:
+            status = HTTPStatus.UNAUTHORIZED
+            title = "Token required"
+            message = (
+                "That token is not right."
+                if access.reason in ("bad_token", "bad_cookie")
+                else "This page needs the server token (server.token_env or token_file)."
+            )
+            headers = {**PAGE_HEADERS, "WWW-Authenticate": 'Bearer realm="genvault"'}
+        if kind == "page":
+            body = render_denied(title, message, ask_token=status == HTTPStatus.UNAUTHORIZED)
+            req.send_body(status, "text/html; charset=utf-8", body, headers)
+        else:
+            req.send_body(status, "text/plain; charset=utf-8", f"{title}\n".encode(), headers)
+        return False
+
+    def status_page(self, req: _Handler) -> None:
+        """``GET /``: the read-only status page (see :mod:`genvault.web`).
+
+        The figures are :func:`genvault.status.read_status`, the very document
+        ``genvault status`` renders; ``?q=`` (and ``&provider=``) runs the search box.
+        """
+        from genvault.status import at_risk_window, read_status
+        from genvault.web.page import (
+            MAX_HITS,
+            MAX_QUERY,
+            MAX_THUMBNAILS,
+            PageData,
+            SearchState,
+            render_denied,
+            render_page,
+        )
+
+        if not self._page_access(req, "page"):
+            return
+        query = req.query
+        text = " ".join((query.get("q") or [""])[0].split())[:MAX_QUERY]
+        providers = tuple(sorted({a.provider for a in self.rt.settings.accounts}))
+        wanted = (query.get("provider") or [""])[0]
+        provider = wanted if wanted in providers else None
+        window = at_risk_window(self.rt.settings)
+        try:
+            doc = read_status(self.rt.store, self.rt.settings, window)
+            archives = self.rt.store.recent_archives(MAX_THUMBNAILS)
+        except Exception as exc:
+            log.error("page.store_failed", error=type(exc).__name__)
+            body = render_denied("Database unavailable", "Try again in a moment.", ask_token=False)
+            req.send_body(
+                HTTPStatus.SERVICE_UNAVAILABLE, "text/html; charset=utf-8", body, PAGE_HEADERS
+            )
+            return
+        search = SearchState(provider=provider, providers=providers)
+        if text:
+            try:
+                hits = self.rt.store.search(text, provider=provider, limit=MAX_HITS)
+                search = SearchState(text, provider, providers, hits)
+            except Exception as exc:
+                log.warning("page.search_failed", error=type(exc).__name__)
+                search = SearchState(text, provider, providers, [], "The search failed.")
+        data = PageData(
+            doc=doc,
+            archives=archives,
+            at_risk_hours=window.total_seconds() / 3600,
+            search=search,
+            locate=self.rt.storage.location,
+        )
+        self._count("page.served")
+        req.send_body(HTTPStatus.OK, "text/html; charset=utf-8", render_page(data), PAGE_HEADERS)
+
+    def archived_file(self, req: _Handler, asset_id: str) -> None:
+        """``GET /files/{asset_id}``: an archived image, streamed (:mod:`genvault.web.files`)."""
+        from genvault.errors import StorageError
+        from genvault.web.files import FILE_HEADERS, ShortFileError, find_image, iter_chunks
+
+        if not self._page_access(req, "files"):
+            return
+        not_found = _Refused(HTTPStatus.NOT_FOUND, "no archived image with that id", "not_found")
+        image = find_image(self.rt.store, int(asset_id))
+        if image is None:
+            raise not_found
+        try:
+            size = image.size
+            if size is None:
+                stat = self.rt.storage.stat(image.key)
+                if stat is None:
+                    raise not_found
+                size = stat.size
+            stream = self.rt.storage.open(image.key) if req.command != "HEAD" else None
+        except StorageError as exc:
+            log.warning("files.storage_failed", asset_id=int(asset_id), error=type(exc).__name__)
+            raise _Refused(
+                HTTPStatus.SERVICE_UNAVAILABLE, "archived file unavailable", "storage"
+            ) from None
+        self._count("files.served")
+        if stream is None:
+            req.send_stream(HTTPStatus.OK, image.content_type, size, (), FILE_HEADERS)
+            return
+        with stream:
+            try:
+                req.send_stream(
+                    HTTPStatus.OK, image.content_type, size, iter_chunks(stream, size), FILE_HEADERS
+                )
+            except (BrokenPipeError, ConnectionResetError):
+                raise _ResponseStarted("client_gone") from None  # a page left mid-load
+            except (ShortFileError, StorageError) as exc:
+                raise _ResponseStarted(type(exc).__name__) from None
+            except Exception as exc:  # headers are out: no 500 can follow them
+                raise _ResponseStarted(type(exc).__name__) from None
 
     def metrics(self, req: _Handler) -> None:
         """``GET /metrics``: Prometheus text format (counters of this process, gauges

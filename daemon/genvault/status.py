@@ -3,6 +3,7 @@ and the status page all render, so the three never disagree."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,10 @@ from genvault.config import Settings
 
 if TYPE_CHECKING:
     from genvault.store import Store, StoredHealth
+
+"""Files whose deadline is this close are "at risk" unless configured otherwise."""
+RECENT_FAILURES = 20
+"""How many recent failures the document carries (newest first)."""
 
 
 def iso(v: Any) -> Any:
@@ -52,12 +57,22 @@ def status_document(settings: Settings, within: timedelta) -> dict[str, Any]:
         store.dispose()
 
 
-def read_status(store: Store, settings: Settings, within: timedelta) -> dict[str, Any]:
-    """Per configured account: counts, last sync, next deadline, circuit; the at-risk list."""
+def at_risk_window(settings: Settings) -> timedelta:
+    """How far ahead "at risk" looks: ``metrics.at_risk_hours``, the window the
+    ``genvault_assets_at_risk`` gauge counts, so the page, ``status`` and the alert agree."""
+    return timedelta(hours=settings.metrics.at_risk_hours)
+
+
+def read_status(
+    store: Store, settings: Settings, within: timedelta, *, failures: int = RECENT_FAILURES
+) -> dict[str, Any]:
+    """Per configured account: counts, last sync, next deadline, circuit; the at-risk
+    list; the ``failures`` most recent failed, lost or erroring files with their reason."""
     from genvault.providers.registry import provider_class
 
     summary = store.summary()
     risky = store.at_risk(within)
+    recent = store.recent_failures(failures)
     health = store.provider_health()
     accounts = []
     for acc in settings.accounts:
@@ -79,4 +94,5 @@ def read_status(store: Store, settings: Settings, within: timedelta) -> dict[str
     return {
         "accounts": accounts,
         "at_risk": [{k: iso(v) for k, v in r.items()} for r in risky],
+        "recent_failures": [{k: iso(v) for k, v in asdict(f).items()} for f in recent],
     }

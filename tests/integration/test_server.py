@@ -388,7 +388,7 @@ def test_too_many_ids_in_one_request(api: Api) -> None:
 
 
 def test_unknown_routes_404_and_wrong_methods_405(api: Api) -> None:
-    assert api.request("GET", "/").status == 404
+    assert api.request("GET", "/nope").status == 404  # "/" is the status page now
     assert api.request("GET", "/v1/tasks/extra").status == 404
     reply = api.request("GET", "/v1/tasks")
     assert reply.status == 405 and reply.headers["allow"] == "POST"

@@ -14,17 +14,19 @@ from genvault.cli.common import Ctx, config_errors_exit_2
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option(
     "--at-risk-hours",
-    default=24.0,
-    show_default=True,
-    help="List pending files whose deadline falls within this many hours.",
+    type=click.FloatRange(min=0, min_open=True),
+    help="List pending files whose deadline falls within this many hours "
+    "[default: metrics.at_risk_hours, 24].",
 )
 @click.pass_obj
 @config_errors_exit_2
-def status(obj: Ctx, as_json: bool, at_risk_hours: float) -> None:
+def status(obj: Ctx, as_json: bool, at_risk_hours: float | None) -> None:
     """What is archived, pending, at risk of expiring, and lost, per account."""
-    from genvault.status import status_document
+    from genvault.status import at_risk_window, status_document
 
-    doc = status_document(obj.settings(), timedelta(hours=at_risk_hours))
+    settings = obj.settings()
+    within = at_risk_window(settings) if at_risk_hours is None else timedelta(hours=at_risk_hours)
+    doc = status_document(settings, within)
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final, Literal
 
+from genvault.simulator.picture import tiny_jpeg
+
 MediaKind = Literal["image", "video", "audio"]
 
 BLOCK_SIZE: Final = 64 * 1024
@@ -87,7 +89,7 @@ def _block(seed: str) -> bytes:
 def _prefix(spec: MediaSpec) -> bytes:
     """Bytes laid over the start of the file: the kind's magic header."""
     if spec.kind == "image":
-        return _JPEG_HEAD
+        return tiny_jpeg(spec.seed)  # a whole small JPEG, so browsers can draw the file
     if spec.kind == "audio":
         return _MP3_HEAD
     head = _MP4_FTYP

@@ -1,0 +1,136 @@
+"""Who may see the status page and the archived files behind it.
+
+The page shows prompts and images: what people asked a model for is private, so
+it is protected by the same server token as the intake whenever one is set:
+
+* ``Authorization: Bearer <token>`` (scripts, ``curl``);
+* ``?token=<token>`` once, for a person with a browser: answered with a
+  ``303`` to the same URL without the token (so it does not stay in the
+  address bar, history or a proxy's log) and a cookie that carries the access
+  from then on (``HttpOnly``: no script reads it; ``SameSite=Strict``: no other
+  site can make the browser send it; ``Path=/``: the thumbnails get it too);
+* that cookie. Its value is derived from the token (HMAC), not the token
+  itself: a leaked cookie opens this read-only page, never the intake.
+
+Every comparison is :func:`hmac.compare_digest`.
+
+**Without a token** the page is open only while the server listens on a
+loopback address (the default, ``127.0.0.1:8787``): then only processes on this
+machine can reach it, which already can read the database file. Listening on
+any other address without a token (e.g. ``0.0.0.0`` for Kubernetes probes)
+keeps ``/healthz`` and ``/readyz`` open but closes the page (403), because
+there it would hand every prompt and image to the whole network.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.cookies import CookieError, SimpleCookie
+from urllib.parse import urlencode
+
+COOKIE_NAME = "genvault_page"
+_COOKIE_CONTEXT = b"genvault status page v1"
+
+
+class Verdict(enum.Enum):
+    ALLOW = "allow"
+    REDIRECT = "redirect"
+    """Right ``?token=``: set the cookie and send the browser to the URL without it."""
+    UNAUTHORIZED = "unauthorized"
+    """A token is configured and none, or a wrong one, was offered (401)."""
+    CLOSED = "closed"
+    """No token is configured and the server is reachable beyond loopback (403)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    verdict: Verdict
+    reason: str = ""
+    """For the log and the counters: ``missing``, ``bad_token``, ``not_loopback``."""
+    location: str = ""
+    """Where a REDIRECT goes (path and the query without ``token``)."""
+    set_cookie: str = ""
+    """The ``Set-Cookie`` header value of a REDIRECT."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ``::1``: only this machine can connect."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cookie_value(token: bytes) -> str:
+    """What the cookie holds: an HMAC of a fixed label under the token (hex)."""
+    return hmac.new(token, _COOKIE_CONTEXT, hashlib.sha256).hexdigest()
+
+
+def _cookie(header: str | None) -> bytes | None:
+    if not header:
+        return None
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(header)
+    except CookieError:
+        return None
+    morsel = jar.get(COOKIE_NAME)
+    return morsel.value.encode("utf-8", "replace") if morsel is not None else None
+
+
+def _bearer(value: str | None) -> bytes | None:
+    if not value:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip().encode("latin-1", "replace")
+
+
+def _same(offered: bytes | None, expected: bytes) -> bool:
+    return offered is not None and hmac.compare_digest(offered, expected)
+
+
+def check_access(
+    *,
+    token: bytes | None,
+    listen_host: str,
+    path: str,
+    query: Mapping[str, list[str]],
+    headers: Mapping[str, str],
+) -> Access:
+    """Decide one request to the page or a file. ``headers`` have lower-cased names.
+
+    ``path`` is the request path as routed (``/`` or ``/files/<id>``), so a
+    redirect can only go back to one of this server's own pages.
+    """
+    if token is None:
+        if is_loopback(listen_host):
+            return Access(Verdict.ALLOW)
+        return Access(Verdict.CLOSED, "not_loopback")
+    if "token" in query:
+        offered = query["token"][0].encode("utf-8", "replace")
+        if not _same(offered, token):
+            return Access(Verdict.UNAUTHORIZED, "bad_token")
+        rest = [(k, v) for k, values in query.items() if k != "token" for v in values]
+        location = path + ("?" + urlencode(rest) if rest else "")
+        cookie = f"{COOKIE_NAME}={cookie_value(token)}; HttpOnly; SameSite=Strict; Path=/"
+        return Access(Verdict.REDIRECT, location=location, set_cookie=cookie)
+    bearer = _bearer(headers.get("authorization"))
+    if bearer is not None:
+        if _same(bearer, token):
+            return Access(Verdict.ALLOW)
+        return Access(Verdict.UNAUTHORIZED, "bad_token")
+    from_cookie = _cookie(headers.get("cookie"))
+    if from_cookie is not None:
+        if _same(from_cookie, cookie_value(token).encode()):
+            return Access(Verdict.ALLOW)
+        return Access(Verdict.UNAUTHORIZED, "bad_cookie")
+    return Access(Verdict.UNAUTHORIZED, "missing")
