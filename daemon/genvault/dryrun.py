@@ -1,16 +1,223 @@
-"""``genvault run --once --dry-run``: what a pass would fetch and archive, writing nothing."""
+"""``genvault run --once --dry-run``: what a pass would fetch and archive, writing nothing.
+
+For each account it reads the first history pages a real pass would read (from
+the stored cursor, stopping where the pass would stop, at most
+:data:`MAX_PAGES` per stream) and says how many generations are new, changed or
+already known; it lists the tasks due for a status read; then the archive plan:
+the files the next pass would download, in its order (earliest deadline first),
+with the announced size and the time left, and the totals.
+
+Nothing is written anywhere: the database is opened only if it exists at the
+latest schema (no file created, no migration: :mod:`genvault.readonly`), no row
+is leased or updated, the circuit-breaker state is read but never saved, no
+media URL is requested and storage is not touched (not even the clean-up of
+stale uploads). The only requests are the listing GETs themselves.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from pydantic import SecretStr
+from sqlalchemy.engine import make_url
 
 from genvault.config import Settings
+from genvault.errors import ProviderError
+from genvault.jobs import health
+from genvault.jobs.pipeline import ExitCode
+from genvault.models import utcnow
+from genvault.queries.operator import ArchivePlan
+from genvault.readonly import open_existing_store
+from genvault.records import GenerationRecord
+from genvault.report import countdown, human_bytes
+from genvault.runtime import AccountRuntime, Runtime
+from genvault.store import fingerprint, url_key
+
+MAX_PAGES = 3
+"""History pages read per stream: enough to show what is new, not a walk of everything."""
+SHOW = 20
+"""Lines per list (tasks, files) before "and N more"."""
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class StreamPreview:
+    stream: str
+    pages: int = 0
+    items: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    new_files: int = 0
+    more: bool = False
+    """The walk would go on past the pages read here."""
+    error: str | None = None
+
+
+def _stamp(r: GenerationRecord) -> datetime | None:
+    return r.updated_at or r.created_at
+
+
+def preview_stream(rt: Runtime, acc: AccountRuntime, stream: str) -> StreamPreview:
+    """Read the pages a pass would read first and compare them with the database."""
+    out = StreamPreview(stream)
+    provider = acc.provider
+    cursor = rt.store.get_cursor(acc.name, stream)
+    overlap = timedelta(seconds=rt.settings.sync.overlap_seconds)
+    stop_before = None if cursor.high_water is None else cursor.high_water - overlap
+    since = None
+    if rt.settings.sync.backfill_days and cursor.high_water is None:
+        since = utcnow() - timedelta(days=rt.settings.sync.backfill_days)
+    position: int | None = (
+        cursor.scan_position
+        if cursor.scan_position is not None
+        else provider.first_position(stream)
+    )
+    seen_files: set[str] = set()
+    while position is not None and out.pages < MAX_PAGES:
+        try:
+            page = provider.fetch_page(stream, position)
+        except ProviderError as exc:
+            out.error = f"{type(exc).__name__}: {exc}"
+            return out
+        out.pages += 1
+        out.items += len(page.records)
+        known = rt.store.known_fingerprints(
+            provider.name, acc.name, [r.external_id for r in page.records]
+        )
+        for r in page.records:
+            old = known.get(r.external_id)
+            if old is None:
+                out.new += 1
+                for m in r.media:
+                    key = url_key(m.url)
+                    if m.role.value in rt.archive_roles and key not in seen_files:
+                        seen_files.add(key)
+                        out.new_files += 1
+            elif old != fingerprint(r.raw):
+                out.changed += 1
+            else:
+                out.unchanged += 1
+        done = page.next_position is None
+        if not done and page.records:
+            old_enough = stop_before is not None and all(
+                r.status.terminal and (s := _stamp(r)) is not None and s < stop_before
+                for r in page.records
+            )
+            beyond_since = since is not None and all(
+                r.created_at is not None and r.created_at < since for r in page.records
+            )
+            done = old_enough or beyond_since
+        position = None if done else page.next_position
+    out.more = position is not None
+    return out
+
+
+def _more(shown: int, total: int) -> str | None:
+    return f"    and {total - shown} more" if total > shown else None
+
+
+def _iso(v: datetime | None) -> str | None:
+    return v.isoformat() if v is not None else None
+
+
+def _account(rt: Runtime, acc: AccountRuntime, now: datetime, echo: Echo) -> bool:
+    """Print one account's section; True when something went wrong (exit 3)."""
+    echo(f"\naccount {acc.name} ({acc.provider.name})")
+    blocked = health.blocked_until(rt, acc)
+    if blocked is not None:
+        echo(
+            f"  circuit open until {blocked.isoformat()}: "
+            "a real pass skips this account (no request made)"
+        )
+        return True
+    trouble = False
+    if not acc.provider.has_history:
+        echo("  no history listing: tasks arrive by `genvault track`, the intake or webhooks")
+    for stream in acc.provider.streams():
+        cursor = rt.store.get_cursor(acc.name, stream)
+        p = preview_stream(rt, acc, stream)
+        where = (
+            f"newer than {cursor.high_water.isoformat()}"
+            if cursor.high_water is not None
+            else "first walk: all history"
+        )
+        if cursor.scan_position is not None:
+            where += f", resuming an unfinished walk at {cursor.scan_position}"
+        label = f"  history {stream!r} ({where}):"
+        if p.error is not None:
+            echo(f"{label} listing failed after {p.pages} page(s): {p.error}")
+            trouble = True
+            continue
+        echo(
+            f"{label} {p.pages} page(s) read, {p.items} items: {p.new} new, "
+            f"{p.changed} changed, {p.unchanged} known; {p.new_files} new file(s) to archive"
+        )
+        if p.more:
+            echo(f"    more pages follow (only the first {MAX_PAGES} were read)")
+    due = rt.store.count_due_for_poll(acc.name, now)
+    echo(f"  tasks due for a status read: {due}")
+    items = rt.store.due_for_poll(acc.name, now, limit=SHOW)
+    for item in items:
+        polled = f"  (read {item.poll_attempts} time(s) so far)" if item.poll_attempts else ""
+        echo(f"    {item.external_id}  {item.status}{polled}")
+    if (line := _more(len(items), due)) is not None:
+        echo(line)
+    return trouble
+
+
+def _plan(plan: ArchivePlan, now: datetime, echo: Echo) -> None:
+    if plan.leasable and plan.unknown_size == plan.leasable:
+        sizes = "no size announced: known once downloaded"
+    else:
+        sizes = f"{human_bytes(plan.known_bytes)} announced"
+        if plan.unknown_size:
+            sizes += f", {plan.unknown_size} of unknown size"
+    echo(
+        f"\narchive plan: {plan.leasable} file(s) to download now, "
+        f"earliest deadline first ({sizes})"
+    )
+    width = len(str(len(plan.files)))
+    for i, f in enumerate(plan.files, 1):
+        size = human_bytes(f.expected_size) if f.expected_size is not None else "size ?"
+        left = countdown(_iso(f.expires_at), now)
+        retry = f", attempt {f.attempts + 1}" if f.attempts else ""
+        echo(
+            f"  {i:>{width}}. {f.account}  {f.external_id}  {f.role}/{f.kind}  {size}  "
+            f"deadline {left}{retry}"
+        )
+    if (line := _more(len(plan.files), plan.leasable)) is not None:
+        echo(line)
+    if plan.backoff or plan.leased:
+        echo(
+            f"  not yet: {plan.backoff} waiting for their retry time, "
+            f"{plan.leased} leased by another worker"
+        )
+    if plan.roles_to_queue:
+        echo(f"  {plan.roles_to_queue} skipped file(s) of roles now archived would be queued")
 
 
 def dry_run(
     settings: Settings, secrets: dict[str, SecretStr], *, echo: Callable[[str], None]
 ) -> int:
-    """Print the plan; return the exit code. (Stub: being built.)"""
-    raise NotImplementedError
+    """Print the plan of one pass; returns 0, or 3 when a listing failed or a circuit is open.
+
+    Raises :class:`~genvault.errors.ConfigError` (exit 2) when there is no database
+    at the latest schema to compare with: a dry run never creates or migrates one.
+    """
+    open_existing_store(settings.database.url).dispose()
+    rt = Runtime.build(settings, secrets, upgrade=False)
+    try:
+        db = make_url(settings.database.url).render_as_string(hide_password=True)
+        echo(f"dry run: nothing will be written (database {db}, storage {rt.storage.url})")
+        now = utcnow()
+        trouble = False
+        for acc in rt.accounts.values():
+            trouble |= _account(rt, acc, now, echo)
+        _plan(rt.store.archive_plan(roles=rt.archive_roles, limit=SHOW, now=now), now, echo)
+        return int(ExitCode.RETRYING if trouble else ExitCode.OK)
+    finally:
+        rt.close()

@@ -2,7 +2,8 @@
 
 Exit codes (a CronJob or systemd can act on them): 0 fine, 2 bad configuration,
 3 some items failed and will be retried, 4 a file was lost, 5 another genvault
-process already runs on this SQLite database.
+process already runs on this SQLite database, 6 ``verify`` found an archived
+object missing, unreadable or not matching its size and sha256.
 """
 
 from __future__ import annotations
