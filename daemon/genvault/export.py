@@ -32,28 +32,14 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from genvault.errors import StorageError
+from genvault.queries.operator import EXPORT_GENERATION_FIELDS
+from genvault.status import iso
 from genvault.store import Store
 
 FORMATS = ("jsonl", "csv")
 DEFAULT_BATCH = 500
 
-GENERATION_FIELDS = (
-    "provider",
-    "account",
-    "external_id",
-    "status",
-    "provider_status",
-    "kind",
-    "model",
-    "prompt",
-    "error",
-    "source",
-    "created_at",
-    "completed_at",
-    "expires_at",
-    "first_seen_at",
-    "updated_at",
-)
+GENERATION_FIELDS = EXPORT_GENERATION_FIELDS
 CSV_COLUMNS = (*GENERATION_FIELDS, "file_count", "archived_files", "files")
 
 
@@ -61,10 +47,6 @@ CSV_COLUMNS = (*GENERATION_FIELDS, "file_count", "archived_files", "files")
 class ExportCounts:
     generations: int = 0
     files: int = 0
-
-
-def _iso(v: Any) -> Any:
-    return v.isoformat() if isinstance(v, datetime) else v
 
 
 def _file(a: dict[str, Any], location: Callable[[str], str]) -> dict[str, Any]:
@@ -86,8 +68,8 @@ def _file(a: dict[str, Any], location: Callable[[str], str]) -> dict[str, Any]:
         "sha256": a["sha256"],
         "content_type": a["content_type"],
         "source_url": a["source_url"],
-        "source_deadline": _iso(a["expires_at"]),
-        "archived_at": _iso(a["archived_at"]),
+        "source_deadline": iso(a["expires_at"]),
+        "archived_at": iso(a["archived_at"]),
         "attempts": a["attempts"],
         "error": a["last_error"],
     }
@@ -107,7 +89,7 @@ def export_records(
         account=account, since=since, batch_size=batch_size, include_raw=include_raw
     ):
         for g in batch:
-            rec: dict[str, Any] = {name: _iso(g[name]) for name in GENERATION_FIELDS}
+            rec: dict[str, Any] = {name: iso(g[name]) for name in GENERATION_FIELDS}
             rec["files"] = [_file(a, location) for a in g["assets"]]
             if include_raw:
                 rec["raw"] = g["raw"]

@@ -258,20 +258,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers: Mapping[str, str] | None = None,
     ) -> None:
         """A whole response; ``Cache-Control: no-store`` unless ``headers`` say otherwise."""
-        if self._body_pending:
-            # The client may still be sending a body we will not read: close, or its
-            # bytes would be parsed as the next request on this connection.
-            self.close_connection = True
-        extra = dict(headers or {})
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", extra.pop("Cache-Control", "no-store"))
-        for name, value in extra.items():
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
+        self._send_head(status, content_type, len(body), headers)
         if self.command != "HEAD":
             self.wfile.write(body)
 
@@ -289,6 +276,33 @@ class _Handler(BaseHTTPRequestHandler):
         the headers went out, the connection is closed so the client sees a
         truncated body instead of waiting for bytes that never come.
         """
+        self._send_head(status, content_type, length, headers)
+        if self.command == "HEAD":
+            return
+        sent = 0
+        try:
+            for chunk in chunks:
+                self.wfile.write(chunk)
+                sent += len(chunk)
+        except Exception:
+            self.close_connection = True
+            raise
+        if sent != length:  # the client would wait for the missing bytes: hang up
+            self.close_connection = True
+
+    def _send_head(
+        self,
+        status: HTTPStatus,
+        content_type: str,
+        length: int,
+        headers: Mapping[str, str] | None,
+    ) -> None:
+        """Status line and headers; ``Cache-Control: no-store`` unless ``headers`` say
+        otherwise, and ``Connection: close`` when the connection will not be reused."""
+        if self._body_pending:
+            # The client may still be sending a body we will not read: close, or its
+            # bytes would be parsed as the next request on this connection.
+            self.close_connection = True
         extra = dict(headers or {})
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -299,14 +313,6 @@ class _Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        if self.command == "HEAD":
-            return
-        try:
-            for chunk in chunks:
-                self.wfile.write(chunk)
-        except Exception:
-            self.close_connection = True
-            raise
 
     def _dispatch(self) -> None:
         # Until read_body has consumed it, any announced body counts as unread, so

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,20 +29,6 @@ from genvault.store import MIGRATIONS, Outcome, Store
 from tests.integration.store_helpers import media, now_utc, record, save, url
 
 TRICKY_PROMPT = 'a "quoted", comma-laden prompt\nover two lines, with ünïcödé ✓'
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        db = f"sqlite:///{tmp_path / 'export.db'}"
-    else:
-        db = str(request.getfixturevalue("postgres_url"))
-    s = Store(db)
-    s.upgrade()
-    try:
-        yield s
-    finally:
-        s.dispose()
 
 
 @pytest.fixture

@@ -8,31 +8,13 @@ requeued files are really leasable by the next archive pass.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from genvault.queries.base import A
 from genvault.records import AssetState
 from genvault.store import Outcome, Store
 from tests.integration.store_helpers import media, now_utc, record, save, url
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        db = f"sqlite:///{tmp_path / 'retry.db'}"
-    else:
-        db = str(request.getfixturevalue("postgres_url"))
-    s = Store(db)
-    s.upgrade()
-    try:
-        yield s
-    finally:
-        s.dispose()
 
 
 def _by_name(store: Store) -> dict[str, dict[str, Any]]:

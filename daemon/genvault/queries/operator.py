@@ -87,14 +87,13 @@ class RequeueResult:
     """Lost files not requeued (``--lost`` not given)."""
 
 
-_EXPORT_GENERATION_COLUMNS = (
-    "id",
+EXPORT_GENERATION_FIELDS = (
     "provider",
     "account",
     "external_id",
-    "kind",
     "status",
     "provider_status",
+    "kind",
     "model",
     "prompt",
     "error",
@@ -105,6 +104,8 @@ _EXPORT_GENERATION_COLUMNS = (
     "first_seen_at",
     "updated_at",
 )
+"""A generation's normalized fields in ``genvault export``, in column order."""
+_EXPORT_GENERATION_COLUMNS = ("id", *EXPORT_GENERATION_FIELDS)
 _EXPORT_ASSET_COLUMNS = (
     "generation_id",
     "position",
