@@ -95,6 +95,7 @@ BENCHMARKS: tuple[str, ...] = (
     "metadata",  # 4. history sync of 100,000 generations into SQLite and PostgreSQL
     "deadlines",  # 5. earliest-deadline-first vs FIFO losses
     "scaleout",  # 6. 1 vs 3 replicas on PostgreSQL
+    "search",  # 7. full-text search over 1,000,000 generations, SQLite and PostgreSQL
 )
 
 

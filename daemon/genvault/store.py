@@ -567,12 +567,13 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries):
         set_["poll_until"] = sa.func.coalesce(G.c.poll_until, ins.excluded.poll_until)
         if next_poll is None:
             set_["poll_attempts"] = 0
-        conn.execute(
-            ins.on_conflict_do_update(
-                index_elements=["provider", "account", "external_id"], set_=set_
-            ),
-            rows,
-        )
+        with self.indexing_new_generations(conn):
+            conn.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["provider", "account", "external_id"], set_=set_
+                ),
+                rows,
+            )
         new = sum(1 for row in rows if row["external_id"] not in existing)
         written = {row["external_id"] for row in rows}
         assets_new = self._upsert_assets(
@@ -780,7 +781,8 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries):
                 stmt = ins.on_conflict_do_nothing(
                     index_elements=["provider", "account", "external_id"]
                 )
-            conn.execute(stmt, rows)
+            with self.indexing_new_generations(conn):
+                conn.execute(stmt, rows)
         return len({r["external_id"] for r in rows}) - int(before)
 
     def due_for_poll(self, account: str, now: datetime, limit: int) -> list[PollItem]:

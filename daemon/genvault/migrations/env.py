@@ -11,6 +11,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import genvault.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from genvault.queries.search import is_search_schema
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -21,6 +22,8 @@ context.configure(
     target_metadata=SQLModel.metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    # The search index of 0003 is not in the models: autogenerate must not drop it.
+    include_name=lambda name, type_, _parents: not is_search_schema(name, type_),
 )
 with context.begin_transaction():
     context.run_migrations()
