@@ -45,7 +45,7 @@ from genvault.server import ApiServer
 from genvault.simulator import simulator_factory
 
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
@@ -216,7 +216,11 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
 
 
 def _wait(driver: WebDriver, what: Any, timeout: float = 10) -> Any:
-    return WebDriverWait(driver, timeout).until(what)
+    """Until ``what`` holds; an element of the page being left goes stale mid-check,
+    which only means "not yet"."""
+    return WebDriverWait(
+        driver, timeout, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(what)
 
 
 def _login(driver: WebDriver, scene: Scene) -> None:
@@ -369,6 +373,7 @@ def test_search_box_submits_and_shows_results(browser: WebDriver, scene: Scene) 
     box.clear()
     box.send_keys("zeppelin")
     box.submit()
+    _wait(browser, lambda d: _path(d).startswith("/?q=zeppelin"))
     _wait(browser, lambda d: "zeppelin" in d.find_element(By.ID, "results").text)
     assert "No results for “zeppelin”." in browser.find_element(By.ID, "results").text
 
