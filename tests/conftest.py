@@ -3,7 +3,8 @@
 * ``postgres_url``: a fresh database on a real PostgreSQL (GENVAULT_TEST_POSTGRES_URL,
   a server on 127.0.0.1:5432, or a throwaway cluster started for the session);
 * ``s3_server`` / ``s3_bucket``: moto's standalone S3 server over HTTP;
-* ``db_url``: parametrized over SQLite and PostgreSQL, for the store suite.
+* ``db_url``: parametrized over SQLite and PostgreSQL, for the store suite;
+* ``info_json_log``: genvault's own logging at info, as JSON lines, into a buffer.
 
 Test layers (procrastinate's model): ``tests/unit`` (pure functions, no I/O),
 ``tests/integration`` (one component against real servers), ``tests/acceptance``
@@ -12,12 +13,16 @@ Test layers (procrastinate's model): ``tests/unit`` (pure functions, no I/O),
 
 from __future__ import annotations
 
+import io
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from hypothesis import HealthCheck, settings
 
+from genvault import logging as gvlog
 from tests.fixtures.postgres import postgres_server_url, postgres_url  # noqa: F401
 from tests.fixtures.s3 import s3_bucket, s3_server  # noqa: F401
 
@@ -51,3 +56,19 @@ def _stop_replay_servers() -> Iterator[None]:
     from tests.fixtures.loopback import stop_all
 
     stop_all()
+
+
+@pytest.fixture
+def info_json_log() -> Iterator[io.StringIO]:
+    """genvault's logging at info into a buffer (JSON lines); the previous set-up is
+    restored after, so other tests keep their own."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    out = io.StringIO()
+    gvlog.configure(level="info", fmt="json", stream=out)
+    try:
+        yield out
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])

@@ -20,17 +20,13 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
-import structlog
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 
-import genvault.logging as gvlog
 from genvault.simulator import geminigen
 from genvault.store import Store
 from tests.acceptance.helpers import GENVAULT, write_config
@@ -170,23 +166,8 @@ def test_daemon_logs_one_line_per_file_and_only_job_lines_when_idle(tmp_path: Pa
     ]
 
 
-@pytest.fixture
-def info_log() -> Iterator[io.StringIO]:
-    """genvault's logging at info into a buffer; the previous set-up is restored after."""
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    out = io.StringIO()
-    gvlog.configure(level="info", fmt="json", stream=out)
-    try:
-        yield out
-    finally:
-        structlog.reset_defaults()
-        root.handlers[:] = saved[0]
-        root.setLevel(saved[1])
-
-
 def test_apscheduler_max_instances_is_dropped_at_info_and_real_warnings_stay(
-    info_log: io.StringIO,
+    info_json_log: io.StringIO,
 ) -> None:
     """A real APScheduler whose job outlasts its interval, as genvault configures it."""
     ran = threading.Event()
@@ -208,7 +189,7 @@ def test_apscheduler_max_instances_is_dropped_at_info_and_real_warnings_stay(
     assert refused, "the job never overlapped its next run: the test proves nothing"
     # an unrelated APScheduler warning is still a warning
     logging.getLogger("apscheduler.scheduler").warning("Error getting due jobs from job store")
-    events = [json.loads(line) for line in info_log.getvalue().splitlines()]
+    events = [json.loads(line) for line in info_json_log.getvalue().splitlines()]
     assert [(e["event"], e["level"]) for e in events] == [
         ("Error getting due jobs from job store", "warning")
     ]

@@ -64,12 +64,11 @@ AKOOL_PROMPTS = [
 ]
 
 if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-    # Like PostgreSQL: a missing browser fails the run rather than passing it silently.
-    # Opting out is explicit: GENVAULT_SKIP_BROWSER=1.
-    _why = "needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
-    if os.environ.get("GENVAULT_SKIP_BROWSER") == "1":
-        pytest.skip(_why, allow_module_level=True)
-    pytest.fail(_why + "; or set GENVAULT_SKIP_BROWSER=1", pytrace=False)
+    # Like PostgreSQL: a missing browser fails the run, it never passes it silently.
+    pytest.fail(
+        "needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
+        pytrace=False,
+    )
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import os
 import time
 from collections.abc import Iterator
@@ -14,12 +13,10 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-import structlog
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-import genvault.logging as gvlog
 from genvault import __version__
 from genvault.config import NetworkSettings, Settings
 from genvault.metrics import (
@@ -287,27 +284,13 @@ def test_textfile_is_replaced_by_rename_and_leaves_no_temp_file(
     assert "stale content" not in target.read_text()
 
 
-@pytest.fixture
-def log_lines(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    out = io.StringIO()
-    gvlog.configure(level="info", fmt="json", stream=out)
-    try:
-        yield out
-    finally:
-        structlog.reset_defaults()
-        root.handlers[:] = saved[0]
-        root.setLevel(saved[1])
-
-
 def test_textfile_that_cannot_be_written_is_logged_not_raised(
-    runtime: Runtime, tmp_path: Path, log_lines: io.StringIO
+    runtime: Runtime, tmp_path: Path, info_json_log: io.StringIO
 ) -> None:
     locked = tmp_path / "no-such-dir" / "genvault.prom"
     write_textfile(runtime, locked)  # must not raise: the run's exit code reports the archive
     assert not locked.parent.exists()
-    events = [json.loads(line) for line in log_lines.getvalue().splitlines()]
+    events = [json.loads(line) for line in info_json_log.getvalue().splitlines()]
     [failed] = [e for e in events if e["event"] == "metrics.write_failed"]
     assert failed["level"] == "error" and failed["path"] == str(locked)
     assert "FileNotFoundError" in failed["error"]
