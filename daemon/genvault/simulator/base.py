@@ -1211,10 +1211,17 @@ class SimServer:
             if sent >= limit:
                 break
             piece = piece[: limit - sent]
-            h.wfile.write(piece)
-            sent += len(piece)
+            # counted before the write: a client that has read the last byte must
+            # already see it in the stats (counting after raced with fast readers)
             if is_media_body:
                 self.stats.add_media_bytes(len(piece))
+            try:
+                h.wfile.write(piece)
+            except OSError:
+                if is_media_body:
+                    self.stats.add_media_bytes(-len(piece))
+                raise
+            sent += len(piece)
             if bandwidth_bps:
                 ahead = sent / bandwidth_bps - (time.monotonic() - began)
                 if ahead > 0:
