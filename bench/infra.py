@@ -654,12 +654,16 @@ def run_genvault(
     source: Source,
     concurrency: int,
     timeout: float = 1800,
+    migrated: bool = False,
 ) -> GenvaultRun:
     """``genvault run --once`` as a child process on a fresh SQLite database.
 
     The whole run is timed, as cron would see it: interpreter start, migrations,
     history sync, archive, sidecars. Exit code 0 is required, and the bucket must hold
-    exactly the source's files and bytes afterwards.
+    exactly the source's files and bytes afterwards. ``migrated`` first creates the
+    schema with ``genvault db upgrade`` (untimed, in a child of its own), as a
+    deployment does once per release: the measured run then starts at head, like
+    every run but the first.
     """
     config = write_genvault_config(
         workdir / f"{name}.toml",
@@ -671,6 +675,9 @@ def run_genvault(
         concurrency=concurrency,
     )
     env = child_env({API_KEY_ENV: API_KEY, **s3.env()})
+    if migrated:
+        upgrade = python_module("genvault.cli", "--config", str(config), "db", "upgrade")
+        run_child(f"{name}-migrate", upgrade, env=env, logs=workdir / "logs", timeout=120).check()
     argv = python_module("genvault.cli", "--config", str(config), "run", "--once")
     run = run_child(name, argv, env=env, logs=workdir / "logs", timeout=timeout).check()
     verify(s3, bucket, prefix, source, who=name)

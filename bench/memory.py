@@ -4,7 +4,9 @@ Issue 5: the 2 GB case (a multipart upload) must peak at 150 MB RSS or less and 
 1.2x of the 20 MB case: bytes are streamed, never buffered whole, so the size of the
 file must not show in the process's memory.
 
-Each case is its own ``genvault run --once`` child on a fresh database, and its peak
+Each case is its own ``genvault run --once`` child on a fresh database (its schema
+created beforehand by ``genvault db upgrade``, as a deployment does once per release,
+so the run starts at head like every run but the first), and its peak
 RSS is that child's ``ru_maxrss`` from ``os.wait4`` (the whole process: interpreter,
 imports, SQLite, boto3's transfer threads, buffers), forked from a bare launcher so
 that the bench's own memory does not leak into the figure (``bench.infra.run_child``).
@@ -75,6 +77,7 @@ def run(scale: Scale) -> Result:
                     prefix=prefix,
                     source=source,
                     concurrency=CONCURRENCY,
+                    migrated=True,
                 ).child
             s3.empty(BUCKET, f"{prefix}/")
             runs.append((case, child))

@@ -10,22 +10,9 @@ So these commands check first and stop with one line naming ``database.url``
 
 from __future__ import annotations
 
-from functools import cache
-
 from genvault.errors import ConfigError
 from genvault.instance import sqlite_path
-from genvault.store import MIGRATIONS, Store
-
-
-@cache
-def head_revision() -> str | None:
-    """The newest Alembic revision this genvault ships."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(cfg).get_current_head()
+from genvault.store import SCHEMA_HEAD, Store
 
 
 def open_existing_store(url: str) -> Store:
@@ -47,12 +34,11 @@ def open_existing_store(url: str) -> Store:
     store = Store(url)
     try:
         current = store.schema_revision()
-        head = head_revision()
-        if current != head:
+        if current != SCHEMA_HEAD:
             found = f"at revision {current}" if current else "not a genvault database"
             raise ConfigError(
                 "database.url",
-                f"the database is {found}, this genvault expects {head}: "
+                f"the database is {found}, this genvault expects {SCHEMA_HEAD}: "
                 "run `genvault db upgrade` first",
             )
     except BaseException:

@@ -13,6 +13,7 @@ import click
 from genvault import __version__
 from genvault.cli import backfill, db, demo, export, retry, run, search, status, track, verify
 from genvault.cli.common import Ctx
+from genvault.malloc import pin_mmap_threshold
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,6 +46,7 @@ def main(
     still running, and streams every result file to S3 or a local folder,
     earliest deadline first, verified by size and sha256.
     """
+    pin_mmap_threshold()  # before any part buffer exists: see genvault.malloc
     ctx.obj = Ctx(config, log_level, log_format)
 
 

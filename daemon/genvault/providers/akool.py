@@ -30,10 +30,8 @@ import json
 import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Final, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
-from cryptography.hazmat.primitives import padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pydantic import Field
 
 from genvault.errors import (
@@ -55,6 +53,9 @@ from genvault.records import (
     MediaRecord,
     MediaRole,
 )
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 STATUS_PATH: Final = "api/open/v3/content/image/infobymodelid"
 RETENTION: Final = timedelta(days=7)
@@ -257,7 +258,11 @@ def aes_cipher(api_key: str, client_id: str) -> Cipher[modes.CBC]:
     """AES-CBC with key = the API key (clientSecret) and IV = the clientId, both UTF-8.
 
     Raises ValueError when the lengths cannot be an AES key (16/24/32) or IV (16).
+    ``cryptography`` (OpenSSL bindings, ~6 MB resident) is imported here, not at
+    module level: only a process that receives Akool webhooks ever needs it.
     """
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     key = api_key.encode("utf-8")
     iv = client_id.encode("utf-8")
     if len(key) not in _AES_KEY_SIZES:
@@ -332,6 +337,8 @@ def _decrypt(data_encrypt: str, api_key: str, client_id: str) -> dict[str, Any]:
         raise WebhookRejectedError("akool webhook: dataEncrypt is not whole AES blocks")
     decryptor = cipher.decryptor()
     padded = decryptor.update(blob) + decryptor.finalize()
+    from cryptography.hazmat.primitives import padding
+
     unpadder = padding.PKCS7(128).unpadder()
     try:
         plain = unpadder.update(padded) + unpadder.finalize()
