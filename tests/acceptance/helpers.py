@@ -6,7 +6,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from genvault.simulator.base import Simulator
 
 GENVAULT = [sys.executable, "-m", "genvault.cli"]
 
@@ -52,6 +55,28 @@ def write_config(
             lines.append(f"{k} = {v!r}".replace("'", '"'))
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def sim_account(sim: Simulator, api_key_env: str, *, name: str = "main") -> dict[str, Any]:
+    """One ``[[accounts]]`` entry for a running simulator: its provider, URL and options."""
+    return {
+        "name": name,
+        "provider": sim.name,
+        "api_key_env": api_key_env,
+        "base_url": sim.api_base,
+        **sim.account_options,
+    }
+
+
+def local_config(tmp_path: Path, accounts: list[dict[str, Any]], *, extra: str = "") -> Path:
+    """``write_config`` on the embedded default: SQLite ``gv.db`` and an ``archive`` folder."""
+    return write_config(
+        tmp_path / "genvault.toml",
+        db_url=f"sqlite:///{tmp_path / 'gv.db'}",
+        storage_url=f"file://{tmp_path / 'archive'}",
+        accounts=accounts,
+        extra=extra,
+    )
 
 
 def genvault(

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from genvault.records import AssetState
 from genvault.simulator import geminigen
 from genvault.store import Store
-from tests.acceptance.helpers import genvault, write_config
+from tests.acceptance.helpers import genvault, local_config, sim_account
 
 KEY = "gg-textfile-key-93ac01"
 
@@ -48,15 +48,7 @@ def test_run_once_writes_a_textfile_that_matches_the_run(tmp_path: Path) -> None
     )
     with sim:
         db = tmp_path / "gv.db"
-        config = write_config(
-            tmp_path / "genvault.toml",
-            db_url=f"sqlite:///{db}",
-            storage_url=f"file://{tmp_path / 'archive'}",
-            accounts=[
-                {"name": "main", "provider": "geminigen", "api_key_env": "GG"}
-                | {"base_url": sim.api_base, **sim.account_options}
-            ],
-        )
+        config = local_config(tmp_path, [sim_account(sim, "GG")])
         env = {"GG": KEY}
         out = tmp_path / "textfile" / "genvault.prom"
         out.parent.mkdir()

@@ -25,7 +25,7 @@ from genvault.records import AssetState
 from genvault.runtime import Runtime
 from genvault.simulator import geminigen
 from genvault.store import Store
-from tests.acceptance.helpers import genvault, write_config
+from tests.acceptance.helpers import genvault, local_config
 
 API_KEY = "gg-operator-cli-key-61c0"
 ENV = {"GG_KEY": API_KEY}
@@ -65,16 +65,6 @@ def _account(sim: geminigen.GeminiGenSimulator, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _config(tmp_path: Path, accounts: list[dict[str, Any]], extra: str = "") -> Path:
-    return write_config(
-        tmp_path / "genvault.toml",
-        db_url=f"sqlite:///{tmp_path / 'gv.db'}",
-        storage_url=f"file://{tmp_path / 'archive'}",
-        accounts=accounts,
-        extra=extra,
-    )
-
-
 def _store(tmp_path: Path) -> Store:
     return Store(f"sqlite:///{tmp_path / 'gv.db'}")
 
@@ -97,7 +87,7 @@ def _cli(config: Path, *args: str) -> Any:
 def test_retry_failed_then_run_archives_then_verify_and_export(
     sim: geminigen.GeminiGenSimulator, tmp_path: Path
 ) -> None:
-    config = _config(tmp_path, [_account(sim)])
+    config = local_config(tmp_path, [_account(sim)])
     sim.faults.media_error_page = "html"  # every file: an error page, refused for good
     first = _cli(config, "run", "--once")
     assert first.returncode == 3, first.stderr[-2000:]
@@ -181,7 +171,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
     sim = _sim(count=30, processing_count=2, processing_seconds=600)
     sim.start()
     try:
-        config = _config(tmp_path, [_account(sim, items_per_page=7)])
+        config = local_config(tmp_path, [_account(sim, items_per_page=7)])
         # A walk interrupted after its first page: 7 generations known, the rest new.
         settings = load_settings(config, environ=ENV)
         rt = Runtime.build(settings, resolve_secrets(settings, ENV))
@@ -219,7 +209,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_dry_run_without_a_database_says_so_and_creates_none(tmp_path: Path) -> None:
-    config = _config(tmp_path, [_account(_sim())])
+    config = local_config(tmp_path, [_account(_sim())])
     proc = _cli(config, "run", "--once", "--dry-run")
     assert proc.returncode == 2
     assert "database.url" in proc.stderr and "no genvault database" in proc.stderr
@@ -233,7 +223,7 @@ def test_backfill_walks_past_the_cursor_and_archives_what_it_finds(tmp_path: Pat
     sim = _sim(count=24)
     sim.start()
     try:
-        config = _config(
+        config = local_config(
             tmp_path,
             [
                 _account(sim, items_per_page=6),

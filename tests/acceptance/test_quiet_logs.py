@@ -29,7 +29,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from genvault.simulator import geminigen
 from genvault.store import Store
-from tests.acceptance.helpers import GENVAULT, write_config
+from tests.acceptance.helpers import GENVAULT, local_config, sim_account
 
 KEY = "gg-quiet-key-6b02f4"
 JOB_LINES = {"job.sync", "job.poll", "job.archive"}
@@ -74,14 +74,9 @@ def test_daemon_logs_one_line_per_file_and_only_job_lines_when_idle(tmp_path: Pa
     )
     with sim:
         db = tmp_path / "gv.db"
-        config = write_config(
-            tmp_path / "genvault.toml",
-            db_url=f"sqlite:///{db}",
-            storage_url=f"file://{tmp_path / 'archive'}",
-            accounts=[
-                {"name": "main", "provider": "geminigen", "api_key_env": "GG"}
-                | {"base_url": sim.api_base, **sim.account_options}
-            ],
+        config = local_config(
+            tmp_path,
+            [sim_account(sim, "GG")],
             extra="\n".join(
                 [
                     "[schedule]",

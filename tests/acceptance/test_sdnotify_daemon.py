@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from genvault.simulator import geminigen
-from tests.acceptance.helpers import GENVAULT, write_config
+from tests.acceptance.helpers import GENVAULT, local_config, sim_account
 
 KEY = "gg-sdnotify-key-5d21c9"
 
@@ -39,15 +39,7 @@ def _next(sock: socket.socket, proc: subprocess.Popen[str], deadline: float) -> 
 def test_daemon_reports_ready_feeds_the_watchdog_and_says_stopping(tmp_path: Path) -> None:
     sim = geminigen.create(api_key=KEY, seed=7, count=2, processing_count=0, failed_count=0)
     with sim, tempfile.TemporaryDirectory(prefix="gv-sd-") as sockdir:
-        cfg = write_config(
-            tmp_path / "c.toml",
-            db_url=f"sqlite:///{tmp_path / 'gv.db'}",
-            storage_url=f"file://{tmp_path / 'archive'}",
-            accounts=[
-                {"name": "main", "provider": "geminigen", "api_key_env": "GG"}
-                | {"base_url": sim.api_base, **sim.account_options}
-            ],
-        )
+        cfg = local_config(tmp_path, [sim_account(sim, "GG")])
         path = str(Path(sockdir) / "notify")
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.bind(path)
