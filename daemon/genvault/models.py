@@ -66,6 +66,7 @@ class Generation(SQLModel, table=True):
             sqlite_where=sa.text("sidecar_due"),
         ),
         sa.Index("ix_generation_account_status", "account", "status"),
+        sa.Index("ix_generation_stream", "account", "stream"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -94,6 +95,12 @@ class Generation(SQLModel, table=True):
     raw: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
     first_seen_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
+    stream: str | None = Field(default=None, max_length=128)
+    """The history stream that last listed it (None: known only by id, e.g. tracked)."""
+    listed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """When a walk last saw it in the listing (full walks write it for every item)."""
+    gone_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """A complete full walk no longer found it: deleted or expired at the provider."""
 
 
 class Asset(SQLModel, table=True):
@@ -110,6 +117,12 @@ class Asset(SQLModel, table=True):
             sqlite_where=sa.text("state = 'pending'"),
         ),
         sa.Index("ix_asset_account_state", "account", "state"),
+        sa.Index(
+            "ix_asset_lease_owner",
+            "lease_owner",
+            postgresql_where=sa.text("lease_owner IS NOT NULL"),
+            sqlite_where=sa.text("lease_owner IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -165,6 +178,24 @@ class SyncCursor(SQLModel, table=True):
     last_success_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_error: str | None = Field(default=None, sa_type=sa.Text)
     items_seen: int = Field(default=0, sa_type=sa.BigInteger)
+    walk_full: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    """The walk in progress is a full (reconciliation) walk: no early stop."""
+    walk_started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """When the walk in progress started: items not listed since then are gone."""
+    walk_floor: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """The walk's lower bound by creation time (``backfill_days``, ``--since``)."""
+    last_full_walk_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """When the last complete full walk ended (the reconciliation's age)."""
+    last_walk_complete: bool | None = None
+    """Whether the last walk that ended reached its end with every check passed."""
+    incomplete_reason: str | None = Field(default=None, sa_type=sa.Text)
+    """Why the last walk ended incomplete (a drift not repaired, a repeated page, ...)."""
+    listed: int | None = None
+    """Items the last complete full walk listed."""
+    order_seen: str | None = Field(default=None, max_length=16)
+    """The listing's order as observed: newest_first, oldest_first or unsorted."""
+    page_size_seen: int | None = None
+    """The server's real page size when it caps the one asked for."""
 
 
 class ProviderHealth(SQLModel, table=True):

@@ -52,7 +52,7 @@ from genvault.records import AssetState, GenerationRecord, GenerationStatus
 from genvault.throttle import CircuitState, HealthSnapshot
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-SCHEMA_HEAD: Final = "0003"
+SCHEMA_HEAD: Final = "0004"
 """The newest migration's revision. Known without Alembic so that a start on a
 database already at head (every start but the first after an upgrade) skips
 loading Alembic, its script directory and Mako: ~10 MB of resident memory and
