@@ -123,7 +123,13 @@ class SyncSettings(_Section):
     overlap_seconds: int = Field(default=3600, ge=0)
     """Re-read this much history before the stored cursor: items change status while we page."""
     backfill_days: int | None = Field(default=None, ge=1)
-    """Limit the first full walk to this many days (None: as far as the provider keeps)."""
+    """Limit full walks to items this many days old (None: as far as the provider keeps)."""
+    full_walk_hours: float = Field(default=24, gt=0)
+    """Walk every stream in full this often (and always after an incomplete walk): it
+    compares the whole listing with the ledger, archives what is missing and records
+    what the provider deleted. Between, walks stop at the watermark."""
+    max_pages_per_pass: int = Field(default=1000, ge=1)
+    """Listing requests per stream per pass; a walk that reaches it resumes next pass."""
 
 
 class PollSettings(_Section):

@@ -30,13 +30,13 @@ from genvault.jobs.pipeline import ExitCode
 from genvault.models import utcnow
 from genvault.queries.operator import ArchivePlan
 from genvault.readonly import open_existing_store
-from genvault.records import GenerationRecord
 from genvault.report import countdown, human_bytes
 from genvault.runtime import AccountRuntime, Runtime
 from genvault.store import fingerprint, url_key
+from genvault.walk import Walk, plan_walk
 
 MAX_PAGES = 3
-"""History pages read per stream: enough to show what is new, not a walk of everything."""
+"""Listing requests per stream: enough to show what is new, not a walk of everything."""
 SHOW = 20
 """Lines per list (tasks, files) before "and N more"."""
 
@@ -52,67 +52,67 @@ class StreamPreview:
     changed: int = 0
     unchanged: int = 0
     new_files: int = 0
+    full: bool = False
+    """The pass would walk this stream in full (reconciliation), not incrementally."""
     more: bool = False
     """The walk would go on past the pages read here."""
     error: str | None = None
 
 
-def _stamp(r: GenerationRecord) -> datetime | None:
-    return r.updated_at or r.created_at
-
-
 def preview_stream(rt: Runtime, acc: AccountRuntime, stream: str) -> StreamPreview:
-    """Read the pages a pass would read first and compare them with the database."""
+    """Read the pages a pass would read first and compare them with the database.
+
+    The walk is the sync's own (:class:`~genvault.walk.Walk`, planned from the stored
+    cursor by :func:`~genvault.walk.plan_walk`), capped at :data:`MAX_PAGES` requests.
+    """
     out = StreamPreview(stream)
     provider = acc.provider
+    settings = rt.settings.sync
     cursor = rt.store.get_cursor(acc.name, stream)
-    overlap = timedelta(seconds=rt.settings.sync.overlap_seconds)
-    stop_before = None if cursor.high_water is None else cursor.high_water - overlap
-    since = None
-    if rt.settings.sync.backfill_days and cursor.high_water is None:
-        since = utcnow() - timedelta(days=rt.settings.sync.backfill_days)
-    position: int | None = (
-        cursor.scan_position
-        if cursor.scan_position is not None
-        else provider.first_position(stream)
+    plan = plan_walk(
+        cursor,
+        stream,
+        now=utcnow(),
+        overlap=timedelta(seconds=settings.overlap_seconds),
+        full_walk_every=timedelta(hours=settings.full_walk_hours),
+        backfill_days=settings.backfill_days,
+    )
+    out.full = plan.full
+    walk = Walk(
+        provider,
+        plan,
+        max_pages=MAX_PAGES,
+        order_seen=cursor.order_seen,
+        page_size_seen=cursor.page_size_seen,
     )
     seen_files: set[str] = set()
-    while position is not None and out.pages < MAX_PAGES:
-        try:
-            page = provider.fetch_page(stream, position)
-        except ProviderError as exc:
-            out.error = f"{type(exc).__name__}: {exc}"
-            return out
-        out.pages += 1
-        out.items += len(page.records)
-        known = rt.store.known_fingerprints(
-            provider.name, acc.name, [r.external_id for r in page.records]
-        )
-        for r in page.records:
-            old = known.get(r.external_id)
-            if old is None:
-                out.new += 1
-                for m in r.media:
-                    key = url_key(m.url)
-                    if m.role.value in rt.archive_roles and key not in seen_files:
-                        seen_files.add(key)
-                        out.new_files += 1
-            elif old != fingerprint(r.raw):
-                out.changed += 1
-            else:
-                out.unchanged += 1
-        done = page.next_position is None
-        if not done and page.records:
-            old_enough = stop_before is not None and all(
-                r.status.terminal and (s := _stamp(r)) is not None and s < stop_before
-                for r in page.records
+    try:
+        for step in walk:
+            page = step.page
+            out.pages += 1
+            out.items += len(page.records)
+            known = rt.store.known_fingerprints(
+                provider.name, acc.name, [r.external_id for r in page.records]
             )
-            beyond_since = since is not None and all(
-                r.created_at is not None and r.created_at < since for r in page.records
-            )
-            done = old_enough or beyond_since
-        position = None if done else page.next_position
-    out.more = position is not None
+            for r in page.records:
+                old = known.get(r.external_id)
+                if old is None:
+                    out.new += 1
+                    for m in r.media:
+                        key = url_key(m.url)
+                        if m.role.value in rt.archive_roles and key not in seen_files:
+                            seen_files.add(key)
+                            out.new_files += 1
+                elif old != fingerprint(r.raw):
+                    out.changed += 1
+                else:
+                    out.unchanged += 1
+    except ProviderError as exc:
+        out.error = f"{type(exc).__name__}: {exc}"
+        return out
+    out.more = walk.capped
+    if walk.end is not None and not walk.end.complete:
+        out.error = f"walk incomplete: {walk.end.explain(walk)}"
     return out
 
 
@@ -145,6 +145,8 @@ def _account(rt: Runtime, acc: AccountRuntime, now: datetime, echo: Echo) -> boo
             if cursor.high_water is not None
             else "first walk: all history"
         )
+        if p.full and cursor.high_water is not None:
+            where = "full walk: all history, compared with the ledger"
         if cursor.scan_position is not None:
             where += f", resuming an unfinished walk at {cursor.scan_position}"
         label = f"  history {stream!r} ({where}):"

@@ -100,14 +100,20 @@ class GenerationRecord:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One page of a provider's history listing.
+    """One page of a provider's history listing, as the server answered it.
 
-    ``position`` is the opaque token that re-fetches this page (a page number or
-    an offset); ``next_position`` is None on the last page.
+    ``position`` is what was asked for (a page number or an offset). Whether the
+    walk goes on is not the adapter's call: :mod:`genvault.walk` decides from
+    ``got``, ``total`` and the ids, so every adapter's pages end walks the same way.
     """
 
     records: tuple[GenerationRecord, ...]
     position: int
-    next_position: int | None
+    got: int
+    """Items in the body, parsed or not: what "a short page" is measured on."""
+    total: int | None = None
+    """The API's count of the whole listing, when it gives one."""
+    page_size: int | None = None
+    """The page size the server says it used (it may cap the one asked for)."""
     errors: int = 0
     """Items on this page that could not be parsed (logged and counted, not fatal)."""

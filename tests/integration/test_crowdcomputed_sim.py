@@ -33,6 +33,7 @@ from genvault.providers.crowdcomputed import CrowdComputed, CrowdComputedOptions
 from genvault.records import GenerationRecord, GenerationStatus, MediaKind
 from genvault.simulator import crowdcomputed, simulator_factory
 from genvault.simulator.crowdcomputed import CrowdComputedSimulator
+from genvault.walk import read_listing
 
 KEY = "cc-test-key-0f9e8d7c"
 COUNT = 21
@@ -122,12 +123,9 @@ def _api(sim: CrowdComputedSimulator, key: str = KEY, **options: Any) -> CrowdCo
 def _sync_all(provider: CrowdComputed) -> list[GenerationRecord]:
     records: list[GenerationRecord] = []
     for stream in provider.streams():
-        position: int | None = provider.first_position(stream)
-        while position is not None:
-            page = provider.fetch_page(stream, position)
-            assert page.errors == 0
-            records.extend(page.records)
-            position = page.next_position
+        listed, walk = read_listing(provider, stream)
+        assert walk.complete
+        records.extend(listed)
     return records
 
 
@@ -463,7 +461,7 @@ def test_camel_only_server_needs_the_camel_option() -> None:
         snake = _api(s, workflows=["text-to-image"], page_size=10)
         first = snake.fetch_page("text-to-image", 1)  # the server's defaults: 20 per page
         assert [r.external_id for r in first.records] == expected[:20]
-        assert first.next_position == 2
+        assert first.got == 20
         with pytest.raises(MalformedResponseError, match="paging_params"):
             snake.fetch_page("text-to-image", 2)
         for spelling in ("camel", "both"):

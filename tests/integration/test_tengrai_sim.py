@@ -30,6 +30,7 @@ from genvault.providers.tengrai import TengrAI, TengrAIOptions
 from genvault.records import GenerationRecord, GenerationStatus, MediaKind, MediaRole
 from genvault.simulator import tengrai
 from genvault.simulator.tengrai import TengrAISimulator
+from genvault.walk import read_listing
 
 KEY = "tengr-test-key-3b7d"
 COUNT = 17
@@ -328,13 +329,8 @@ def _adapter(sim: TengrAISimulator, key: str = KEY, **options: Any) -> TengrAI:
 
 
 def _walk_adapter(adapter: TengrAI) -> list[GenerationRecord]:
-    records: list[GenerationRecord] = []
-    position: int | None = adapter.first_position("all")
-    while position is not None:
-        page = adapter.fetch_page("all", position)
-        assert page.errors == 0
-        records.extend(page.records)
-        position = page.next_position
+    records, walk = read_listing(adapter, "all")
+    assert walk.complete
     return records
 
 

@@ -152,8 +152,9 @@ def test_seed_history_example_as_a_page() -> None:
     page = prov.fetch_page("text-to-image", 1)
     assert [r.external_id for r in page.records] == ["string"]
     assert page.records[0].kind == "text-to-image"
-    # the placeholders pageIndex 0 / pageSize 0 / total 0 mean "unknown": one short page
-    assert page.next_position is None and page.errors == 0
+    # the placeholders pageIndex 0 / pageSize 0 mean "unknown"; total 0 is passed on as
+    # said (the walk confirms a short page's end with one more read)
+    assert (page.got, page.total, page.page_size, page.errors) == (1, 0, None, 0)
     (req,) = seen
     assert req.url.path == "/api/v1/generate/history"
     assert dict(req.url.params) == {
@@ -189,7 +190,7 @@ def test_docs_history_example_is_one_short_page() -> None:
     assert rec.external_id == "582079535692914438"
     assert rec.kind == rec.model == "text-to-image"
     assert [m.url for m in rec.media] == [DOC_URL]
-    assert page.next_position is None  # 1 item < pageSize 20
+    assert (page.got, page.page_size) == (1, 20)  # 1 item < pageSize 20: a short page
 
 
 def test_docs_callback_example_relative_url(callback: dict[str, Any]) -> None:
@@ -479,7 +480,7 @@ def test_default_options_and_streams() -> None:
     assert len(WORKFLOWS) == len(set(WORKFLOWS)) == 25
     prov = _provider(_answer({}))
     assert list(prov.streams()) == list(WORKFLOWS)
-    assert prov.first_position("upscaler") == 1
+    assert (prov.paging.kind, prov.paging.first, prov.paging.size) == ("page", 1, 50)
     narrowed = _provider(_answer({}), workflows=[" upscaler", "text-to-image", "upscaler"])
     assert list(narrowed.streams()) == ["upscaler", "text-to-image"]
 
@@ -535,22 +536,23 @@ def _full(n: int, start: int = 0) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     ("page", "position", "asked", "expected"),
     [
-        (_page(_full(5), total=12, size=5, index=1), 1, 5, 2),
-        (_page(_full(5), total=10, size=5, index=2), 2, 5, None),  # 2 * 5 >= 10
-        (_page(_full(3), total=12, size=5, index=3), 3, 5, None),  # short page
-        (_page([], total=12, size=5, index=4), 4, 5, None),  # empty page
-        (_page(_full(5), total=None, size=5, index=1), 1, 5, 2),  # no total: on until short
-        (_page(_full(5), total="12", size="5", index="1"), 1, 5, 2),  # numbers as strings
-        (_page(_full(5), total=12, size=None, index=None), 1, 5, 2),  # no echo: ours
-        (_page(_full(20), total=45, size=20, index=1), 1, 50, 2),  # server capped 50 to 20
-        (_page(_full(20), total=40, size=20, index=2), 2, 50, None),
+        (_page(_full(5), total=12, size=5, index=1), 1, 5, (5, 12, 5)),
+        (_page(_full(3), total=12, size=5, index=3), 3, 5, (3, 12, 5)),  # short page
+        (_page([], total=12, size=5, index=4), 4, 5, (0, 12, 5)),  # empty page
+        (_page(_full(5), total=None, size=5, index=1), 1, 5, (5, None, 5)),  # no total
+        (_page(_full(5), total="12", size="5", index="1"), 1, 5, (5, 12, 5)),  # as strings
+        (_page(_full(5), total=12, size=None, index=None), 1, 5, (5, 12, None)),  # no echo
+        (_page(_full(20), total=45, size=20, index=1), 1, 50, (20, 45, 20)),  # capped to 20
+        (_page(_full(2), total=45, size=0, index=1), 1, 50, (2, 45, None)),  # 0: unknown
     ],
 )
-def test_next_position(
-    page: dict[str, Any], position: int, asked: int, expected: int | None
+def test_page_reports_what_the_server_said(
+    page: dict[str, Any], position: int, asked: int, expected: tuple[int, int | None, int | None]
 ) -> None:
+    """The adapter reports items, ``total`` and the server's page size; whether the walk
+    goes on is :mod:`genvault.walk`'s call (tests/unit/test_walk.py)."""
     result = _provider(_answer(page), page_size=asked).fetch_page("text-to-image", position)
-    assert result.next_position == expected
+    assert (result.got, result.total, result.page_size) == expected
     assert result.position == position
     assert len(result.records) == len(page["data"]["pageData"])
 
@@ -565,7 +567,7 @@ def test_page_that_ignores_our_paging_is_an_error_not_a_loop() -> None:
 def test_empty_listing_shapes(data: Any) -> None:
     prov = _provider(_answer({"code": "Success", "message": "Success", "data": data}))
     page = prov.fetch_page("ghibli-style", 1)
-    assert page.records == () and page.next_position is None
+    assert page.records == () and page.got == 0
 
 
 @pytest.mark.parametrize("data", [[], "x", {"pageData": "x"}, {"pageData": {"taskId": "1"}}])
@@ -580,7 +582,7 @@ def test_unparsable_items_are_counted_not_fatal() -> None:
     prov = _provider(_answer(_page(items, total=5, size=5)), page_size=5)
     page = prov.fetch_page("text-to-image", 1)
     assert len(page.records) == 2 and page.errors == 3
-    assert page.next_position is None  # 5 items of 5, 1 * 5 >= total
+    assert page.got == 5  # the raw item count is what a walk measures a page by
 
 
 def test_fetch_names_the_workflow_it_was_listed_under() -> None:

@@ -5,10 +5,11 @@ database, no storage, no scheduling. Per-API facts (auth header, base URL,
 paging, retention rule, options) are class attributes, i.e. data, so a reader
 sees every API difference in one place.
 
-Paging is declarative where it can be (dlt's REST source is the model): a
-:class:`PageNumberPaging` or :class:`OffsetPaging` describes the parameters,
-and the sync job drives it, so resuming an interrupted walk is the job's
-business, not each adapter's.
+Paging is declarative (dlt's REST source is the model): a
+:class:`PageNumberPaging` or :class:`OffsetPaging` describes the parameters, an
+adapter fetches the one page it is asked for and reports what the server said
+(items, ``total``, page size), and :mod:`genvault.walk` decides everything else:
+where a walk starts, which page comes next, how it checks itself, when it ends.
 """
 
 from __future__ import annotations
@@ -33,41 +34,40 @@ class ProviderOptions(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class PageNumberPaging:
-    """``?page=N&size=M``, 1-based, optionally with a total count in the body."""
+    """``?page=N&size=M``, 1-based: the server cuts the listing into fixed windows.
+
+    Only a description: which page comes next, and when the walk ends, is decided in
+    one place, :mod:`genvault.walk`.
+    """
 
     page_param: str
     size_param: str
     size: int
     first: int = 1
 
+    kind: ClassVar[Literal["page"]] = "page"
+
     def params(self, position: int) -> dict[str, int]:
         return {self.page_param: position, self.size_param: self.size}
-
-    def next_position(self, position: int, got: int, total: int | None) -> int | None:
-        if got == 0 or got < self.size:
-            return None
-        if total is not None and (position - self.first + 1) * self.size >= total:
-            return None
-        return position + 1
 
 
 @dataclass(frozen=True, slots=True)
 class OffsetPaging:
-    """``?offset=N&limit=M``; a short page ends the listing."""
+    """``?offset=N&limit=M``: the client chooses every window (so windows can overlap)."""
 
     offset_param: str
     limit_param: str
     limit: int
 
     first: ClassVar[int] = 0
+    kind: ClassVar[Literal["offset"]] = "offset"
+
+    @property
+    def size(self) -> int:
+        return self.limit
 
     def params(self, position: int) -> dict[str, int]:
         return {self.offset_param: position, self.limit_param: self.limit}
-
-    def next_position(self, position: int, got: int, total: int | None) -> int | None:
-        if got < self.limit:
-            return None
-        return position + got
 
 
 Paging = PageNumberPaging | OffsetPaging
@@ -84,6 +84,11 @@ class Provider(ABC):
     """False for APIs with no listing: ids arrive by ``track``, intake or webhook."""
     retention: ClassVar[timedelta | None] = None
     """How long results live when the API gives no per-item expiry."""
+    full_file_set: ClassVar[Literal["listing", "detail"]] = "listing"
+    """Which endpoint names *every* file of a generation. "listing": a listing entry
+    provably lists them all. "detail": only :meth:`fetch` does, so the sync marks every
+    new or changed generation for one detail read (GeminiGen: the listing leaves out
+    images, videos and audio that the detail has)."""
     webhook_auth: ClassVar[Literal["none", "token", "signature"]] = "none"
     """How callbacks are authenticated: "none" = this API sends none; "token" = the API
     cannot sign, so the receiver requires genvault's own token (query ``token=`` or a
@@ -106,12 +111,15 @@ class Provider(ABC):
         """Independent history listings (CrowdComputed pages each workflow on its own)."""
         return ("all",) if self.has_history else ()
 
-    def first_position(self, stream: str) -> int:
-        """Where a history walk starts."""
-        return 1
+    @property
+    def paging(self) -> Paging:
+        """How the listing is paged (only for adapters with ``has_history``)."""
+        raise NotImplementedError(f"{self.name} has no history listing")
 
     def fetch_page(self, stream: str, position: int) -> Page:
-        """One page of history; parse errors of single items are counted on the page."""
+        """One page of history as the API answered it, at ``position`` (a page number or
+        an offset, per :attr:`paging`). Parse errors of single items are counted on the
+        page. It never decides whether the walk goes on: :mod:`genvault.walk` does."""
         raise NotImplementedError(f"{self.name} has no history listing")
 
     @abstractmethod

@@ -41,7 +41,7 @@ from genvault.http import ApiClient
 from genvault.logging import get_logger
 from genvault.providers import _parse as p
 from genvault.providers._parse import dedupe_by_url
-from genvault.providers.base import Provider, ProviderOptions
+from genvault.providers.base import PageNumberPaging, Provider, ProviderOptions
 from genvault.records import (
     GenerationRecord,
     GenerationStatus,
@@ -161,8 +161,10 @@ class CrowdComputed(Provider):
     def streams(self) -> Sequence[str]:
         return tuple(self.options.workflows)
 
-    def first_position(self, stream: str) -> int:
-        return 1
+    @property
+    def paging(self) -> PageNumberPaging:
+        """Page numbers from 1; :meth:`paging_query` spells the parameters."""
+        return PageNumberPaging("page_index", "page_size", self.options.page_size)
 
     def paging_query(self, position: int) -> dict[str, int]:
         """The page parameters in the configured spelling(s)."""
@@ -192,10 +194,13 @@ class CrowdComputed(Provider):
                 "ignores these paging parameters (see the paging_params option)"
             )
         records, bad = self._parse_page(stream, items)
+        size = p.as_int(data.get("pageSize"))
         return Page(
             records=tuple(records),
             position=position,
-            next_position=self._next_position(position, len(items), data),
+            got=len(items),
+            total=p.as_int(data.get("total")),
+            page_size=size if size is not None and size > 0 else None,
             errors=bad,
         )
 
@@ -220,21 +225,6 @@ class CrowdComputed(Provider):
                 self._workflow_of[record.external_id] = workflow
             out.append(record)
         return out, bad
-
-    def _next_position(self, position: int, got: int, data: dict[str, Any]) -> int | None:
-        """Stop on an empty or short page, or once ``pageIndex * pageSize >= total``.
-
-        The server's own ``pageSize`` (it may cap ours) decides what "short" means.
-        """
-        size = p.as_int(data.get("pageSize"))
-        if size is None or size <= 0:
-            size = self.options.page_size
-        total = p.as_int(data.get("total"))
-        if got == 0 or got < size:
-            return None
-        if total is not None and position * size >= total:
-            return None
-        return position + 1
 
     # ------------------------------------------------------------------ one task
 

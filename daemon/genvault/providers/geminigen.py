@@ -6,9 +6,11 @@ Source: seed 001 (GeminiGen "Generation History APIs") and providers.md §2.
 * Listing: ``GET /histories?filter_by=all&items_per_page=N&page=P`` ->
   ``{"success": true, "total": T, "result": [item, ...]}``, newest first.
 * Detail: ``GET /history/{uuid}`` -> the item plus ``generated_image[]``,
-  ``generated_video[]``, ``generated_audio[]``, ``reference_item[]``. The list's
-  ``media_files`` is incomplete for video and audio, so those items (and any
-  still in progress) are re-read through the detail endpoint.
+  ``generated_video[]``, ``generated_audio[]``, ``reference_item[]``. Only the
+  detail names every file: the list's ``media_files`` is incomplete (seed 001's item
+  lists one image, its detail a second image, a video and an audio), so every new or
+  changed item is re-read through it (``full_file_set = "detail"``; the option
+  ``fetch_detail = "auto"`` lowers this for a user who accepts the risk).
 * Status: 0 queued, 1 processing, 2 completed, 3 failed (``status_desc`` varies
   in case and is not used).
 * Deadline: ``expired_at`` per item; when absent, ``created_at`` + 30 days
@@ -53,10 +55,13 @@ class GeminiGenOptions(ProviderOptions):
     items_per_page: int = Field(default=100, ge=1, le=1000)
     media_base: str = "https://cdn.geminigen.ai/"
     """Prefix for the relative ``*_uri`` fields, used only when the ``*_url`` twin is missing."""
-    fetch_detail: Literal["auto", "always"] = "auto"
-    """auto: read ``/history/{uuid}`` for items in progress and for video/audio (the listing
-    is incomplete for those); always: for every item, which also gets per-output image
-    thumbnails at the cost of one request per generation."""
+    fetch_detail: Literal["always", "auto"] = "always"
+    """always (the default): read ``/history/{uuid}`` once for every new or changed
+    generation, the only endpoint that names all of its files (the listing's
+    ``media_files`` can name one image where the detail has a second image, a video and
+    an audio: seed 001's own example). auto: only for items in progress and for
+    video/audio, one request per generation less, at the risk of missing files the
+    listing does not name; for a user who accepts that risk."""
 
 
 class GeminiGen(Provider):
@@ -64,6 +69,7 @@ class GeminiGen(Provider):
     default_base_url: ClassVar[str] = "https://api.geminigen.ai/uapi/v1"
     Options: ClassVar[type[ProviderOptions]] = GeminiGenOptions
     retention: ClassVar[timedelta | None] = timedelta(days=30)
+    full_file_set: ClassVar[Literal["listing", "detail"]] = "detail"
     webhook_auth: ClassVar[Literal["none", "token", "signature"]] = "token"
 
     options: GeminiGenOptions
@@ -86,11 +92,11 @@ class GeminiGen(Provider):
         if not isinstance(items, list):
             raise MalformedResponseError("histories: 'result' is not a list")
         records, bad = self.parse_items(items)
-        total = p.as_int(body.get("total"))
         return Page(
             records=tuple(records),
             position=position,
-            next_position=self.paging.next_position(position, len(items), total),
+            got=len(items),
+            total=p.as_int(body.get("total")),
             errors=bad,
         )
 

@@ -8,11 +8,10 @@ Source: seed 003 (Tengr.ai "Find artworks", v1) and providers.md §4.
   selects the ``/v1`` or ``/v2`` path prefix.
 * Auth: ``Authorization: Bearer <key>``.
 * Listing: ``GET /v1/artworks?offset=N&limit=M`` (limit 1-500) -> a **bare JSON
-  array** with no total; a short page ends the listing. The order is not
-  documented; newest first is assumed. The incremental stop rule of the sync job
-  (stop at a page of terminal items older than the watermark) is only correct for
-  newest-first: with oldest-first the first page would end every later walk early.
-  A page that looks oldest-first is logged (``provider.order_suspect``).
+  array** with no total and no echoed offset. The order is not documented; newest
+  first is assumed and *checked* by the walk (:mod:`genvault.walk`), which also
+  overlaps consecutive windows to notice offsets that shift under it, and reads
+  once more past a short page before it believes the end.
 * Detail: ``GET /v1/artworks/{id}``; 404 after retention -> NotFoundError.
 * Status: v1 ``done``/``failed`` (creation is synchronous, so the list holds only
   terminal items); v2 ``starting``/``processing``/``succeeded``/``failed``/
@@ -53,7 +52,6 @@ from genvault.errors import (
     WebhookRejectedError,
 )
 from genvault.expiry import url_expiry
-from genvault.logging import get_logger
 from genvault.providers import _parse as p
 from genvault.providers._parse import dedupe_by_url
 from genvault.providers.base import OffsetPaging, Provider, ProviderOptions
@@ -82,8 +80,6 @@ STATUS: dict[str, GenerationStatus] = {
 }
 _DURATION_SCALE = {"s": 1.0, "ms": 0.001}
 
-log = get_logger("genvault.providers")
-
 
 class TengrAIOptions(ProviderOptions):
     api_version: Literal["v1", "v2"] = "v1"
@@ -111,9 +107,6 @@ class TengrAI(Provider):
     def paging(self) -> OffsetPaging:
         return OffsetPaging("offset", "limit", self.options.page_limit)
 
-    def first_position(self, stream: str) -> int:
-        return OffsetPaging.first
-
     def _path(self, *parts: str) -> str:
         return "/".join((self.options.api_version, "artworks", *parts))
 
@@ -124,13 +117,7 @@ class TengrAI(Provider):
             raise_error_body(items, path)
             raise MalformedResponseError(f"{path}: expected a JSON array of artworks")
         records, bad = self.parse_items(items)
-        self._check_order(records)
-        return Page(
-            records=tuple(records),
-            position=position,
-            next_position=self.paging.next_position(position, len(items), None),
-            errors=bad,
-        )
+        return Page(records=tuple(records), position=position, got=len(items), errors=bad)
 
     def fetch(self, external_id: str) -> GenerationRecord:
         path = self._path(quote(external_id, safe=""))
@@ -154,12 +141,6 @@ class TengrAI(Provider):
                 if external_id:
                     return [external_id]
         raise WebhookRejectedError("tengrai webhook: no artwork id in the body")
-
-    def _check_order(self, records: list[GenerationRecord]) -> None:
-        """Warn when a page is oldest-first: the incremental stop rule assumes newest-first."""
-        stamps = [r.created_at for r in records if r.created_at is not None]
-        if len(stamps) >= 2 and stamps == sorted(stamps) and stamps[0] < stamps[-1]:
-            log.warning("provider.order_suspect", provider=self.name, account=self.account)
 
 
 # ---------------------------------------------------------------------------- errors
