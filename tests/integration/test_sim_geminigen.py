@@ -116,6 +116,27 @@ def test_paging_covers_every_item_once(client: httpx.Client, sim: GeminiGenSimul
     assert bad.status_code == 422
 
 
+def test_page_cap_windows_pages_by_the_capped_size(
+    client: httpx.Client, sim: GeminiGenSimulator
+) -> None:
+    """max_items_per_page=10: asking 500 per page gives pages of 10 at (page-1)*10."""
+    truth = [g["uuid"] for g in sim.generations]
+    for page in (1, 2, 3):
+        body = client.get(
+            f"{sim.api_base}/histories", params={"items_per_page": 500, "page": page}
+        ).json()
+        assert body["total"] == COUNT
+        assert [i["uuid"] for i in body["result"]] == truth[(page - 1) * 10 : page * 10]
+    under = client.get(f"{sim.api_base}/histories", params={"items_per_page": 7, "page": 2})
+    assert [i["uuid"] for i in under.json()["result"]] == truth[7:14]
+    video = client.get(
+        f"{sim.api_base}/histories", params={"filter_by": "video", "items_per_page": 3, "page": 2}
+    ).json()
+    videos = [g["uuid"] for g in sim.generations if g["type"] == "video_generation"]
+    assert video["total"] == len(videos)
+    assert [i["uuid"] for i in video["result"]] == videos[3:6]
+
+
 def test_filter_by_type(client: httpx.Client, sim: GeminiGenSimulator) -> None:
     totals = 0
     for filter_by, type_name in [

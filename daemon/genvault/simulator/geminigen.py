@@ -111,6 +111,9 @@ class GeminiGenSimConfig:
     failed_count: int = 2
     expired_count: int = 0
     max_items_per_page: int = 100
+    """Server-side page cap: a page holds ``min(items_per_page, cap)`` items and starts at
+    ``(page - 1) * min(items_per_page, cap)``, so a client asking for more than the cap
+    and stepping ``page`` still sees every item once; ``total`` is the full count."""
     port: int = 0
     clock_anchor: datetime | None = None
     """Pretend the simulation starts at this instant (reproducible timestamps)."""
