@@ -239,6 +239,52 @@ def test_media_bytes_match_expected_media(client: httpx.Client, sim: GeminiGenSi
     assert sim.server.stats.snapshot()["media_bytes"] == sum(f.size for f in live)
 
 
+def test_detail_only_files() -> None:
+    """detail_only_count: the detail adds a 2nd image, a video and an audio to an image item."""
+    s = geminigen.create(
+        api_key=KEY, seed=7, count=COUNT, image_size=5_000, video_size=20_000,
+        audio_size=6_000, thumbnail_size=1_000, processing_count=0, detail_only_count=3,
+    )  # fmt: skip
+    with s, httpx.Client(headers={"x-api-key": KEY}, timeout=10) as client:
+        chosen = s.detail_only_ids
+        assert len(chosen) == 3
+        expected = s.expected_media()
+        by_url = {f.url: f for f in expected}
+        listed = _all_items(client, s, per_page=10)
+        exposed: set[str] = set()
+        for item in listed:
+            detail = client.get(f"{s.api_base}/history/{item['uuid']}").json()
+            exposed |= _payload_urls(item) | _payload_urls(detail)
+            if item["uuid"] not in chosen:
+                continue
+            assert item["type"] == "image_generation" and item["status"] == 2
+            (gi1, gi2) = detail["generated_image"]
+            (gv,) = detail["generated_video"]
+            (ga,) = detail["generated_audio"]
+            # the list names only the first image
+            assert [m["url"] for m in item["media_files"]] == [gi1["image_url"]]
+            assert item["generate_result"] == detail["generate_result"] == gi1["image_url"]
+            (thumb,) = gi2["thumbnails"]
+            extra = {
+                gi2["image_url"]: ("result", "image", "generated_image[].image_url"),
+                thumb["url"]: ("thumbnail", "image", "generated_image[].thumbnails[].url"),
+                gv["video_url"]: ("result", "video", "generated_video[].video_url"),
+                gv["last_frame"]: ("last_frame", "image", "generated_video[].last_frame"),
+                ga["audio_url"]: ("result", "audio", "generated_audio[].audio_url"),
+            }
+            assert not set(extra) & _payload_urls(item)
+            assert s.account_options["media_base"] + gv["video_uri"] == gv["video_url"]
+            for url, (role, kind, field) in extra.items():
+                f = by_url[url]
+                assert (f.role, f.kind, f.source_field, f.generation_id) == (
+                    role, kind, field, item["uuid"],
+                )  # fmt: skip
+                r = client.get(url)
+                assert r.status_code == 200 and r.headers["content-type"] == f.content_type
+                assert hashlib.sha256(r.content).hexdigest() == f.sha256
+        assert exposed == set(by_url)  # expected_media is still exactly what the API shows
+
+
 def test_head_and_range(client: httpx.Client, sim: GeminiGenSimulator) -> None:
     sim.clock.advance(1.0)  # past processing_seconds
     f = next(f for f in sim.expected_media() if f.kind == "video" and f.size == 150_000)

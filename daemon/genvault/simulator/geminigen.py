@@ -17,11 +17,17 @@ for the archiver, as the real API is believed to behave:
 * the newest ``processing_count`` items are status 1 (no media, ``expired_at: null``)
   until ``processing_seconds`` after server start; then they turn 2 and their
   ``updated_at`` moves forward;
-* ``expired_count`` oldest items are older than 30 days: their CDN URLs answer 403.
+* ``expired_count`` oldest items are older than 30 days: their CDN URLs answer 403;
+* ``detail_only_count`` completed image generations hold more in their detail than
+  the list shows, like the seed's detail example: a second image (with a thumbnail)
+  in ``generated_image``, a video (with ``last_frame``) in ``generated_video`` and an
+  audio in ``generated_audio``, while the list's ``media_files`` and
+  ``generate_result`` name only the first image.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -110,6 +116,10 @@ class GeminiGenSimConfig:
     processing_seconds: float = 2.0
     failed_count: int = 2
     expired_count: int = 0
+    detail_only_count: int = 0
+    """Completed one-image generations (not expired) whose detail adds a second image
+    with a thumbnail, a video with its last frame and an audio that the list's
+    ``media_files``/``generate_result`` do not name (clamped to how many there are)."""
     max_items_per_page: int = 100
     """Server-side page cap: a page holds ``min(items_per_page, cap)`` items and starts at
     ``(page - 1) * min(items_per_page, cap)``, so a client asking for more than the cap
@@ -150,6 +160,10 @@ class _Output:
     thumbnail: _File | None = None
     last_frame: _File | None = None
 
+    @property
+    def kind(self) -> media.MediaKind:
+        return self.file.kind
+
 
 @dataclass(frozen=True, slots=True)
 class _Reference:
@@ -182,6 +196,8 @@ class _Gen:
     reference: _Reference | None
     aspect_ratio: str
     voice: str
+    detail_only: bool = False
+    """The list names only the first output; the rest appear in the detail alone."""
 
     @property
     def expires_at(self) -> datetime:
@@ -248,10 +264,26 @@ class _Builder:
         pool = list(range(n_proc, cfg.count - n_exp))
         failed = set(r.sample(pool, min(cfg.failed_count, len(pool))))
         first_id = r.randint(1_000, 90_000)
-        return [
+        gens = [
             self.generation(i, first_id + cfg.count - i, ages[i], i < n_proc, i in failed)
             for i in range(cfg.count)
         ]
+        # drawn after the list is built, so the knob leaves every other item unchanged
+        single = [i for i in pool if i not in failed and gens[i].kind == "image"]
+        single = [i for i in single if len(gens[i].outputs) == 1]
+        for i in sorted(r.sample(single, min(cfg.detail_only_count, len(single)))):
+            g = gens[i]
+            gens[i] = dataclasses.replace(
+                g, outputs=g.outputs + self.detail_only_outputs(), detail_only=True
+            )
+        return gens
+
+    def detail_only_outputs(self) -> tuple[_Output, ...]:
+        """What ``detail_only_count`` adds to an image generation's detail: a second
+        image with its thumbnail, a video with its last frame, an audio."""
+        (video,), _ = self.media_for("video", "", two_images=False)
+        (audio,), _ = self.media_for("audio", "", two_images=False)
+        return self.second_image(), video, audio
 
     def generation(self, i: int, gen_id: int, age: float, processing: bool, failed: bool) -> _Gen:
         cfg, r = self.cfg, self.rng
@@ -363,8 +395,14 @@ class _Builder:
         )
         if not two_images:
             return (first,), thumb
+        return (first, self.second_image()), thumb
+
+    def second_image(self) -> _Output:
+        """Another image output, with its own thumbnail (in ``thumbnails[]``)."""
+        cfg = self.cfg
+        thumb_size = min(cfg.thumbnail_size, cfg.image_size)
         img = self.uuid1ish()
-        second = _Output(
+        return _Output(
             self.sub_id(),
             img,
             _File(
@@ -382,7 +420,6 @@ class _Builder:
                 "generated_image[].thumbnails[].url",
             ),
         )
-        return (first, second), thumb
 
 
 def _business_error() -> Response:
@@ -467,6 +504,12 @@ class GeminiGenSimulator(ProviderSim):
     def generations(self) -> list[dict[str, Any]]:
         """Every generation as the detail endpoint would return it right now, newest first."""
         return [self._render(g, detail=True) for g in self._gens]
+
+    @property
+    def detail_only_ids(self) -> frozenset[str]:
+        """Uuids of the ``detail_only_count`` items: their detail lists more files than
+        the list (a second image, a video, an audio)."""
+        return frozenset(g.uuid for g in self._gens if g.detail_only)
 
     def expected_media(self) -> list[ExpectedFile]:
         """Every distinct media URL of every generation that is or will be status 2."""
@@ -558,18 +601,21 @@ class GeminiGenSimulator(ProviderSim):
             "created_by": f"user_{self._user_id}",
             "thumbnail_url": url(g.thumbnail.path) if done and g.thumbnail else "",
         }
-        if detail:
-            item["generated_video"] = [self._video(g, o) for o in outputs if g.kind == "video"]
-            item["generated_image"] = [self._image(g, o) for o in outputs if g.kind == "image"]
-            item["generated_audio"] = [self._audio(g, o) for o in outputs if g.kind == "audio"]
+        if detail:  # by the kind of each output: a detail-only image item has all three
+            item["generated_video"] = [self._video(g, o) for o in outputs if o.kind == "video"]
+            item["generated_image"] = [self._image(g, o) for o in outputs if o.kind == "image"]
+            item["generated_audio"] = [self._audio(g, o) for o in outputs if o.kind == "audio"]
             item["reference_item"] = [self._reference(g, g.reference)] if g.reference else []
         return item
 
     @staticmethod
     def _list_media(g: _Gen) -> list[_File]:
-        """What the list's ``media_files`` shows: for videos only the last frame (a trap)."""
+        """What the list's ``media_files`` shows: for videos only the last frame (a trap),
+        for a ``detail_only`` item only its first image (another trap)."""
         if g.kind == "video":
             return [o.last_frame for o in g.outputs if o.last_frame is not None]
+        if g.detail_only:
+            return [g.outputs[0].file]
         return [o.file for o in g.outputs]
 
     @property
