@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -452,3 +453,108 @@ def test_runner_subprocess() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# --------------------------------------------------------------------------- churn
+
+
+@contextmanager
+def _churning(**knobs: Any) -> Iterator[tuple[GeminiGenSimulator, httpx.Client]]:
+    settings: dict[str, Any] = {
+        "api_key": KEY, "seed": 7, "count": COUNT, "image_size": 5_000, "video_size": 20_000,
+        "audio_size": 6_000, "thumbnail_size": 1_000, "processing_count": 0,
+    }  # fmt: skip
+    s = geminigen.create(**{**settings, **knobs})
+    with s, httpx.Client(headers={"x-api-key": KEY}, timeout=10) as c:
+        yield s, c
+
+
+def _histories(c: httpx.Client, s: GeminiGenSimulator, page: int, per_page: int) -> Any:
+    r = c.get(f"{s.api_base}/histories", params={"items_per_page": per_page, "page": page})
+    assert r.status_code == 200
+    return r.json()
+
+
+def test_churn_deletes_shift_the_next_page() -> None:
+    with _churning(churn_delete_per_request=2, churn_requests=1) as (s, c):
+        before = s.live_ids
+        first = _histories(c, s, 1, 10)
+        assert first["total"] == COUNT  # the page served predates the churn
+        assert [i["uuid"] for i in first["result"]] == before[:10]
+        deleted = s.deleted_ids
+        # seed 7 deletes offsets 9 and 12: the item at offset 10 moves up to page 1
+        assert sorted(before.index(u) for u in deleted) == [9, 12]
+        second = _histories(c, s, 2, 10)
+        assert second["total"] == COUNT - 2
+        after = [u for u in before if u not in deleted]
+        assert after == s.live_ids
+        assert [i["uuid"] for i in second["result"]] == after[10:20]
+        walked = [i["uuid"] for i in first["result"] + second["result"]]
+        assert before[10] not in walked  # a naive page walk missed it
+        assert _histories(c, s, 2, 10)["total"] == COUNT - 2  # churn_requests=1: done
+        gone = [f for f in s.expected_media(include_deleted=True) if f.generation_id in deleted]
+        assert gone and not {f.url for f in gone} & {f.url for f in s.expected_media()}
+        for u in deleted:
+            r = c.get(f"{s.api_base}/history/{u}")
+            assert r.status_code == 404
+            assert r.json()["detail"]["error_code"] == "HISTORY_NOT_FOUND"
+        for f in gone:
+            r = c.get(f.url)
+            assert r.status_code == 404 and b"NoSuchKey" in r.content
+        assert deleted <= {g["uuid"] for g in s.generations}
+
+
+def test_churn_inserts_at_the_top_and_total_follows() -> None:
+    with _churning(churn_insert_per_request=1) as (s, c):
+        before = s.live_ids
+        old_ids = [g["id"] for g in s.generations]
+        first = _histories(c, s, 1, 5)
+        assert first["total"] == COUNT and [i["uuid"] for i in first["result"]] == before[:5]
+        second = _histories(c, s, 2, 5)
+        assert second["total"] == COUNT + 1
+        assert [i["uuid"] for i in second["result"]] == before[4:9]  # overlaps by one
+        assert len(s.live_ids) == COUNT + 2  # every request churns
+        new = s.live_ids[:2]
+        assert not set(new) & set(before)
+        top = _histories(c, s, 1, 2)["result"]
+        assert [i["uuid"] for i in top] == new
+        assert top[0]["id"] > top[1]["id"] > max(old_ids)
+        files = {f.url: f for f in s.expected_media() if f.generation_id in new}
+        for item in top:
+            assert item["status"] == 2 and item["type"] == "image_generation"
+            assert item["created_at"] >= first["result"][0]["created_at"]
+            detail = c.get(f"{s.api_base}/history/{item['uuid']}").json()
+            (image,) = detail["generated_image"]
+            assert image["image_url"] == item["generate_result"]
+            assert {image["image_url"], item["thumbnail_url"]} == {
+                f.url for f in files.values() if f.generation_id == item["uuid"]
+            }
+        assert len(files) == 4
+        for f in files.values():
+            r = c.get(f.url)
+            assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == f.sha256
+
+
+def test_delete_and_insert_generations_by_hand() -> None:
+    with _churning() as (s, c):
+        victim = s.live_ids[3]
+        s.delete_generations([victim])
+        s.delete_generations([victim])
+        assert s.deleted_ids == {victim}
+        body = _histories(c, s, 1, 100)
+        assert body["total"] == COUNT - 1 and victim not in {i["uuid"] for i in body["result"]}
+        with pytest.raises(KeyError):
+            s.delete_generations(["no-such-uuid"])
+        new = s.insert_generations(2)
+        assert [i["uuid"] for i in _histories(c, s, 1, 2)["result"]] == new
+        assert _histories(c, s, 1, 1)["total"] == COUNT + 1
+
+
+def test_churn_is_deterministic_for_a_seed() -> None:
+    runs = []
+    for _ in range(2):
+        with _churning(churn_delete_per_request=1, churn_insert_per_request=2) as (s, c):
+            for page in (1, 2, 3):
+                _histories(c, s, page, 10)
+            runs.append((s.deleted_ids, s.live_ids, [f.sha256 for f in s.expected_media()]))
+    assert runs[0] == runs[1] and len(runs[0][1]) == COUNT - 3 + 6
