@@ -181,6 +181,46 @@ def test_history_errors_are_failed_envelopes_on_200(
     assert r.json() == {"code": "Failed", "message": message, "data": None}
 
 
+def test_rejected_workflow_history_fails_but_its_tasks_exist() -> None:
+    refused = {"code": "Failed", "message": "invalid params", "data": None}
+    with (
+        _make(rejected_workflows=["text-to-video"], processing_count=0) as s,
+        httpx.Client(headers={"token": KEY}, timeout=10) as c,
+    ):
+        assert s.config.rejected_workflows == ("text-to-video",)  # lists from JSON knobs
+        assert s.accepted_workflows == ("text-to-image", "upscaler")
+        for paging in ({}, {"page_index": 1, "page_size": 5}, {"pageIndex": 2, "pageSize": 1}):
+            r = c.get(s.api_base + HISTORY, params={"workflow": "text-to-video", **paging})
+            assert (r.status_code, r.json()) == (200, refused)
+        video_tasks = [t for t, w in s.workflow_of.items() if w == "text-to-video"]
+        assert video_tasks
+        for task_id in video_tasks:  # the tasks are still there
+            body = c.get(s.api_base + STATUS, params={"taskId": task_id}).json()
+            assert body["code"] == "Success" and body["data"]["taskId"] == task_id
+        # walking the accepted workflows finds exactly expected_media_of(accepted_workflows)
+        base = s.account_options["media_base"]
+        found: set[str] = set()
+        for workflow in s.accepted_workflows:
+            for task in _walk(c, s, workflow, size=5, camel=False):
+                found |= {urljoin(base, u) for o in task["outputs"] for u in o["urls"]}
+        accepted = s.expected_media_of(s.accepted_workflows)
+        assert found == {f.url for f in accepted}
+        assert {s.workflow_of[f.generation_id] for f in accepted} == set(s.accepted_workflows)
+        video = s.expected_media_of(["text-to-video"])
+        assert {f.url for f in video} | found == {f.url for f in s.expected_media()}
+        now = s.clock.now()
+        live = [f for f in video if f.expires_at is None or f.expires_at > now]
+        assert live
+        for f in live:  # their files are still served
+            r = c.get(f.url)
+            assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == f.sha256
+    with _make(rejected_workflows=("upscaler",), error_http_status=None) as s:
+        r = httpx.get(s.api_base + HISTORY, params={"workflow": "upscaler"}, headers={"token": KEY})
+        assert (r.status_code, r.json()) == (400, refused)  # as an unknown workflow
+    with pytest.raises(ValueError, match="rejected_workflows"):
+        crowdcomputed.create(rejected_workflows=["made-up"])
+
+
 def test_auth(sim: CrowdComputedSimulator) -> None:
     failed = {"code": "Failed", "message": "unauthorized", "data": None}
     params = {"workflow": "upscaler"}

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,27 @@ def test_paging_covers_every_item_once(client: httpx.Client, sim: GeminiGenSimul
     assert bad.status_code == 422
 
 
+def test_page_cap_windows_pages_by_the_capped_size(
+    client: httpx.Client, sim: GeminiGenSimulator
+) -> None:
+    """max_items_per_page=10: asking 500 per page gives pages of 10 at (page-1)*10."""
+    truth = [g["uuid"] for g in sim.generations]
+    for page in (1, 2, 3):
+        body = client.get(
+            f"{sim.api_base}/histories", params={"items_per_page": 500, "page": page}
+        ).json()
+        assert body["total"] == COUNT
+        assert [i["uuid"] for i in body["result"]] == truth[(page - 1) * 10 : page * 10]
+    under = client.get(f"{sim.api_base}/histories", params={"items_per_page": 7, "page": 2})
+    assert [i["uuid"] for i in under.json()["result"]] == truth[7:14]
+    video = client.get(
+        f"{sim.api_base}/histories", params={"filter_by": "video", "items_per_page": 3, "page": 2}
+    ).json()
+    videos = [g["uuid"] for g in sim.generations if g["type"] == "video_generation"]
+    assert video["total"] == len(videos)
+    assert [i["uuid"] for i in video["result"]] == videos[3:6]
+
+
 def test_filter_by_type(client: httpx.Client, sim: GeminiGenSimulator) -> None:
     totals = 0
     for filter_by, type_name in [
@@ -216,6 +238,52 @@ def test_media_bytes_match_expected_media(client: httpx.Client, sim: GeminiGenSi
         assert int(r.headers["content-length"]) == f.size == len(r.content)
         assert hashlib.sha256(r.content).hexdigest() == f.sha256 == sim.media_sha256(f.url)
     assert sim.server.stats.snapshot()["media_bytes"] == sum(f.size for f in live)
+
+
+def test_detail_only_files() -> None:
+    """detail_only_count: the detail adds a 2nd image, a video and an audio to an image item."""
+    s = geminigen.create(
+        api_key=KEY, seed=7, count=COUNT, image_size=5_000, video_size=20_000,
+        audio_size=6_000, thumbnail_size=1_000, processing_count=0, detail_only_count=3,
+    )  # fmt: skip
+    with s, httpx.Client(headers={"x-api-key": KEY}, timeout=10) as client:
+        chosen = s.detail_only_ids
+        assert len(chosen) == 3
+        expected = s.expected_media()
+        by_url = {f.url: f for f in expected}
+        listed = _all_items(client, s, per_page=10)
+        exposed: set[str] = set()
+        for item in listed:
+            detail = client.get(f"{s.api_base}/history/{item['uuid']}").json()
+            exposed |= _payload_urls(item) | _payload_urls(detail)
+            if item["uuid"] not in chosen:
+                continue
+            assert item["type"] == "image_generation" and item["status"] == 2
+            (gi1, gi2) = detail["generated_image"]
+            (gv,) = detail["generated_video"]
+            (ga,) = detail["generated_audio"]
+            # the list names only the first image
+            assert [m["url"] for m in item["media_files"]] == [gi1["image_url"]]
+            assert item["generate_result"] == detail["generate_result"] == gi1["image_url"]
+            (thumb,) = gi2["thumbnails"]
+            extra = {
+                gi2["image_url"]: ("result", "image", "generated_image[].image_url"),
+                thumb["url"]: ("thumbnail", "image", "generated_image[].thumbnails[].url"),
+                gv["video_url"]: ("result", "video", "generated_video[].video_url"),
+                gv["last_frame"]: ("last_frame", "image", "generated_video[].last_frame"),
+                ga["audio_url"]: ("result", "audio", "generated_audio[].audio_url"),
+            }
+            assert not set(extra) & _payload_urls(item)
+            assert s.account_options["media_base"] + gv["video_uri"] == gv["video_url"]
+            for url, (role, kind, field) in extra.items():
+                f = by_url[url]
+                assert (f.role, f.kind, f.source_field, f.generation_id) == (
+                    role, kind, field, item["uuid"],
+                )  # fmt: skip
+                r = client.get(url)
+                assert r.status_code == 200 and r.headers["content-type"] == f.content_type
+                assert hashlib.sha256(r.content).hexdigest() == f.sha256
+        assert exposed == set(by_url)  # expected_media is still exactly what the API shows
 
 
 def test_head_and_range(client: httpx.Client, sim: GeminiGenSimulator) -> None:
@@ -385,3 +453,108 @@ def test_runner_subprocess() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# --------------------------------------------------------------------------- churn
+
+
+@contextmanager
+def _churning(**knobs: Any) -> Iterator[tuple[GeminiGenSimulator, httpx.Client]]:
+    settings: dict[str, Any] = {
+        "api_key": KEY, "seed": 7, "count": COUNT, "image_size": 5_000, "video_size": 20_000,
+        "audio_size": 6_000, "thumbnail_size": 1_000, "processing_count": 0,
+    }  # fmt: skip
+    s = geminigen.create(**{**settings, **knobs})
+    with s, httpx.Client(headers={"x-api-key": KEY}, timeout=10) as c:
+        yield s, c
+
+
+def _histories(c: httpx.Client, s: GeminiGenSimulator, page: int, per_page: int) -> Any:
+    r = c.get(f"{s.api_base}/histories", params={"items_per_page": per_page, "page": page})
+    assert r.status_code == 200
+    return r.json()
+
+
+def test_churn_deletes_shift_the_next_page() -> None:
+    with _churning(churn_delete_per_request=2, churn_requests=1) as (s, c):
+        before = s.live_ids
+        first = _histories(c, s, 1, 10)
+        assert first["total"] == COUNT  # the page served predates the churn
+        assert [i["uuid"] for i in first["result"]] == before[:10]
+        deleted = s.deleted_ids
+        # seed 7 deletes offsets 9 and 12: the item at offset 10 moves up to page 1
+        assert sorted(before.index(u) for u in deleted) == [9, 12]
+        second = _histories(c, s, 2, 10)
+        assert second["total"] == COUNT - 2
+        after = [u for u in before if u not in deleted]
+        assert after == s.live_ids
+        assert [i["uuid"] for i in second["result"]] == after[10:20]
+        walked = [i["uuid"] for i in first["result"] + second["result"]]
+        assert before[10] not in walked  # a naive page walk missed it
+        assert _histories(c, s, 2, 10)["total"] == COUNT - 2  # churn_requests=1: done
+        gone = [f for f in s.expected_media(include_deleted=True) if f.generation_id in deleted]
+        assert gone and not {f.url for f in gone} & {f.url for f in s.expected_media()}
+        for u in deleted:
+            r = c.get(f"{s.api_base}/history/{u}")
+            assert r.status_code == 404
+            assert r.json()["detail"]["error_code"] == "HISTORY_NOT_FOUND"
+        for f in gone:
+            r = c.get(f.url)
+            assert r.status_code == 404 and b"NoSuchKey" in r.content
+        assert deleted <= {g["uuid"] for g in s.generations}
+
+
+def test_churn_inserts_at_the_top_and_total_follows() -> None:
+    with _churning(churn_insert_per_request=1) as (s, c):
+        before = s.live_ids
+        old_ids = [g["id"] for g in s.generations]
+        first = _histories(c, s, 1, 5)
+        assert first["total"] == COUNT and [i["uuid"] for i in first["result"]] == before[:5]
+        second = _histories(c, s, 2, 5)
+        assert second["total"] == COUNT + 1
+        assert [i["uuid"] for i in second["result"]] == before[4:9]  # overlaps by one
+        assert len(s.live_ids) == COUNT + 2  # every request churns
+        new = s.live_ids[:2]
+        assert not set(new) & set(before)
+        top = _histories(c, s, 1, 2)["result"]
+        assert [i["uuid"] for i in top] == new
+        assert top[0]["id"] > top[1]["id"] > max(old_ids)
+        files = {f.url: f for f in s.expected_media() if f.generation_id in new}
+        for item in top:
+            assert item["status"] == 2 and item["type"] == "image_generation"
+            assert item["created_at"] >= first["result"][0]["created_at"]
+            detail = c.get(f"{s.api_base}/history/{item['uuid']}").json()
+            (image,) = detail["generated_image"]
+            assert image["image_url"] == item["generate_result"]
+            assert {image["image_url"], item["thumbnail_url"]} == {
+                f.url for f in files.values() if f.generation_id == item["uuid"]
+            }
+        assert len(files) == 4
+        for f in files.values():
+            r = c.get(f.url)
+            assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == f.sha256
+
+
+def test_delete_and_insert_generations_by_hand() -> None:
+    with _churning() as (s, c):
+        victim = s.live_ids[3]
+        s.delete_generations([victim])
+        s.delete_generations([victim])
+        assert s.deleted_ids == {victim}
+        body = _histories(c, s, 1, 100)
+        assert body["total"] == COUNT - 1 and victim not in {i["uuid"] for i in body["result"]}
+        with pytest.raises(KeyError):
+            s.delete_generations(["no-such-uuid"])
+        new = s.insert_generations(2)
+        assert [i["uuid"] for i in _histories(c, s, 1, 2)["result"]] == new
+        assert _histories(c, s, 1, 1)["total"] == COUNT + 1
+
+
+def test_churn_is_deterministic_for_a_seed() -> None:
+    runs = []
+    for _ in range(2):
+        with _churning(churn_delete_per_request=1, churn_insert_per_request=2) as (s, c):
+            for page in (1, 2, 3):
+                _histories(c, s, page, 10)
+            runs.append((s.deleted_ids, s.live_ids, [f.sha256 for f in s.expected_media()]))
+    assert runs[0] == runs[1] and len(runs[0][1]) == COUNT - 3 + 6

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -442,3 +443,155 @@ def test_created_at_is_recent_utc(sim: TengrAISimulator) -> None:
     rec = _adapter(sim, api_version="v2").fetch(_live_ids(sim)[0])
     assert rec.created_at is not None
     assert abs(rec.created_at - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+# --------------------------------------------------------------------------- listing knobs
+
+
+@contextmanager
+def _started(**knobs: Any) -> Iterator[tuple[TengrAISimulator, httpx.Client]]:
+    """A simulator whose artworks are all finished with results, plus a client."""
+    settings: dict[str, Any] = {
+        "api_key": KEY,
+        "seed": 11,
+        "count": 30,
+        "image_size": 4_000,
+        "processing_count": 0,
+        "failed_count": 0,
+        "canceled_count": 0,
+        "empty_count": 0,
+    }
+    s = tengrai.create(**{**settings, **knobs})
+    s.start()
+    try:
+        with httpx.Client(headers={"Authorization": f"Bearer {KEY}"}, timeout=10) as c:
+            yield s, c
+    finally:
+        s.stop()
+
+
+def _page(
+    c: httpx.Client, s: TengrAISimulator, offset: int, limit: int, v: str = "v2"
+) -> list[str]:
+    r = c.get(f"{s.api_base}/{v}/artworks", params={"offset": offset, "limit": limit})
+    assert r.status_code == 200
+    return [i["id"] for i in r.json()]
+
+
+def test_churn_deletes_after_the_page_so_offsets_shift() -> None:
+    with _started(churn_delete_per_request=3, churn_requests=1) as (s, c):
+        before = s.live_ids
+        assert len(before) == 30 and s.deleted_ids == frozenset()
+        assert _page(c, s, 0, 500) == before  # the page served predates the churn
+        deleted = s.deleted_ids
+        assert len(deleted) == 3 and deleted <= set(before)
+        after = _page(c, s, 0, 500)
+        assert after == [i for i in before if i not in deleted] == s.live_ids
+        # the last artwork was at offset 29 before; all 3 deletions were above it
+        # (seed 11 deletes offsets 3, 6 and 24), so it is at offset 26 now
+        assert max(before.index(i) for i in deleted) < 29
+        assert _page(c, s, 26, 1) == [before[29]] and _page(c, s, 29, 1) == []
+        assert _page(c, s, 0, 500) == after  # churn_requests=1: no more churn
+        assert _page(c, s, 0, 500, "v1") == after
+        gone = [f for f in s.expected_media(include_deleted=True) if f.generation_id in deleted]
+        assert len(gone) >= 3
+        assert not {f.url for f in gone} & {f.url for f in s.expected_media()}
+        for art in deleted:
+            for v in ("v1", "v2"):
+                r = c.get(f"{s.api_base}/{v}/artworks/{art}")
+                assert r.status_code == 404
+                assert r.json()["message"] == "Artwork not found"
+        for f in gone:
+            r = c.get(f.url)
+            assert r.status_code == 404 and b"NoSuchKey" in r.content
+        kept = s.expected_media()[0]
+        assert hashlib.sha256(c.get(kept.url).content).hexdigest() == kept.sha256
+        truth = {g["id"] for g in s.generations}
+        assert deleted <= truth  # generations keeps every artwork that ever existed
+
+
+def test_churn_inserts_at_the_top_on_every_listing_request() -> None:
+    with _started(churn_insert_per_request=2) as (s, c):
+        before = s.live_ids
+        first = _page(c, s, 0, 5)
+        assert first == before[:5]
+        top = s.live_ids[:2]
+        assert not set(top) & set(before) and s.live_ids[2:] == before
+        second = _page(c, s, 5, 5)  # the next page overlaps the last one by 2
+        assert second == before[3:8]
+        assert len(s.live_ids) == 34  # churn_requests=0: every listing request churns
+        newest = s.live_ids[:4]
+        assert newest[2:] == top
+        items = {i["id"]: i for i in c.get(f"{s.api_base}/v2/artworks").json()}
+        assert list(items)[:4] == newest
+        files = {f.generation_id: f for f in s.expected_media() if f.generation_id in newest}
+        assert set(files) == set(newest)
+        now = s.clock.now()
+        for art in newest:
+            item = items[art]
+            created = datetime.fromisoformat(item["createdAt"].replace("Z", "+00:00"))
+            assert timedelta(0) <= now - created < timedelta(seconds=30)
+            assert item["status"] == "succeeded" and item["results"] == [files[art].url]
+            assert item["parameters"]["batch"] == 1
+            r = c.get(files[art].url)
+            assert r.status_code == 200
+            assert hashlib.sha256(r.content).hexdigest() == files[art].sha256
+            v1 = c.get(f"{s.api_base}/v1/artworks/{art}").json()
+            assert v1["status"] == "done" and v1["results"] == [files[art].url]
+
+
+def test_delete_and_insert_by_hand() -> None:
+    with _started() as (s, c):
+        victim = s.live_ids[7]
+        f = next(f for f in s.expected_media() if f.generation_id == victim)
+        assert c.get(f.url).status_code == 200
+        s.delete_artworks([victim])
+        s.delete_artworks([victim])  # idempotent
+        assert s.deleted_ids == {victim} and victim not in _page(c, s, 0, 500)
+        assert c.get(f"{s.api_base}/v2/artworks/{victim}").status_code == 404
+        assert c.get(f.url).status_code == 404
+        assert victim not in {e.generation_id for e in s.expected_media()}
+        assert victim in {e.generation_id for e in s.expected_media(include_deleted=True)}
+        with pytest.raises(KeyError):
+            s.delete_artworks(["00000000-0000-4000-8000-000000000000"])
+        new = s.insert_artworks(3)
+        assert len(new) == 3 and _page(c, s, 0, 3) == new == s.live_ids[:3]
+        assert len(_page(c, s, 0, 500)) == 32
+
+
+def test_churn_is_deterministic_for_a_seed() -> None:
+    runs = []
+    for _ in range(2):
+        with _started(churn_delete_per_request=2, churn_insert_per_request=1) as (s, c):
+            for offset in (0, 10, 20):
+                _page(c, s, offset, 10)
+            runs.append((s.deleted_ids, s.live_ids, [f.sha256 for f in s.expected_media()]))
+    assert runs[0] == runs[1]
+    assert len(runs[0][0]) == 6 and len(runs[0][1]) == 30 - 6 + 3
+
+
+def test_ignore_offset_answers_the_first_page_whatever_the_offset() -> None:
+    with _started(ignore_offset=True) as (s, c):
+        first = _page(c, s, 0, 10)
+        assert first == s.live_ids[:10]
+        assert _page(c, s, 10, 10) == first
+        assert _page(c, s, 500, 10) == first
+        assert _page(c, s, 0, 500) == s.live_ids  # limit still applies
+        bad = c.get(f"{s.api_base}/v2/artworks", params={"offset": -1})
+        assert bad.status_code == 400  # still validated
+
+
+def test_oldest_first_order() -> None:
+    with _started(list_order="oldest_first") as (s, c):
+        items = c.get(f"{s.api_base}/v2/artworks", params={"limit": 500}).json()
+        created = [i["createdAt"] for i in items]
+        assert created == sorted(created) and len(items) == 30
+        ids = [i["id"] for i in items]
+        assert ids == s.live_ids == [g["id"] for g in s.generations][::-1]
+        assert _page(c, s, 0, 7) + _page(c, s, 7, 7) == ids[:14]
+        (new,) = s.insert_artworks(1)
+        assert _page(c, s, 0, 500)[-1] == new  # the newest comes last
+    with pytest.raises(ValueError, match="list_order"):
+        tengrai.create(list_order="random")
+    with pytest.raises(ValueError, match="churn_delete_per_request"):
+        tengrai.create(churn_delete_per_request=-1)

@@ -969,6 +969,15 @@ class SimServer:
             raise ValueError(f"media path must start with '/': {path!r}")
         self._media[path] = MediaEntry(spec, expires_at, available_after_s)
 
+    def remove_media(self, path: str) -> MediaEntry | None:
+        """Stop serving ``path``: from now on the CDN answers 404 ``NoSuchKey`` for it,
+        as S3 does for a deleted object. Returns the entry it served, or None.
+
+        Safe while serving: one dict operation, atomic against the lookups of the
+        request threads (as :meth:`add_media` is).
+        """
+        return self._media.pop(path, None)
+
     def media_entry(self, path: str) -> MediaEntry | None:
         return self._media.get(path)
 

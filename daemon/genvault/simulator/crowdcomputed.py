@@ -30,7 +30,11 @@ is believed to:
   position), then ``generating`` (a start time), then ``finished`` once
   ``processing_seconds`` have passed since server start;
 * files live ``retention_hours`` after ``endTime``; ``expired_count`` old tasks are
-  past that, their URLs answer 403.
+  past that, their URLs answer 403;
+* the history endpoint is marked "Developing" and workflows get renamed: for the
+  ``rejected_workflows`` it answers ``{"code": "Failed", "message": "invalid params",
+  "data": null}`` (HTTP 200 by default) as for an unknown workflow, although their
+  tasks exist and ``/query/status`` answers for them.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
@@ -102,15 +107,22 @@ class CrowdComputedSimConfig:
     """Which paging spelling(s) the history endpoint understands; others are ignored."""
     accept_authorization: bool = True
     """Also accept ``Authorization: <key>`` raw (the docs' examples), not only ``token``."""
+    rejected_workflows: tuple[str, ...] = ()
+    """Workflows whose history is refused like an unknown one: ``{"code": "Failed",
+    "message": "invalid params", "data": null}`` (on ``error_http_status``, 200 by
+    default). Their tasks still exist and ``/query/status`` answers for them."""
     port: int = 0
     clock_anchor: datetime | None = None
     """Pretend the simulation starts at this instant (reproducible timestamps)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "workflows", tuple(self.workflows))  # JSON knobs give lists
+        for name in ("workflows", "rejected_workflows"):  # JSON knobs give lists
+            object.__setattr__(self, name, tuple(getattr(self, name)))
         check_non_negative(self)
         if not self.workflows or any(w not in KNOWN_WORKFLOWS for w in self.workflows):
             raise ValueError(f"workflows must be non-empty ids of {sorted(KNOWN_WORKFLOWS)}")
+        if any(w not in KNOWN_WORKFLOWS for w in self.rejected_workflows):
+            raise ValueError(f"rejected_workflows must be ids of {sorted(KNOWN_WORKFLOWS)}")
         if self.max_page_size < 1 or self.default_page_size < 1:
             raise ValueError("page sizes must be >= 1")
         if self.retention_hours <= 0:
@@ -347,11 +359,26 @@ class CrowdComputedSimulator(ProviderSim):
         """taskId -> how it ends: ``finished`` (with files), ``failed`` or ``empty``."""
         return {t.task_id: t.outcome for t in self._tasks}
 
+    @property
+    def accepted_workflows(self) -> tuple[str, ...]:
+        """The configured workflows whose history the server answers (not rejected)."""
+        return tuple(w for w in self.config.workflows if w not in self.config.rejected_workflows)
+
     def expected_media(self) -> list[ExpectedFile]:
-        """Every URL of every task that is or will be finished with files."""
+        """Every URL of every task that is or will be finished with files (whatever its
+        workflow, rejected ones included: see :meth:`expected_media_of`)."""
+        return self._expected(self._tasks)
+
+    def expected_media_of(self, workflows: Iterable[str]) -> list[ExpectedFile]:
+        """:meth:`expected_media` restricted to tasks of these workflows, e.g.
+        ``expected_media_of(sim.accepted_workflows)``: what a history walk can find."""
+        wanted = set(workflows)
+        return self._expected([t for t in self._tasks if t.workflow in wanted])
+
+    def _expected(self, tasks: list[_Task]) -> list[ExpectedFile]:
         keep = timedelta(hours=self.config.retention_hours)
         out: list[ExpectedFile] = []
-        for t in self._tasks:
+        for t in tasks:
             for f in t.files():
                 entry = self.server.media_entry(f.path)
                 assert entry is not None
@@ -455,7 +482,7 @@ class CrowdComputedSimulator(ProviderSim):
         workflow = req.query.get("workflow", "").strip()
         if not workflow:
             return self._fail("workflow is empty")
-        if workflow not in KNOWN_WORKFLOWS:
+        if workflow not in KNOWN_WORKFLOWS or workflow in self.config.rejected_workflows:
             return self._fail("invalid params")
         paging = self._page_params(req)
         if paging is None or paging[0] < 1 or paging[1] < 1:

@@ -17,12 +17,30 @@ for the archiver, as the real API is believed to behave:
 * the newest ``processing_count`` items are status 1 (no media, ``expired_at: null``)
   until ``processing_seconds`` after server start; then they turn 2 and their
   ``updated_at`` moves forward;
-* ``expired_count`` oldest items are older than 30 days: their CDN URLs answer 403.
+* ``expired_count`` oldest items are older than 30 days: their CDN URLs answer 403;
+* ``detail_only_count`` completed image generations hold more in their detail than
+  the list shows, like the seed's detail example: a second image (with a thumbnail)
+  in ``generated_image``, a video (with ``last_frame``) in ``generated_video`` and an
+  audio in ``generated_audio``, while the list's ``media_files`` and
+  ``generate_result`` name only the first image.
+
+Churn (``churn_delete_per_request``, ``churn_insert_per_request``, ``churn_requests``):
+after answering a ``/histories`` request (the page served reflects the state before),
+the simulator deletes some generations at random (seeded) and inserts new completed
+image generations at the top. Pages are cut from the current list at request time and
+``total`` is the current count, so items shift between two page requests as on a live
+account. A deleted generation leaves the list, its detail is a 404 and its files answer
+404 on the CDN. Tests can do the same directly with
+:meth:`GeminiGenSimulator.delete_generations` and
+:meth:`GeminiGenSimulator.insert_generations`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
@@ -110,7 +128,23 @@ class GeminiGenSimConfig:
     processing_seconds: float = 2.0
     failed_count: int = 2
     expired_count: int = 0
+    detail_only_count: int = 0
+    """Completed one-image generations (not expired) whose detail adds a second image
+    with a thumbnail, a video with its last frame and an audio that the list's
+    ``media_files``/``generate_result`` do not name (clamped to how many there are)."""
     max_items_per_page: int = 100
+    """Server-side page cap: a page holds ``min(items_per_page, cap)`` items and starts at
+    ``(page - 1) * min(items_per_page, cap)``, so a client asking for more than the cap
+    and stepping ``page`` still sees every item once; ``total`` is the full count."""
+    churn_delete_per_request: int = 0
+    """After each churning ``/histories`` request, delete this many generations picked at
+    random (seeded): gone from the list and ``total``, detail 404, files 404 on the CDN."""
+    churn_insert_per_request: int = 0
+    """After each churning ``/histories`` request, insert this many new generations at
+    the top: completed (status 2) image generations created at the simulator clock's
+    now, one image and its thumbnail on the CDN."""
+    churn_requests: int = 0
+    """How many ``/histories`` requests (answered with a page) churn; 0 = every one."""
     port: int = 0
     clock_anchor: datetime | None = None
     """Pretend the simulation starts at this instant (reproducible timestamps)."""
@@ -147,6 +181,10 @@ class _Output:
     thumbnail: _File | None = None
     last_frame: _File | None = None
 
+    @property
+    def kind(self) -> media.MediaKind:
+        return self.file.kind
+
 
 @dataclass(frozen=True, slots=True)
 class _Reference:
@@ -179,6 +217,8 @@ class _Gen:
     reference: _Reference | None
     aspect_ratio: str
     voice: str
+    detail_only: bool = False
+    """The list names only the first output; the rest appear in the detail alone."""
 
     @property
     def expires_at(self) -> datetime:
@@ -245,14 +285,41 @@ class _Builder:
         pool = list(range(n_proc, cfg.count - n_exp))
         failed = set(r.sample(pool, min(cfg.failed_count, len(pool))))
         first_id = r.randint(1_000, 90_000)
-        return [
+        gens = [
             self.generation(i, first_id + cfg.count - i, ages[i], i < n_proc, i in failed)
             for i in range(cfg.count)
         ]
+        # drawn after the list is built, so the knob leaves every other item unchanged
+        single = [i for i in pool if i not in failed and gens[i].kind == "image"]
+        single = [i for i in single if len(gens[i].outputs) == 1]
+        for i in sorted(r.sample(single, min(cfg.detail_only_count, len(single)))):
+            g = gens[i]
+            gens[i] = dataclasses.replace(
+                g, outputs=g.outputs + self.detail_only_outputs(), detail_only=True
+            )
+        return gens
 
-    def generation(self, i: int, gen_id: int, age: float, processing: bool, failed: bool) -> _Gen:
+    def detail_only_outputs(self) -> tuple[_Output, ...]:
+        """What ``detail_only_count`` adds to an image generation's detail: a second
+        image with its thumbnail, a video with its last frame, an audio."""
+        (video,), _ = self.media_for("video", "", two_images=False)
+        (audio,), _ = self.media_for("audio", "", two_images=False)
+        return self.second_image(), video, audio
+
+    def generation(
+        self,
+        i: int,
+        gen_id: int,
+        age: float,
+        processing: bool,
+        failed: bool,
+        *,
+        plain_image: bool = False,
+    ) -> _Gen:
+        """Item number ``i``, ``age`` seconds old; ``plain_image``: an image generation
+        with one image and no reference input, whatever ``i`` says."""
         cfg, r = self.cfg, self.rng
-        kind = _TYPE_CYCLE[i % len(_TYPE_CYCLE)]
+        kind: GenKind = "image" if plain_image else _TYPE_CYCLE[i % len(_TYPE_CYCLE)]
         uuid = self.uuid1ish()
         created = self.now - timedelta(milliseconds=round(age * 1000))
         took = {"image": 12.0, "video": 95.0, "audio": 6.0}[kind] * (0.5 + r.random())
@@ -267,8 +334,9 @@ class _Builder:
         thumb: _File | None = None
         reference: _Reference | None = None
         if has_media:
-            outputs, thumb = self.media_for(kind, uuid, two_images=i % 4 == 3)
-            if kind != "audio" and i % 3 == 1:
+            two_images = i % 4 == 3 and not plain_image
+            outputs, thumb = self.media_for(kind, uuid, two_images=two_images)
+            if kind != "audio" and i % 3 == 1 and not plain_image:
                 ref_uuid = self.uuid1ish()
                 reference = _Reference(
                     self.sub_id(),
@@ -360,8 +428,14 @@ class _Builder:
         )
         if not two_images:
             return (first,), thumb
+        return (first, self.second_image()), thumb
+
+    def second_image(self) -> _Output:
+        """Another image output, with its own thumbnail (in ``thumbnails[]``)."""
+        cfg = self.cfg
+        thumb_size = min(cfg.thumbnail_size, cfg.image_size)
         img = self.uuid1ish()
-        second = _Output(
+        return _Output(
             self.sub_id(),
             img,
             _File(
@@ -379,7 +453,6 @@ class _Builder:
                 "generated_image[].thumbnails[].url",
             ),
         )
-        return (first, second), thumb
 
 
 def _business_error() -> Response:
@@ -438,15 +511,30 @@ class GeminiGenSimulator(ProviderSim):
         )
         super().__init__(server, cfg.api_key)
         self.config = cfg
-        self._gens = _Builder(cfg, server.clock.now()).build()
+        self._lock = threading.RLock()
+        """Guards the generation list, the deletions and the churn state below."""
+        self._builder = _Builder(cfg, server.clock.now())
+        self._gens = self._builder.build()
+        """Every generation that ever existed (deleted ones too), newest first."""
         self._by_uuid = {g.uuid: g for g in self._gens}
+        self._deleted: set[str] = set()
+        self._inserted = 0
+        self._churned = 0
+        self._churn_rng = random.Random(f"geminigen:{cfg.seed}:churn")
+        self._next_id = max((g.id for g in self._gens), default=1_000) + 1
         for g in self._gens:
-            delay = cfg.processing_seconds if g.processing else 0.0
-            for f in g.files():
-                spec = media.MediaSpec(f"geminigen/{cfg.seed}{f.path}", f.size, f.kind)
-                server.add_media(f.path, spec, expires_at=g.expires_at, available_after_s=delay)
+            self._serve(g, cfg.processing_seconds if g.processing else 0.0)
         server.route("GET", API_PATH + r"/histories/?", self._histories, name="histories")
         server.route("GET", API_PATH + r"/history/(?P<uuid>[^/]+)", self._history, name="history")
+
+    def _spec(self, f: _File) -> media.MediaSpec:
+        return media.MediaSpec(f"geminigen/{self.config.seed}{f.path}", f.size, f.kind)
+
+    def _serve(self, g: _Gen, delay: float) -> None:
+        for f in g.files():
+            self.server.add_media(
+                f.path, self._spec(f), expires_at=g.expires_at, available_after_s=delay
+            )
 
     @property
     def account_options(self) -> dict[str, Any]:
@@ -462,14 +550,79 @@ class GeminiGenSimulator(ProviderSim):
 
     @property
     def generations(self) -> list[dict[str, Any]]:
-        """Every generation as the detail endpoint would return it right now, newest first."""
-        return [self._render(g, detail=True) for g in self._gens]
+        """Every generation (deleted ones too: see :attr:`deleted_ids`) as the detail
+        endpoint would render it right now, newest first."""
+        with self._lock:
+            return [self._render(g, detail=True) for g in self._gens]
 
-    def expected_media(self) -> list[ExpectedFile]:
-        """Every distinct media URL of every generation that is or will be status 2."""
+    @property
+    def detail_only_ids(self) -> frozenset[str]:
+        """Uuids of the ``detail_only_count`` items: their detail lists more files than
+        the list (a second image, a video, an audio)."""
+        with self._lock:
+            return frozenset(g.uuid for g in self._gens if g.detail_only)
+
+    @property
+    def deleted_ids(self) -> frozenset[str]:
+        """Uuids of the generations deleted so far (by churn or :meth:`delete_generations`)."""
+        with self._lock:
+            return frozenset(self._deleted)
+
+    @property
+    def live_ids(self) -> list[str]:
+        """Uuids ``/histories?filter_by=all`` lists right now, newest first."""
+        with self._lock:
+            return [g.uuid for g in self._gens if g.uuid not in self._deleted]
+
+    def delete_generations(self, uuids: Iterable[str]) -> None:
+        """Delete these generations now: gone from the list and ``total``, detail 404,
+        files 404 on the CDN. Deleting one twice is a no-op; an unknown uuid raises
+        ``KeyError``."""
+        with self._lock:
+            gens = [self._by_uuid[u] for u in uuids]
+            for g in gens:
+                if g.uuid in self._deleted:
+                    continue
+                self._deleted.add(g.uuid)
+                for f in g.files():
+                    self.server.remove_media(f.path)
+
+    def insert_generations(self, n: int) -> list[str]:
+        """Create ``n`` generations now, at the top of the list (newest first).
+
+        Each is a completed (status 2) image generation created at the simulator
+        clock's now, with one image and its thumbnail on the CDN and a larger ``id``
+        than any before. Returns the new uuids, newest first.
+        """
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        with self._lock:
+            now = self.clock.now()
+            self._builder.now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+            fresh: list[_Gen] = []
+            for _ in range(n):
+                i = self.config.count + self._inserted
+                self._inserted += 1
+                g = self._builder.generation(i, self._next_id, 0.0, False, False, plain_image=True)
+                self._next_id += 1
+                self._by_uuid[g.uuid] = g
+                self._serve(g, 0.0)
+                fresh.append(g)
+            fresh.reverse()
+            self._gens[:0] = fresh
+            return [g.uuid for g in fresh]
+
+    def expected_media(self, include_deleted: bool = False) -> list[ExpectedFile]:
+        """Every distinct media URL of every generation that is or will be status 2.
+
+        Inserted generations are included; deleted ones are left out unless
+        ``include_deleted`` (their files are no longer served).
+        """
+        with self._lock:
+            gens = [g for g in self._gens if include_deleted or g.uuid not in self._deleted]
         seen: set[str] = set()
         out: list[ExpectedFile] = []
-        for g in self._gens:
+        for g in gens:
             if g.failed:
                 continue
             for f in g.files():
@@ -477,18 +630,17 @@ class GeminiGenSimulator(ProviderSim):
                 if url in seen:
                     continue
                 seen.add(url)
-                entry = self.server.media_entry(f.path)
-                assert entry is not None
+                spec = self._spec(f)
                 out.append(
                     ExpectedFile(
                         url=url,
                         size=f.size,
-                        sha256=media.sha256(entry.spec),
+                        sha256=media.sha256(spec),
                         kind=f.kind,
                         role=f.role,
                         generation_id=g.uuid,
                         expires_at=g.expires_at,
-                        content_type=entry.spec.content_type,
+                        content_type=spec.content_type,
                         source_field=f.source_field,
                     )
                 )
@@ -555,18 +707,21 @@ class GeminiGenSimulator(ProviderSim):
             "created_by": f"user_{self._user_id}",
             "thumbnail_url": url(g.thumbnail.path) if done and g.thumbnail else "",
         }
-        if detail:
-            item["generated_video"] = [self._video(g, o) for o in outputs if g.kind == "video"]
-            item["generated_image"] = [self._image(g, o) for o in outputs if g.kind == "image"]
-            item["generated_audio"] = [self._audio(g, o) for o in outputs if g.kind == "audio"]
+        if detail:  # by the kind of each output: a detail-only image item has all three
+            item["generated_video"] = [self._video(g, o) for o in outputs if o.kind == "video"]
+            item["generated_image"] = [self._image(g, o) for o in outputs if o.kind == "image"]
+            item["generated_audio"] = [self._audio(g, o) for o in outputs if o.kind == "audio"]
             item["reference_item"] = [self._reference(g, g.reference)] if g.reference else []
         return item
 
     @staticmethod
     def _list_media(g: _Gen) -> list[_File]:
-        """What the list's ``media_files`` shows: for videos only the last frame (a trap)."""
+        """What the list's ``media_files`` shows: for videos only the last frame (a trap),
+        for a ``detail_only`` item only its first image (another trap)."""
         if g.kind == "video":
             return [o.last_frame for o in g.outputs if o.last_frame is not None]
+        if g.detail_only:
+            return [g.outputs[0].file]
         return [o.file for o in g.outputs]
 
     @property
@@ -679,18 +834,40 @@ class GeminiGenSimulator(ProviderSim):
                 return _validation_error(param, raw, "Input should be greater than 0")
         per_page = min(numbers["items_per_page"], self.config.max_items_per_page)
         wanted = _FILTERS[filter_by]
-        gens = [g for g in self._gens if wanted is None or _TYPE_NAMES[g.kind] == wanted]
         start = (numbers["page"] - 1) * per_page
-        page = [self._render(g, detail=False) for g in gens[start : start + per_page]]
-        return Response.json({"success": True, "total": len(gens), "result": page})
+        with self._lock:  # the window is cut from the list as it is now
+            gens = [
+                g
+                for g in self._gens
+                if g.uuid not in self._deleted and (wanted is None or _TYPE_NAMES[g.kind] == wanted)
+            ]
+            page = [self._render(g, detail=False) for g in gens[start : start + per_page]]
+            resp = Response.json({"success": True, "total": len(gens), "result": page})
+            self._churn()  # after the page: what was served stays consistent
+        return resp
+
+    def _churn(self) -> None:
+        """After a ``/histories`` request: delete and insert as the churn knobs say."""
+        cfg = self.config
+        if not (cfg.churn_delete_per_request or cfg.churn_insert_per_request):
+            return
+        with self._lock:
+            if cfg.churn_requests and self._churned >= cfg.churn_requests:
+                return
+            self._churned += 1
+            live = [g.uuid for g in self._gens if g.uuid not in self._deleted]
+            doomed = self._churn_rng.sample(live, min(cfg.churn_delete_per_request, len(live)))
+            self.delete_generations(doomed)
+            self.insert_generations(cfg.churn_insert_per_request)
 
     def _history(self, req: Request) -> Response:
         if not self._authorized(req):
             return _error(401, "API_KEY_NOT_FOUND", "API key not found")
-        g = self._by_uuid.get(req.params["uuid"])
-        if g is None:
-            return _error(404, "HISTORY_NOT_FOUND", "History not found")
-        return Response.json(self._render(g, detail=True))
+        with self._lock:
+            g = self._by_uuid.get(req.params["uuid"])
+            if g is None or g.uuid in self._deleted:
+                return _error(404, "HISTORY_NOT_FOUND", "History not found")
+            return Response.json(self._render(g, detail=True))
 
 
 def create(

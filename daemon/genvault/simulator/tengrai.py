@@ -22,12 +22,27 @@ in advance (:meth:`TengrAISimulator.expected_media`). Behaviour over time:
 * ``failed_count`` / ``canceled_count`` artworks failed (v2 ``canceled`` is v1
   ``failed``); ``empty_count`` are ``done`` with no results at all;
 * each artwork has 1-2 results (the v2 ``batch``; upscaling always 1).
+
+Knobs for a listing that is not a stable snapshot, as on a live account:
+
+* churn (``churn_delete_per_request``, ``churn_insert_per_request``,
+  ``churn_requests``): after answering a listing request (the page served reflects
+  the state before), the simulator deletes some visible artworks at random (seeded)
+  and inserts new ones at the top, so offsets drift between two page requests. A
+  deleted artwork leaves the listing, its detail is a 404 like an expired one and its
+  files answer 404 on the CDN. Tests can do the same directly with
+  :meth:`TengrAISimulator.delete_artworks` and :meth:`TengrAISimulator.insert_artworks`;
+* ``ignore_offset``: the listing answers every request as if ``offset`` were 0;
+* ``list_order``: newest first (what the real API does today) or oldest first; the
+  API documents no order.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
@@ -51,6 +66,8 @@ MAX_LIMIT: Final = 500
 VERSIONS: Final = ("v1", "v2")
 
 Outcome = Literal["ok", "failed", "canceled", "empty"]
+ListOrder = Literal["newest_first", "oldest_first"]
+LIST_ORDERS: Final = ("newest_first", "oldest_first")
 
 _TYPES: Final = ("txt2img", "txt2img", "upscaling", "txt2img")
 _MODELS: Final = ("tengrai-20231128-m-d", "tengrai-20240423-m-f")
@@ -93,6 +110,20 @@ class TengrAISimConfig:
     """Live artworks are spread over this many days (must stay under the 8-day retention)."""
     api_version: Literal["v1", "v2"] = "v2"
     """The version :attr:`TengrAISimulator.account_options` tells genvault to use."""
+    churn_delete_per_request: int = 0
+    """After each churning listing request, delete this many visible artworks, picked
+    at random (seeded): gone from the listing, detail 404, files 404 on the CDN."""
+    churn_insert_per_request: int = 0
+    """After each churning listing request, insert this many new artworks at the top:
+    created at the simulator clock's now, finished (``succeeded``/``done``), one result
+    image on the CDN."""
+    churn_requests: int = 0
+    """How many listing requests (v1 or v2, answered with a page) churn; 0 = every one."""
+    ignore_offset: bool = False
+    """The listing ignores ``offset`` (still validated) and answers as if it were 0."""
+    list_order: ListOrder = "newest_first"
+    """Order of the listing: ``newest_first`` (as today) or ``oldest_first``; the API
+    documents none. Inserted artworks are the newest, so they come last oldest-first."""
     port: int = 0
     clock_anchor: datetime | None = None
     """Pretend the simulation starts at this instant (reproducible timestamps)."""
@@ -103,6 +134,8 @@ class TengrAISimConfig:
             raise ValueError("max_age_days must be in (0, 8)")
         if self.api_version not in VERSIONS:
             raise ValueError(f"api_version must be one of {VERSIONS}")
+        if self.list_order not in LIST_ORDERS:
+            raise ValueError(f"list_order must be one of {LIST_ORDERS}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,13 +208,23 @@ class _Builder:
             for i in range(cfg.count)
         ]
 
-    def artwork(self, i: int, age: float, processing: bool, outcome: Outcome, signed: bool) -> _Art:
+    def artwork(
+        self,
+        i: int,
+        age: float,
+        processing: bool,
+        outcome: Outcome,
+        signed: bool,
+        batch: int | None = None,
+    ) -> _Art:
+        """Artwork number ``i``, ``age`` seconds old; ``batch`` forces the result count."""
         cfg, r = self.cfg, self.rng
         art_id = self.uuid4ish()
         kind = _TYPES[i % len(_TYPES)]
         aspect = r.choice(list(_SIZES))
         width, height = _SIZES[aspect]
-        batch = 1 if kind == "upscaling" else r.choice((1, 2))
+        if batch is None:
+            batch = 1 if kind == "upscaling" else r.choice((1, 2))
         params = {
             "model": r.choice(_MODELS),
             "promptMode": r.choice(("seer", "servitor")),
@@ -284,13 +327,18 @@ class TengrAISimulator(ProviderSim):
         self.config = cfg
         self.error_body_in_200: dict[str, Any] | None = None
         """When set, every authorized API call answers HTTP 200 with this body."""
-        self._arts = _Builder(cfg, server.clock.now()).build()
+        self._lock = threading.RLock()
+        """Guards the artwork list, the deletions and the churn state below."""
+        self._builder = _Builder(cfg, server.clock.now())
+        self._arts = self._builder.build()
+        """Every artwork that ever existed (deleted ones too), newest first."""
         self._by_id = {a.id: a for a in self._arts}
+        self._deleted: set[str] = set()
+        self._inserted = 0
+        self._churned = 0
+        self._churn_rng = random.Random(f"tengrai:{cfg.seed}:churn")
         for a in self._arts:
-            delay = cfg.processing_seconds if a.processing else 0.0
-            for path in a.paths:
-                spec = media.MediaSpec(f"tengrai/{cfg.seed}{path}", cfg.image_size, "image")
-                server.add_media(path, spec, expires_at=a.media_expires_at, available_after_s=delay)
+            self._serve(a, cfg.processing_seconds if a.processing else 0.0)
         for version in VERSIONS:
             server.route(
                 "GET",
@@ -305,6 +353,15 @@ class TengrAISimulator(ProviderSim):
                 name=f"{version}/artworks/id",
             )
 
+    def _spec(self, path: str) -> media.MediaSpec:
+        return media.MediaSpec(f"tengrai/{self.config.seed}{path}", self.config.image_size, "image")
+
+    def _serve(self, a: _Art, delay: float) -> None:
+        for path in a.paths:
+            self.server.add_media(
+                path, self._spec(path), expires_at=a.media_expires_at, available_after_s=delay
+            )
+
     @property
     def account_options(self) -> dict[str, Any]:
         """``api_version``: v2 shows artworks in progress (and so exercises polling)."""
@@ -314,31 +371,92 @@ class TengrAISimulator(ProviderSim):
 
     @property
     def generations(self) -> list[dict[str, Any]]:
-        """Every artwork (expired ones too) as the v2 detail would render it now."""
-        return [self._render(a, "v2") for a in self._arts]
+        """Every artwork (expired and deleted ones too) as the v2 detail would render it
+        now, newest first; :attr:`deleted_ids` tells the deleted ones."""
+        with self._lock:
+            return [self._render(a, "v2") for a in self._arts]
 
     @property
     def outcomes(self) -> dict[str, Outcome]:
         """How each artwork ends: ok, failed, canceled or empty (done with no results)."""
-        return {a.id: a.outcome for a in self._arts}
+        with self._lock:
+            return {a.id: a.outcome for a in self._arts}
 
-    def expected_media(self) -> list[ExpectedFile]:
-        """Every result URL of every artwork that is or will be successful."""
+    @property
+    def deleted_ids(self) -> frozenset[str]:
+        """Ids of the artworks deleted so far (by churn or :meth:`delete_artworks`)."""
+        with self._lock:
+            return frozenset(self._deleted)
+
+    @property
+    def live_ids(self) -> list[str]:
+        """Ids the v2 listing shows right now, in the listing's order (``list_order``).
+
+        Not expired, not deleted; the v1 listing shows these minus the ones in progress.
+        """
+        with self._lock:
+            return [a.id for a in self._listed("v2")]
+
+    def delete_artworks(self, ids: Iterable[str]) -> None:
+        """Delete these artworks now: gone from the listing, detail 404, files 404.
+
+        Deleting one already deleted is a no-op; an unknown id raises ``KeyError``.
+        """
+        with self._lock:
+            arts = [self._by_id[i] for i in ids]
+            for a in arts:
+                if a.id in self._deleted:
+                    continue
+                self._deleted.add(a.id)
+                for path in a.paths:
+                    self.server.remove_media(path)
+
+    def insert_artworks(self, n: int) -> list[str]:
+        """Create ``n`` artworks now, at the top of the (newest-first) listing.
+
+        Each is created at the simulator clock's now, finished (v2 ``succeeded``, v1
+        ``done``) and has one result image served by the CDN; it lives the usual 8 days.
+        Returns the new ids, newest first (the last one created is the newest).
+        """
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        with self._lock:
+            now = self.clock.now()
+            self._builder.now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+            fresh: list[_Art] = []
+            for _ in range(n):
+                i = self.config.count + self._inserted
+                self._inserted += 1
+                a = self._builder.artwork(i, 0.0, False, "ok", False, batch=1)
+                self._by_id[a.id] = a
+                self._serve(a, 0.0)
+                fresh.append(a)
+            fresh.reverse()
+            self._arts[:0] = fresh
+            return [a.id for a in fresh]
+
+    def expected_media(self, include_deleted: bool = False) -> list[ExpectedFile]:
+        """Every result URL of every artwork that is or will be successful, newest first.
+
+        Inserted artworks are included; deleted ones are left out unless
+        ``include_deleted`` (their files are no longer served).
+        """
         out: list[ExpectedFile] = []
-        for a in self._arts:
+        with self._lock:
+            arts = [a for a in self._arts if include_deleted or a.id not in self._deleted]
+        for a in arts:
             for path in a.paths:
-                entry = self.server.media_entry(path)
-                assert entry is not None
+                spec = self._spec(path)
                 out.append(
                     ExpectedFile(
                         url=self.server.url(path) + a.query,
-                        size=entry.spec.size,
-                        sha256=media.sha256(entry.spec),
+                        size=spec.size,
+                        sha256=media.sha256(spec),
                         kind="image",
                         role="result",
                         generation_id=a.id,
                         expires_at=a.media_expires_at,
-                        content_type=entry.spec.content_type,
+                        content_type=spec.content_type,
                         source_field="results[]",
                     )
                 )
@@ -382,10 +500,34 @@ class TengrAISimulator(ProviderSim):
         }
 
     def _visible(self, a: _Art, version: str) -> bool:
-        """Not yet removed by retention; for v1 also finished (v1 creation is synchronous)."""
-        if self.clock.now() >= a.expires_at:
+        """Not deleted nor removed by retention; for v1 also finished (v1 creation is
+        synchronous)."""
+        if a.id in self._deleted or self.clock.now() >= a.expires_at:
             return False
         return version == "v2" or self._state(a)[0] not in ("starting", "processing")
+
+    def _listed(self, version: str) -> list[_Art]:
+        """What the listing of ``version`` shows now, in ``list_order`` (lock held)."""
+        arts = [a for a in self._arts if self._visible(a, version)]
+        if self.config.list_order == "oldest_first":
+            arts.reverse()
+        return arts
+
+    def _churn(self) -> None:
+        """After a listing request: delete and insert artworks as the churn knobs say."""
+        cfg = self.config
+        if not (cfg.churn_delete_per_request or cfg.churn_insert_per_request):
+            return
+        with self._lock:
+            if cfg.churn_requests and self._churned >= cfg.churn_requests:
+                return
+            self._churned += 1
+            visible = [a.id for a in self._arts if self._visible(a, "v2")]
+            doomed = self._churn_rng.sample(
+                visible, min(cfg.churn_delete_per_request, len(visible))
+            )
+            self.delete_artworks(doomed)
+            self.insert_artworks(cfg.churn_insert_per_request)
 
     # ------------------------------------------------------------------ routes
 
@@ -406,19 +548,26 @@ class TengrAISimulator(ProviderSim):
             if isinstance(value, Response):
                 return value
         assert isinstance(offset, int) and isinstance(limit, int)
+        if self.config.ignore_offset:
+            offset = 0
         version = req.params["version"]
-        arts = [a for a in self._arts if self._visible(a, version)]
-        return Response.json([self._render(a, version) for a in arts[offset : offset + limit]])
+        with self._lock:
+            arts = self._listed(version)
+            page = [self._render(a, version) for a in arts[offset : offset + limit]]
+            resp = Response.json(page)  # encoded now: the churn below comes after it
+            self._churn()
+        return resp
 
     def _detail(self, req: Request) -> Response:
         denied = self._denied(req)
         if denied is not None:
             return denied
         version = req.params["version"]
-        a = self._by_id.get(req.params["id"])
-        if a is None or not self._visible(a, version):
-            return _error(404, "NOT_FOUND", "Artwork not found")
-        return Response.json(self._render(a, version))
+        with self._lock:
+            a = self._by_id.get(req.params["id"])
+            if a is None or not self._visible(a, version):
+                return _error(404, "NOT_FOUND", "Artwork not found")
+            return Response.json(self._render(a, version))
 
 
 def _int_param(req: Request, name: str, default: int, low: int, high: int | None) -> int | Response:
@@ -446,4 +595,4 @@ def create(
     )
 
 
-__all__ = ["CDN", "RETENTION", "TengrAISimConfig", "TengrAISimulator", "create"]
+__all__ = ["CDN", "LIST_ORDERS", "RETENTION", "TengrAISimConfig", "TengrAISimulator", "create"]
