@@ -143,10 +143,11 @@ def plan_walk(
     full: bool = False,
     since: datetime | None = None,
 ) -> WalkPlan:
-    """Resume the walk in progress, or start a new one: full (reconciliation) when asked,
-    on the first walk, after a walk that ended incomplete, or when the last complete
-    full walk is older than ``full_walk_every``; otherwise incremental."""
-    if cursor.scan_position is not None and not full:
+    """Resume the walk in progress (unless a full walk is asked for and the one in
+    progress is incremental), or start a new one: full (reconciliation) when asked, on
+    the first walk, after a walk that ended incomplete, or when the last complete full
+    walk is older than ``full_walk_every``; otherwise incremental."""
+    if cursor.scan_position is not None and (cursor.walk_full or not full):
         return WalkPlan(
             stream=stream,
             full=cursor.walk_full,

@@ -236,16 +236,52 @@ def _migrate(store: Store, revision: str, *, down: bool = False) -> None:
         (command.downgrade if down else command.upgrade)(cfg, revision)
 
 
+def _save_at_0002(store: Store, external_id: str, prompt: str) -> None:
+    """A generation row as a genvault of schema 0002 wrote it (today's store writes
+    columns that later migrations added)."""
+    now = now_utc()
+    old = sa.table(
+        "generation",
+        *(
+            sa.column(c)
+            for c in (
+                "provider account external_id status provider_status prompt model source"
+                " created_at poll_attempts fingerprint sidecar_due raw first_seen_at updated_at"
+            ).split()
+        ),
+    )
+    with store.tx() as conn:
+        conn.execute(
+            old.insert().values(
+                provider="geminigen",
+                account=ACCOUNT,
+                external_id=external_id,
+                status="succeeded",
+                provider_status="2",
+                prompt=prompt,
+                model="imagen-4",
+                source="history",
+                created_at=now,
+                poll_attempts=0,
+                fingerprint="",
+                sidecar_due=False,
+                raw=sa.cast("{}", sa.JSON),
+                first_seen_at=now,
+                updated_at=now,
+            )
+        )
+
+
 def test_the_migration_indexes_the_rows_that_were_there_before_it(db_url: str) -> None:
     store = Store(db_url)
     try:
         _migrate(store, "0002")
-        save(store, [rec("old", "a steam train crossing a viaduct")])
+        _save_at_0002(store, "old", "a steam train crossing a viaduct")
         store.upgrade()  # 0003 backfills
         assert found(store, "steam train") == {"old"}
         assert_fts_in_sync(store)
         _migrate(store, "0002", down=True)  # reversible, and again
-        save(store, [rec("between", "a glass teapot")])
+        _save_at_0002(store, "between", "a glass teapot")
         store.upgrade()
         assert found(store, "teapot") == {"between"}
         assert found(store, "viaduct") == {"old"}

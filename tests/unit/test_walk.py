@@ -399,3 +399,11 @@ def test_plan_resumes_the_walk_in_progress_as_the_same_kind() -> None:
 
 def test_plan_floor_from_backfill_days() -> None:
     assert planned(cursor(), backfill_days=3).floor == T0 - timedelta(days=3)
+
+
+def test_plan_a_full_walk_asked_for_resumes_a_full_walk_but_not_an_incremental_one() -> None:
+    full_in_progress = cursor(high_water=T0, scan_position=40, walk_full=True)
+    assert planned(full_in_progress, full=True).start == 40
+    incremental_in_progress = cursor(high_water=T0, scan_position=40, walk_full=False)
+    p = planned(incremental_in_progress, full=True)
+    assert p.full and p.start is None

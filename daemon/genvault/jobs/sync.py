@@ -186,6 +186,7 @@ def _sync_account(
         item_errors=result.item_errors,
         complete=result.complete,
         streams=len(result.streams),
+        full=[s.stream for s in result.streams if s.full] or None,
         incomplete=[{"stream": s.stream, "problem": s.problem} for s in troubled] or None,
         rate_limited=result.rate_limited,
         circuit_open=result.circuit_open,
@@ -304,7 +305,7 @@ def _sync_stream(
         sr.account_wide = isinstance(exc, AuthError)
         rt.store.sync_failed(provider.name, acc.name, stream, sr.error)
         log.warning(
-            "sync.stream_failed",
+            "sync.page_failed",
             account=acc.name,
             stream=stream,
             position=walk.last_position,
