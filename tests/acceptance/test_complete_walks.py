@@ -204,9 +204,7 @@ def _waiting_generations(tmp_path: Path) -> set[str]:
     store = _store(tmp_path)
     try:
         return {
-            a["external_id"]
-            for a in store.assets("main")
-            if a["state"] == AssetState.PENDING.value
+            a["external_id"] for a in store.assets("main") if a["state"] == AssetState.PENDING.value
         }
     finally:
         store.dispose()

@@ -244,10 +244,23 @@ def _save_at_0002(store: Store, external_id: str, prompt: str) -> None:
         "generation",
         *(
             sa.column(c)
-            for c in (
-                "provider account external_id status provider_status prompt model source"
-                " created_at poll_attempts fingerprint sidecar_due raw first_seen_at updated_at"
-            ).split()
+            for c in [
+                "provider",
+                "account",
+                "external_id",
+                "status",
+                "provider_status",
+                "prompt",
+                "model",
+                "source",
+                "created_at",
+                "poll_attempts",
+                "fingerprint",
+                "sidecar_due",
+                "raw",
+                "first_seen_at",
+                "updated_at",
+            ]
         ),
     )
     with store.tx() as conn:
