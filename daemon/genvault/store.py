@@ -416,9 +416,7 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries):
                 stream=cursor.stream if cursor is not None else None,
                 # A reconciliation walk notes every item it sees, unchanged ones too:
                 # what it did not see by its end is gone at the provider.
-                mark_unchanged=cursor is not None
-                and cursor.walk is not None
-                and cursor.walk.full,
+                mark_unchanged=cursor is not None and cursor.walk is not None and cursor.walk.full,
             )
             if cursor is not None:
                 self._write_cursor(conn, provider, account, cursor, len(records), now)
@@ -557,9 +555,7 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries):
         if gone:
             log.info("sync.gone", account=account, stream=stream, generations=gone)
         listed = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(G)
-            .where(mine, G.c.listed_at >= walk.started_at)
+            sa.select(sa.func.count()).select_from(G).where(mine, G.c.listed_at >= walk.started_at)
         ).scalar_one()
         return int(listed)
 
