@@ -540,11 +540,11 @@ class GeminiGenSimulator(ProviderSim):
     def account_options(self) -> dict[str, Any]:
         """Account keys for a genvault account pointed at this simulator.
 
-        ``media_base``: the ``*_uri`` fields are relative to this server's ``/cdn/``;
-        ``fetch_detail = "always"``: per-output image thumbnails exist only in the
-        detail, and the demo shows every file.
+        ``media_base``: the ``*_uri`` fields are relative to this server's ``/cdn/``.
+        Nothing else: tests and the demo run with the defaults a user gets (the detail
+        read of every item among them).
         """
-        return {"media_base": self.server.url(CDN), "fetch_detail": "always"}
+        return {"media_base": self.server.url(CDN)}
 
     # ------------------------------------------------------------------ truth for tests
 
