@@ -19,9 +19,9 @@ orders. So a walk proves each step instead of assuming it:
 * **Pages that shift.** Page-number listings (GeminiGen, CrowdComputed) give a
   ``total``. New items appear at the top (the order is checked), so a shift that
   could hide items needs deletions above us, and shows as a ``total`` that fell
-  since the previous page: the walk steps back as many pages as items vanished
-  and reads them again. Without a ``total`` no such check exists; the daily full
-  walk is the net.
+  since the previous page: the walk keeps a frontier (the position above which it
+  has seen everything), moves it with the ``total``, and reads again the page that
+  holds it. Without a ``total`` no such check exists; the daily full walk is the net.
 * **Short pages.** A page shorter than asked ends a walk only when the ``total``
   says so, or when one more read finds nothing new. A server that caps the page
   size is noticed on the first page (its real size is kept for the next walks); a
@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import enum
 import itertools
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -58,7 +57,8 @@ OVERLAP = 5
 """Items each offset window re-reads from the previous one (1 % more requests at 500 a
 page), fewer on small pages (:func:`overlap_for`) so the overlap never costs over 10 %."""
 MAX_STEP_BACKS = 100
-"""Re-reads per walk to repair shifts before the walk gives up as incomplete (drift)."""
+"""Re-reads to repair shifts, beyond one per read that made progress, before the walk
+gives up as incomplete (drift): the listing moves faster than it can be read."""
 
 
 def overlap_for(limit: int) -> int:
@@ -258,6 +258,9 @@ class Walk:
         """The server's real page size when it caps the one asked (page listings)."""
         self.requests = 0
         self.step_backs = 0
+        self.advances = 0
+        """Reads that reached further down the listing than any before (the repair
+        budget grows with them; re-reading ground already covered is no progress)."""
         self.served = 0
         """Items the forward reads were served (page listings; for the count check)."""
         self.last_total: int | None = None
@@ -309,20 +312,29 @@ class Walk:
         return None
 
     def _step_back(self) -> bool:
-        """Count one repair read; False once the budget is spent."""
+        """Count one repair read; False once they outnumber the reads that made
+        progress by :data:`MAX_STEP_BACKS` (the listing moves faster than we read)."""
         self.step_backs += 1
-        return self.step_backs <= MAX_STEP_BACKS
+        return self.step_backs <= MAX_STEP_BACKS + self.advances
 
     # ------------------------------------------------------------------ page numbers
 
     def _pages(self) -> Iterator[WalkStep]:
+        """Page numbers: a *frontier* (the listing position above which every item has
+        been seen) moves with the ``total``: items created at the top push it down,
+        items deleted above it pull it up (every deletion is assumed to be above us,
+        the safe side). The next page is the one holding the frontier, so a page whose
+        start fell below it is read again, and progress is never lost to a step back.
+        """
         paging = self.provider.paging
         first = paging.first
         asked = paging.size
         eff = min(asked, self.page_size) if self.page_size else asked
         pos = self.plan.start if self.plan.start is not None else first
         from_top = self.plan.start is None
-        prev_ids: list[str] | None = None
+        frontier = reached = (pos - first) * eff
+        prev: tuple[int, list[str]] | None = None
+        """Position and ids of the previous read."""
         prev_total: int | None = None
         short: int | None = None
         """Items on the previous page when it was shorter than a page (end unconfirmed)."""
@@ -331,11 +343,11 @@ class Walk:
             if page is None:
                 return
             ids = _ids(page)
-            if short is not None and prev_ids is not None and set(ids) <= set(prev_ids):
+            if short is not None and prev is not None and set(ids) <= set(prev[1]):
                 # The read after a short page found nothing new: the end, confirmed.
                 yield WalkStep(page, None, self._count_check(from_top))
                 return
-            if prev_ids is not None and ids and ids == prev_ids:
+            if prev is not None and ids and ids == prev[1] and pos != prev[0]:
                 yield WalkStep(page, None, WalkEnd.REPEATED_PAGE)
                 return
             if short is not None and pos == first + 1:
@@ -343,27 +355,31 @@ class Walk:
             short = None
             if page.page_size is not None and 0 < page.page_size < eff:
                 eff = self.page_size = page.page_size  # the server says it caps our size
-            if prev_total is not None and page.total is not None and page.total < prev_total:
-                # Items vanished; those below them moved up, some maybe into pages
-                # already read: read those pages again.
-                back = math.ceil((prev_total - page.total) / eff)
-                prev_total, prev_ids = page.total, ids
+            if prev_total is not None and page.total is not None:
+                frontier = max(0, frontier + page.total - prev_total)
+            if page.total is not None:
+                prev_total = page.total
+            prev = (pos, ids)
+            start = (pos - first) * eff
+            if start > frontier:
+                # Items vanished above us and the rest moved up past this page's start:
+                # read the page that now holds the frontier.
                 if not self._step_back():
                     yield WalkStep(page, pos, WalkEnd.DRIFT)
                     return
-                pos = max(first, pos - back)
+                pos = first + frontier // eff
                 yield WalkStep(page, pos, reread=True)
                 continue
-            if page.total is not None:
-                prev_total = page.total
-            prev_ids = ids
+            if start + page.got > reached:
+                reached = start + page.got
+                self.advances += 1
+            frontier = max(frontier, start + page.got)
             self.served += page.got
             early = self._ends_early(page)
             if early is not None:
                 yield WalkStep(page, None, early)
                 return
-            before = (pos - first) * eff
-            if page.got == 0 or (page.total is not None and before + page.got >= page.total):
+            if page.got == 0 or (page.total is not None and start + page.got >= page.total):
                 yield WalkStep(page, None, self._count_check(from_top))
                 return
             if page.got < eff:
@@ -372,9 +388,9 @@ class Walk:
                     # the page size, and numbers its pages by that size.
                     eff = self.page_size = page.got
                 else:
-                    short = page.got  # unconfirmed: the next read tells
+                    short = page.got  # unconfirmed: the next page tells
             yield WalkStep(page, pos)
-            pos += 1
+            pos = pos + 1 if short is not None else first + frontier // eff
 
     def _count_check(self, from_top: bool) -> WalkEnd:
         """END, unless a walk from the top was served fewer items than the API counts."""
@@ -387,7 +403,7 @@ class Walk:
     def _offsets(self) -> Iterator[WalkStep]:
         limit = self.provider.paging.size
         k = overlap_for(limit)
-        off = self.plan.start if self.plan.start is not None else 0
+        off = reached = self.plan.start if self.plan.start is not None else 0
         prev: Page | None = None
         """The last window accepted as continuing the walk: its tail anchors the next."""
         while True:
@@ -411,6 +427,9 @@ class Walk:
                 yield WalkStep(page, off, reread=True)
                 continue
             prev = page
+            if off > reached:
+                reached = off
+                self.advances += 1
             early = self._ends_early(page)
             if early is not None:
                 yield WalkStep(page, None, early)

@@ -407,3 +407,57 @@ def test_plan_a_full_walk_asked_for_resumes_a_full_walk_but_not_an_incremental_o
     incremental_in_progress = cursor(high_water=T0, scan_position=40, walk_full=False)
     p = planned(incremental_in_progress, full=True)
     assert p.full and p.start is None
+
+
+def _burst(deleted: set[str], counter: Any) -> Callable[[Listing, int], None]:
+    """15 deleted (spread over the listing) and 5 created after each of the first 10
+    requests: what bench/walk.py calls burst churn."""
+
+    def churn(listing: Listing, request: int) -> None:
+        if request > 10:
+            return
+        victims = {r.external_id for r in listing.items[::7][:15]}
+        deleted.update(victims)
+        listing.delete(victims)
+        listing.insert_top([item(next(counter)) for _ in range(5)])
+
+    return churn
+
+
+@pytest.mark.parametrize("kind", ["offset", "page"])
+def test_burst_churn_misses_nothing_that_stayed(kind: str) -> None:
+    deleted: set[str] = set()
+    original = newest_first(1000)
+    listing = Listing(
+        list(original), kind=kind, size=100, after_request=_burst(deleted, iter(range(9000, 9999)))
+    )
+    seen, walk = walk_ids(listing)
+    assert {r.external_id for r in original} - deleted <= seen
+    assert walk.complete and walk.step_backs > 0
+
+
+def test_deletions_below_the_walk_cost_one_re_read_and_nothing_else() -> None:
+    """A total that falls cannot say where the items went: the walk assumes above it and
+    reads a page again; finding that page as it was is a re-read, not a server that
+    ignores the page parameter (which would end the walk incomplete)."""
+
+    def delete_below(listing: Listing, request: int) -> None:
+        if request == 2:  # items deleted far below: the total falls, nothing above moved
+            listing.delete({f"g{n:05d}" for n in range(5, 1, -1)})
+
+    listing = Listing(newest_first(100), kind="page", size=10, after_request=delete_below)
+    seen, walk = walk_ids(listing)
+    assert walk.complete and len(seen) == 96 and walk.step_backs == 1
+
+
+def test_steady_deletions_on_a_page_listing_end_as_drift_and_say_so() -> None:
+    """One item deleted at the top after every request: page numbers can never prove the
+    next page follows the last, so the walk ends incomplete (reported, retried as a
+    full walk) instead of claiming completeness."""
+
+    def one_by_one(listing: Listing, request: int) -> None:
+        listing.items = listing.items[1:]
+
+    listing = Listing(newest_first(5000), kind="page", size=100, after_request=one_by_one)
+    _, walk = walk_ids(listing, max_pages=10_000)
+    assert walk.end is WalkEnd.DRIFT and not walk.complete
