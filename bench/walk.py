@@ -306,7 +306,7 @@ def full_walks_a_day(cursor: CursorState) -> tuple[int, int]:
 
 
 def _sim(listing: Listing, plan: Plan, churn: Churn | None = None) -> Sim:
-    """A history of ``plan.items`` finished items (a few failed), newest first."""
+    """A history of ``plan.items`` finished items (20-25 failed), newest first."""
     knobs: dict[str, int] = {}
     if churn is not None:
         knobs = {
@@ -372,10 +372,18 @@ def _route(sim: Sim) -> str:
 
 
 @contextmanager
-def _serving(sim: Sim) -> Iterator[Sim]:
+def _serving(
+    listing: Listing, plan: Plan, churn: Churn | None = None
+) -> Iterator[tuple[Sim, Provider]]:
+    """A simulator serving on loopback and the adapter that reads it; both closed after."""
+    sim = _sim(listing, plan, churn)
     sim.start()
     try:
-        yield sim
+        provider = _adapter(sim, listing)
+        try:
+            yield sim, provider
+        finally:
+            provider.api.http.close()
     finally:
         sim.stop()
 
@@ -406,10 +414,6 @@ def _insert(sim: Sim, n: int) -> list[str]:
     if isinstance(sim, TengrAISimulator):
         return sim.insert_artworks(n)
     return sim.insert_generations(n)
-
-
-def _deleted(sim: Sim) -> frozenset[str]:
-    return sim.deleted_ids
 
 
 # --------------------------------------------------------------------------- measuring
@@ -472,8 +476,7 @@ class Measured:
 def measure(listing: Listing, plan: Plan) -> Measured:
     """First walks, then the incremental walks, on one simulator; then the churn runs."""
     overlap = timedelta(seconds=SyncSettings().overlap_seconds)
-    with _serving(_sim(listing, plan)) as sim:
-        provider = _adapter(sim, listing)
+    with _serving(listing, plan) as (sim, provider):
         counter = Counter(sim)
         live = set(sim.live_ids)
         full_today = counter.measure("today's first walk", partial(todays_walk, provider, None))
@@ -507,8 +510,7 @@ def measure(listing: Listing, plan: Plan) -> Measured:
     for name, churn in plan.churns.items():
         runs: list[Churned] = []
         for walker in ("today's", "the new"):
-            with _serving(_sim(listing, plan, churn)) as sim:
-                provider = _adapter(sim, listing)
+            with _serving(listing, plan, churn) as (sim, provider):
                 counter = Counter(sim)
                 before = set(sim.live_ids)
                 if walker == "today's":
