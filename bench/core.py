@@ -96,6 +96,7 @@ BENCHMARKS: tuple[str, ...] = (
     "deadlines",  # 5. earliest-deadline-first vs FIFO losses
     "scaleout",  # 6. 1 vs 3 replicas on PostgreSQL
     "search",  # 7. full-text search over 1,000,000 generations, SQLite and PostgreSQL
+    "walk",  # 8. listing requests of the self-checking walk and the daily full walk
 )
 
 
