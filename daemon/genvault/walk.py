@@ -62,8 +62,10 @@ gives up as incomplete (drift): the listing moves faster than it can be read."""
 
 
 def overlap_for(limit: int) -> int:
-    """Items two consecutive offset windows share: at most a tenth of a window."""
-    return 0 if limit <= 1 else min(OVERLAP, max(1, limit // 10))
+    """Items two consecutive offset windows share, so that the overlap costs at most a
+    tenth more requests (k / (limit - k) <= 0.1) from 11 items a page up; below that one
+    item, the least that proves continuity, costs more (bench/walk.py measures it)."""
+    return 0 if limit <= 1 else min(OVERLAP, max(1, limit // 11))
 
 
 class WalkEnd(enum.StrEnum):

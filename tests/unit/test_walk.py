@@ -143,11 +143,12 @@ def test_a_still_listing_is_read_whole_and_ends_complete(kind: str, n: int) -> N
 
 
 def test_offset_windows_overlap_by_a_few_items() -> None:
-    listing = Listing(newest_first(100), size=50)
+    listing = Listing(newest_first(100), size=55)
     walk_ids(listing)
-    # 0, then 45 (5 back), then 90; the window at 90 is short: one more read confirms
-    assert listing.requests == [0, 50 - OVERLAP, 100 - 2 * OVERLAP, 100 - OVERLAP]
-    assert [overlap_for(n) for n in (1, 2, 10, 20, 50, 500)] == [0, 1, 1, 2, 5, 5]
+    # 0, then 50 (5 back); that window is short (50 of 55): one more read, overlapping
+    # its last 5, finds nothing new and confirms the end
+    assert listing.requests == [0, 55 - OVERLAP, 100 - OVERLAP]
+    assert [overlap_for(n) for n in (1, 2, 10, 11, 20, 50, 55, 500)] == [0, 1, 1, 1, 1, 4, 5, 5]
 
 
 def test_page_listing_with_total_ends_without_an_extra_read() -> None:
@@ -301,7 +302,7 @@ def test_incremental_walk_stops_at_the_watermark_only_when_newest_first() -> Non
     listing = Listing(list(items), size=20)
     _, walk = walk_ids(listing, incremental)
     assert walk.end is WalkEnd.WATERMARK and walk.complete
-    # windows of 20 overlapping by 2: 200..181, 182..163, 164..145, then 146..127 all old
+    # windows of 20 overlapping by 1: 200..181, 181..162, 162..143, then 143..124 all old
     assert len(listing.requests) == 4
 
     oldest = Listing(list(reversed(items)), size=20)
