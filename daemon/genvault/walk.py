@@ -40,6 +40,7 @@ orders. So a walk proves each step instead of assuming it:
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import itertools
 from collections.abc import Iterator, Sequence
@@ -80,7 +81,8 @@ class WalkEnd(enum.StrEnum):
     REPEATED_PAGE = "repeated_page"
     """The server answered the next page with the previous one: it ignores the parameter."""
     DRIFT = "drift"
-    """Items kept moving under the walk beyond :data:`MAX_STEP_BACKS` re-reads."""
+    """Items kept moving under the walk beyond :data:`MAX_STEP_BACKS` re-reads; it read
+    on to the end without proof of continuity, saving what it found."""
     SHORT_COUNT = "short_count"
     """The walk reached the end having seen fewer items than the API's ``total``."""
 
@@ -101,7 +103,10 @@ class WalkEnd(enum.StrEnum):
                 "the page before: it ignores the paging parameter, the rest is unreachable"
             )
         if self is WalkEnd.DRIFT:
-            return f"the listing kept shifting: {walk.step_backs} re-reads did not repair it"
+            return (
+                f"the listing kept shifting: {walk.step_backs} re-reads did not keep up, the "
+                "rest was read without proof that nothing was skipped"
+            )
         if self is WalkEnd.SHORT_COUNT:
             return (
                 f"the walk saw {walk.served} items but the API counts {walk.last_total}: "
@@ -270,6 +275,8 @@ class Walk:
         self.end: WalkEnd | None = None
         self.capped = False
         """The walk paused at ``max_pages``; it resumes on the next pass."""
+        self.unproven = False
+        """Repairs gave up: the rest of the walk cannot prove it missed nothing."""
 
     @property
     def complete(self) -> bool:
@@ -279,6 +286,8 @@ class Walk:
         steps = self._offsets() if self.provider.paging.kind == "offset" else self._pages()
         for step in steps:
             if step.end is not None:
+                if self.unproven and step.end.complete:
+                    step = dataclasses.replace(step, end=WalkEnd.DRIFT)
                 self.end = step.end
             yield step
 
@@ -314,10 +323,17 @@ class Walk:
         return None
 
     def _step_back(self) -> bool:
-        """Count one repair read; False once they outnumber the reads that made
-        progress by :data:`MAX_STEP_BACKS` (the listing moves faster than we read)."""
+        """Whether to read again to repair a possible gap. No, once repair reads
+        outnumber the reads that made progress by :data:`MAX_STEP_BACKS` (the listing
+        moves faster than it can be read): from then on the walk reads on without
+        proof, saving what it can, and ends incomplete (``drift``)."""
+        if self.unproven:
+            return False
         self.step_backs += 1
-        return self.step_backs <= MAX_STEP_BACKS + self.advances
+        if self.step_backs > MAX_STEP_BACKS + self.advances:
+            self.unproven = True
+            return False
+        return True
 
     # ------------------------------------------------------------------ page numbers
 
@@ -363,12 +379,9 @@ class Walk:
                 prev_total = page.total
             prev = (pos, ids)
             start = (pos - first) * eff
-            if start > frontier:
+            if start > frontier and self._step_back():
                 # Items vanished above us and the rest moved up past this page's start:
                 # read the page that now holds the frontier.
-                if not self._step_back():
-                    yield WalkStep(page, pos, WalkEnd.DRIFT)
-                    return
                 pos = first + frontier // eff
                 yield WalkStep(page, pos, reread=True)
                 continue
@@ -420,11 +433,8 @@ class Walk:
             if prev is not None and ids and ids == _ids(prev) and off != prev.position:
                 yield WalkStep(page, None, WalkEnd.REPEATED_PAGE)
                 return
-            if prev is not None and not self._continues(prev, page, off, k):
+            if prev is not None and not self._continues(prev, page, off, k) and self._step_back():
                 # Deletions moved items up past our window: read an earlier one.
-                if not self._step_back():
-                    yield WalkStep(page, off, WalkEnd.DRIFT)
-                    return
                 off = max(0, off - max(limit - k, 1))
                 yield WalkStep(page, off, reread=True)
                 continue
