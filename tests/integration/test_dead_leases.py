@@ -9,6 +9,8 @@
   SIGKILLed. A live worker's leases are never reaped; neither are an older
   genvault's, which hold no lock and still expire as before. A worker whose lock
   connection was cut notices it, takes the lock again and keeps what it still has.
+
+``status`` counts a pending file as held only while a live worker holds it.
 """
 
 from __future__ import annotations
@@ -22,13 +24,17 @@ import textwrap
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from rich.console import Console
 
-from genvault.config import DatabaseSettings, Settings, StorageSettings
+from genvault.config import AccountSettings, DatabaseSettings, Settings, StorageSettings
 from genvault.instance import lock_held, single_process
+from genvault.report import render_status
 from genvault.runtime import Runtime, new_worker_id
+from genvault.status import read_status
 from genvault.store import WORKER_LOCK_TAG, Store, worker_lock_key
 from tests.integration.store_helpers import media, now_utc, record, save, url
 
@@ -323,3 +329,59 @@ def test_postgres_a_worker_whose_lock_connection_died_takes_it_again(
     finally:
         peer.dispose()
         worker.dispose()
+
+
+# --------------------------------------------------------------------------- status
+
+
+def _status_settings(db_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database=DatabaseSettings(url=db_url),
+        storage=StorageSettings(url=f"file://{tmp_path / 'archive'}"),
+        accounts=(AccountSettings(name="main", provider="geminigen", api_key_env="GG_KEY"),),
+    )
+
+
+def _status_row(doc: dict[str, Any]) -> dict[str, Any]:
+    [account] = doc["accounts"]
+    return account
+
+
+def test_status_shows_files_held_by_live_workers_apart_from_waiting_ones(
+    db_url: str, tmp_path: Path
+) -> None:
+    settings = _status_settings(db_url, tmp_path)
+    store, worker = Store(db_url), Store(db_url)
+    store.upgrade()
+    try:
+        _files(store)  # 12 pending
+        live, dead = new_worker_id(), new_worker_id()
+        worker.hold_worker_lock(live)  # PostgreSQL: a live worker; SQLite: no-op
+        _lease(worker, live, 3)
+        _lease(store, dead, 4)  # PostgreSQL: no lock, its process is gone
+        _lease(store, LEGACY, 2, seconds=900)  # an older genvault: held until it expires
+        _lease(store, "expired-legacy", 1, seconds=-1)
+
+        def held_and_waiting() -> tuple[int, int, int]:
+            row = _status_row(read_status(store, settings, timedelta(hours=1)))
+            return row["held"], row["waiting"], row["assets"]["pending"]
+
+        if store.is_sqlite:
+            # no process holds the database's lock: every lease is a dead run's
+            assert held_and_waiting() == (0, 12, 12)
+            with single_process(db_url):  # the daemon runs (and its page asks)
+                assert held_and_waiting() == (9, 3, 12)  # unexpired leases: its own
+        else:
+            assert held_and_waiting() == (5, 7, 12)
+            worker.drop_worker_lock()
+            assert held_and_waiting() == (2, 10, 12)
+
+        console = Console(record=True, width=200)
+        render_status(read_status(store, settings, timedelta(hours=1)), console)
+        table = console.export_text()
+        assert "held / waiting" in table
+        held, waiting, _ = held_and_waiting()
+        assert f"{held} / {waiting}" in table
+    finally:
+        worker.dispose()
+        store.dispose()
