@@ -1146,7 +1146,7 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries):
                         conn.execute(sa.text("SELECT 1"))
                         conn.commit()
                         return False
-                    except sa.exc.DBAPIError as exc:
+                    except sa.exc.SQLAlchemyError as exc:
                         log.warning("lease.worker_lock_lost", worker=owner, error=str(exc)[:300])
                 self._close_worker_lock()
             chosen = sa.engine.make_url(self.url).query  # options in the URL win
@@ -1179,7 +1179,7 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries):
 
     def _close_worker_lock(self) -> None:
         if self._worker_lock is not None:
-            with contextlib.suppress(sa.exc.DBAPIError):
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
                 self._worker_lock[1].close()
             self._worker_lock = None
         if self._worker_engine is not None:
@@ -1228,6 +1228,19 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries):
         with self.engine.connect() as conn:
             return [row[0] for row in conn.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")]
 
+    def dead_lease_owners(self, *, process_alive: bool = True) -> list[str]:
+        """Lease owners whose worker is gone, so their files are as good as free.
+
+        PostgreSQL: tagged owners whose worker lock nobody holds. SQLite: every owner
+        when no process holds the database's lock (``process_alive`` False, asked by
+        the caller with :func:`genvault.instance.lock_held`), else none.
+        """
+        owners = self.lease_owners()
+        if self.is_sqlite:
+            return [] if process_alive else sorted(owners)
+        tied = [o for o in owners if o.endswith(WORKER_LOCK_TAG)]
+        return sorted(set(tied) - self.live_workers(tied)) if tied else []
+
     def reap_dead_leases(self) -> int:
         """PostgreSQL: free the leases of workers whose lock is gone; returns how many.
 
@@ -1240,10 +1253,7 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries):
         """
         if self.is_sqlite:
             return 0
-        tied = [o for o in self.lease_owners() if o.endswith(WORKER_LOCK_TAG)]
-        if not tied:
-            return 0
-        dead = sorted(set(tied) - self.live_workers(tied))
+        dead = self.dead_lease_owners()
         if not dead:
             return 0
         with self.tx() as conn:

@@ -385,3 +385,32 @@ def test_status_shows_files_held_by_live_workers_apart_from_waiting_ones(
     finally:
         worker.dispose()
         store.dispose()
+
+
+def test_the_archive_plan_counts_a_dead_workers_files_as_leasable(db_url: str) -> None:
+    """``run --once --dry-run`` and backfill's progress total: a killed run's leases do
+    not hold the next pass back, so the plan lists those files as to be downloaded."""
+    store, worker = Store(db_url), Store(db_url)
+    store.upgrade()
+    try:
+        _files(store)  # 12 pending
+        live, dead = new_worker_id(), new_worker_id()
+        worker.hold_worker_lock(live)
+        _lease(worker, live, 2)
+        _lease(store, dead, 4)
+        before = store.archive_plan(limit=0)
+        assert (before.leasable, before.leased) == (6, 6)
+        if store.is_sqlite:  # no process runs: both are dead runs' leases
+            assert store.dead_lease_owners(process_alive=True) == []
+            owners = store.dead_lease_owners(process_alive=False)
+            assert owners == sorted([live, dead])
+            expected = (12, 0)
+        else:
+            owners = store.dead_lease_owners()
+            assert owners == [dead]
+            expected = (10, 2)
+        plan = store.archive_plan(limit=0, dead_owners=owners)
+        assert (plan.leasable, plan.leased) == expected
+    finally:
+        worker.dispose()
+        store.dispose()
