@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
 import signal
@@ -28,14 +30,20 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from pydantic import SecretStr
 from rich.console import Console
 
 from genvault.config import AccountSettings, DatabaseSettings, Settings, StorageSettings
 from genvault.instance import lock_held, single_process
+from genvault.jobs.archive import archive_pending
+from genvault.jobs.sync import sync_account
+from genvault.records import AssetState
 from genvault.report import render_status
 from genvault.runtime import Runtime, new_worker_id
+from genvault.simulator import geminigen
 from genvault.status import read_status
 from genvault.store import WORKER_LOCK_TAG, Store, worker_lock_key
+from tests.acceptance.helpers import sim_account
 from tests.integration.store_helpers import media, now_utc, record, save, url
 
 LEGACY = "old-host-0a1b2c3d4e5f"
@@ -414,3 +422,66 @@ def test_the_archive_plan_counts_a_dead_workers_files_as_leasable(db_url: str) -
     finally:
         worker.dispose()
         store.dispose()
+
+
+@pytest.mark.postgres
+def test_an_archive_pass_whose_lock_connection_is_cut_takes_it_again_and_finishes(
+    postgres_url: str, tmp_path: Path, info_json_log: io.StringIO
+) -> None:
+    """The lock's session is terminated mid-pass (a failover, an idle-session timeout):
+    within a heartbeat the pass notices, takes its lock again, re-asserts the leases of
+    the files it is downloading, and every file is archived once, none left leased."""
+    sim = geminigen.create(
+        api_key="dead-leases-key",
+        count=16,
+        image_size=2_000,
+        video_size=3_000,
+        audio_size=2_000,
+        thumbnail_size=500,
+        processing_count=0,
+        failed_count=0,
+    )
+    sim.start()
+    try:
+        sim.faults.update(latency_s=0.25)  # the pass lasts several heartbeats
+        settings = Settings.model_validate(
+            {
+                "database": {"url": postgres_url},
+                "storage": {"url": f"file://{tmp_path / 'archive'}"},
+                "network": {"allow_private": True},
+                "server": {"enabled": False},
+                "archive": {"concurrency": 2, "batch_size": 4},
+                "accounts": [sim_account(sim, "GG_KEY")],
+            }
+        )
+        rt = Runtime.build(settings, {"main": SecretStr("dead-leases-key")})
+        killer = Store(postgres_url)
+        try:
+            sync_account(rt, rt.accounts["main"])
+            files = rt.store.count_assets(AssetState.PENDING)
+            assert files > 20
+            cut: list[int] = []
+
+            def cut_once(_outcome: Any, _asset: Any) -> None:
+                if not cut:
+                    pid = _backend_of(killer, rt.worker_id)
+                    with killer.engine.connect() as conn:
+                        conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+                    cut.append(pid)
+
+            result = archive_pending(rt, on_outcome=cut_once)
+            assert cut
+            assert result.archived == files and result.outcome.value == "success"
+            assert rt.store.count_assets(AssetState.ARCHIVED) == files
+            assert rt.store.lease_owners() == []
+            assert _backend_of(killer, rt.worker_id) != cut[0]  # held again, new session
+            events = [json.loads(line) for line in info_json_log.getvalue().splitlines()]
+            [lost] = [e for e in events if e["event"] == "lease.worker_lock_lost"]
+            [retaken] = [e for e in events if e["event"] == "lease.worker_lock_retaken"]
+            assert lost["level"] == retaken["level"] == "warning"
+            assert retaken["kept"] == retaken["in_flight"] > 0  # nobody else took them
+        finally:
+            killer.dispose()
+            rt.close()
+    finally:
+        sim.stop()
