@@ -860,8 +860,8 @@ class HarnessResult:
             f"{sum(t.runs for t in self.trials)} runs, "
             f"{sum(t.files for t in self.trials)} files checked, "
             f"left behind by kills and cleaned up: {dict(leftovers) or 'nothing'}; "
-            f"one clean run per trial (default lease_seconds) took over "
-            f"{sum(t.stranded for t in self.trials)} files killed runs still leased; "
+            f"one clean run per trial (default lease_seconds), started with "
+            f"{sum(t.stranded for t in self.trials)} files still leased by killed runs; "
             f"{self.seconds:.0f}s, seed={self.seed}"
         )
 
@@ -904,8 +904,8 @@ def run_harness(
             f"trial {i} [{database}/{target.kind}]: {sum(r.kills.values())} kills "
             f"{dict(r.kills)}, survived {dict(r.survived)}, {r.runs} runs, "
             f"{r.files} files, {r.objects} objects, {r.seconds:.1f}s, "
-            f"leftovers {dict(r.leftovers_after_kills)}, clean run exit {r.clean_exit} "
-            f"took over {r.stranded} leased files"
+            f"leftovers {dict(r.leftovers_after_kills)}, clean run exit {r.clean_exit}, "
+            f"started with {r.stranded} files still leased by killed runs"
         )
         for p in r.counts.problems:
             log(f"  PROBLEM {p}")
