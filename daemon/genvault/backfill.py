@@ -225,7 +225,12 @@ def backfill(
             report.polls.append(PollResult(acc.name, errors=1, error=repr(exc)))
     names = [a.name for a in accounts]
     if not stop.is_set() and names:
-        plan = rt.store.archive_plan(accounts=names, roles=rt.archive_roles, limit=0)
+        plan = rt.store.archive_plan(
+            accounts=names,
+            roles=rt.archive_roles,
+            limit=0,
+            dead_owners=rt.store.dead_lease_owners(),  # the archive pass reaps them first
+        )
         display.archiving(
             plan.leasable + plan.roles_to_queue,
             plan.known_bytes,

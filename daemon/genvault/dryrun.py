@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 
 from genvault.config import Settings
 from genvault.errors import ProviderError
+from genvault.instance import lock_held
 from genvault.jobs import health
 from genvault.jobs.pipeline import ExitCode
 from genvault.models import utcnow
@@ -219,7 +220,10 @@ def dry_run(
         trouble = False
         for acc in rt.accounts.values():
             trouble |= _account(rt, acc, now, echo)
-        _plan(rt.store.archive_plan(roles=rt.archive_roles, limit=SHOW, now=now), now, echo)
+        # a killed run's leases do not hold the real pass back: do not count them here
+        dead = rt.store.dead_lease_owners(process_alive=lock_held(settings.database.url))
+        plan = rt.store.archive_plan(roles=rt.archive_roles, limit=SHOW, now=now, dead_owners=dead)
+        _plan(plan, now, echo)
         return int(ExitCode.RETRYING if trouble else ExitCode.OK)
     finally:
         rt.close()

@@ -19,13 +19,14 @@ from genvault.config import AccountSettings, Settings
 from genvault.download import DownloadLimits
 from genvault.errors import StorageError
 from genvault.http import ApiClient, HttpClient, NetworkPolicy, build_client
+from genvault.instance import holds_process_lock
 from genvault.logging import get_logger, register_secret
 from genvault.metrics import ProcessMetrics
 from genvault.providers.base import Provider
 from genvault.providers.registry import provider_class, validate_options
 from genvault.records import MediaRole
 from genvault.storage import Storage, open_storage
-from genvault.store import Store
+from genvault.store import WORKER_LOCK_TAG, Store
 
 log = get_logger("genvault.runtime")
 
@@ -33,8 +34,13 @@ DEFAULT_RETENTION = timedelta(days=30)
 
 
 def new_worker_id() -> str:
-    """Random per process, so two pods with the same name never share leases."""
-    return f"{socket.gethostname()[:40]}-{_secrets.token_hex(6)}"
+    """Random per process, so two pods with the same name never share leases.
+
+    It ends in :data:`~genvault.store.WORKER_LOCK_TAG`: this worker's leases die with
+    it (its PostgreSQL worker lock, or the SQLite process lock), so they are freed as
+    soon as it is gone rather than when they expire.
+    """
+    return f"{socket.gethostname()[:40]}-{_secrets.token_hex(6)}{WORKER_LOCK_TAG}"
 
 
 @dataclass
@@ -80,6 +86,13 @@ class Runtime:
         store = Store(settings.database.url)
         if upgrade:
             store.upgrade()
+        worker_id = new_worker_id()
+        if store.is_sqlite and holds_process_lock(settings.database.url):
+            # The one process on this database starts: any lease in it is a dead run's
+            # (a SIGKILL, an OOM kill), and waiting for it to expire could cost a file.
+            voided = store.void_other_leases(worker_id)
+            if voided:
+                log.info("lease.voided", assets=voided, reason="sole process on the database")
         storage = open_storage(settings.storage)
         policy = NetworkPolicy(allow_private=settings.network.allow_private)
         api_http = build_client(settings.network, policy, max_connections=16)
@@ -114,7 +127,15 @@ class Runtime:
                 acc, cls_(api, options, acc.name, api_key=key), acc_policy
             )
         return cls(
-            settings, store, storage, policy, accounts, api_http, media_http, metrics=metrics
+            settings,
+            store,
+            storage,
+            policy,
+            accounts,
+            api_http,
+            media_http,
+            worker_id=worker_id,
+            metrics=metrics,
         )
 
     def clean_storage(self) -> int:

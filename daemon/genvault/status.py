@@ -67,10 +67,18 @@ def read_status(
     store: Store, settings: Settings, within: timedelta, *, failures: int = RECENT_FAILURES
 ) -> dict[str, Any]:
     """Per configured account: counts, last sync, next deadline, circuit; the at-risk
-    list; the ``failures`` most recent failed, lost or erroring files with their reason."""
+    list; the ``failures`` most recent failed, lost or erroring files with their reason.
+
+    ``held``: pending files a live worker is archiving right now; ``waiting``: the
+    other pending files (due, backing off, or left by a dead worker, which the next
+    pass takes over at once). A lease alone says nothing: a killed run's leases stay
+    in the database until the next start (SQLite) or reap (PostgreSQL) frees them.
+    """
+    from genvault.instance import lock_held
     from genvault.providers.registry import provider_class
 
     summary = store.summary()
+    held = store.held_by_live_workers(process_alive=lock_held(settings.database.url))
     risky = store.at_risk(within)
     recent = store.recent_failures(failures)
     health = store.provider_health()
@@ -84,6 +92,8 @@ def read_status(
                 "has_history": provider_class(acc.provider).has_history,
                 "generations": s.get("generations", {}),
                 "assets": s.get("assets", {}),
+                "held": held.get(acc.name, 0),
+                "waiting": max(0, s.get("assets", {}).get("pending", 0) - held.get(acc.name, 0)),
                 "bytes_archived": s.get("bytes_archived", 0),
                 "last_sync": iso(s.get("last_sync")),
                 "last_error": s.get("last_error"),

@@ -9,7 +9,10 @@ offers the operations the jobs need, each one a short transaction:
            :meth:`Store.poll_error`, :meth:`Store.register_tasks`;
 * archive: :meth:`Store.lease_assets` (earliest deadline first; ``FOR UPDATE
            SKIP LOCKED`` on PostgreSQL), :meth:`Store.finish_assets`,
-           :meth:`Store.release_leases`, sidecar bookkeeping;
+           :meth:`Store.release_leases`, sidecar bookkeeping; a dead worker's
+           leases are freed at once, not after they expire
+           (:meth:`Store.void_other_leases` on SQLite, :meth:`Store.hold_worker_lock`
+           and :meth:`Store.reap_dead_leases` on PostgreSQL);
 * report:  :meth:`Store.summary`, :meth:`Store.at_risk`;
 * health:  :meth:`Store.save_provider_health`, :meth:`Store.provider_health`
            (circuit breaker and request budget per account);
@@ -26,6 +29,7 @@ import contextlib
 import enum
 import hashlib
 import json
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -257,6 +261,9 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries):
             )
         self._insert = sqlite.insert if self.is_sqlite else postgresql.insert
         self._locks: Engine | None = None
+        self._worker_lock: tuple[str, Connection] | None = None
+        self._worker_engine: Engine | None = None
+        self._worker_mutex = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -287,6 +294,7 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries):
             conn.execute(sa.text("SELECT 1"))
 
     def dispose(self) -> None:
+        self.drop_worker_lock()
         self.engine.dispose()
         if self._locks is not None:
             self._locks.dispose()
@@ -1224,6 +1232,261 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries):
             )
         return int(res.rowcount)
 
+    # ------------------------------------------------------------------ leases of dead workers
+    #
+    # A lease names its worker and carries an expiry (``lease_until``), extended while
+    # the worker runs. Expiry alone left a killed run's files alone for
+    # ``archive.lease_seconds`` (15 minutes), long enough for a file to pass its
+    # deadline. So a lease is also tied to something that dies with its worker:
+    #
+    # * SQLite: one process per database (:mod:`genvault.instance`). The process that
+    #   takes the database's lock voids every other worker's lease at start
+    #   (:meth:`void_other_leases`): whoever held them is dead.
+    # * PostgreSQL: each worker holds a session-level advisory lock on a key derived
+    #   from its worker id, on a connection of its own, for the process's life
+    #   (:meth:`hold_worker_lock`). The server drops the lock with the session when the
+    #   process dies (SIGKILL, OOM kill), or when TCP keepalives give up on a host that
+    #   vanished. :meth:`reap_dead_leases` frees the leases of workers whose lock is
+    #   gone; every archive pass runs it at its start and every few seconds.
+    #
+    # Leases of workers without the ``WORKER_LOCK_TAG`` (genvault 0.1.0 replicas during
+    # a rolling upgrade) hold no lock: the reaper leaves them alone and they expire as
+    # they always did, so an old replica's files are never downloaded twice.
+
+    def void_other_leases(self, owner: str) -> int:
+        """SQLite, at start under the database's process lock: clear every lease that
+        ``owner`` does not hold (one UPDATE over ``ix_asset_lease_owner``).
+
+        Only one process may use a SQLite database, and this one holds its lock, so any
+        other worker's lease belongs to a process that is gone (killed mid-pass). Never
+        on PostgreSQL, where other workers' leases belong to live replicas.
+        """
+        if not self.is_sqlite:
+            raise RuntimeError("void_other_leases is for SQLite; PostgreSQL reaps dead leases")
+        with self.tx() as conn:
+            res = conn.execute(
+                A.update()
+                .where(A.c.lease_owner.is_not(None), A.c.lease_owner != owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+        return int(res.rowcount)
+
+    def hold_worker_lock(self, owner: str) -> bool:
+        """PostgreSQL: make sure this process holds ``owner``'s worker lock; True when it
+        was taken just now (first use, or again after its connection was lost).
+
+        The lock (``pg_try_advisory_lock`` on :func:`worker_lock_key`) lives on a
+        connection of its own, kept open until :meth:`dispose` (or
+        :meth:`drop_worker_lock`). Every call pings that connection: if it died (a
+        server restart, a network cut, an idle-session timeout), the lock is gone and
+        the reaper may already have freed ``owner``'s leases, so it is taken again on a
+        new connection and True tells the caller to re-assert the leases it still
+        works on (:meth:`reclaim_leases`). The session asks the server for TCP
+        keepalives, so the lock of a host that vanished without closing its
+        connections goes within ~25 s instead of the kernel's two hours.
+
+        A no-op returning False on SQLite (the process lock plays this part).
+        """
+        if self.is_sqlite:
+            return False
+        if not owner.endswith(WORKER_LOCK_TAG):
+            raise ValueError(f"worker id {owner!r} lacks {WORKER_LOCK_TAG!r}: see new_worker_id")
+        with self._worker_mutex:
+            held = self._worker_lock
+            if held is not None:
+                held_owner, conn = held
+                if held_owner == owner:
+                    try:
+                        conn.execute(sa.text("SELECT 1"))
+                        conn.commit()
+                        return False
+                    except sa.exc.SQLAlchemyError as exc:
+                        log.warning("lease.worker_lock_lost", worker=owner, error=str(exc)[:300])
+                self._close_worker_lock()
+            chosen = sa.engine.make_url(self.url).query  # options in the URL win
+            engine = sa.create_engine(
+                self.url,
+                poolclass=NullPool,
+                connect_args={k: v for k, v in _LOCK_KEEPALIVES.items() if k not in chosen},
+            )
+            conn = engine.connect()
+            try:
+                conn.execute(sa.text(_SERVER_KEEPALIVES))
+                got = conn.execute(
+                    sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": worker_lock_key(owner)}
+                ).scalar()
+                conn.commit()
+                if not got:  # two processes drew the same 48-bit random id
+                    raise RuntimeError(f"worker lock of {owner} is held by another session")
+            except BaseException:
+                conn.close()
+                engine.dispose()
+                raise
+            self._worker_lock = (owner, conn)
+            self._worker_engine = engine
+            return True
+
+    def drop_worker_lock(self) -> None:
+        """Close the worker lock's connection (the server releases the lock with it)."""
+        with self._worker_mutex:
+            self._close_worker_lock()
+
+    def _close_worker_lock(self) -> None:
+        if self._worker_lock is not None:
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                self._worker_lock[1].close()
+            self._worker_lock = None
+        if self._worker_engine is not None:
+            self._worker_engine.dispose()
+            self._worker_engine = None
+
+    def live_workers(self, owners: Iterable[str]) -> set[str]:
+        """Which of ``owners`` hold their worker lock right now: one read of ``pg_locks``.
+
+        A bigint advisory key shows up split into ``classid`` (high 32 bits) and
+        ``objid`` (low 32 bits) with ``objsubid = 1``. On SQLite, every owner (the
+        process lock, checked by the caller, says whether anyone is alive).
+        """
+        wanted = set(owners)
+        if self.is_sqlite or not wanted:
+            return wanted
+        by_key: dict[tuple[int, int], str] = {}
+        for o in wanted:
+            k = worker_lock_key(o) & 0xFFFFFFFFFFFFFFFF
+            by_key[(k >> 32, k & 0xFFFFFFFF)] = o
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT classid::text::bigint, objid::text::bigint FROM pg_locks"
+                    " WHERE locktype = 'advisory' AND objsubid = 1 AND granted"
+                    " AND database = (SELECT oid FROM pg_database"
+                    " WHERE datname = current_database())"
+                    " AND objid::text::bigint = ANY(:lo)"
+                ),
+                {"lo": sorted({lo for _, lo in by_key})},
+            ).all()
+        return {by_key[(hi, lo)] for hi, lo in rows if (hi, lo) in by_key}
+
+    def lease_owners(self) -> list[str]:
+        """Workers holding at least one lease (a scan of the partial ``ix_asset_lease_owner``,
+        which holds only leased rows: a few hundred in a table of millions)."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(_lease_owners_statement()).scalars())
+
+    def explain_lease_owners(self) -> list[str]:
+        """PostgreSQL's ``EXPLAIN (ANALYZE, BUFFERS)`` of the reaper's owner query: it must
+        read the partial index on ``lease_owner``, never the table."""
+        if self.is_sqlite:
+            raise NotImplementedError("explain_lease_owners is for PostgreSQL")
+        sql = _lease_owners_statement().compile(dialect=self.engine.dialect)
+        with self.engine.connect() as conn:
+            return [row[0] for row in conn.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")]
+
+    def dead_lease_owners(self, *, process_alive: bool = True) -> list[str]:
+        """Lease owners whose worker is gone, so their files are as good as free.
+
+        PostgreSQL: tagged owners whose worker lock nobody holds. SQLite: every owner
+        when no process holds the database's lock (``process_alive`` False, asked by
+        the caller with :func:`genvault.instance.lock_held`), else none.
+        """
+        owners = self.lease_owners()
+        if self.is_sqlite:
+            return [] if process_alive else sorted(owners)
+        tied = [o for o in owners if o.endswith(WORKER_LOCK_TAG)]
+        return sorted(set(tied) - self.live_workers(tied)) if tied else []
+
+    def reap_dead_leases(self) -> int:
+        """PostgreSQL: free the leases of workers whose lock is gone; returns how many.
+
+        Three short statements: the distinct lease owners (index only), their locks in
+        one read of ``pg_locks``, then one UPDATE for the dead ones, under a
+        transaction-level try-lock so that replicas reaping at the same moment do not
+        queue on the same rows (the one that finds it taken skips: the other reaps).
+        Owners without ``WORKER_LOCK_TAG`` (an older genvault) are left to expire.
+        Always 0 on SQLite, where :meth:`void_other_leases` runs at start instead.
+        """
+        if self.is_sqlite:
+            return 0
+        dead = self.dead_lease_owners()
+        if not dead:
+            return 0
+        with self.tx() as conn:
+            if not conn.execute(
+                sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _lock_key("reap")}
+            ).scalar():
+                return 0
+            res = conn.execute(
+                A.update()
+                .where(self._one_of(A.c.lease_owner, dead))
+                .values(lease_owner=None, lease_until=None)
+            )
+        freed = int(res.rowcount)
+        if freed:
+            log.info("lease.reaped", assets=freed, workers=dead)
+        return freed
+
+    @retry_conflicts
+    def reclaim_leases(self, owner: str, ids: Sequence[int], lease_seconds: float) -> int:
+        """After ``owner`` took its worker lock again: hold exactly ``ids`` (the files it
+        is still working on) and release any other lease it has; returns how many of
+        ``ids`` it holds now.
+
+        While the lock was gone a reaper may have freed them: a file still pending and
+        free is taken back; one another worker has leased (or finished) since stays
+        theirs, and this worker's outcome for it will be dropped by
+        :meth:`finish_assets`. At the start of a pass ``ids`` is empty: leases left by
+        an earlier pass that died with the connection are given back.
+        """
+        until = utcnow() + timedelta(seconds=lease_seconds)
+        with self.tx() as conn:
+            mine = A.c.lease_owner == owner
+            conn.execute(
+                A.update()
+                .where(mine, A.c.id.not_in(list(ids)) if ids else sa.true())
+                .values(lease_owner=None, lease_until=None)
+            )
+            if not ids:
+                return 0
+            res = conn.execute(
+                A.update()
+                .where(
+                    A.c.id.in_(list(ids)),
+                    A.c.state == AssetState.PENDING.value,
+                    sa.or_(mine, A.c.lease_owner.is_(None)),
+                )
+                .values(lease_owner=owner, lease_until=until)
+            )
+        return int(res.rowcount)
+
+    def held_by_live_workers(self, *, process_alive: bool = True) -> dict[str, int]:
+        """Pending files per account that a live worker is archiving right now (``status``).
+
+        A lease counts while unexpired and, on PostgreSQL, while its worker holds its
+        lock (an older genvault's lease, which has no lock, counts until it expires).
+        On SQLite the caller says whether a process holds the database's lock
+        (``process_alive``): if none does, every lease there is a dead run's.
+        """
+        if self.is_sqlite and not process_alive:
+            return {}
+        now = utcnow()
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(A.c.account, A.c.lease_owner, sa.func.count())
+                .where(
+                    A.c.lease_owner.is_not(None),
+                    A.c.state == AssetState.PENDING.value,
+                    A.c.lease_until >= now,
+                )
+                .group_by(A.c.account, A.c.lease_owner)
+            ).all()
+        tied = {r[1] for r in rows if r[1].endswith(WORKER_LOCK_TAG)}
+        live = self.live_workers(tied) if tied else set()
+        out: dict[str, int] = defaultdict(int)
+        for account, owner, n in rows:
+            if owner in live or not owner.endswith(WORKER_LOCK_TAG) or self.is_sqlite:
+                out[account] += int(n)
+        return dict(out)
+
     def sidecars_due(
         self, limit: int, accounts: Iterable[str] | None = None
     ) -> list[dict[str, Any]]:
@@ -1481,6 +1744,45 @@ def _lease_statement(
         .returning(A.c.id)
     )
     return stmt
+
+
+def _lease_owners_statement() -> sa.Select[str]:
+    """``SELECT DISTINCT lease_owner FROM asset WHERE lease_owner IS NOT NULL``: the
+    predicate of ``ix_asset_lease_owner``, so the index alone answers it."""
+    stmt: sa.Select[str] = sa.select(A.c.lease_owner).where(A.c.lease_owner.is_not(None)).distinct()
+    return stmt
+
+
+WORKER_LOCK_TAG: Final = "+lock"
+"""Ends every worker id whose leases are tied to its worker lock (see
+:meth:`Store.hold_worker_lock`); a lease owner without it is an older genvault's,
+which holds no lock and is left to expire."""
+
+_LOCK_KEEPALIVES: Final[dict[str, Any]] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 25_000,
+}
+"""libpq options of the worker lock's connection: a ping over a cut network fails in
+~25 s instead of hanging the archive pass for the kernel's retransmission timeout."""
+
+_SERVER_KEEPALIVES: Final = (
+    "SELECT set_config('tcp_keepalives_idle', '10', false),"
+    " set_config('tcp_keepalives_interval', '5', false),"
+    " set_config('tcp_keepalives_count', '3', false),"
+    " CASE WHEN current_setting('server_version_num')::int >= 120000"
+    " THEN set_config('tcp_user_timeout', '25000', false) END"
+)
+"""The same on the server's side of that connection (session settings any role may
+change): the server notices a host that vanished, and drops its lock, within ~25 s."""
+
+
+def worker_lock_key(owner: str) -> int:
+    """The advisory-lock key of worker ``owner``'s lock (the same in every replica)."""
+    return _lock_key("worker", owner)
 
 
 def _lock_key(*parts: str) -> int:

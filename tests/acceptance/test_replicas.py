@@ -5,7 +5,8 @@ pods would), a throwaway PostgreSQL, moto's S3 server over HTTP, and the GeminiG
 simulator. "Archived exactly once" is checked where it matters, at the S3 server:
 the bucket is versioned, so every PUT of a key leaves a version behind, and a file
 uploaded twice shows up as two versions even though the object looks the same.
-Who did the work is read from each process's own JSON log lines.
+Who did the work is read from each process's own JSON log lines. One test SIGKILLs a
+replica while it holds leases: the other two must finish its files within 30 s.
 """
 
 from __future__ import annotations
@@ -279,3 +280,129 @@ def _has_schema(db_url: str) -> bool:
 
 def _tail(logs: list[Path]) -> str:
     return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-2500:]}" for log in logs)
+
+
+def test_a_killed_replicas_files_are_finished_by_the_others_within_30_seconds(
+    tmp_path: Path, postgres_url: str, s3_server: S3Server, bucket: tuple[S3Client, str]
+) -> None:
+    """SIGKILL one of three daemons while it holds leases (the default 15-minute ones):
+    its worker lock goes with its session, the others reap its leases at their next
+    heartbeat and finish its files well within 30 s of the kill. Only those files may
+    have been uploaded twice (the dead replica may have stored one before it died)."""
+    client, name = bucket
+    sim = _simulator(count=150, media_latency=0.1)
+    try:
+        expected = sum(1 for f in sim.expected_media() if f.role in ROLES)
+        config = _config(tmp_path, sim, postgres_url, s3_server, name, items_per_page=50)
+        env = _env()
+        del env["GENVAULT_ARCHIVE__LEASE_SECONDS"]  # the default: 900 s
+        subprocess.run([*GENVAULT, "--config", str(config), "db", "upgrade"], env=env, check=True)
+        logs = [tmp_path / f"replica-{i}.log" for i in range(REPLICAS)]
+        procs = [_start(config, env, log, "run") for log in logs]
+        victim, victim_log = procs[0], logs[0]
+        try:
+            worker = _wait_for(lambda: _started_worker(victim_log), 60, "victim start", logs)
+            held = _wait_for(lambda: _leased_by(postgres_url, worker), 60, "victim leases", logs)
+            victim.send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            victim.wait(timeout=10)
+            held = _leased_by(postgres_url, worker) or held  # what it held when it died
+            assert held, "the victim held no lease when it died"
+
+            freed_after = _wait_for(
+                lambda: None if _leased_by(postgres_url, worker) else time.monotonic() - killed,
+                30,
+                "the dead replica's leases to be freed",
+                logs,
+            )
+            done_after = _wait_for(
+                lambda: (
+                    time.monotonic() - killed
+                    if _states_of(postgres_url, held) == {"archived"}
+                    else None
+                ),
+                30,
+                "the dead replica's files to be archived",
+                logs,
+            )
+            assert done_after < 30
+            print(
+                f"victim {worker} held {len(held)} files at the kill; leases freed after "
+                f"{freed_after:.2f}s, all of them archived after {done_after:.2f}s"
+            )
+            _wait_for(
+                lambda: _archived_count(postgres_url) == (expected, 0) or None,
+                120,
+                "everything to be archived",
+                logs,
+            )
+            time.sleep(1.0)  # let the last sidecar pass finish before stopping
+        finally:
+            for p in procs[1:]:
+                p.send_signal(signal.SIGTERM)
+            codes = [p.wait(timeout=60) for p in procs[1:]]
+            if victim.poll() is None:
+                victim.kill()
+                victim.wait()
+        assert codes == [0] * (REPLICAS - 1), _tail(logs)
+
+        survivors = [
+            sum(1 for e in _events(log) if e["event"] == "asset.archived") for log in logs[1:]
+        ]
+        assert sum(survivors) + _archived_by(victim_log) >= expected
+        versions = _versions(client, name)
+        assert len(versions) == expected
+        held_keys = _keys_of(postgres_url, held)
+        twice = {k for k, n in versions.items() if n > 1}
+        assert twice <= held_keys, f"uploaded twice but not the dead replica's: {twice - held_keys}"
+        assert all(n <= 2 for n in versions.values())
+        assert any(e["event"] == "lease.reaped" for log in logs[1:] for e in _events(log))
+    finally:
+        sim.stop()
+
+
+def _wait_for(probe: Any, seconds: float, what: str, logs: list[Path]) -> Any:
+    """Poll ``probe`` every 50 ms until it returns something truthy; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        got = probe()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"waited {seconds}s for {what}: {_tail(logs)}"
+        time.sleep(0.05)
+
+
+def _started_worker(log: Path) -> str | None:
+    for e in _events(log):
+        if e["event"] == "daemon.started":
+            return str(e["worker"])
+    return None
+
+
+def _archived_by(log: Path) -> int:
+    return sum(1 for e in _events(log) if e["event"] == "asset.archived")
+
+
+def _query(db_url: str, sql: str, **params: Any) -> list[Any]:
+    engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(sa.text(sql), params).all())
+    finally:
+        engine.dispose()
+
+
+def _leased_by(db_url: str, worker: str) -> set[int]:
+    rows = _query(db_url, "SELECT id FROM asset WHERE lease_owner = :w", w=worker)
+    return {r[0] for r in rows}
+
+
+def _states_of(db_url: str, ids: set[int]) -> set[str]:
+    rows = _query(db_url, "SELECT DISTINCT state FROM asset WHERE id = ANY(:ids)", ids=list(ids))
+    return {r[0] for r in rows}
+
+
+def _keys_of(db_url: str, ids: set[int]) -> set[str]:
+    """Storage keys of ``ids`` as the bucket lists them (under the ``archive`` prefix)."""
+    rows = _query(db_url, "SELECT storage_key FROM asset WHERE id = ANY(:ids)", ids=list(ids))
+    return {f"archive/{r[0]}" for r in rows}

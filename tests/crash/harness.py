@@ -13,11 +13,16 @@ randomly chosen kill:
 * or a timed kill: the harness sends SIGKILL after a random delay.
 
 Only runs that really died of SIGKILL (return code -9) count as kill points; a
-run that finished first just did some work. After its kills, the trial reruns
-genvault without any kill until it is quiet (exit 0, nothing to poll, nothing
-pending, no sidecar due), waiting out the leases the killed runs left behind,
-which must expire and be taken again. Then it checks storage and database
-against the simulators' truth (:meth:`Trial.verify`).
+run that finished first just did some work. If files are left and the last kill
+left no lease behind, one more run is killed mid-download. Then the trial runs
+genvault exactly once more, without a kill, with the default
+``archive.lease_seconds`` (15 minutes), and that one run must finish everything:
+exit 0, nothing to poll, nothing pending, no sidecar due. The leases the killed
+runs left behind are never waited out: the clean run takes them over at once
+(SQLite voids them when it takes the database's lock; on PostgreSQL their
+workers' locks died with their sessions and the archive pass reaps them). Then
+it checks storage and database against the simulators' truth
+(:meth:`Trial.verify`).
 
 The RNG is seeded; the seed is printed with the results, and
 ``GENVAULT_CRASH_SEED=<seed>`` replays the same choices (timing still varies).
@@ -210,6 +215,10 @@ class TrialReport:
     objects: int = 0
     leftovers_after_kills: Counter[str] = field(default_factory=Counter)
     """Evidence that kills left something to clean: open uploads, temp files, leases."""
+    stranded: int = 0
+    """Files still leased by killed runs when the clean run started (taken over by it)."""
+    clean_exit: int | None = None
+    """The exit code of the one clean run after the kills."""
     odd_exits: list[str] = field(default_factory=list)
     counts: Counts = field(default_factory=Counts)
     seconds: float = 0.0
@@ -372,7 +381,6 @@ class Trial:
             "backoff_seconds = [0.2, 0.5]",
             "[archive]",
             "retry_base_seconds = 0.2",
-            "lease_seconds = 10",
             "concurrency = 2",
             "batch_size = 4",
             "[server]",
@@ -452,11 +460,12 @@ class Trial:
             listed = conn.execute(
                 sa.select(sa.func.count()).select_from(G).where(G.c.source == "history")
             ).scalar_one()
+            # Between runs nobody is alive: every lease is a killed run's, and the next
+            # run takes those files over at once, so a lease does not make a file busy.
             free = (
                 conn.execute(
                     sa.select(A.c.url_key).where(
                         A.c.state == "pending",
-                        sa.or_(A.c.lease_until.is_(None), A.c.lease_until < now),
                         sa.or_(A.c.next_attempt_at.is_(None), A.c.next_attempt_at <= now),
                     )
                 )
@@ -572,6 +581,28 @@ class Trial:
                 self._survived(name, crash_at)
                 self._check_exit(code, err, f"survived {crash_at or f'timed {delay}s'}")
 
+    def strand_leases(self) -> None:
+        """If files are left but no killed run holds a lease, kill one more run mid-download.
+
+        So the clean run that follows has a dead run's leases to take over whenever
+        there is work left at all (the random kills may have ended in a sync).
+        """
+        if not self._work()["files"]:
+            return
+        with self._db() as conn:
+            leased = conn.execute(
+                sa.select(sa.func.count()).select_from(A).where(A.c.lease_owner.is_not(None))
+            ).scalar_one()
+        if leased:
+            return
+        crash_at = "archive.download_read:2"
+        code, err = self.run(crash_at)
+        if code == -signal.SIGKILL:
+            self.report.kills["archive.download_read"] += 1
+            self._note_leftovers()
+        else:
+            self._check_exit(code, err, f"survived {crash_at}")
+
     def _note_leftovers(self) -> None:
         left = self.target.view.leftovers()
         if left:
@@ -596,21 +627,25 @@ class Trial:
             if '"level": "error"' in line or "Traceback" in line:
                 self.report.odd_exits.append(f"{what}: {line[:600]}")
 
-    def run_until_quiet(self, deadline_s: float = 120) -> None:
-        """Rerun with no kill until a run exits 0 and nothing is left to do."""
-        end = time.monotonic() + deadline_s
-        while True:
-            code, err = self.run()
-            self._check_exit(code, err, "quiet run")
-            wait = self._outstanding()
-            if code == 0 and wait is None:
-                return
-            if time.monotonic() > end:
-                self.report.counts.add(
-                    "unfinished", f"not quiet after {deadline_s}s: exit {code} {err[-2000:]}"
-                )
-                return
-            time.sleep(min(max(wait or 0.0, 0.1), 11.0))
+    def clean_run(self) -> None:
+        """Exactly one ``run --once`` without a kill; it must leave nothing to do.
+
+        Poll and retry timers the killed runs set (fractions of a second with this
+        config) are let pass first, so that only leases could hold the run back,
+        and those are never waited for.
+        """
+        self._settle()
+        with self._db() as conn:
+            self.report.stranded = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(A)
+                .where(A.c.state == "pending", A.c.lease_owner.is_not(None))
+            ).scalar_one()
+        code, err = self.run()
+        self.report.clean_exit = code
+        self._check_exit(code, err, "clean run")
+        if code != 0:
+            self.report.counts.add("unfinished", f"the clean run exited {code}: {err[-2000:]}")
 
     @contextmanager
     def _db(self) -> Iterator[sa.Connection]:
@@ -621,32 +656,28 @@ class Trial:
         finally:
             engine.dispose()
 
-    def _outstanding(self) -> float | None:
-        """None when quiet, else how long to wait before the next run may make progress."""
+    def _settle(self, cap_s: float = 5.0) -> None:
+        """Sleep until no poll or retry is scheduled in the future (at most ``cap_s``).
+
+        Lease expiries are deliberately not looked at.
+        """
         now = datetime.now(UTC)
         with self._db() as conn:
-            polls = list(
+            timers = list(
                 conn.execute(
                     sa.select(G.c.next_poll_at).where(G.c.next_poll_at.is_not(None))
                 ).scalars()
             )
-            pending = conn.execute(
-                sa.select(A.c.lease_until, A.c.next_attempt_at).where(
-                    sa.or_(A.c.state == "pending", A.c.lease_owner.is_not(None))
+            timers += conn.execute(
+                sa.select(A.c.next_attempt_at).where(
+                    A.c.state == "pending", A.c.next_attempt_at.is_not(None)
                 )
-            ).all()
-            sidecars = conn.execute(
-                sa.select(sa.func.count()).select_from(G).where(G.c.sidecar_due.is_(True))
-            ).scalar_one()
-        if not polls and not pending and not sidecars:
-            return None
+            ).scalars()
         waits = [0.0]
-        for when in [*polls, *(t for row in pending for t in row)]:
-            if when is None:
-                continue
+        for when in timers:
             when = when if when.tzinfo else when.replace(tzinfo=UTC)
             waits.append((when - now).total_seconds() + 0.1)
-        return max(waits)
+        time.sleep(min(max(waits), cap_s))
 
     # ------------------------------------------------------------------ verification
 
@@ -829,6 +860,8 @@ class HarnessResult:
             f"{sum(t.runs for t in self.trials)} runs, "
             f"{sum(t.files for t in self.trials)} files checked, "
             f"left behind by kills and cleaned up: {dict(leftovers) or 'nothing'}; "
+            f"one clean run per trial (default lease_seconds), started with "
+            f"{sum(t.stranded for t in self.trials)} files still leased by killed runs; "
             f"{self.seconds:.0f}s, seed={self.seed}"
         )
 
@@ -862,7 +895,8 @@ def run_harness(
         t0 = time.monotonic()
         with trial.running():
             trial.kill_runs(kills_per_trial, max_attempts=kills_per_trial * 3)
-            trial.run_until_quiet()
+            trial.strand_leases()
+            trial.clean_run()
             trial.report.counts.merge(trial.verify())
         trial.report.seconds = time.monotonic() - t0
         r = trial.report
@@ -870,7 +904,8 @@ def run_harness(
             f"trial {i} [{database}/{target.kind}]: {sum(r.kills.values())} kills "
             f"{dict(r.kills)}, survived {dict(r.survived)}, {r.runs} runs, "
             f"{r.files} files, {r.objects} objects, {r.seconds:.1f}s, "
-            f"leftovers {dict(r.leftovers_after_kills)}"
+            f"leftovers {dict(r.leftovers_after_kills)}, clean run exit {r.clean_exit}, "
+            f"started with {r.stranded} files still leased by killed runs"
         )
         for p in r.counts.problems:
             log(f"  PROBLEM {p}")

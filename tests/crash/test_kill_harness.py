@@ -1,7 +1,10 @@
 """The kill harness on SQLite and on PostgreSQL: 50+ real SIGKILLs each, nothing harmed.
 
 Each database gets trials on both storage backends (S3 on moto's server, and a
-folder); see :mod:`tests.crash.harness` for what a trial does and checks.
+folder); see :mod:`tests.crash.harness` for what a trial does and checks. After
+its kills, each trial gets exactly one clean ``run --once``, with the default
+``archive.lease_seconds`` (15 minutes), and it must archive everything: the
+leases the killed runs held are taken over at once, never waited out.
 ``GENVAULT_CRASH_SEED`` replays a failing seed; ``GENVAULT_CRASH_KILLS`` raises
 the number of kill points per database for a longer soak.
 """
@@ -84,6 +87,11 @@ def _assert_clean(result: HarnessResult) -> None:
     assert kills >= MIN_KILLS, f"only {kills} real kill points: {result.summary()}"
     odd = [o for t in result.trials for o in t.odd_exits]
     assert not odd, "runs that were not killed reported errors:\n" + "\n".join(odd[:10])
+    # the one clean run of each trial had dead runs' leases to take over (and did, or
+    # some file would be unfinished): with lease expiry alone they waited 15 minutes
+    assert [t.clean_exit for t in result.trials] == [0] * len(result.trials)
+    stranded = sum(t.stranded for t in result.trials)
+    assert stranded > 0, f"no trial ended with a dead run's leases: {result.summary()}"
 
 
 @pytest.mark.slow

@@ -5,8 +5,13 @@ thread pool, and records outcomes as downloads finish. Worker threads only do
 network and storage I/O; every DB write happens on the main thread, after the
 side effect it records, so a crash at any point leaves at worst a stored object
 whose row still says pending: the rerun writes the same key again and then
-records it. Leases carry an owner and an expiry, so a killed worker's assets
-become leasable again, and long downloads extend their leases as they run.
+records it. Leases carry an owner and an expiry, extended while long downloads
+run; a killed worker's assets go back at once rather than when that expiry
+passes: on SQLite the next process voids them at start (it is the only one on
+the database), on PostgreSQL every pass holds this process's worker lock and,
+at its start and every ``LEASE_HEARTBEAT_SECONDS``, frees the leases of workers
+whose lock is gone (:meth:`genvault.store.Store.reap_dead_leases`), so a dead
+replica's files are taken over within seconds.
 
 Per file: GET (the SSRF guard vets every hop), refuse error pages and
 oversized bodies, stream through a sha256/size counter into storage, check the
@@ -53,6 +58,8 @@ log = get_logger("genvault.archive")
 RETRY_CAP = timedelta(hours=1)
 WAIT_FOR_PEERS_SECONDS = 0.5
 """How often an idle ``run --once`` looks again while a peer replica is still syncing."""
+LEASE_HEARTBEAT_SECONDS = 2.0
+"""PostgreSQL: how often a pass checks its worker lock and reaps dead workers' leases."""
 
 
 @dataclass
@@ -324,9 +331,17 @@ def archive_pending(
     last_extend = time.monotonic()
     account_list = list(accounts) if accounts is not None else None
     grace_timer: threading.Timer | None = None
+    shared = not rt.store.is_sqlite
+    if shared:  # before the first lease: this worker's lock, then dead workers' files
+        _lease_heartbeat(rt, owner, [])
+    last_heartbeat = time.monotonic()
     with ThreadPoolExecutor(cfg.concurrency, thread_name_prefix="archive") as pool:
         try:
             while True:
+                if shared and time.monotonic() - last_heartbeat >= LEASE_HEARTBEAT_SECONDS:
+                    if _lease_heartbeat(rt, owner, [a.id for a in in_flight.values()]):
+                        exhausted = False  # a dead worker's files are leasable now
+                    last_heartbeat = time.monotonic()
                 if stop.is_set() and grace_timer is None:
                     grace_timer = threading.Timer(
                         rt.settings.schedule.shutdown_grace_seconds, abort.set
@@ -407,6 +422,24 @@ def archive_pending(
         seconds=round(result.seconds, 3),
     )
     return result
+
+
+def _lease_heartbeat(rt: Runtime, owner: str, holding: list[int]) -> int:
+    """PostgreSQL: keep this worker's lock, then free dead workers' leases; returns how many.
+
+    If the lock had to be taken again (its connection was lost, so a reaper may have
+    freed this worker's leases meanwhile), the files in ``holding`` are leased back
+    where still free and any other lease of this worker is given up.
+    """
+    if rt.store.hold_worker_lock(owner):
+        if holding:
+            kept = rt.store.reclaim_leases(owner, holding, rt.settings.archive.lease_seconds)
+            log.warning(
+                "lease.worker_lock_retaken", worker=owner, in_flight=len(holding), kept=kept
+            )
+        else:
+            rt.store.reclaim_leases(owner, (), rt.settings.archive.lease_seconds)
+    return rt.store.reap_dead_leases()
 
 
 def _count(result: ArchiveResult, o: Outcome) -> None:

@@ -338,11 +338,14 @@ class OperatorQueries(StoreBase):
         roles: Iterable[str] = (),
         limit: int = 20,
         now: datetime | None = None,
+        dead_owners: Sequence[str] = (),
     ) -> ArchivePlan:
         """The archive queue as :meth:`Store.lease_assets` would take it, without leasing.
 
         The same two passes: files still savable, earliest deadline first (then the
         older generation), then already expired ones, most recently expired first.
+        Files leased by ``dead_owners`` (:meth:`Store.dead_lease_owners`) count as free:
+        the next pass takes them over at once.
         """
         now = now or utcnow()
         account_list = list(accounts) if accounts is not None else None
@@ -351,6 +354,8 @@ class OperatorQueries(StoreBase):
             return q.where(A.c.account.in_(account_list)) if account_list is not None else q
 
         free = sa.or_(A.c.lease_until.is_(None), A.c.lease_until < now)
+        if dead_owners:
+            free = sa.or_(free, A.c.lease_owner.in_(list(dead_owners)))
         due = sa.or_(A.c.next_attempt_at.is_(None), A.c.next_attempt_at <= now)
         leasable = (A.c.state == _PENDING, free, due)
         cols = (
@@ -397,7 +402,7 @@ class OperatorQueries(StoreBase):
                     .where(*leasable)
                 )
             ).one()
-            leased = sa.case((A.c.lease_until >= now, 1), else_=0)
+            leased = sa.case((free, 0), else_=1)
             backoff = sa.case((sa.and_(free, A.c.next_attempt_at > now), 1), else_=0)
             waiting = conn.execute(
                 scoped(

@@ -321,9 +321,18 @@ def _card(a: dict[str, Any], now: datetime) -> str:
         f"<dt>tasks</dt><dd>{_e(gens.get('succeeded', 0))} ok · {_e(gens.get('failed', 0))} "
         f"failed · {_e(still_open)} open</dd>"
         f"<dt>last sync</dt><dd>{sync}</dd>"
+        f"{_pending_split(a)}"
         f"<dt>next deadline</dt><dd data-deadline>{_e(countdown(a['next_deadline'], now))}</dd>"
         f"</dl>{err}</article>"
     )
+
+
+def _pending_split(a: dict[str, Any]) -> str:
+    """Pending files held by a live worker apart from those waiting (none pending: nothing)."""
+    if not int(a["assets"].get("pending", 0)):
+        return ""
+    held, waiting = int(a.get("held", 0)), int(a.get("waiting", 0))
+    return f"<dt>pending</dt><dd data-held>{held:,} in progress · {waiting:,} waiting</dd>"
 
 
 def _cards(data: PageData) -> str:
