@@ -7,7 +7,7 @@ records how each stream's walk ended.
 Each stream is on its own: a rejected workflow, a 4xx on one listing, a
 malformed page mark *that* stream failed (with its name and the reason) and the
 other streams go on. Only what concerns the whole account stops the pass: a
-refused key, an exhausted quota, an open circuit.
+refused key, an exhausted quota, an open circuit, a provider that stays down.
 
 Crash safety: each page is saved in one transaction together with the cursor
 position it reached (and the walk it belongs to), so an interrupted walk resumes
@@ -25,7 +25,13 @@ from datetime import datetime, timedelta
 from threading import Event
 
 from genvault.crashpoints import crash_point
-from genvault.errors import AuthError, CircuitOpenError, ProviderError, RateLimitedError
+from genvault.errors import (
+    AuthError,
+    CircuitOpenError,
+    ProviderError,
+    RateLimitedError,
+    TransientProviderError,
+)
 from genvault.jobs import health
 from genvault.logging import get_logger
 from genvault.metrics import JobOutcome
@@ -302,7 +308,10 @@ def _sync_stream(
         return
     except ProviderError as exc:
         sr.error = f"{type(exc).__name__}: {exc}"
-        sr.account_wide = isinstance(exc, AuthError)
+        # A refused key, and a provider that stays down (timeouts, 5xx after retries),
+        # concern every stream: the others wait for the next pass rather than each
+        # time out in turn. A rejection, a 4xx or a malformed page is this stream's own.
+        sr.account_wide = isinstance(exc, AuthError | TransientProviderError)
         rt.store.sync_failed(provider.name, acc.name, stream, sr.error)
         log.warning(
             "sync.page_failed",
