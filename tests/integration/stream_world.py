@@ -28,13 +28,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
+from genvault.config import Settings
 from genvault.queries.base import A, C, G
 from genvault.records import MediaRole
 from genvault.store import Store
 from tests.integration.store_helpers import POLL_HORIZON, media, now_utc, record, save, url
 
+WORKFLOWS = ["wf-ok", "wf-rejected", "wf-lossy", "wf-later"]
+"""cc's configured workflows: ``wf-later`` was never walked (no cursor, no generation)."""
 REJECTED_ERROR = "BusinessError: history: Failed: invalid params"
 DRIFT = "drift not repaired"
 
@@ -278,3 +284,32 @@ def figures(report: Any) -> dict[str, Any]:
     """The fields of a StreamReport (or of its status-document dict) that EXPECTED lists."""
     get = report.get if isinstance(report, dict) else lambda k: getattr(report, k)
     return {k: get(k) for k in EXPECTED[("cc", "wf-ok")]}
+
+
+def settings(db_url: str, tmp: Path, **extra: Any) -> Settings:
+    """A config for the world's accounts (cc with :data:`WORKFLOWS`, gg, and ak: Akool,
+    no listing); their APIs are never called (nothing listens on port 9)."""
+    dead = "http://127.0.0.1:9/api"
+    return Settings.model_validate(
+        {
+            "database": {"url": db_url},
+            "storage": {"url": f"file://{tmp / 'archive'}"},
+            "network": {"allow_private": True},
+            "accounts": [
+                {
+                    "name": "cc",
+                    "provider": "crowdcomputed",
+                    "api_key_env": "X",
+                    "base_url": dead,
+                    "workflows": WORKFLOWS,
+                },
+                {"name": "gg", "provider": "geminigen", "api_key_env": "X", "base_url": dead},
+                {"name": "ak", "provider": "akool", "api_key_env": "X", "base_url": dead},
+            ],
+            **extra,
+        }
+    )
+
+
+SECRETS = {name: SecretStr(f"{name}-unused-key-0000") for name in ("cc", "gg", "ak")}
+"""The accounts' keys for ``Runtime.build`` (never sent)."""
