@@ -5,7 +5,8 @@ and the media; :func:`run_once` archives into a ``file://`` folder on SQLite and
 PostgreSQL; a real :class:`ApiServer` serves the scrape, which is parsed with
 prometheus_client's own parser and compared with the database and the simulator's
 request counters. Then the provider goes down until its circuit opens, and finally
-the PostgreSQL database goes away under a running server.
+the PostgreSQL database goes away under a running server. The per-stream gauges are
+checked on the crafted archive of :mod:`tests.integration.stream_world`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from genvault.runtime import Runtime
 from genvault.server import ApiServer
 from genvault.simulator import geminigen
 from genvault.simulator.geminigen import GeminiGenSimulator
+from tests.integration import stream_world
+from tests.integration.stream_world import EXPECTED
 
 KEY = "gg-metrics-key-4e1d77"
 TOKEN = "metrics-intake-token-1234"
@@ -218,9 +221,10 @@ def test_metrics_match_the_database_the_archive_and_the_provider(
     m = scrape(url)
     assert m.status == 200
     assert m.content_type.startswith("text/plain; version=0.0.4")
-    # the database gauges cost five grouped queries, however many rows there are
+    # the database gauges cost eight grouped queries (five, and three for the streams),
+    # however many rows there are
     selects = [q for q in statements if q.lstrip().upper().startswith("SELECT")]
-    assert len(selects) == 5, statements
+    assert len(selects) == 8, statements
 
     # files by state: exactly what the database holds, every state present
     rows = rt.store.assets()
@@ -339,5 +343,70 @@ def test_database_gone_still_answers_200_with_database_up_0(
     }
     assert m.by_label("genvault_assets", "state") == {}
     assert "genvault_assets" in m.families  # the family is announced, for dashboards
+    assert "genvault_stream_complete" in m.families
+    assert m.by_label("genvault_stream_complete", "stream") == {}
     assert m.value("genvault_provider_circuit_state", account="main") == 0  # from memory
     assert "Traceback" not in m.text
+
+
+# --------------------------------------------------------------------------- streams
+
+STREAM_GAUGE = {
+    "listed": "genvault_stream_listed",
+    "known": "genvault_stream_known",
+    "archived": "genvault_stream_archived_files",
+    "pending": "genvault_stream_pending_files",
+    "missing": "genvault_stream_missing",
+    "gone_before_capture": "genvault_stream_gone_before_capture",
+}
+
+
+def test_stream_gauges_match_the_crafted_archive(database: str, tmp_path: Path, serve: Any) -> None:
+    rt = Runtime.build(stream_world.settings(database, tmp_path), stream_world.SECRETS)
+    url = serve(rt)
+    empty = scrape(url)
+    # an empty database: every configured stream is there, never walked, not complete
+    assert empty.by_label("genvault_stream_complete", "stream", account="cc") == {
+        w: 0 for w in stream_world.WORKFLOWS
+    }
+    assert empty.by_label("genvault_stream_known", "stream", account="gg") == {"all": 0}
+    assert empty.by_label("genvault_stream_complete", "stream", account="ak") == {}
+    assert empty.by_label("genvault_stream_listed", "stream") == {}
+    assert empty.by_label("genvault_stream_last_complete_walk_timestamp_seconds", "stream") == {}
+
+    world = stream_world.build(rt.store)
+    m = scrape(url)
+    assert m.value("genvault_database_up") == 1
+    for (account, stream), want in EXPECTED.items():
+        labels = {"account": account, "stream": stream}
+        for figure, gauge in STREAM_GAUGE.items():
+            assert m.value(gauge, **labels) == want[figure], (gauge, labels)
+        assert m.value("genvault_stream_complete", **labels) == int(want["complete"]), labels
+        assert m.value("genvault_stream_sync_error", **labels) == int(bool(want["error"]))
+        walked = world.walked.get((account, stream))
+        assert m.value("genvault_stream_last_complete_walk_timestamp_seconds", **labels) == (
+            walked.timestamp() if walked else None
+        ), labels
+        full = world.full_walked.get((account, stream))
+        assert m.value("genvault_stream_last_full_walk_timestamp_seconds", **labels) == (
+            full.timestamp() if full else None
+        ), labels
+    # the rejected workflow is named by its label; the one never walked is there too
+    assert m.by_label("genvault_stream_sync_error", "stream", account="cc") == {
+        "wf-ok": 0,
+        "wf-rejected": 1,
+        "wf-lossy": 0,
+        "wf-later": 0,
+        "(tracked)": 0,
+    }
+    assert m.value("genvault_stream_complete", account="cc", stream="wf-later") == 0
+    assert m.value("genvault_stream_listed", account="cc", stream="wf-rejected") is None
+
+    # run --once --metrics-file shares the collector: the same stream samples
+    textfile = tmp_path / "genvault.prom"
+    write_textfile(rt, textfile)
+    from_file = Scrape(200, "", textfile.read_text())
+    for name in [*STREAM_GAUGE.values(), "genvault_stream_complete", "genvault_stream_sync_error"]:
+        assert {k: v for k, v in from_file.samples.items() if k[0] == name} == {
+            k: v for k, v in m.samples.items() if k[0] == name
+        }, name
