@@ -439,7 +439,10 @@ STREAM_GAUGES: tuple[tuple[str, str, str], ...] = (
 def _stream_families(snap: MetricsSnapshot | None) -> Iterator[Metric]:
     """Completeness per (account, stream); ``stream="(tracked)"``: generations known by id.
 
-    Empty families when the database is down, like the other database gauges.
+    A stream the configuration no longer lists (retired) keeps its counts and its
+    ``complete`` (nothing missing), but reports no sync error and no walk times, so
+    the walk-age alerts do not fire for a workflow someone removed on purpose. Empty
+    families when the database is down, like the other database gauges.
     """
     labels = ["account", "stream"]
     counts = [
@@ -474,6 +477,8 @@ def _stream_families(snap: MetricsSnapshot | None) -> Iterator[Metric]:
                 family.add_metric(key, n)
         complete.add_metric(key, 1 if s.complete else 0)
         error.add_metric(key, 1 if s.error and not s.retired else 0)
+        if s.retired:  # no longer walked: its walk times would only grow old and alert
+            continue
         if s.last_complete_walk_at is not None:
             walked.add_metric(key, s.last_complete_walk_at.timestamp())
         if s.last_full_walk_at is not None:

@@ -295,6 +295,7 @@ def settings(db_url: str, tmp: Path, **extra: Any) -> Settings:
             "database": {"url": db_url},
             "storage": {"url": f"file://{tmp / 'archive'}"},
             "network": {"allow_private": True},
+            "server": {"listen": "127.0.0.1:0"},  # tests run side by side: no fixed port
             "accounts": [
                 {
                     "name": "cc",

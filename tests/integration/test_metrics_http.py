@@ -402,6 +402,27 @@ def test_stream_gauges_match_the_crafted_archive(database: str, tmp_path: Path, 
     assert m.value("genvault_stream_complete", account="cc", stream="wf-later") == 0
     assert m.value("genvault_stream_listed", account="cc", stream="wf-rejected") is None
 
+    # wf-lossy and wf-rejected leave the configuration: retired, no walk times any more
+    settings = stream_world.settings(database, tmp_path)
+    cc = settings.accounts[0].model_copy(update={"workflows": ["wf-ok", "wf-later"]})
+    later = Runtime.build(
+        settings.model_copy(update={"accounts": (cc, *settings.accounts[1:])}),
+        stream_world.SECRETS,
+    )
+    retired = scrape(serve(later))
+    assert retired.by_label("genvault_stream_complete", "stream", account="cc") == {
+        "wf-ok": 1,
+        "wf-rejected": 1,  # its error no longer matters, and nothing of it is missing
+        "wf-lossy": 0,  # 2 files missing still
+        "wf-later": 0,
+        "(tracked)": 0,
+    }
+    assert retired.value("genvault_stream_sync_error", account="cc", stream="wf-rejected") == 0
+    assert retired.value("genvault_stream_missing", account="cc", stream="wf-lossy") == 2
+    assert set(
+        retired.by_label("genvault_stream_last_full_walk_timestamp_seconds", "stream", account="cc")
+    ) == {"wf-ok"}
+
     # run --once --metrics-file shares the collector: the same stream samples
     textfile = tmp_path / "genvault.prom"
     write_textfile(rt, textfile)
