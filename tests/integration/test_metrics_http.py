@@ -12,6 +12,7 @@ checked on the crafted archive of :mod:`tests.integration.stream_world`.
 from __future__ import annotations
 
 import http.client
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 import sqlalchemy as sa
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
@@ -431,3 +433,28 @@ def test_stream_gauges_match_the_crafted_archive(database: str, tmp_path: Path, 
         assert {k: v for k, v in from_file.samples.items() if k[0] == name} == {
             k: v for k, v in m.samples.items() if k[0] == name
         }, name
+
+
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+
+
+def test_the_runbook_names_only_metrics_that_exist(tmp_path: Path, serve: Any) -> None:
+    """Every ``genvault_*`` name in docs/operations.md (the tables and the alert rules) is
+    a family a scrape announces, and the alert rules are valid YAML."""
+    rt = Runtime.build(
+        stream_world.settings(f"sqlite:///{tmp_path / 'gv.db'}", tmp_path), stream_world.SECRETS
+    )
+    stream_world.build(rt.store)
+    m = scrape(serve(rt))
+    names = m.families | {name for name, _ in m.samples}
+    text = OPERATIONS.read_text()
+    named = set(re.findall(r"\bgenvault_[a-z_]*[a-z]\b", text)) - {"genvault_stream"}
+    assert {n for n in named if n not in names and n.removesuffix("_total") not in names} == set()
+
+    rules_block = text.split("## Alerts", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    rules = yaml.safe_load(rules_block)["groups"][0]["rules"]
+    streams = [r for r in rules if r["alert"].startswith("GenvaultStream")]
+    assert len(streams) == 5
+    for rule in rules:
+        used = set(re.findall(r"\bgenvault_[a-z_]*[a-z]\b", rule["expr"]))
+        assert used and used <= names, rule["alert"]
