@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 
 from genvault.demo import demo_pipeline
-from genvault.simulator import SIMULATORS, geminigen
+from genvault.simulator import SIMULATORS, crowdcomputed, geminigen
 from genvault.store import Store, url_key
 from tests.acceptance.helpers import GENVAULT, genvault, write_config
 from tests.integration import stream_world
@@ -313,3 +313,55 @@ def test_status_names_each_incomplete_stream_in_json_and_table(tmp_path: Path) -
     assert "(30m ago)" in ok[9] or "(31m ago)" in ok[9]
     assert "1 missing file" in row("cc", "(tracked)")
     assert "never walked to the end" in row("cc", "wf-later")
+
+
+def test_a_workflow_the_provider_rejects_is_named_in_status(tmp_path: Path) -> None:
+    """End to end: the CrowdComputed simulator answers ``invalid params`` for a workflow it
+    does not know; after ``run --once`` the table, the json and the account say so, by name."""
+    key = "cc-rejected-key-7a1e"
+    sim = crowdcomputed.create(
+        api_key=key,
+        seed=8,
+        count=6,
+        workflows=("text-to-image", "upscaler"),
+        image_size=4_000,
+        processing_count=0,
+        failed_count=0,
+        empty_count=0,
+    )
+    sim.start()
+    try:
+        cfg = write_config(
+            tmp_path / "c.toml",
+            db_url=f"sqlite:///{tmp_path / 'gv.db'}",
+            storage_url=f"file://{tmp_path / 'a'}",
+            accounts=[
+                {
+                    "name": "cc",
+                    "provider": "crowdcomputed",
+                    "api_key_env": "CC_KEY",
+                    "base_url": sim.api_base,
+                    "workflows": ["text-to-image", "text-to-3d", "upscaler"],
+                    **sim.account_options,
+                }
+            ],
+        )
+        genvault("--config", str(cfg), "run", "--once", env={"CC_KEY": key}, timeout=120)
+    finally:
+        sim.stop()
+
+    cc = _status_json(cfg)["cc"]
+    assert cc["complete"] is False
+    by = {s["stream"]: s for s in cc["streams"]}
+    rejected = by["text-to-3d"]
+    assert rejected["complete"] is False and "invalid params" in rejected["error"]
+    assert rejected["problems"][0] == f"sync error: {rejected['error']}"
+    assert by["text-to-image"]["complete"] is True and by["text-to-image"]["error"] is None
+    assert by["upscaler"]["complete"] is False, "the pass stopped at the rejected workflow"
+
+    table = genvault("--config", str(cfg), "status")
+    assert table.returncode == 0, table.stderr
+    (row,) = [ln for ln in table.stdout.splitlines() if "│ text-to-3d" in ln]
+    assert "sync error: BusinessError" in row  # the rest of the error wraps in its cell
+    (account,) = [ln for ln in table.stdout.splitlines() if "│ crowdcomputed" in ln]
+    assert "no: " in account and "yes" not in account
