@@ -161,15 +161,6 @@ def with_configured(
     return out
 
 
-def _aware(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    assert isinstance(value, datetime)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _n(value: Any) -> int:
     return int(value or 0)
 
@@ -248,7 +239,7 @@ def read_stream_report(
         )
         tracked = stream is None
         missing = _n(fil.missing) if fil else 0
-        last_ok = _aware(cur.last_success_at) if cur else None
+        last_ok: datetime | None = cur.last_success_at if cur else None  # UTC-aware columns
         walk_complete: bool | None = cur.last_walk_complete if cur else None
         error = cur.last_error if cur else None
         if tracked:
@@ -273,7 +264,7 @@ def read_stream_report(
                 last_complete_walk_age_seconds=(now - last_ok).total_seconds()
                 if last_ok is not None
                 else None,
-                last_full_walk_at=_aware(cur.last_full_walk_at) if cur else None,
+                last_full_walk_at=cur.last_full_walk_at if cur else None,
                 last_walk_complete=walk_complete,
                 incomplete_reason=cur.incomplete_reason if cur else None,
                 error=error,
