@@ -11,7 +11,9 @@ Three sources make one exposition:
   archive loop and the job wrappers (:func:`timed_job`).
 * **gauges read from the database at scrape time** (:class:`DatabaseCollector`,
   registered in the same registry): assets by state, stored bytes, files at risk,
-  the earliest pending deadline, last sync, circuit state. Every replica reports
+  the earliest pending deadline, last sync, circuit state, and completeness per
+  history stream (``genvault_stream_*``, labels account and stream: the figures of
+  :mod:`genvault.queries.streams`). Every replica reports
   the same backlog and a restarted process is right at once. When the database
   cannot be read the scrape still answers, with ``genvault_database_up 0`` and the
   process counters: Prometheus alerts on the gauge, not on a failed scrape.
@@ -301,10 +303,13 @@ class DatabaseCollector(Collector):
         rt = self._rt
         now = utcnow()
         started = time.monotonic()
+        configured = configured_streams(rt)
         snap: MetricsSnapshot | None
         try:
             snap = rt.store.metrics_snapshot(
-                at_risk_within=timedelta(hours=rt.settings.metrics.at_risk_hours), now=now
+                at_risk_within=timedelta(hours=rt.settings.metrics.at_risk_hours),
+                now=now,
+                configured=configured,
             )
         except Exception as exc:  # never a failed scrape: the up gauge says it
             # The type only: a driver's message may quote the SQL or the server address.
@@ -321,6 +326,7 @@ class DatabaseCollector(Collector):
         took.add_metric([], time.monotonic() - started)
         yield took
         yield from _database_families(snap, sorted(rt.accounts), now.timestamp())
+        yield from _stream_families(snap)
         circuit = GaugeMetricFamily(
             "genvault_provider_circuit_state",
             "Provider circuit breaker: 0 closed, 1 half-open (a trial call may go), "
@@ -398,6 +404,87 @@ def _database_families(
             if raw_status not in known_statuses:
                 generations.add_metric([account, raw_status], count)
     yield from (assets, stored, at_risk, earliest, generations, last_sync)
+
+
+def configured_streams(rt: Runtime) -> dict[str, tuple[str, ...]]:
+    """Each configured account's history streams (its provider's ``streams()``)."""
+    return {name: tuple(acc.provider.streams()) for name, acc in rt.accounts.items()}
+
+
+STREAM_GAUGES: tuple[tuple[str, str, str], ...] = (
+    (
+        "listed",
+        "genvault_stream_listed",
+        "Items the stream's last complete full walk listed (absent before the first one).",
+    ),
+    ("known", "genvault_stream_known", "Generations of the stream not gone at the provider."),
+    ("archived", "genvault_stream_archived_files", "Archived files of the stream's generations."),
+    ("pending", "genvault_stream_pending_files", "Pending files of the stream's generations."),
+    (
+        "missing",
+        "genvault_stream_missing",
+        "Failed or lost files of the stream's generations still listed: what the archive "
+        "should hold and will not on its own.",
+    ),
+    (
+        "gone_before_capture",
+        "genvault_stream_gone_before_capture",
+        "Files (neither archived nor skipped) of generations a complete full walk found "
+        "gone at the provider.",
+    ),
+)
+"""(StreamReport field, gauge, help) of the per-stream counts."""
+
+
+def _stream_families(snap: MetricsSnapshot | None) -> Iterator[Metric]:
+    """Completeness per (account, stream); ``stream="(tracked)"``: generations known by id.
+
+    A stream the configuration no longer lists (retired) keeps its counts and its
+    ``complete`` (nothing missing), but reports no sync error and no walk times, so
+    the walk-age alerts do not fire for a workflow someone removed on purpose. Empty
+    families when the database is down, like the other database gauges.
+    """
+    labels = ["account", "stream"]
+    counts = [
+        (attr, GaugeMetricFamily(name, doc, labels=labels)) for attr, name, doc in STREAM_GAUGES
+    ]
+    complete = GaugeMetricFamily(
+        "genvault_stream_complete",
+        "1 when the stream's last walk was complete, it has no sync error and nothing is "
+        "missing (tracked and retired streams: nothing missing); else 0.",
+        labels=labels,
+    )
+    error = GaugeMetricFamily(
+        "genvault_stream_sync_error",
+        "1 while the stream's last sync attempt failed (status names the error), else 0.",
+        labels=labels,
+    )
+    walked = GaugeMetricFamily(
+        "genvault_stream_last_complete_walk_timestamp_seconds",
+        "Unix time the stream's last complete walk (any kind) ended; absent: never.",
+        labels=labels,
+    )
+    full = GaugeMetricFamily(
+        "genvault_stream_last_full_walk_timestamp_seconds",
+        "Unix time the stream's last complete full walk (the reconciliation) ended; absent: never.",
+        labels=labels,
+    )
+    for s in snap.streams if snap is not None else ():
+        key = [s.account, s.stream]
+        for attr, family in counts:
+            n = getattr(s, attr)
+            if n is not None:
+                family.add_metric(key, n)
+        complete.add_metric(key, 1 if s.complete else 0)
+        error.add_metric(key, 1 if s.error and not s.retired else 0)
+        if s.retired:  # no longer walked: its walk times would only grow old and alert
+            continue
+        if s.last_complete_walk_at is not None:
+            walked.add_metric(key, s.last_complete_walk_at.timestamp())
+        if s.last_full_walk_at is not None:
+            full.add_metric(key, s.last_full_walk_at.timestamp())
+    yield from (family for _, family in counts)
+    yield from (complete, error, walked, full)
 
 
 # --------------------------------------------------------------------------- server counters

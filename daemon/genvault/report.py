@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from genvault.formatting import ago, countdown, human_bytes, until
+from genvault.formatting import ago, countdown, human_bytes, until, utc_minute
 
 __all__ = ["circuit_cell", "countdown", "human_bytes", "render_status", "until"]
 
@@ -68,6 +68,7 @@ def render_status(doc: dict[str, Any], console: Console | None = None) -> None:
         "last sync (UTC)",
         "next deadline",
         "circuit",
+        "complete",
     )
     for col in columns:
         table.add_column(col)
@@ -76,7 +77,7 @@ def render_status(doc: dict[str, Any], console: Console | None = None) -> None:
         assets = a["assets"]
         still_open = sum(v for k, v in gens.items() if k not in ("succeeded", "failed"))
         table.add_row(
-            a["name"],
+            a["name"] if a.get("complete", True) else f"[red]{a['name']}[/red]",
             a["provider"],
             f"{gens.get('succeeded', 0)} / {gens.get('failed', 0)} / {still_open}",
             str(assets.get("archived", 0)),
@@ -90,8 +91,10 @@ def render_status(doc: dict[str, Any], console: Console | None = None) -> None:
             ].replace("T", " "),
             countdown(a["next_deadline"]),
             circuit_cell(a.get("circuit")),
+            complete_cell(a),
         )
     console.print(table)
+    _render_streams(doc["accounts"], console)
     troubled = [a for a in doc["accounts"] if _unhealthy(a.get("circuit"))]
     if troubled:
         circuits = Table(title="provider circuit", header_style="bold yellow")
@@ -164,5 +167,72 @@ def _render_failures(failures: list[dict[str, Any]], console: Console) -> None:
             shown,
             str(f["attempts"]),
             escape((f["reason"] or "")[:100]),
+        )
+    console.print(table)
+
+
+def complete_cell(a: dict[str, Any]) -> str:
+    """An account's completeness in one cell: its streams are listed in the table below."""
+    if "streams" not in a:  # a document from before the key existed
+        return "-"
+    if a.get("complete"):
+        return "[green]yes[/green]"
+    bad = sum(1 for s in a["streams"] if not s["complete"])
+    return f"[red]no: {bad} stream{'s' if bad != 1 else ''}[/red]"
+
+
+def _walk_cell(s: dict[str, Any]) -> str:
+    when = s.get("last_complete_walk_at")
+    if not when:
+        return "-" if s.get("tracked") else "never"
+    return f"{utc_minute(when)} ({ago(when)})"
+
+
+def _state_cell(s: dict[str, Any]) -> str:
+    walking = " [dim](walking)[/dim]" if s.get("walking") else ""
+    retired = "[dim]retired[/dim] " if s.get("retired") else ""
+    if s["complete"]:
+        return f"{retired}[green]complete[/green]{walking}"
+    problems = "; ".join(escape(p) for p in s.get("problems") or ["incomplete"])
+    return f"{retired}[red]{problems}[/red]{walking}"
+
+
+def _render_streams(accounts: list[dict[str, Any]], console: Console) -> None:
+    """Completeness per history stream: the reconciliation figures and what is wrong.
+
+    A stream that is not complete is named in red with its problems (a sync error
+    quotes the provider: escaped, never read as markup).
+    """
+    rows = [(a["name"], s) for a in accounts for s in a.get("streams") or []]
+    if not rows:
+        return
+    table = Table(title="streams (completeness per history listing)", header_style="bold")
+    for col in (
+        "account",
+        "stream",
+        "listed",
+        "known",
+        "archived",
+        "pending",
+        "missing",
+        "gone before capture",
+        "last complete walk (UTC)",
+        "state",
+    ):
+        table.add_column(col, no_wrap=col in ("account", "stream"))
+    for account, s in rows:
+        name = escape(s["stream"])
+        missing, gone = s["missing"], s["gone_before_capture"]
+        table.add_row(
+            account,
+            name if s["complete"] else f"[red]{name}[/red]",
+            "-" if s.get("listed") is None else str(s["listed"]),
+            str(s["known"]),
+            str(s["archived"]),
+            str(s["pending"]),
+            f"[red]{missing}[/red]" if missing else "0",
+            f"[yellow]{gone}[/yellow]" if gone else "0",
+            _walk_cell(s),
+            _state_cell(s),
         )
     console.print(table)

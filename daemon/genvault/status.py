@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from genvault.config import Settings
+from genvault.config import AccountSettings, Settings
 
 if TYPE_CHECKING:
+    from genvault.http import ApiClient
+    from genvault.queries.streams import StreamReport
     from genvault.store import Store, StoredHealth
 
 """Files whose deadline is this close are "at risk" unless configured otherwise."""
@@ -79,6 +81,7 @@ def read_status(
 
     summary = store.summary()
     held = store.held_by_live_workers(process_alive=lock_held(settings.database.url))
+    streams = account_streams(store, settings)
     risky = store.at_risk(within)
     recent = store.recent_failures(failures)
     health = store.provider_health()
@@ -99,6 +102,8 @@ def read_status(
                 "last_error": s.get("last_error"),
                 "next_deadline": iso(s.get("next_deadline")),
                 "circuit": _circuit(health.get(acc.name)),
+                "streams": streams.get(acc.name, []),
+                "complete": all(st["complete"] for st in streams.get(acc.name, [])),
             }
         )
     return {
@@ -106,3 +111,58 @@ def read_status(
         "at_risk": [{k: iso(v) for k, v in r.items()} for r in risky],
         "recent_failures": [{k: iso(v) for k, v in asdict(f).items()} for f in recent],
     }
+
+
+# --------------------------------------------------------------------------- streams
+
+
+def configured_streams(acc: AccountSettings) -> tuple[str, ...] | None:
+    """The history streams ``acc``'s configuration walks (CrowdComputed: its workflows;
+    ``()`` for an API with no listing); None when they cannot be told without a client.
+
+    ``Provider.streams()`` reads the options only, so a provider bound to no API client
+    answers it; ``status`` runs without the account's secret.
+    """
+    from genvault.providers.registry import provider_class, validate_options
+
+    cls = provider_class(acc.provider)
+    options = validate_options(acc, f"accounts[{acc.name}]")
+    try:
+        return tuple(cls(cast("ApiClient", None), options, acc.name).streams())
+    except Exception:  # a provider that needs its client to know its streams
+        return None
+
+
+def stream_problems(s: StreamReport) -> list[str]:
+    """Why a stream is not complete, in words (empty exactly when it is complete)."""
+    out: list[str] = []
+    if not s.tracked and not s.retired:
+        if s.error:
+            out.append(f"sync error: {s.error}")
+        if s.last_walk_complete is False:
+            reason = f": {s.incomplete_reason}" if s.incomplete_reason else ""
+            out.append(f"last walk incomplete{reason}")
+        elif s.last_walk_complete is None and s.last_complete_walk_at is None:
+            out.append("first walk in progress" if s.walking else "never walked to the end")
+    if s.missing:
+        out.append(f"{s.missing} missing file{'s' if s.missing != 1 else ''} (failed or lost)")
+    return out
+
+
+def stream_entry(s: StreamReport) -> dict[str, Any]:
+    """One stream in the document: every :class:`StreamReport` field, plus ``problems``."""
+    return {**{k: iso(v) for k, v in asdict(s).items()}, "problems": stream_problems(s)}
+
+
+def account_streams(store: Store, settings: Settings) -> dict[str, list[dict[str, Any]]]:
+    """The configured accounts' streams (:meth:`Store.stream_report`), by account."""
+    names = [acc.name for acc in settings.accounts]
+    configured = {
+        acc.name: wanted
+        for acc in settings.accounts
+        if (wanted := configured_streams(acc)) is not None
+    }
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for s in store.stream_report(names, datetime.now(UTC), configured=configured):
+        out.setdefault(s.account, []).append(stream_entry(s))
+    return out

@@ -52,6 +52,7 @@ from genvault.queries.base import A, C, G, H, retry_conflicts
 from genvault.queries.metrics import MetricsQueries
 from genvault.queries.operator import OperatorQueries
 from genvault.queries.search import SearchQueries
+from genvault.queries.streams import StreamQueries
 from genvault.records import AssetState, GenerationRecord, GenerationStatus
 from genvault.throttle import CircuitState, HealthSnapshot
 
@@ -229,7 +230,7 @@ def fingerprint(raw: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- the store
 
 
-class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries):
+class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries, StreamQueries):
     """The metadata database: the jobs' write path here, people's queries in the mixins."""
 
     def __init__(self, url: str, *, echo: bool = False) -> None:

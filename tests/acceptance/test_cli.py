@@ -1,4 +1,5 @@
-"""The CLI contract: demo, exit codes, config errors, the daemon's SIGTERM, track, db upgrade."""
+"""The CLI contract: demo, exit codes, config errors, the daemon's SIGTERM, track, db upgrade,
+and ``status`` naming every incomplete history stream."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from genvault.demo import demo_pipeline
-from genvault.simulator import SIMULATORS, geminigen
+from genvault.simulator import SIMULATORS, crowdcomputed, geminigen
 from genvault.store import Store, url_key
 from tests.acceptance.helpers import GENVAULT, genvault, write_config
+from tests.integration import stream_world
+from tests.integration.stream_world import DRIFT, EXPECTED, REJECTED_ERROR, figures
 
 
 def test_demo_command_runs_clean_from_a_fresh_directory(tmp_path: Path) -> None:
@@ -200,3 +204,167 @@ def test_daemon_archives_then_exits_0_on_sigterm_and_releases_leases(tmp_path: P
         store.dispose()
     finally:
         sim.stop()
+
+
+# --------------------------------------------------------------------------- completeness
+
+
+def _stream_config(tmp_path: Path) -> Path:
+    """CrowdComputed with four workflows (one never walked), GeminiGen, Akool (no listing)."""
+    return write_config(
+        tmp_path / "c.toml",
+        db_url=f"sqlite:///{tmp_path / 'gv.db'}",
+        storage_url=f"file://{tmp_path / 'a'}",
+        accounts=[
+            {
+                "name": "cc",
+                "provider": "crowdcomputed",
+                "api_key_env": "X",
+                "workflows": ["wf-ok", "wf-rejected", "wf-lossy", "wf-later"],
+            },
+            {"name": "gg", "provider": "geminigen", "api_key_env": "X"},
+            {"name": "ak", "provider": "akool", "api_key_env": "X"},
+        ],
+    )
+
+
+def _status_json(cfg: Path) -> dict[str, dict[str, Any]]:
+    proc = genvault("--config", str(cfg), "status", "--json")
+    assert proc.returncode == 0, proc.stderr
+    return {a["name"]: a for a in json.loads(proc.stdout)["accounts"]}
+
+
+def test_status_on_an_empty_database_lists_the_configured_streams_unwalked(
+    tmp_path: Path,
+) -> None:
+    accounts = _status_json(_stream_config(tmp_path))
+    cc, gg, ak = accounts["cc"], accounts["gg"], accounts["ak"]
+    assert [s["stream"] for s in cc["streams"]] == ["wf-later", "wf-lossy", "wf-ok", "wf-rejected"]
+    for s in [*cc["streams"], *gg["streams"]]:
+        assert (s["complete"], s["known"], s["listed"], s["last_complete_walk_at"]) == (
+            False,
+            0,
+            None,
+            None,
+        )
+        assert s["problems"] == ["never walked to the end"]
+    assert [s["stream"] for s in gg["streams"]] == ["all"]
+    assert (cc["complete"], gg["complete"]) == (False, False)
+    assert ak["streams"] == [] and ak["complete"] is True, "no listing, nothing tracked"
+
+
+def test_status_names_each_incomplete_stream_in_json_and_table(tmp_path: Path) -> None:
+    cfg = _stream_config(tmp_path)
+    store = Store(f"sqlite:///{tmp_path / 'gv.db'}")
+    store.upgrade()
+    world = stream_world.build(store)
+    store.dispose()
+
+    accounts = _status_json(cfg)
+    assert (accounts["cc"]["complete"], accounts["gg"]["complete"]) == (False, True)
+    assert accounts["ak"]["complete"] is True
+    for name in ("cc", "gg"):
+        for s in accounts[name]["streams"]:
+            key = (name, s["stream"])
+            if key == ("cc", "wf-later"):
+                assert not s["complete"] and s["known"] == 0
+                continue
+            assert figures(s) == EXPECTED[key], key
+            walked = world.walked.get(key)
+            assert s["last_complete_walk_at"] == (walked.isoformat() if walked else None)
+            if walked is not None:
+                age = (datetime.now(UTC) - walked).total_seconds()
+                assert age - 60 < s["last_complete_walk_age_seconds"] <= age
+            assert (not s["problems"]) is s["complete"], key
+    by = {s["stream"]: s for s in accounts["cc"]["streams"]}
+    assert by["wf-rejected"]["problems"] == [
+        f"sync error: {REJECTED_ERROR}",
+        "never walked to the end",
+    ]
+    assert by["wf-lossy"]["problems"] == [
+        f"last walk incomplete: {DRIFT}",
+        "2 missing files (failed or lost)",
+    ]
+    assert by["(tracked)"]["problems"] == ["1 missing file (failed or lost)"]
+    assert by["wf-lossy"]["walking"] and by["wf-lossy"]["order_seen"] == "unsorted"
+    full = by["wf-ok"]["last_full_walk_at"]
+    assert full == world.full_walked[("cc", "wf-ok")].isoformat()
+
+    proc = genvault("--config", str(cfg), "status")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+
+    def row(*cells: str) -> str:
+        """The one table line whose cells include ``cells``."""
+        found = [ln for ln in lines if set(cells) <= {c.strip() for c in ln.split("│")}]
+        assert len(found) == 1, (cells, proc.stdout)
+        return found[0]
+
+    assert "no: 4 streams" in row("cc", "crowdcomputed")
+    assert " yes " in row("gg", "geminigen")
+    assert "streams (completeness per history listing)" in proc.stdout
+    rejected = row("cc", "wf-rejected")
+    assert "sync error: BusinessError" in rejected and " never " in rejected
+    lossy = [c.strip() for c in row("cc", "wf-lossy").split("│")]
+    assert lossy[3:9] == ["5", "2", "1", "2", "2", "2"]  # listed … gone before capture
+    assert "last walk incomplete" in lossy[10]
+    ok = [c.strip() for c in row("cc", "wf-ok").split("│")]
+    assert ok[3:9] == ["3", "2", "4", "0", "0", "0"] and ok[10] == "complete"
+    assert "(30m ago)" in ok[9] or "(31m ago)" in ok[9]
+    assert "1 missing file" in row("cc", "(tracked)")
+    assert "never walked to the end" in row("cc", "wf-later")
+
+
+def test_a_workflow_the_provider_rejects_is_named_in_status(tmp_path: Path) -> None:
+    """End to end: the CrowdComputed simulator answers ``invalid params`` for a workflow it
+    does not know; after ``run --once`` the table, the json and the account say so, by name."""
+    key = "cc-rejected-key-7a1e"
+    sim = crowdcomputed.create(
+        api_key=key,
+        seed=8,
+        count=6,
+        workflows=("text-to-image", "upscaler"),
+        image_size=4_000,
+        processing_count=0,
+        failed_count=0,
+        empty_count=0,
+    )
+    sim.start()
+    try:
+        cfg = write_config(
+            tmp_path / "c.toml",
+            db_url=f"sqlite:///{tmp_path / 'gv.db'}",
+            storage_url=f"file://{tmp_path / 'a'}",
+            accounts=[
+                {
+                    "name": "cc",
+                    "provider": "crowdcomputed",
+                    "api_key_env": "CC_KEY",
+                    "base_url": sim.api_base,
+                    "workflows": ["text-to-image", "text-to-3d", "upscaler"],
+                    **sim.account_options,
+                }
+            ],
+        )
+        genvault("--config", str(cfg), "run", "--once", env={"CC_KEY": key}, timeout=120)
+    finally:
+        sim.stop()
+
+    cc = _status_json(cfg)["cc"]
+    assert cc["complete"] is False
+    by = {s["stream"]: s for s in cc["streams"]}
+    rejected = by["text-to-3d"]
+    assert rejected["complete"] is False and "invalid params" in rejected["error"]
+    assert rejected["problems"][0] == f"sync error: {rejected['error']}"
+    assert by["text-to-image"]["complete"] is True and by["text-to-image"]["error"] is None
+    # the workflow after it is listed either way: walked (each stream fails alone) or, if
+    # the pass stopped at the rejected one, as never walked to the end
+    upscaler = by["upscaler"]
+    assert upscaler["complete"] is (upscaler["last_complete_walk_at"] is not None)
+
+    table = genvault("--config", str(cfg), "status")
+    assert table.returncode == 0, table.stderr
+    (row,) = [ln for ln in table.stdout.splitlines() if "│ text-to-3d" in ln]
+    assert "sync error: BusinessError" in row  # the rest of the error wraps in its cell
+    (account,) = [ln for ln in table.stdout.splitlines() if "│ crowdcomputed" in ln]
+    assert "no: " in account and "yes" not in account

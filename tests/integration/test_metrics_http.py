@@ -5,12 +5,14 @@ and the media; :func:`run_once` archives into a ``file://`` folder on SQLite and
 PostgreSQL; a real :class:`ApiServer` serves the scrape, which is parsed with
 prometheus_client's own parser and compared with the database and the simulator's
 request counters. Then the provider goes down until its circuit opens, and finally
-the PostgreSQL database goes away under a running server.
+the PostgreSQL database goes away under a running server. The per-stream gauges are
+checked on the crafted archive of :mod:`tests.integration.stream_world`.
 """
 
 from __future__ import annotations
 
 import http.client
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 import sqlalchemy as sa
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
@@ -34,6 +37,8 @@ from genvault.runtime import Runtime
 from genvault.server import ApiServer
 from genvault.simulator import geminigen
 from genvault.simulator.geminigen import GeminiGenSimulator
+from tests.integration import stream_world
+from tests.integration.stream_world import EXPECTED
 
 KEY = "gg-metrics-key-4e1d77"
 TOKEN = "metrics-intake-token-1234"
@@ -218,9 +223,10 @@ def test_metrics_match_the_database_the_archive_and_the_provider(
     m = scrape(url)
     assert m.status == 200
     assert m.content_type.startswith("text/plain; version=0.0.4")
-    # the database gauges cost five grouped queries, however many rows there are
+    # the database gauges cost eight grouped queries (five, and three for the streams),
+    # however many rows there are
     selects = [q for q in statements if q.lstrip().upper().startswith("SELECT")]
-    assert len(selects) == 5, statements
+    assert len(selects) == 8, statements
 
     # files by state: exactly what the database holds, every state present
     rows = rt.store.assets()
@@ -339,5 +345,116 @@ def test_database_gone_still_answers_200_with_database_up_0(
     }
     assert m.by_label("genvault_assets", "state") == {}
     assert "genvault_assets" in m.families  # the family is announced, for dashboards
+    assert "genvault_stream_complete" in m.families
+    assert m.by_label("genvault_stream_complete", "stream") == {}
     assert m.value("genvault_provider_circuit_state", account="main") == 0  # from memory
     assert "Traceback" not in m.text
+
+
+# --------------------------------------------------------------------------- streams
+
+STREAM_GAUGE = {
+    "listed": "genvault_stream_listed",
+    "known": "genvault_stream_known",
+    "archived": "genvault_stream_archived_files",
+    "pending": "genvault_stream_pending_files",
+    "missing": "genvault_stream_missing",
+    "gone_before_capture": "genvault_stream_gone_before_capture",
+}
+
+
+def test_stream_gauges_match_the_crafted_archive(database: str, tmp_path: Path, serve: Any) -> None:
+    rt = Runtime.build(stream_world.settings(database, tmp_path), stream_world.SECRETS)
+    url = serve(rt)
+    empty = scrape(url)
+    # an empty database: every configured stream is there, never walked, not complete
+    assert empty.by_label("genvault_stream_complete", "stream", account="cc") == {
+        w: 0 for w in stream_world.WORKFLOWS
+    }
+    assert empty.by_label("genvault_stream_known", "stream", account="gg") == {"all": 0}
+    assert empty.by_label("genvault_stream_complete", "stream", account="ak") == {}
+    assert empty.by_label("genvault_stream_listed", "stream") == {}
+    assert empty.by_label("genvault_stream_last_complete_walk_timestamp_seconds", "stream") == {}
+
+    world = stream_world.build(rt.store)
+    m = scrape(url)
+    assert m.value("genvault_database_up") == 1
+    for (account, stream), want in EXPECTED.items():
+        labels = {"account": account, "stream": stream}
+        for figure, gauge in STREAM_GAUGE.items():
+            assert m.value(gauge, **labels) == want[figure], (gauge, labels)
+        assert m.value("genvault_stream_complete", **labels) == int(want["complete"]), labels
+        assert m.value("genvault_stream_sync_error", **labels) == int(bool(want["error"]))
+        walked = world.walked.get((account, stream))
+        assert m.value("genvault_stream_last_complete_walk_timestamp_seconds", **labels) == (
+            walked.timestamp() if walked else None
+        ), labels
+        full = world.full_walked.get((account, stream))
+        assert m.value("genvault_stream_last_full_walk_timestamp_seconds", **labels) == (
+            full.timestamp() if full else None
+        ), labels
+    # the rejected workflow is named by its label; the one never walked is there too
+    assert m.by_label("genvault_stream_sync_error", "stream", account="cc") == {
+        "wf-ok": 0,
+        "wf-rejected": 1,
+        "wf-lossy": 0,
+        "wf-later": 0,
+        "(tracked)": 0,
+    }
+    assert m.value("genvault_stream_complete", account="cc", stream="wf-later") == 0
+    assert m.value("genvault_stream_listed", account="cc", stream="wf-rejected") is None
+
+    # wf-lossy and wf-rejected leave the configuration: retired, no walk times any more
+    settings = stream_world.settings(database, tmp_path)
+    cc = settings.accounts[0].model_copy(update={"workflows": ["wf-ok", "wf-later"]})
+    later = Runtime.build(
+        settings.model_copy(update={"accounts": (cc, *settings.accounts[1:])}),
+        stream_world.SECRETS,
+    )
+    retired = scrape(serve(later))
+    assert retired.by_label("genvault_stream_complete", "stream", account="cc") == {
+        "wf-ok": 1,
+        "wf-rejected": 1,  # its error no longer matters, and nothing of it is missing
+        "wf-lossy": 0,  # 2 files missing still
+        "wf-later": 0,
+        "(tracked)": 0,
+    }
+    assert retired.value("genvault_stream_sync_error", account="cc", stream="wf-rejected") == 0
+    assert retired.value("genvault_stream_missing", account="cc", stream="wf-lossy") == 2
+    assert set(
+        retired.by_label("genvault_stream_last_full_walk_timestamp_seconds", "stream", account="cc")
+    ) == {"wf-ok"}
+
+    # run --once --metrics-file shares the collector: the same stream samples
+    textfile = tmp_path / "genvault.prom"
+    write_textfile(rt, textfile)
+    from_file = Scrape(200, "", textfile.read_text())
+    for name in [*STREAM_GAUGE.values(), "genvault_stream_complete", "genvault_stream_sync_error"]:
+        assert {k: v for k, v in from_file.samples.items() if k[0] == name} == {
+            k: v for k, v in m.samples.items() if k[0] == name
+        }, name
+
+
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+
+
+def test_the_runbook_names_only_metrics_that_exist(tmp_path: Path, serve: Any) -> None:
+    """Every ``genvault_*`` name in docs/operations.md (the tables and the alert rules) is
+    a family a scrape announces, and the alert rules are valid YAML."""
+    rt = Runtime.build(
+        stream_world.settings(f"sqlite:///{tmp_path / 'gv.db'}", tmp_path), stream_world.SECRETS
+    )
+    stream_world.build(rt.store)
+    m = scrape(serve(rt))
+    names = m.families | {name for name, _ in m.samples}
+    text = OPERATIONS.read_text()
+    named = set(re.findall(r"\bgenvault_[a-z_]*[a-z]\b", text)) - {"genvault_stream"}
+    assert {n for n in named if n not in names and n.removesuffix("_total") not in names} == set()
+
+    rules_block = text.split("## Alerts", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    rules = yaml.safe_load(rules_block)["groups"][0]["rules"]
+    streams = [r for r in rules if r["alert"].startswith("GenvaultStream")]
+    assert len(streams) == 5
+    for rule in rules:
+        used = set(re.findall(r"\bgenvault_[a-z_]*[a-z]\b", rule["expr"]))
+        assert used and used <= names, rule["alert"]

@@ -40,7 +40,9 @@ from genvault.simulator import akool, geminigen
 from genvault.store import Outcome, Store
 from genvault.web.auth import COOKIE_NAME, cookie_value
 from tests.fixtures.s3 import S3Server
+from tests.integration import stream_world
 from tests.integration.store_helpers import CDN, media, record, save
+from tests.integration.stream_world import DRIFT, EXPECTED, REJECTED_ERROR
 
 KEY = "status-page-sim-key-24ch"  # 24 chars: Akool's AES-192 webhook key is the API key
 TOKEN = "page-token-5f1c2a9e7b3d"
@@ -501,3 +503,75 @@ def test_activity_queries_on_both_databases(store: Store) -> None:
     assert failures[1].reason == LOST_WITHOUT_ERROR
     assert failures[2].reason == "PermanentDownloadError: too big"
     assert [f.external_id for f in store.recent_failures(1)] == ["g2"]
+
+
+# --------------------------------------------------------------------------- streams
+
+
+def _stream_items(card: str) -> dict[str, str]:
+    """data-stream -> the HTML of that stream's item in an account card."""
+    return dict(re.findall(r'<li class="stream" data-stream="([^"]*)"(.*?)</li>', card, re.S))
+
+
+def _card(html: str, account: str) -> str:
+    return html.split(f'data-account="{account}"', 1)[1].split("</article>", 1)[0]
+
+
+def test_the_pipeline_s_streams_are_complete(page: Page) -> None:
+    html = page.get("/", bearer=TOKEN).text
+    gemini = _stream_items(_card(html, "gemini"))
+    assert 'data-complete="yes"' in gemini["all"], "one complete walk of GeminiGen's listing"
+    assert "last complete walk" in gemini["all"]
+    ads = _stream_items(_card(html, "ads"))
+    assert list(ads) == ["(tracked)"], "Akool has no listing: its ids were tracked"
+    assert 'data-complete="yes"' in ads["(tracked)"]
+
+
+@pytest.mark.parametrize(
+    "db_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_page_shows_each_stream_s_figures_and_names_the_failing_one(
+    db_url: str, tmp_path: Path
+) -> None:
+    rt = Runtime.build(stream_world.settings(db_url, tmp_path), stream_world.SECRETS)
+    srv = ApiServer(rt, ServerSettings(listen="127.0.0.1:0"))
+    try:
+        world = stream_world.build(rt.store)
+        page = Page(srv.start())
+        r = page.get("/")
+        assert r.status == 200
+        cc, gg = _card(r.text, "cc"), _card(r.text, "gg")
+        assert '<span class="badge bad">4 incomplete</span>' in cc
+        assert '<ul class="streams" data-complete="yes">' in gg
+        items = {
+            (account, name): item
+            for account, card in (("cc", cc), ("gg", gg))
+            for name, item in _stream_items(card).items()
+        }
+        assert list(items)[:4] == [
+            ("cc", "wf-later"),
+            ("cc", "wf-lossy"),
+            ("cc", "wf-rejected"),
+            ("cc", "(tracked)"),
+        ], "the incomplete ones first"
+        for key, want in EXPECTED.items():
+            item = items[key]
+            shown = dict(
+                re.findall(r'data-figure="(\w+)" class="\w*">[a-z ]+ <b>([^<]*)</b>', item)
+            )
+            for fig in ("listed", "known", "archived", "pending", "missing"):
+                assert shown[fig] == ("-" if want[fig] is None else str(want[fig])), (key, fig)
+            assert shown["gone_before_capture"] == str(want["gone_before_capture"]), key
+            assert shown.get("awaiting_read", "0") == str(want["awaiting_read"]), key
+            assert f'data-complete="{"yes" if want["complete"] else "no"}"' in item, key
+            if key in world.walked:
+                assert "last complete walk" in item
+        rejected = items[("cc", "wf-rejected")]
+        assert f'<p class="problem">sync error: {REJECTED_ERROR}</p>' in rejected
+        assert f"last walk incomplete: {DRIFT}" in items[("cc", "wf-lossy")]
+        assert "walking now" in items[("cc", "wf-lossy")]
+        assert "never walked to the end" in items[("cc", "wf-later")]
+        assert cc.count(REJECTED_ERROR) == 1, "named under its stream, not again unnamed"
+    finally:
+        srv.stop()
+        rt.close()

@@ -123,3 +123,75 @@ def test_formatting() -> None:
     assert ago((NOW + timedelta(seconds=5)).isoformat(), NOW) == "0s ago", "clock skew"
     assert ago(None, NOW) == "-"
     assert utc_minute("2024-05-01T14:07:59+02:00") == "2024-05-01 12:07"
+
+
+def _stream(name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "account": "main",
+        "stream": name,
+        "tracked": False,
+        "listed": 12,
+        "known": 11,
+        "gone": 1,
+        "archived": 20,
+        "pending": 1,
+        "awaiting_read": 0,
+        "missing": 0,
+        "gone_before_capture": 0,
+        "last_complete_walk_at": _in(hours=-2),
+        "last_complete_walk_age_seconds": 7200.0,
+        "last_full_walk_at": _in(hours=-2),
+        "last_walk_complete": True,
+        "incomplete_reason": None,
+        "error": None,
+        "order_seen": "newest_first",
+        "page_size_seen": None,
+        "walking": False,
+        "complete": True,
+        "retired": False,
+        "problems": [],
+        **extra,
+    }
+
+
+def test_streams_table_names_the_stream_and_its_problem_as_text() -> None:
+    error = "BusinessError: history: [red]Failed[/red]: invalid params"
+    streams = [
+        _stream("wf-ok"),
+        _stream(
+            "wf-[bold]x",
+            listed=None,
+            known=3,
+            archived=0,
+            pending=3,
+            missing=2,
+            gone_before_capture=1,
+            last_complete_walk_at=None,
+            error=error,
+            complete=False,
+            walking=True,
+            problems=[f"sync error: {error}", "2 missing files (failed or lost)"],
+        ),
+    ]
+    doc = _doc()
+    doc["accounts"][0].update(streams=streams, complete=False)
+    out = _text(doc)
+    assert "no: 1 stream" in out.splitlines()[4], "the account's row says it"
+    assert "streams (completeness per history listing)" in out
+    (bad,) = [ln for ln in out.splitlines() if "wf-[bold]x" in ln]
+    cells = [c.strip() for c in bad.split("│")]
+    assert cells[1:9] == ["main", "wf-[bold]x", "-", "3", "0", "3", "2", "1"]
+    assert cells[9] == "never"
+    assert "sync error: BusinessError: history: [red]Failed[/red]" in out, "text, not markup"
+    assert "(walking)" in out
+    (ok,) = [ln for ln in out.splitlines() if "wf-ok" in ln]
+    assert "complete" in ok and "(2h ago)" in ok and "12" in ok
+
+    doc["accounts"][0].update(streams=[_stream("all")], complete=True)
+    assert " yes " in _text(doc).splitlines()[4]
+
+
+def test_documents_without_streams_render_as_before() -> None:
+    out = _text(_doc())
+    assert "streams (completeness" not in out
+    assert out.splitlines()[4].rstrip().endswith("│ -        │"), out.splitlines()[4]

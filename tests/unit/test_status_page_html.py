@@ -1,4 +1,5 @@
-"""The status page's HTML as a pure function of its data: bounds, escaping, search hits."""
+"""The status page's HTML as a pure function of its data: bounds, escaping, search hits,
+the streams of each account card."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from genvault.queries.search import SearchHit
 from genvault.web.page import (
     MAX_AT_RISK,
     MAX_FAILURES,
+    MAX_STREAMS,
     MAX_THUMBNAILS,
     PageData,
     SearchState,
@@ -184,3 +186,86 @@ def test_cards_and_the_denied_page() -> None:
     denied = render_denied("Token required", EVIL, ask_token=True).decode()
     assert "<script" not in denied and 'type="password" name="token"' in denied
     assert 'name="token"' not in render_denied("Closed", "no", ask_token=False).decode()
+
+
+def _stream(name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "account": "main",
+        "stream": name,
+        "tracked": False,
+        "listed": 12,
+        "known": 11,
+        "gone": 1,
+        "archived": 20,
+        "pending": 1,
+        "awaiting_read": 0,
+        "missing": 0,
+        "gone_before_capture": 0,
+        "last_complete_walk_at": (NOW - timedelta(hours=2)).isoformat(),
+        "last_complete_walk_age_seconds": 7200.0,
+        "last_full_walk_at": (NOW - timedelta(hours=2)).isoformat(),
+        "last_walk_complete": True,
+        "incomplete_reason": None,
+        "error": None,
+        "order_seen": "newest_first",
+        "page_size_seen": None,
+        "walking": False,
+        "complete": True,
+        "retired": False,
+        "problems": [],
+        **extra,
+    }
+
+
+def _stream_items(card: str) -> dict[str, str]:
+    """data-stream -> the HTML of that stream's item."""
+    return dict(re.findall(r'<li class="stream" data-stream="([^"]*)"(.*?)</li>', card, re.S))
+
+
+def test_card_lists_streams_problems_first_and_bounded() -> None:
+    error = "BusinessError: history: Failed: invalid params"
+    streams = [_stream(f"wf-{i:02d}") for i in range(MAX_STREAMS + 3)] + [
+        _stream(
+            "wf-rejected",
+            error=error,
+            listed=None,
+            last_complete_walk_at=None,
+            complete=False,
+            problems=[f"sync error: {error}", "never walked to the end"],
+        ),
+        _stream(
+            "(tracked)",
+            tracked=True,
+            listed=None,
+            missing=2,
+            gone_before_capture=3,
+            awaiting_read=4,
+            last_complete_walk_at=None,
+            complete=False,
+            problems=["2 missing files (failed or lost)"],
+        ),
+    ]
+    html = _page(accounts=[_account("main", streams=streams, complete=False, last_error=error)])
+    card = html.split('data-account="main"', 1)[1].split("</article>", 1)[0]
+    items = _stream_items(card)
+    assert len(items) == MAX_STREAMS
+    assert list(items)[:2] == ["wf-rejected", "(tracked)"], "problems first"
+    assert "and 5 more" in card
+    assert '<span class="badge bad">2 incomplete</span>' in card
+    rejected = items["wf-rejected"]
+    assert 'data-complete="no"' in rejected and "sync error: " + error in rejected
+    assert card.count(error) == 1, "the card's error line gives way to the named stream"
+    tracked = items["(tracked)"]
+    for key, n in (("missing", 2), ("gone_before_capture", 3), ("awaiting_read", 4)):
+        assert re.search(rf'data-figure="{key}" class="\w*">[a-z ]+ <b>{n}</b>', tracked), key
+    assert "no listing: known by id" in tracked
+    fine = items["wf-00"]
+    assert 'data-complete="yes"' in fine and "last complete walk" in fine and "2h ago" in fine
+    assert 'data-figure="listed" class="">listed <b>12</b>' in fine
+
+
+def test_stream_names_and_problems_are_escaped() -> None:
+    bad = _stream(EVIL, error=EVIL, complete=False, problems=[f"sync error: {EVIL}"])
+    html = _page(accounts=[_account("main", streams=[bad], complete=False)])
+    assert "<script" not in html and "onerror=alert" not in html.replace("onerror=alert(2)&gt;", "")
+    assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&gt;") >= 3

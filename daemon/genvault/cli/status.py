@@ -1,4 +1,5 @@
-"""``genvault status``: what is archived, pending, at risk and lost, per account."""
+"""``genvault status``: what is archived, pending, at risk and lost, per account, and
+whether what genvault holds of each history stream is complete."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from genvault.cli.common import Ctx, config_errors_exit_2
 @click.pass_obj
 @config_errors_exit_2
 def status(obj: Ctx, as_json: bool, at_risk_hours: float | None) -> None:
-    """What is archived, pending, at risk of expiring, and lost, per account."""
+    """What is archived, pending, at risk of expiring, and lost, per account; and per
+    history stream, whether the archive is complete (and, if not, why)."""
     from genvault.status import at_risk_window, status_document
 
     settings = obj.settings()

@@ -7,6 +7,7 @@ own mixin so a reader finds "how does search work" in one file:
 * :mod:`.search`   full-text search over prompts and models (FTS5 / tsvector);
 * :mod:`.activity` recent archives and failures (status page, ``status``);
 * :mod:`.metrics`  the gauges ``/metrics`` reads at scrape time;
+* :mod:`.streams`  completeness per account and history stream (the reconciliation);
 * :mod:`.operator` ``verify``, ``export``, ``retry``, ``backfill`` and the dry run.
 
 All SQL in genvault is still in ``store.py`` and this package: nowhere else.

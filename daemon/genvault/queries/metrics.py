@@ -2,7 +2,7 @@
 
 Why from the database and not from counters in memory: every replica must report
 the same backlog, and a process restarted a minute ago must not report an empty
-one. A scrape runs every 15-60 s, so it costs five grouped queries on one
+one. A scrape runs every 15-60 s, so it costs eight grouped queries on one
 connection, whatever the number of rows, and no per-row work in Python:
 
 * assets by account and state, with the stored bytes: one pass over ``asset``
@@ -11,11 +11,16 @@ connection, whatever the number of rows, and no per-row work in Python:
 * pending assets by account: the at-risk count and the earliest deadline, from
   the partial index ``ix_asset_lease`` (it holds exactly the pending rows);
 * generations by account and status (the columns of ``ix_generation_account_status``);
-* the last completed sync per account, and the stored circuit states (small tables).
+* the last completed sync per account, and the stored circuit states (small tables);
+* completeness per account and history stream (:mod:`genvault.queries.streams`: the
+  cursors, generations by stream, and files joined to their generation by stream; the
+  join makes it about as costly as the five above together: ~0.3 s for 1M files on
+  PostgreSQL, the same as ``Store.summary``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from genvault.queries.base import A, C, G, H, StoreBase
+from genvault.queries.streams import StreamReport, read_stream_report, with_configured
 from genvault.records import AssetState
 
 
@@ -44,6 +50,8 @@ class MetricsSnapshot:
     """account -> when its last history walk completed (the latest over its streams)."""
     circuits: dict[str, str] = field(default_factory=dict)
     """account -> stored circuit state (``closed``, ``open``, ``half_open``)."""
+    streams: list[StreamReport] = field(default_factory=list)
+    """Completeness per (account, stream) (:meth:`genvault.store.Store.stream_report`)."""
 
 
 def _aware(value: Any) -> datetime | None:
@@ -75,8 +83,18 @@ def _statements(at_risk_within: timedelta, now: datetime) -> dict[str, sa.Select
 
 
 class MetricsQueries(StoreBase):
-    def metrics_snapshot(self, *, at_risk_within: timedelta, now: datetime) -> MetricsSnapshot:
-        """Everything the scrape-time gauges need, read on one connection."""
+    def metrics_snapshot(
+        self,
+        *,
+        at_risk_within: timedelta,
+        now: datetime,
+        configured: Mapping[str, Sequence[str]] | None = None,
+    ) -> MetricsSnapshot:
+        """Everything the scrape-time gauges need, read on one connection.
+
+        ``configured``: each account's history streams, so a stream never walked is
+        reported too (see :func:`genvault.queries.streams.with_configured`).
+        """
         snap = MetricsSnapshot()
         q = _statements(at_risk_within, now)
         with self.engine.connect() as conn:
@@ -97,4 +115,6 @@ class MetricsQueries(StoreBase):
                     snap.last_sync[account] = when
             for account, circuit in conn.execute(q["circuits"]):
                 snap.circuits[account] = circuit
+            streams = read_stream_report(conn, None, now)
+        snap.streams.extend(streams if configured is None else with_configured(streams, configured))
         return snap

@@ -29,6 +29,8 @@ MAX_AT_RISK = 50
 MAX_THUMBNAILS = 24
 MAX_FAILURES = 20
 MAX_HITS = 50
+MAX_STREAMS = 12
+"""History streams listed per account card, those with a problem first."""
 MAX_QUERY = 200
 """Longest search query accepted (characters); longer ones are cut."""
 REFRESH_SECONDS = 30
@@ -116,6 +118,14 @@ padding:4px 16px}
 dl{display:grid;grid-template-columns:auto 1fr;gap:2px 12px;margin:0;font-size:13px}
 dt{color:var(--muted)}dd{margin:0;text-align:right}
 .card .err{margin:8px 0 0;font-size:12px;color:var(--bad);word-break:break-word}
+.streams{list-style:none;margin:10px 0 0;padding:0;border-top:1px solid var(--line)}
+.stream{padding:6px 0;border-bottom:1px solid var(--line);font-size:12px}
+.stream:last-child{border-bottom:0}
+.stream .name{display:flex;justify-content:space-between;gap:8px;font-weight:600;
+word-break:break-all}
+.stream .figs,.stream .walk{color:var(--muted)}.stream .figs b{color:var(--ink)}
+.stream .figs .bad b{color:var(--bad)}.stream .figs .warn b{color:var(--warn)}
+.stream .problem{margin:2px 0 0;color:var(--bad);word-break:break-word}
 .badge{display:inline-block;font-size:11px;font-weight:600;padding:2px 8px;border-radius:99px;
 white-space:nowrap}
 .badge.ok{background:var(--ok-bg);color:var(--ok)}
@@ -312,6 +322,9 @@ def _card(a: dict[str, Any], now: datetime) -> str:
     else:
         sync = "never" if a.get("has_history", True) else "no listing"
     err = f'<p class="err">{_e(_cut(a["last_error"], 200))}</p>' if a.get("last_error") else ""
+    streams, named = _streams(a, now)
+    if a.get("last_error") in named:
+        err = ""  # the stream list shows it, under the stream's name
     return (
         f'<article class="card" data-account="{_e(a["name"])}">'
         f'<div class="head"><h3>{_e(a["name"])}</h3>{_circuit_badge(a.get("circuit"))}</div>'
@@ -323,7 +336,79 @@ def _card(a: dict[str, Any], now: datetime) -> str:
         f"<dt>last sync</dt><dd>{sync}</dd>"
         f"{_pending_split(a)}"
         f"<dt>next deadline</dt><dd data-deadline>{_e(countdown(a['next_deadline'], now))}</dd>"
-        f"</dl>{err}</article>"
+        f"</dl>{err}{streams}</article>"
+    )
+
+
+def _streams(a: dict[str, Any], now: datetime) -> tuple[str, set[str]]:
+    """The card's history streams (problems first, at most ``MAX_STREAMS``) and the sync
+    errors they show. Nothing for a document from before streams were reported."""
+    streams = a.get("streams")
+    if not streams:
+        return "", set()
+    ordered = sorted(streams, key=lambda s: bool(s["complete"]))  # stable: name order kept
+    shown = ordered[:MAX_STREAMS]
+    bad = sum(1 for s in streams if not s["complete"])
+    badge = (
+        f'<span class="badge bad">{bad} incomplete</span>'
+        if bad
+        else '<span class="badge ok">complete</span>'
+    )
+    items = "".join(_stream(s, now) for s in shown)
+    more = len(streams) - len(shown)
+    note = f'<li class="stream">and {more} more (see <code>genvault status</code>)</li>'
+    html = (
+        f'<ul class="streams" data-complete="{"yes" if not bad else "no"}">'
+        f'<li class="stream"><div class="name"><span>streams</span>{badge}</div></li>'
+        f"{items}{note if more > 0 else ''}</ul>"
+    )
+    return html, {s["error"] for s in shown if s.get("error")}
+
+
+def _stream(s: dict[str, Any], now: datetime) -> str:
+    """One stream: its reconciliation figures, its last complete walk, its problems."""
+    listed = s.get("listed")
+    figures = [
+        ("listed", "-" if listed is None else listed, ""),
+        ("known", s["known"], ""),
+        ("archived", s["archived"], ""),
+        ("pending", s["pending"], ""),
+        ("missing", s["missing"], "bad"),
+        ("gone_before_capture", s["gone_before_capture"], "warn"),
+    ]
+    if s.get("awaiting_read"):
+        figures.append(("awaiting_read", s["awaiting_read"], ""))
+    figs = " · ".join(
+        f'<span data-figure="{key}" class="{cls if n else ""}">'
+        f"{key.replace('_', ' ')} <b>{_e(n)}</b></span>"
+        for key, n, cls in figures
+    )
+    walked = s.get("last_complete_walk_at")
+    if walked:
+        walk = (
+            f'last complete walk <span title="{_e(utc_minute(walked))} UTC">'
+            f"{_e(ago(walked, now))}</span>"
+        )
+    else:  # never walked to the end: the problems say so
+        walk = "no listing: known by id" if s.get("tracked") else ""
+    notes = [walk] if walk else []
+    if s.get("walking"):
+        notes.append("walking now")
+    if s.get("retired"):
+        notes.append("no longer configured")
+    walk = " · ".join(notes)
+    if s["complete"]:
+        badge = '<span class="badge ok">complete</span>'
+    else:
+        badge = '<span class="badge bad">incomplete</span>'
+    problems = "".join(
+        f'<p class="problem">{_e(_cut(p, 300))}</p>' for p in s.get("problems") or []
+    )
+    return (
+        f'<li class="stream" data-stream="{_e(s["stream"])}" '
+        f'data-complete="{"yes" if s["complete"] else "no"}">'
+        f'<div class="name"><span>{_e(s["stream"])}</span>{badge}</div>'
+        f'<div class="figs">{figs}</div><div class="walk">{walk}</div>{problems}</li>'
     )
 
 
