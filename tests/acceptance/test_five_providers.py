@@ -98,3 +98,15 @@ def test_five_accounts_archive_everything_verified(sims: dict[str, Any], tmp_pat
     for acc in doc["accounts"]:
         assert acc["assets"].get("archived", 0) > 0, acc
         assert acc["assets"].get("pending", 0) == 0, acc
+        # completeness you can prove: every stream walked whole, nothing missing
+        assert acc["streams"], acc["name"]
+        for stream in acc["streams"]:
+            assert stream["missing"] == 0, (acc["name"], stream)
+            assert stream["complete"], (acc["name"], stream["stream"], stream["problems"])
+        assert acc["complete"], acc["name"]
+    listing = [a for a in doc["accounts"] if a["has_history"]]
+    for acc in listing:
+        for stream in acc["streams"]:  # CrowdComputed: 25 workflows, most of them empty
+            assert stream["last_walk_complete"] and stream["last_full_walk_at"], stream
+            assert stream["listed"] is not None and stream["listed"] >= stream["known"]
+        assert sum(stream["known"] for stream in acc["streams"]) > 0, acc["name"]
