@@ -53,7 +53,8 @@ def _unhealthy(c: dict[str, Any] | None) -> bool:
 def render_status(doc: dict[str, Any], console: Console | None = None) -> None:
     if console is None:
         probe = Console()
-        console = probe if probe.is_terminal else Console(width=160)  # pipes: no wrapping
+        # Pipes (logs, scripts, tests): tables at their natural width, never wrapped.
+        console = probe if probe.is_terminal else Console(width=10_000)
     table = Table(title="genvault status", header_style="bold")
     columns = (
         "account",
