@@ -63,10 +63,37 @@ USER_AGENT = f"genvault/{__version__} (+https://github.com/genvault/genvault)"
 
 # --------------------------------------------------------------------------- network policy
 
+_IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+_Net = ipaddress.IPv4Network | ipaddress.IPv6Network
+_V4, _V6 = ipaddress.IPv4Network, ipaddress.IPv6Network
+
 _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
-_METADATA_V6 = ipaddress.IPv6Network("fd00:ec2::254/128")
+_THIS_NETWORK = _V4("0.0.0.0/8")
+"""RFC 791 "this network": never a destination (Linux connects 0.0.0.0 to itself);
+Python files it under private, so allow_private would otherwise open it."""
+_METADATA: tuple[_Net, ...] = (_V4("100.100.100.200/32"), _V6("fd00:ec2::254/128"))
+"""Cloud metadata services outside link-local: Alibaba Cloud's (inside carrier-grade NAT
+space) and AWS's IPv6 one. 169.254.169.254 is link-local and refused as such."""
+_TUNNELS: tuple[_Net, ...] = (_V6("2002::/16"), _V6("2001::/32"), _V4("192.88.99.0/24"))
+"""6to4, Teredo and the 6to4 relay anycast: addresses that wrap an arbitrary IPv4
+address (2002:7f00:1:: is 127.0.0.1), so their range says nothing about the target.
+Python 3.11 calls 6to4 global."""
+_SITE_LOCAL = _V6("fec0::/10")
+"""Deprecated (RFC 3879) but still routed inside some networks; Python 3.11 calls it global."""
+_SHARED = _V4("100.64.0.0/10")
+"""RFC 6598 carrier-grade NAT: Tailscale peers, ISP-internal hosts. Not private to
+Python, not global either; allow_private opens it like a private range."""
+_NOT_GLOBAL: tuple[_Net, ...] = (_V4("192.0.0.0/24"), _V6("3fff::/20"))
+"""Ranges Python 3.11's ``is_global`` wrongly admits: IETF protocol assignments
+(192.0.0.9 and .10 are anycast services, never a media host) and the IPv6
+documentation range of RFC 9637."""
 POLICY_EXTENSION = "genvault_policy"
 """Request extension carrying a per-account :class:`NetworkPolicy`; it follows redirects."""
+
+
+def _within(ip: _IP, nets: tuple[_Net, ...]) -> bool:
+    # Compare like with like: ipaddress does not check versions in ``in``.
+    return any(ip.version == net.version and ip in net for net in nets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,24 +119,51 @@ class NetworkPolicy:
         with contextlib.suppress(ValueError):
             self.check_address(ipaddress.ip_address(host.strip("[]")), host)
 
-    def check_address(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, host: str) -> None:
-        """Refuse an address a third-party URL must never reach."""
+    def check_address(self, ip: _IP, host: str) -> None:
+        """Refuse an address a third-party URL must never reach.
+
+        The rule is "globally routable only", with explicit ranges where Python's
+        ``is_global`` is wrong (see the module constants). ``allow_private`` opens
+        loopback, private and carrier-grade NAT space for the simulators; metadata
+        services, link-local, tunnels and reserved space stay closed regardless.
+        """
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
-        # Reserved before private: Python also counts 0.0.0.0, 240/4 and broadcast as
+        # Reserved before private: Python also counts 0.0.0.0/8, 240/4 and broadcast as
         # "private", and allow_private must never open those (::1 is loopback, though
         # IPv6 files it under the reserved ::/8).
-        reserved = ip.is_multicast or ip.is_reserved or ip.is_unspecified or ip == _BROADCAST
+        reserved = (
+            ip.is_multicast
+            or ip.is_reserved
+            or ip.is_unspecified
+            or ip == _BROADCAST
+            or _within(ip, (_THIS_NETWORK,))
+        )
         if reserved and not ip.is_loopback:
             raise UnsafeURLError(f"refused reserved address {ip} for host {host!r}")
         # Link-local is never allowed: 169.254.169.254 and fd00:ec2::254 are where
         # cloud metadata (and its credentials) lives; no media is served from there.
-        if ip.is_link_local or ip in _METADATA_V6:
+        if ip.is_link_local:
             raise UnsafeURLError(f"refused link-local address {ip} for host {host!r}")
+        if _within(ip, _METADATA):
+            raise UnsafeURLError(f"refused cloud metadata address {ip} for host {host!r}")
+        if _within(ip, _TUNNELS):
+            raise UnsafeURLError(f"refused 6to4/Teredo tunnel address {ip} for host {host!r}")
+        if _within(ip, (_SITE_LOCAL,)):
+            raise UnsafeURLError(f"refused site-local address {ip} for host {host!r}")
+        if ip.is_global and not _within(ip, _NOT_GLOBAL):
+            return
+        if _within(ip, (_SHARED,)):
+            if self.allow_private:
+                return
+            raise UnsafeURLError(
+                f"refused shared (carrier-grade NAT) address {ip} for host {host!r}"
+            )
         if ip.is_loopback or ip.is_private:
             if self.allow_private:
                 return
             raise UnsafeURLError(f"refused private/loopback address {ip} for host {host!r}")
+        raise UnsafeURLError(f"refused non-global address {ip} for host {host!r}")
 
 
 class _GuardedBackend(httpcore.SyncBackend):
