@@ -43,7 +43,7 @@ from genvault.errors import (
     TransientDownloadError,
     UnsafeURLError,
 )
-from genvault.http import NetworkPolicy, policy_extensions
+from genvault.http import NetworkPolicy, is_malformed_redirect, policy_extensions
 from genvault.logging import get_logger
 
 log = get_logger("genvault.download")
@@ -344,6 +344,8 @@ def open_media(
     except httpx.UnsupportedProtocol as exc:
         raise PermanentDownloadError(f"refused redirect: {exc}") from None
     except httpx.TransportError as exc:
+        if is_malformed_redirect(exc):
+            raise PermanentDownloadError(f"malformed URL in a redirect: {exc}"[:300]) from None
         raise TransientDownloadError(f"{type(exc).__name__}: {exc}") from None
     finally:
         responses.close()

@@ -91,6 +91,57 @@ POLICY_EXTENSION = "genvault_policy"
 """Request extension carrying a per-account :class:`NetworkPolicy`; it follows redirects."""
 
 
+_NUMBER_LABEL = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)", re.IGNORECASE)
+
+
+def parse_url(url: str | httpx.URL) -> httpx.URL:
+    """``url`` parsed, or :class:`UnsafeURLError` ("malformed URL") if no request may use it.
+
+    Beyond what httpx refuses (``InvalidURL``: octal dotted quads, over 64 KB, bad
+    IDNA, a broken IPv6 literal; and ``UnicodeError`` from bad punycode), two
+    things httpx accepts are refused:
+
+    * a host whose last label is a number but which is not a dotted quad
+      (``0x7f.0.0.1``, ``2130706433``, ``127.1``): URL standards read those as an
+      IPv4 address, the system resolver turns them into one (127.0.0.1), and no
+      CDN names itself that way; the connect-time check would still vet the
+      address, but such a host is a disguise, not a name;
+    * a port over 65535, which the socket layer wraps (65536 + 80 connects to 80).
+    """
+    try:
+        u = url if isinstance(url, httpx.URL) else httpx.URL(url)
+        host, port = u.host, u.port
+    except (httpx.InvalidURL, ValueError) as exc:  # UnicodeError is a ValueError
+        raise UnsafeURLError(f"malformed URL: {_clip(str(exc))}") from None
+    last = host.rstrip(".").rsplit(".", 1)[-1]
+    if ":" not in host and _NUMBER_LABEL.fullmatch(last):
+        try:
+            ipaddress.IPv4Address(host.rstrip("."))
+        except ValueError:
+            raise UnsafeURLError(
+                f"malformed URL: {_clip(host)!r} is neither a dotted-quad address nor a name"
+            ) from None
+    if port is not None and not 0 < port <= 65535:
+        raise UnsafeURLError(f"malformed URL: port {port} out of range")
+    return u
+
+
+def is_malformed_redirect(exc: httpx.TransportError) -> bool:
+    """True when httpx gave up on a redirect because its ``Location`` is no valid URL.
+
+    httpx reports that as a protocol error (``RemoteProtocolError``, transient to
+    genvault), though the same redirect will be malformed the next time too.
+    """
+    return isinstance(exc, httpx.RemoteProtocolError) and str(exc).startswith(
+        "Invalid URL in location header"
+    )
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    """At most ``limit`` characters of ``text``: errors must not quote a 64 KB URL."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _within(ip: _IP, nets: tuple[_Net, ...]) -> bool:
     # Compare like with like: ipaddress does not check versions in ``in``.
     return any(ip.version == net.version and ip in net for net in nets)
@@ -105,8 +156,14 @@ class NetworkPolicy:
     """When set, only these host names (and their subdomains) are reachable."""
 
     def check_url(self, url: str | httpx.URL) -> None:
-        """Refuse URLs that are not http(s), or whose host the allowlist excludes."""
-        u = httpx.URL(str(url)) if not isinstance(url, httpx.URL) else url
+        """Refuse URLs that are not http(s), malformed, or whose host the allowlist excludes.
+
+        A malformed URL (see :func:`parse_url`) is refused here, as an
+        :class:`UnsafeURLError` saying "malformed URL": httpx's own ``InvalidURL``
+        is no error class of genvault's, so it escaped as an unexpected exception
+        and the file was retried as if the failure might pass.
+        """
+        u = parse_url(url)
         if u.scheme not in ("http", "https"):
             raise UnsafeURLError(f"refused URL scheme {u.scheme!r}")
         host = u.host.lower().rstrip(".")
@@ -430,7 +487,11 @@ class ApiClient:
             raise TransientProviderError(f"{path}: timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             self._report(0)
+            if is_malformed_redirect(exc):
+                raise PermanentProviderError(f"{path}: {_clip(str(exc), 200)}") from None
             raise TransientProviderError(f"{path}: {type(exc).__name__}: {exc}") from None
+        except httpx.InvalidURL as exc:  # check_url passed, so only a request-building quirk
+            raise PermanentProviderError(f"{path}: malformed URL: {_clip(str(exc))}") from None
 
     def _report(self, status: int) -> None:
         if self.on_response is not None:

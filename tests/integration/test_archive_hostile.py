@@ -1,0 +1,90 @@
+"""Whole archive passes (``archive_pending``) over files a hostile or broken server hands out.
+
+The lower-level tests (``test_hostile_network.py``, ``test_media_content.py``,
+``test_api_json_bounds.py``) show what :func:`open_media` and the API client do; these
+show what ends up in the database and in storage when the archive job meets the same
+input: the real runtime, a real SQLite store, a ``file://`` archive, and scripted
+loopback origins for the CDN and the provider's API.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from genvault.config import (
+    AccountSettings,
+    ArchiveSettings,
+    DatabaseSettings,
+    NetworkSettings,
+    Settings,
+    StorageSettings,
+)
+from genvault.jobs.archive import archive_pending
+from genvault.runtime import Runtime
+from tests.fixtures.origin import Origin, Reply
+from tests.integration.store_helpers import media, record, save
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
+KEY = "gg-hostile-archive-key"
+
+
+def _runtime(tmp_path: Path, api: Origin) -> Runtime:
+    settings = Settings(
+        database=DatabaseSettings(url=f"sqlite:///{tmp_path / 'gv.db'}"),
+        storage=StorageSettings(url=f"file://{tmp_path / 'archive'}"),
+        network=NetworkSettings(allow_private=True, connect_timeout=2.0, read_timeout=2.0),
+        archive=ArchiveSettings(concurrency=2),
+        accounts=(
+            AccountSettings(
+                name="main", provider="geminigen", api_key_env="UNUSED", base_url=api.url
+            ),
+        ),
+    )
+    rt = Runtime.build(settings, {"main": SecretStr(KEY)})
+    return rt
+
+
+def _rows(rt: Runtime) -> dict[str, dict[str, Any]]:
+    return {str(r["external_id"]): r for r in rt.store.assets()}
+
+
+def _events(log: io.StringIO, name: str) -> list[dict[str, Any]]:
+    return [e for e in map(json.loads, log.getvalue().splitlines()) if e.get("event") == name]
+
+
+def test_malformed_urls_fail_at_once_without_a_traceback(
+    tmp_path: Path, info_json_log: io.StringIO
+) -> None:
+    """Each malformed URL is one permanent failure on its first attempt, named as such;
+    before, httpx's InvalidURL counted as a bug: a traceback and a retry, 8 times over."""
+    cdn = Origin(lambda req: Reply(200, {"Content-Type": "image/png"}, PNG))
+    api = Origin(lambda req: Reply(500, {}, b"unused"))
+    bad = {
+        "octal": "http://0177.0.0.1/a.png",
+        "hex": f"http://0x7f.0.0.1:{cdn.port}/a.png",
+        "long": "https://cdn.example.com/" + "a" * 70_000 + ".png",
+        "idna": "https://\u2603.-com/a.png",
+    }
+    rt = _runtime(tmp_path, api)
+    try:
+        save(rt.store, [record(n, media_=[media(u)]) for n, u in bad.items()])
+        save(rt.store, [record("good", media_=[media(cdn.url + "/good.png")])])
+        result = archive_pending(rt)
+        rows = _rows(rt)
+    finally:
+        rt.close()
+    assert result.archived == 1 and rows["good"]["state"] == "archived"
+    for name in bad:
+        row = rows[name]
+        assert row["state"] == "failed", (name, row["last_error"])
+        assert row["attempts"] == 1
+        assert "malformed URL" in str(row["last_error"])
+        assert len(str(row["last_error"])) < 300
+    assert _events(info_json_log, "asset.unexpected_error") == []
+    assert "Traceback" not in info_json_log.getvalue()
+    assert [r.url.path for r in cdn.requests] == ["/good.png"]
