@@ -89,6 +89,8 @@ _NOT_GLOBAL: tuple[_Net, ...] = (_V4("192.0.0.0/24"), _V6("3fff::/20"))
 documentation range of RFC 9637."""
 POLICY_EXTENSION = "genvault_policy"
 """Request extension carrying a per-account :class:`NetworkPolicy`; it follows redirects."""
+CREDENTIALS_EXTENSION = "genvault_credentials"
+"""Request extension carrying a :class:`CredentialScope`; it follows redirects too."""
 
 
 _NUMBER_LABEL = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)", re.IGNORECASE)
@@ -223,6 +225,53 @@ class NetworkPolicy:
         raise UnsafeURLError(f"refused non-global address {ip} for host {host!r}")
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_NOT_SECRET = frozenset({"accept", "content-type", "user-agent"})
+
+
+def origin_of(url: httpx.URL) -> tuple[str, str, int]:
+    """(scheme, host, port) with the default port filled in: what "same origin" compares."""
+    scheme = url.scheme.lower()
+    port = url.port if url.port is not None else _DEFAULT_PORTS.get(scheme, 0)
+    return scheme, url.host.lower().rstrip("."), port
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialScope:
+    """The one origin an account's credential headers may be sent to.
+
+    httpx copies a request's headers onto each redirect and removes only
+    ``Authorization`` when the origin changes, so ``x-api-key`` (GeminiGen, Akool)
+    and ``token`` (CrowdComputed) went to whatever host a redirect named, plain
+    http included. The client's request hook calls :meth:`strip` before every hop.
+    """
+
+    origin: tuple[str, str, int]
+    headers: frozenset[str]
+    """Lower-case names of the headers that carry credentials."""
+
+    @classmethod
+    def of(cls, base_url: str, auth_headers: Mapping[str, str]) -> CredentialScope:
+        names = frozenset(n.lower() for n in auth_headers) - _NOT_SECRET
+        return cls(origin_of(httpx.URL(base_url)), names | {"authorization"})
+
+    def strip(self, request: httpx.Request) -> None:
+        """Remove the credential headers from ``request`` unless it goes to the origin.
+
+        Once removed they stay removed for the hops after it (each redirect copies
+        the previous request's headers), back at the origin included.
+        """
+        if origin_of(request.url) != self.origin:
+            for name in self.headers:
+                request.headers.pop(name, None)
+
+
+def _strip_foreign_credentials(request: httpx.Request) -> None:
+    scope = request.extensions.get(CREDENTIALS_EXTENSION)
+    if scope is not None:
+        scope.strip(request)
+
+
 class _GuardedBackend(httpcore.SyncBackend):
     """Resolves and vets every address before the socket connects."""
 
@@ -295,7 +344,7 @@ def build_client(
         follow_redirects=True,
         max_redirects=5,
         headers={"User-Agent": USER_AGENT},
-        event_hooks={"request": [_check_hop]},
+        event_hooks={"request": [_check_hop, _strip_foreign_credentials]},
         trust_env=False,
     )
 
@@ -360,8 +409,19 @@ class ApiClient:
     guard: ProviderGuard = field(init=False, repr=False)
     """Budget and breaker of this account, built from ``settings``; replace it to inject clocks."""
 
+    credentials: CredentialScope = field(init=False, repr=False)
+    """Where :attr:`auth_headers` may go: the origin of :attr:`base_url`, on every hop."""
+
     def __post_init__(self) -> None:
         self.guard = ProviderGuard(self.settings, name=self.account, sleep=self.sleep)
+        self.credentials = CredentialScope.of(self.base_url, self.auth_headers)
+        hooks = self.http.event_hooks
+        if _strip_foreign_credentials not in hooks["request"]:
+            # A client not made by build_client: the key must not leak through it either.
+            self.http.event_hooks = {
+                **hooks,
+                "request": [*hooks["request"], _strip_foreign_credentials],
+            }
 
     def url(self, path: str) -> str:
         return self.base_url.rstrip("/") + "/" + path.lstrip("/")
@@ -473,10 +533,14 @@ class ApiClient:
                 params=params,
                 json=json_body,
                 headers=dict(self.auth_headers),
-                extensions=policy_extensions(self.policy),
+                extensions={
+                    **policy_extensions(self.policy),
+                    CREDENTIALS_EXTENSION: self.credentials,
+                },
                 timeout=_capped_timeout(self.http.timeout, deadline),
             ) as resp:
                 self._report(resp.status_code)
+                self._check_foreign_refusal(resp, path)
                 limit.check()
                 body = _read_capped(resp, self.settings.max_json_bytes, path, limit)
                 return _decode(resp, body, path)
@@ -492,6 +556,24 @@ class ApiClient:
             raise TransientProviderError(f"{path}: {type(exc).__name__}: {exc}") from None
         except httpx.InvalidURL as exc:  # check_url passed, so only a request-building quirk
             raise PermanentProviderError(f"{path}: malformed URL: {_clip(str(exc))}") from None
+
+    def _check_foreign_refusal(self, resp: httpx.Response, path: str) -> None:
+        """A 401/403 from another origin answers a request that carried no key.
+
+        Read as an :class:`AuthError` it would say "the provider refused the key"
+        and stop the account; the truth is a redirect away from ``base_url``.
+        """
+        if resp.status_code not in (401, 403):
+            return
+        where = origin_of(resp.request.url)
+        if where == self.credentials.origin:
+            return
+        raise PermanentProviderError(
+            f"{path}: redirected to another origin ({where[0]}://{where[1]}:{where[2]}), "
+            f"which answered HTTP {resp.status_code} to a request sent without credentials "
+            "(keys go only to base_url's origin); if the provider moved, update base_url",
+            status_code=resp.status_code,
+        )
 
     def _report(self, status: int) -> None:
         if self.on_response is not None:

@@ -15,8 +15,12 @@ import pytest
 
 from genvault.config import NetworkSettings
 from genvault.download import DownloadLimits, open_media
-from genvault.errors import PermanentDownloadError
-from genvault.http import NetworkPolicy, build_client
+from genvault.errors import AuthError, PermanentDownloadError, PermanentProviderError
+from genvault.http import ApiClient, NetworkPolicy, build_client
+from genvault.providers.akool import Akool, AkoolOptions
+from genvault.providers.crowdcomputed import CrowdComputed, CrowdComputedOptions
+from genvault.providers.geminigen import GeminiGen, GeminiGenOptions
+from genvault.providers.tengrai import TengrAI, TengrAIOptions
 from tests.fixtures.origin import Origin, Reply
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 1000
@@ -119,3 +123,88 @@ def test_a_redirect_to_a_malformed_url_is_permanent(client: httpx.Client) -> Non
     with pytest.raises(PermanentDownloadError, match="malformed URL"):
         fetch(client, octal.url + "/start")
     assert target.requests == []
+
+
+# --------------------------------------------------------------------------- credentials
+
+KEY = "sk-redirect-secret-7c41"
+
+AUTH_HEADERS = {
+    "geminigen x-api-key": GeminiGen.auth_headers(KEY, GeminiGenOptions()),
+    "akool x-api-key": Akool.auth_headers(KEY, AkoolOptions()),
+    "crowdcomputed token + Authorization": CrowdComputed.auth_headers(
+        KEY, CrowdComputedOptions(auth_style="both")
+    ),
+    "tengrai bearer": TengrAI.auth_headers(KEY, TengrAIOptions()),
+}
+
+
+def _api(client: httpx.Client, base: Origin, headers: dict[str, str]) -> ApiClient:
+    return ApiClient(
+        http=client, base_url=base.url, auth_headers=headers, settings=SETTINGS, policy=OPEN
+    )
+
+
+def _leaks(request: httpx.Request) -> list[str]:
+    return [f"{k}: {v}" for k, v in request.headers.items() if KEY in v]
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+@pytest.mark.parametrize("style", list(AUTH_HEADERS))
+def test_api_keys_never_follow_a_redirect_to_another_origin(
+    client: httpx.Client, style: str, status: int
+) -> None:
+    """httpx strips only ``Authorization`` on a cross-origin redirect; ``x-api-key`` and
+    ``token`` went to whatever host the redirect named. The second origin here is the
+    same loopback address on another port: a different origin all the same."""
+    elsewhere = Origin(lambda req: Reply(200, {"Content-Type": "application/json"}, b"{}"))
+    base = Origin(lambda req: Reply(status, {"Location": f"{elsewhere.url}/v1/list"}))
+    assert _api(client, base, AUTH_HEADERS[style]).get_json("/v1/list") == {}
+    assert _leaks(base.requests[0]), "the account's own origin gets the key"
+    assert len(elsewhere.requests) == 1
+    assert _leaks(elsewhere.requests[0]) == []
+
+
+def test_api_keys_survive_a_redirect_within_the_origin(client: httpx.Client) -> None:
+    moved: list[Origin] = []
+
+    def script(req: httpx.Request) -> Reply:
+        if req.url.path == "/old":
+            return Reply(308, {"Location": f"{moved[0].url}/new"})
+        return Reply(200, {"Content-Type": "application/json"}, b'{"ok": true}')
+
+    moved.append(Origin(script))
+    headers = AUTH_HEADERS["crowdcomputed token + Authorization"]
+    assert _api(client, moved[0], headers).get_json("/old") == {"ok": True}
+    assert [len(_leaks(r)) for r in moved[0].requests] == [2, 2]
+
+
+def test_keys_are_not_sent_back_after_a_detour(client: httpx.Client) -> None:
+    """base -> elsewhere -> base: the hop back carries no key either. Keys are attached
+    to the first request only and a redirect never adds them again, which is the
+    simple rule to prove; a provider that really bounces through another host needs
+    its ``base_url`` fixed, and the error below says so."""
+    hops: list[Origin] = []
+    elsewhere = Origin(lambda req: Reply(302, {"Location": f"{hops[0].url}/back"}))
+
+    def script(req: httpx.Request) -> Reply:
+        if req.url.path == "/back":
+            return Reply(200, {"Content-Type": "application/json"}, b"[]")
+        return Reply(302, {"Location": f"{elsewhere.url}/detour"})
+
+    hops.append(Origin(script))
+    assert _api(client, hops[0], AUTH_HEADERS["geminigen x-api-key"]).get_json("/start") == []
+    assert _leaks(elsewhere.requests[0]) == []
+    assert _leaks(hops[0].requests[1]) == []
+
+
+def test_a_refusal_from_another_origin_is_not_a_refused_key(client: httpx.Client) -> None:
+    """The other origin answers 401 to a request that carried no key: that must not read
+    as "the provider refused the key" (an AuthError stops the account), but name the
+    redirect and the fix."""
+    target = Origin(lambda req: Reply(401, {"Content-Type": "application/json"}, b"{}"))
+    base = Origin(lambda req: Reply(302, {"Location": f"{target.url}/v1/list"}))
+    with pytest.raises(PermanentProviderError, match=r"another origin.*base_url") as err:
+        _api(client, base, AUTH_HEADERS["akool x-api-key"]).get_json("/v1/list")
+    assert not isinstance(err.value, AuthError), "the key was never refused: it was not sent"
+    assert _leaks(target.requests[0]) == []
