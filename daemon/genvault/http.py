@@ -415,8 +415,8 @@ class ApiClient:
     def __post_init__(self) -> None:
         self.guard = ProviderGuard(self.settings, name=self.account, sleep=self.sleep)
         self.credentials = CredentialScope.of(self.base_url, self.auth_headers)
-        hooks = self.http.event_hooks
-        if _strip_foreign_credentials not in hooks["request"]:
+        hooks = self.http.event_hooks if isinstance(self.http, httpx.Client) else None
+        if hooks is not None and _strip_foreign_credentials not in hooks["request"]:
             # A client not made by build_client: the key must not leak through it either.
             self.http.event_hooks = {
                 **hooks,
