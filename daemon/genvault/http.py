@@ -646,6 +646,59 @@ def _error_detail(body: bytes) -> str:
     return text or "(empty body)"
 
 
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects an API answer may have. Provider answers
+nest under 10 levels; Python's JSON decoder recurses per level and raises
+``RecursionError`` (no ``ValueError``) near 1,000, and code walking the result
+(sidecars, log scrubbing) recurses too."""
+MAX_JSON_VALUES = 1_000_000
+"""Most values (array elements, object members and containers) in one answer. The
+largest real page (1,000 items of ~60 fields) has ~60,000; a million bounds the
+Python objects a 32 MiB body can become (``[{},{},...]`` makes a 64-byte dict of
+every 3 bytes)."""
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
+"""A JSON string, escapes included; possessive, and the closing quote optional so an
+unterminated string ends the match instead of backtracking: linear on any input."""
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b"[]{},")))
+_TOO_DEEP_RUN = b"[" * (MAX_JSON_DEPTH + 1)
+
+
+def check_json_shape(body: bytes, path: str) -> None:
+    """Refuse a JSON body nested deeper than :data:`MAX_JSON_DEPTH` or with more than
+    :data:`MAX_JSON_VALUES` values, before ``json.loads`` builds (or recurses into) it.
+
+    Works on the body's skeleton: strings removed, then everything but brackets and
+    commas, all at C speed. Each pass of ``replace(b"[]", b"")`` removes one level of
+    nesting, so at most ``MAX_JSON_DEPTH + 1`` passes decide. A skeleton that does not
+    pair up is not JSON at all; that is left to ``json.loads`` to say.
+    """
+    skeleton = _JSON_STRING.sub(b"", body).translate(_SQUARE, _NOT_STRUCTURE)
+    opens = skeleton.count(b"[")
+    if skeleton.count(b",") + opens > MAX_JSON_VALUES:
+        raise MalformedResponseError(
+            f"{path}: JSON with more than {MAX_JSON_VALUES:,} values "
+            "(array elements and object members)",
+            status_code=200,
+        )
+    nest = skeleton.replace(b",", b"")
+    if len(nest) != 2 * opens:
+        return
+    for _ in range(MAX_JSON_DEPTH + 1):
+        if not nest:
+            return
+        if _TOO_DEEP_RUN in nest:
+            break
+        shorter = nest.replace(b"[]", b"")
+        if len(shorter) == len(nest):
+            return  # brackets out of order
+        nest = shorter
+    raise MalformedResponseError(
+        f"{path}: JSON nested deeper than {MAX_JSON_DEPTH} levels", status_code=200
+    )
+
+
 def _decode(resp: httpx.Response, body: bytes, path: str) -> Any:
     status = resp.status_code
     if status == 429:
@@ -667,8 +720,13 @@ def _decode(resp: httpx.Response, body: bytes, path: str) -> Any:
         raise PermanentProviderError(
             f"{path}: HTTP {status}: {_error_detail(body)}", status_code=status
         )
+    check_json_shape(body, path)
     try:
         return json.loads(body)
+    except RecursionError:  # unbalanced brackets the shape check left to the decoder
+        raise MalformedResponseError(
+            f"{path}: JSON nested deeper than {MAX_JSON_DEPTH} levels", status_code=status
+        ) from None
     except (ValueError, UnicodeDecodeError):
         ctype = resp.headers.get("content-type", "?")
         raise MalformedResponseError(

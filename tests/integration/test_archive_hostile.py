@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 from pydantic import SecretStr
 
 from genvault.config import (
@@ -88,3 +89,37 @@ def test_malformed_urls_fail_at_once_without_a_traceback(
     assert _events(info_json_log, "asset.unexpected_error") == []
     assert "Traceback" not in info_json_log.getvalue()
     assert [r.url.path for r in cdn.requests] == ["/good.png"]
+
+
+def test_a_deeply_nested_detail_during_a_url_refresh_does_not_end_the_pass(
+    tmp_path: Path, info_json_log: io.StringIO
+) -> None:
+    """A 404 sends ``archive_one`` to the provider for a fresh URL, inside its
+    ``except MediaGoneError`` handler. The detail answer is nested 50,000 levels deep:
+    the JSON decoder's RecursionError escaped that handler and ended the whole pass.
+    Now it is a MalformedResponseError, a failed refresh like any other."""
+
+    def cdn_script(req: httpx.Request) -> Reply:
+        if req.url.path == "/gone.png":
+            return Reply(404, {"Content-Type": "application/xml"}, b"<Error/>")
+        return Reply(200, {"Content-Type": "image/png"}, PNG)
+
+    cdn = Origin(cdn_script)
+    deep = b"[" * 50_000 + b"]" * 50_000
+    api = Origin(
+        lambda req: Reply(200, {"Content-Type": "application/json"}, b'{"uuid": ' + deep + b"}")
+    )
+    rt = _runtime(tmp_path, api)
+    try:
+        save(rt.store, [record("gone", media_=[media(cdn.url + "/gone.png")])])
+        save(rt.store, [record(f"ok{i}", media_=[media(f"{cdn.url}/ok{i}.png")]) for i in range(4)])
+        result = archive_pending(rt)
+        rows = _rows(rt)
+    finally:
+        rt.close()
+    assert result.archived == 4
+    assert {rows[f"ok{i}"]["state"] for i in range(4)} == {"archived"}
+    assert rows["gone"]["state"] == "pending", "404 before its deadline: retried later"
+    refresh = _events(info_json_log, "asset.refresh_failed")
+    assert refresh and "nested deeper than 64" in refresh[0]["error"]
+    assert [r.url.path for r in api.requests] == ["/history/gone"]
