@@ -49,7 +49,25 @@ from genvault.logging import get_logger
 log = get_logger("genvault.download")
 
 _NOT_MEDIA_TYPES = ("text/html", "application/json", "text/xml", "application/xml", "text/plain")
-_NOT_MEDIA_PREFIXES = (b"<!doctype", b"<html", b"<?xml", b"{", b"[", b"<head", b"<body")
+_NOT_MEDIA_PREFIXES = (
+    b"<!doctype",
+    b"<html",
+    b"<?xml",
+    b"{",
+    b"[",
+    b"<head",
+    b"<body",
+    b"<!--",
+    b"<title",
+    b"<script",
+)
+_SNIFF_BYTES = 512
+"""How much of the body, after leading whitespace, is judged before any byte is handed out."""
+_SNIFF_MAX_BYTES = 4096
+"""Give up waiting for non-whitespace after this many bytes: no media file starts with a
+run of whitespace, so a body that is nothing else this far is no media either."""
+_WHITESPACE = b" \t\r\n\x0b\x0c"
+_BOM = b"\xef\xbb\xbf"
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
@@ -113,7 +131,6 @@ class MediaStream:
     """Received bytes beyond what the last read asked for."""
     _received: int = 0
     _eof: bool = False
-    _first: bool = True
     resumes: int = 0
     _window_start: float = field(default_factory=time.monotonic)
     _window_bytes: int = 0
@@ -152,6 +169,32 @@ class MediaStream:
     def received(self) -> int:
         return self._received
 
+    def check_head(self) -> None:
+        """Read the first bytes of the body and refuse it if it is a document, not media.
+
+        The head is gathered whatever the packets: at least :data:`_SNIFF_BYTES` past
+        any leading whitespace (or byte-order mark), up to :data:`_SNIFF_MAX_BYTES`, or
+        the whole body if shorter. Judging the first chunk alone let ``"\\n"``, a pause,
+        then ``<!DOCTYPE html>`` through as an image. :func:`open_media` calls this
+        before handing the stream out; the head is then read like any other bytes.
+        """
+        parts: list[bytes] = []
+        size = 0
+        text = b""
+        while not self._eof and size < _SNIFF_MAX_BYTES and len(text) < _SNIFF_BYTES:
+            chunk = self._next_chunk()
+            parts.append(chunk)
+            size += len(chunk)
+            text = b"".join(parts).removeprefix(_BOM).lstrip(_WHITESPACE)
+        head = b"".join(parts)
+        self._rest = head
+        if head and not text:
+            raise PermanentDownloadError(
+                f"body starts with {size} bytes of whitespace and nothing else: not media"
+            )
+        if text[:64].lower().startswith(_NOT_MEDIA_PREFIXES):
+            raise PermanentDownloadError(f"body looks like a document, not media: {text[:40]!r}")
+
     @property
     def _progress(self) -> str:
         total = "?" if self.content_length is None else str(self.content_length)
@@ -186,13 +229,6 @@ class MediaStream:
                 return self._accept(chunk)
 
     def _accept(self, chunk: bytes) -> bytes:
-        if self._first:
-            self._first = False
-            head = chunk[:64].lstrip().lower()
-            if head.startswith(_NOT_MEDIA_PREFIXES):
-                raise PermanentDownloadError(
-                    f"body looks like a document, not media: {chunk[:40]!r}"
-                )
         self._received += len(chunk)
         if self._received > self._limits.max_bytes:
             raise PermanentDownloadError(f"file exceeds the cap of {self._limits.max_bytes} bytes")
@@ -332,6 +368,7 @@ def open_media(
             _on_status=on_status,
         )
         try:
+            stream.check_head()
             yield stream
         finally:
             stream.close()
