@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -67,7 +68,21 @@ _SNIFF_MAX_BYTES = 4096
 """Give up waiting for non-whitespace after this many bytes: no media file starts with a
 run of whitespace, so a body that is nothing else this far is no media either."""
 _WHITESPACE = b" \t\r\n\x0b\x0c"
+_ZLIB_WBITS = {
+    "gzip": 16 + zlib.MAX_WBITS,
+    "x-gzip": 16 + zlib.MAX_WBITS,
+    "deflate": zlib.MAX_WBITS,
+}
+"""The content encodings genvault decodes itself (RFC 9110: ``deflate`` is the zlib
+format). Anything else is refused: it could be neither bounded nor verified."""
+_DECODE_CHUNK = 1024 * 1024
+"""Most decoded bytes produced from one step of a compressed body."""
+_EXPANSION_ALLOWANCE = 1024 * 1024
+"""Decoded bytes allowed beyond ``max_expansion`` times the compressed ones (headers,
+a short file's fixed overhead)."""
 _BOM = b"\xef\xbb\xbf"
+_IDENTITY = {"Accept-Encoding": "identity"}
+"""Media is stored as sent, so it is asked for unencoded (httpx asks for gzip by default)."""
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
@@ -81,6 +96,10 @@ class DownloadLimits:
     low_speed_seconds: float = 60.0
     resume_attempts: int = 3
     """How many times one download may resume after a broken connection."""
+    max_expansion: int = 100
+    """A compressed body (sent despite ``Accept-Encoding: identity``) may decode to at
+    most this many times its size (plus 1 MiB). Media is compressed already: a gzip
+    of a PNG or an MP4 hardly shrinks, and 1 MB expanding to 1 GiB is a bomb."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +115,63 @@ class _Validator:
         if self.etag and not self.etag.startswith("W/"):
             return self.etag
         return self.last_modified
+
+
+def _content_encoding(resp: httpx.Response) -> str | None:
+    """The one encoding genvault must undo (None: identity), or PermanentDownloadError."""
+    header: str = resp.headers.get("content-encoding", "")
+    codings = [
+        c for c in (p.strip().lower() for p in header.split(",")) if c not in ("", "identity")
+    ]
+    if not codings:
+        return None
+    if len(codings) == 1 and codings[0] in _ZLIB_WBITS:
+        return codings[0]
+    raise PermanentDownloadError(
+        f"media sent with content encoding {', '.join(codings)!r} although identity was "
+        "asked for; only gzip and deflate can be decoded and verified"
+    )
+
+
+def _decoded(raw: Iterator[bytes], encoding: str, max_expansion: int) -> Iterator[bytes]:
+    """Undo ``gzip``/``deflate`` ourselves, in bounded pieces, and prove the stream is whole.
+
+    httpx's own decoder hands out whatever one network read expands to (a 64 KiB
+    read of zeros is 64 MiB) and, fed a stream cut short with no Content-Length,
+    ends quietly, so half a file passed as a whole one. Here each step yields at
+    most :data:`_DECODE_CHUNK` bytes, the expansion is capped, the end-of-stream
+    marker (and with it the gzip CRC and length) must have been seen when the
+    connection ends, and nothing may follow it.
+    """
+    z = zlib.decompressobj(_ZLIB_WBITS[encoding])
+    raw_total = decoded_total = 0
+    for data in raw:
+        raw_total += len(data)
+        while data or not z.eof:
+            if z.eof:
+                raise TransientDownloadError(f"data after the end of the {encoding} stream")
+            try:
+                out = z.decompress(data, _DECODE_CHUNK)
+            except zlib.error as exc:
+                raise TransientDownloadError(f"corrupt {encoding} body: {exc}") from None
+            data = z.unconsumed_tail
+            if z.eof and z.unused_data:
+                raise TransientDownloadError(f"data after the end of the {encoding} stream")
+            if out:
+                decoded_total += len(out)
+                if decoded_total > _EXPANSION_ALLOWANCE + max_expansion * raw_total:
+                    raise PermanentDownloadError(
+                        f"{encoding} body expands more than {max_expansion} times "
+                        f"({raw_total} bytes to over {decoded_total}): refused"
+                    )
+                yield out
+            if not data and len(out) < _DECODE_CHUNK:
+                break  # this input is used up and zlib holds no more output for it
+    if not z.eof:
+        raise TransientDownloadError(
+            f"{encoding} body ended before its end-of-stream marker "
+            f"(truncated after {raw_total} bytes)"
+        )
 
 
 def _checked_status(resp: httpx.Response) -> None:
@@ -273,7 +349,7 @@ class MediaStream:
         headers = {
             "Range": f"bytes={self._received}-",
             "If-Range": self._validator.if_range,
-            "Accept-Encoding": "identity",
+            **_IDENTITY,
         }
         log.info(
             "download.resume",
@@ -296,6 +372,10 @@ class MediaStream:
             self._on_status(resp.status_code)
         _checked_status(resp)
         match = _CONTENT_RANGE.match(resp.headers.get("content-range", ""))
+        if _content_encoding(resp) is not None:
+            raise TransientDownloadError(
+                f"{reason}; the server encoded its answer to a Range request"
+            )
         if resp.status_code != 206 or match is None:
             raise TransientDownloadError(
                 f"{reason}; the server sent HTTP {resp.status_code} to a Range request "
@@ -307,7 +387,7 @@ class MediaStream:
                 f"{reason}; resume answered {match.group(0)!r}, "
                 f"wanted bytes {self._received}- of {self.content_length}"
             )
-        self._chunks = resp.iter_bytes()
+        self._chunks = resp.iter_raw()
 
     def close(self) -> None:
         self._responses.close()
@@ -333,7 +413,9 @@ def open_media(
     responses = contextlib.ExitStack()
     try:
         extensions = policy_extensions(policy)
-        resp = responses.enter_context(http.stream("GET", url, extensions=extensions))
+        resp = responses.enter_context(
+            http.stream("GET", url, headers=_IDENTITY, extensions=extensions)
+        )
         if on_status is not None:
             on_status(resp.status_code)
         _checked_status(resp)
@@ -342,7 +424,8 @@ def open_media(
             raise PermanentDownloadError(f"media URL answered with {ctype}, not media")
         declared = resp.headers.get("content-length")
         length = int(declared) if declared and declared.isdigit() else None
-        encoded = resp.headers.get("content-encoding", "identity") != "identity"
+        encoding = _content_encoding(resp)
+        encoded = encoding is not None
         if encoded:
             length = None  # Content-Length counts encoded bytes; we read decoded ones
         if length is not None and length > limits.max_bytes:
@@ -364,7 +447,11 @@ def open_media(
             _validator=validator,
             _extensions=extensions,
             _responses=responses,
-            _chunks=resp.iter_bytes(),
+            _chunks=(
+                _decoded(resp.iter_raw(), encoding, limits.max_expansion)
+                if encoding is not None
+                else resp.iter_raw()
+            ),
             _on_status=on_status,
         )
         try:
