@@ -117,6 +117,55 @@ class _Validator:
         return self.last_modified
 
 
+_ISO_BMFF_BRANDS = {
+    b"qt  ": ("video/quicktime",),
+    b"M4A ": ("audio/mp4", "audio/x-m4a"),
+    b"M4B ": ("audio/mp4", "audio/x-m4a"),
+    b"avif": ("image/avif",),
+    b"avis": ("image/avif",),
+    b"heic": ("image/heic", "image/heif"),
+    b"heix": ("image/heic", "image/heif"),
+}
+_ISO_BMFF = ("video/mp4", "audio/mp4", "audio/x-m4a", "video/quicktime")
+"""Any other ``ftyp`` brand (isom, mp41, mp42, avc1, dash...): MP4, audio or video."""
+
+
+def sniff_media_type(head: bytes) -> tuple[str, ...]:
+    """The media types the first bytes of a file prove, the likeliest first; () if unknown.
+
+    Several types come back where the bytes cannot tell them apart (an ``isom`` MP4
+    holds video or only audio): a Content-Type among them is believed, one outside
+    them is not. Only formats genvault archives are recognised; the storage key's
+    extension comes from this (see :func:`genvault.storage.keys.extension_for`).
+    """
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return ("image/png",)
+    if head.startswith(b"\xff\xd8\xff"):
+        return ("image/jpeg", "image/jpg", "image/pjpeg")
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return ("image/gif",)
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return ("image/webp",)
+    if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
+        return ("audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave")
+    if head[4:8] == b"ftyp":
+        return _ISO_BMFF_BRANDS.get(head[8:12], _ISO_BMFF)
+    if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML: Matroska, or WebM by its doctype
+        if b"webm" in head[:64]:
+            return ("video/webm", "audio/webm")
+        return ("video/x-matroska",)
+    if head.startswith(b"OggS"):
+        return ("audio/ogg", "video/ogg")
+    if head.startswith(b"fLaC"):
+        return ("audio/flac", "audio/x-flac")
+    sync = len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
+    if head.startswith(b"ID3") or (sync and head[1] & 0x06 in (0x02, 0x04)):
+        return ("audio/mpeg", "audio/mp3")  # an ID3 tag, or an MPEG audio layer III/II frame
+    if sync and head[1] & 0xF6 == 0xF0:
+        return ("audio/aac",)  # an ADTS frame (layer bits 00)
+    return ()
+
+
 def _content_encoding(resp: httpx.Response) -> str | None:
     """The one encoding genvault must undo (None: identity), or PermanentDownloadError."""
     header: str = resp.headers.get("content-encoding", "")
@@ -270,6 +319,11 @@ class MediaStream:
             )
         if text[:64].lower().startswith(_NOT_MEDIA_PREFIXES):
             raise PermanentDownloadError(f"body looks like a document, not media: {text[:40]!r}")
+        proven = sniff_media_type(head)
+        if proven and self.content_type not in proven:
+            # The bytes say what the file is; a CDN's label (octet-stream, or simply
+            # wrong) does not get to choose the stored type and extension.
+            self.content_type = proven[0]
 
     @property
     def _progress(self) -> str:

@@ -123,3 +123,41 @@ def test_a_deeply_nested_detail_during_a_url_refresh_does_not_end_the_pass(
     refresh = _events(info_json_log, "asset.refresh_failed")
     assert refresh and "nested deeper than 64" in refresh[0]["error"]
     assert [r.url.path for r in api.requests] == ["/history/gone"]
+
+
+def test_stored_extensions_come_from_the_bytes_not_the_url(tmp_path: Path) -> None:
+    """Before, a generic Content-Type let the URL's extension through: a PNG behind
+    ``…/x.html`` was stored as ``….html``, which a web server over the archive would
+    serve as a page. Now the bytes decide, from an allowlist of media extensions."""
+    gif = b"GIF89a\x01\x00\x01\x00\x80\x00\x00" + b"\x00" * 200
+    files = {
+        # name: (URL ending, Content-Type sent, body) -> expected extension, stored type
+        "html": ("x.html", "application/octet-stream", PNG, "png", "image/png"),
+        "svg": ("x.svg", "application/octet-stream", PNG, "png", "image/png"),
+        "php": ("x.php", "binary/octet-stream", gif, "gif", "image/gif"),
+        "liar": ("x.jpg", "image/jpeg", PNG, "png", "image/png"),
+        "unknown": ("x.phtml", "application/octet-stream", b"\x00\x01" * 300, "jpg", None),
+    }
+    bodies = {f"/{n}/{u}": (ct, body) for n, (u, ct, body, _, _) in files.items()}
+
+    def script(req: httpx.Request) -> Reply:
+        ctype, body = bodies[req.url.path]
+        return Reply(200, {"Content-Type": ctype}, body)
+
+    cdn = Origin(script)
+    api = Origin(lambda req: Reply(500, {}, b"unused"))
+    rt = _runtime(tmp_path, api)
+    try:
+        save(
+            rt.store,
+            [record(n, media_=[media(f"{cdn.url}/{n}/{u}")]) for n, (u, *_) in files.items()],
+        )
+        assert archive_pending(rt).archived == len(files)
+        rows = _rows(rt)
+    finally:
+        rt.close()
+    for name, (_, sent, body, ext, stored_type) in files.items():
+        row = rows[name]
+        assert str(row["storage_key"]).endswith(f".{ext}"), (name, row["storage_key"])
+        assert row["content_type"] == (stored_type or sent), name
+        assert (tmp_path / "archive" / str(row["storage_key"])).read_bytes() == body
