@@ -6,10 +6,14 @@ checks what a trusted archive must never take on trust:
 
 * **that it is media at all**: a 200 whose body is an HTML or JSON page (a
   login wall, a CDN error, a JSON error envelope) is refused, whatever its
-  Content-Type says; rclone and gallery-dl both once stored such pages as
-  files;
+  Content-Type says and however its first bytes are split into packets;
+  rclone and gallery-dl both once stored such pages as files. The type the
+  first bytes prove replaces a Content-Type that disagrees, and names the
+  stored file's extension;
 * **that it is complete**: a body that ends before its Content-Length, or
-  overruns it, is an error, never a stored file;
+  overruns it, is an error, never a stored file. Media is asked for
+  unencoded; a gzip/deflate body sent anyway is decoded here, in bounded
+  pieces, and must reach its end-of-stream marker;
 * **that it stays within bounds**: a size cap, and a low-speed limit in the
   manner of curl's ``--speed-limit``/``--speed-time``, because a server that
   drips one byte at a time never trips a read timeout.
@@ -68,6 +72,7 @@ _SNIFF_MAX_BYTES = 4096
 """Give up waiting for non-whitespace after this many bytes: no media file starts with a
 run of whitespace, so a body that is nothing else this far is no media either."""
 _WHITESPACE = b" \t\r\n\x0b\x0c"
+_BOM = b"\xef\xbb\xbf"
 _ZLIB_WBITS = {
     "gzip": 16 + zlib.MAX_WBITS,
     "x-gzip": 16 + zlib.MAX_WBITS,
@@ -80,7 +85,6 @@ _DECODE_CHUNK = 1024 * 1024
 _EXPANSION_ALLOWANCE = 1024 * 1024
 """Decoded bytes allowed beyond ``max_expansion`` times the compressed ones (headers,
 a short file's fixed overhead)."""
-_BOM = b"\xef\xbb\xbf"
 _IDENTITY = {"Accept-Encoding": "identity"}
 """Media is stored as sent, so it is asked for unencoded (httpx asks for gzip by default)."""
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")

@@ -3,14 +3,17 @@
 Three parts:
 
 * :class:`NetworkPolicy` and a guarded transport: URLs come from third parties,
-  so every *connection* (not just every URL) is checked. The host is resolved
-  here, each address is vetted (no private, loopback, link-local, multicast or
-  reserved targets unless ``allow_private``), and the socket connects to the
-  vetted address. DNS rebinding cannot slip past, and every redirect hop makes
-  a new connection through the same check.
+  so every *connection* (not just every URL) is checked. Malformed URLs are
+  refused outright (:func:`parse_url`). The host is resolved here, each address
+  is vetted (globally routable only; loopback, private and carrier-grade NAT
+  space open with ``allow_private``), and the socket connects to the vetted
+  address. DNS rebinding cannot slip past, and every redirect hop makes a new
+  connection through the same check.
 * :class:`ApiClient`: JSON calls to a provider API with the error classes of
-  :mod:`genvault.errors`, bounded bodies, a deadline on each whole request, and
-  retries with capped exponential backoff and jitter that honour ``Retry-After``.
+  :mod:`genvault.errors`, bounded bodies (bytes, nesting depth, number of
+  values), a deadline on each whole request, credentials that never leave the
+  account's ``base_url`` origin (:class:`CredentialScope`), and retries with
+  capped exponential backoff and jitter that honour ``Retry-After``.
   Each account's client carries a :class:`~genvault.throttle.ProviderGuard`: a
   request budget that slows down after 429s and a circuit breaker that stops
   calling a provider that is down.
@@ -665,7 +668,7 @@ _NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b"[]{},")))
 _TOO_DEEP_RUN = b"[" * (MAX_JSON_DEPTH + 1)
 
 
-def check_json_shape(body: bytes, path: str) -> None:
+def check_json_shape(body: bytes, path: str, status: int = 200) -> None:
     """Refuse a JSON body nested deeper than :data:`MAX_JSON_DEPTH` or with more than
     :data:`MAX_JSON_VALUES` values, before ``json.loads`` builds (or recurses into) it.
 
@@ -680,7 +683,7 @@ def check_json_shape(body: bytes, path: str) -> None:
         raise MalformedResponseError(
             f"{path}: JSON with more than {MAX_JSON_VALUES:,} values "
             "(array elements and object members)",
-            status_code=200,
+            status_code=status,
         )
     nest = skeleton.replace(b",", b"")
     if len(nest) != 2 * opens:
@@ -695,7 +698,7 @@ def check_json_shape(body: bytes, path: str) -> None:
             return  # brackets out of order
         nest = shorter
     raise MalformedResponseError(
-        f"{path}: JSON nested deeper than {MAX_JSON_DEPTH} levels", status_code=200
+        f"{path}: JSON nested deeper than {MAX_JSON_DEPTH} levels", status_code=status
     )
 
 
@@ -720,7 +723,7 @@ def _decode(resp: httpx.Response, body: bytes, path: str) -> Any:
         raise PermanentProviderError(
             f"{path}: HTTP {status}: {_error_detail(body)}", status_code=status
         )
-    check_json_shape(body, path)
+    check_json_shape(body, path, status)
     try:
         return json.loads(body)
     except RecursionError:  # unbalanced brackets the shape check left to the decoder
