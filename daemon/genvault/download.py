@@ -6,10 +6,14 @@ checks what a trusted archive must never take on trust:
 
 * **that it is media at all**: a 200 whose body is an HTML or JSON page (a
   login wall, a CDN error, a JSON error envelope) is refused, whatever its
-  Content-Type says; rclone and gallery-dl both once stored such pages as
-  files;
+  Content-Type says and however its first bytes are split into packets;
+  rclone and gallery-dl both once stored such pages as files. The type the
+  first bytes prove replaces a Content-Type that disagrees, and names the
+  stored file's extension;
 * **that it is complete**: a body that ends before its Content-Length, or
-  overruns it, is an error, never a stored file;
+  overruns it, is an error, never a stored file. Media is asked for
+  unencoded; a gzip/deflate body sent anyway is decoded here, in bounded
+  pieces, and must reach its end-of-stream marker;
 * **that it stays within bounds**: a size cap, and a low-speed limit in the
   manner of curl's ``--speed-limit``/``--speed-time``, because a server that
   drips one byte at a time never trips a read timeout.
@@ -32,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -43,13 +48,45 @@ from genvault.errors import (
     TransientDownloadError,
     UnsafeURLError,
 )
-from genvault.http import NetworkPolicy, policy_extensions
+from genvault.http import NetworkPolicy, is_malformed_redirect, policy_extensions
 from genvault.logging import get_logger
 
 log = get_logger("genvault.download")
 
 _NOT_MEDIA_TYPES = ("text/html", "application/json", "text/xml", "application/xml", "text/plain")
-_NOT_MEDIA_PREFIXES = (b"<!doctype", b"<html", b"<?xml", b"{", b"[", b"<head", b"<body")
+_NOT_MEDIA_PREFIXES = (
+    b"<!doctype",
+    b"<html",
+    b"<?xml",
+    b"{",
+    b"[",
+    b"<head",
+    b"<body",
+    b"<!--",
+    b"<title",
+    b"<script",
+)
+_SNIFF_BYTES = 512
+"""How much of the body, after leading whitespace, is judged before any byte is handed out."""
+_SNIFF_MAX_BYTES = 4096
+"""Give up waiting for non-whitespace after this many bytes: no media file starts with a
+run of whitespace, so a body that is nothing else this far is no media either."""
+_WHITESPACE = b" \t\r\n\x0b\x0c"
+_BOM = b"\xef\xbb\xbf"
+_ZLIB_WBITS = {
+    "gzip": 16 + zlib.MAX_WBITS,
+    "x-gzip": 16 + zlib.MAX_WBITS,
+    "deflate": zlib.MAX_WBITS,
+}
+"""The content encodings genvault decodes itself (RFC 9110: ``deflate`` is the zlib
+format). Anything else is refused: it could be neither bounded nor verified."""
+_DECODE_CHUNK = 1024 * 1024
+"""Most decoded bytes produced from one step of a compressed body."""
+_EXPANSION_ALLOWANCE = 1024 * 1024
+"""Decoded bytes allowed beyond ``max_expansion`` times the compressed ones (headers,
+a short file's fixed overhead)."""
+_IDENTITY = {"Accept-Encoding": "identity"}
+"""Media is stored as sent, so it is asked for unencoded (httpx asks for gzip by default)."""
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
@@ -63,6 +100,10 @@ class DownloadLimits:
     low_speed_seconds: float = 60.0
     resume_attempts: int = 3
     """How many times one download may resume after a broken connection."""
+    max_expansion: int = 100
+    """A compressed body (sent despite ``Accept-Encoding: identity``) may decode to at
+    most this many times its size (plus 1 MiB). Media is compressed already: a gzip
+    of a PNG or an MP4 hardly shrinks, and 1 MB expanding to 1 GiB is a bomb."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +119,112 @@ class _Validator:
         if self.etag and not self.etag.startswith("W/"):
             return self.etag
         return self.last_modified
+
+
+_ISO_BMFF_BRANDS = {
+    b"qt  ": ("video/quicktime",),
+    b"M4A ": ("audio/mp4", "audio/x-m4a"),
+    b"M4B ": ("audio/mp4", "audio/x-m4a"),
+    b"avif": ("image/avif",),
+    b"avis": ("image/avif",),
+    b"heic": ("image/heic", "image/heif"),
+    b"heix": ("image/heic", "image/heif"),
+}
+_ISO_BMFF = ("video/mp4", "audio/mp4", "audio/x-m4a", "video/quicktime")
+"""Any other ``ftyp`` brand (isom, mp41, mp42, avc1, dash...): MP4, audio or video."""
+
+
+def sniff_media_type(head: bytes) -> tuple[str, ...]:
+    """The media types the first bytes of a file prove, the likeliest first; () if unknown.
+
+    Several types come back where the bytes cannot tell them apart (an ``isom`` MP4
+    holds video or only audio): a Content-Type among them is believed, one outside
+    them is not. Only formats genvault archives are recognised; the storage key's
+    extension comes from this (see :func:`genvault.storage.keys.extension_for`).
+    """
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return ("image/png",)
+    if head.startswith(b"\xff\xd8\xff"):
+        return ("image/jpeg", "image/jpg", "image/pjpeg")
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return ("image/gif",)
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return ("image/webp",)
+    if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
+        return ("audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave")
+    if head[4:8] == b"ftyp":
+        return _ISO_BMFF_BRANDS.get(head[8:12], _ISO_BMFF)
+    if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML: Matroska, or WebM by its doctype
+        if b"webm" in head[:64]:
+            return ("video/webm", "audio/webm")
+        return ("video/x-matroska",)
+    if head.startswith(b"OggS"):
+        return ("audio/ogg", "video/ogg")
+    if head.startswith(b"fLaC"):
+        return ("audio/flac", "audio/x-flac")
+    sync = len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
+    if head.startswith(b"ID3") or (sync and head[1] & 0x06 in (0x02, 0x04)):
+        return ("audio/mpeg", "audio/mp3")  # an ID3 tag, or an MPEG audio layer III/II frame
+    if sync and head[1] & 0xF6 == 0xF0:
+        return ("audio/aac",)  # an ADTS frame (layer bits 00)
+    return ()
+
+
+def _content_encoding(resp: httpx.Response) -> str | None:
+    """The one encoding genvault must undo (None: identity), or PermanentDownloadError."""
+    header: str = resp.headers.get("content-encoding", "")
+    codings = [
+        c for c in (p.strip().lower() for p in header.split(",")) if c not in ("", "identity")
+    ]
+    if not codings:
+        return None
+    if len(codings) == 1 and codings[0] in _ZLIB_WBITS:
+        return codings[0]
+    raise PermanentDownloadError(
+        f"media sent with content encoding {', '.join(codings)!r} although identity was "
+        "asked for; only gzip and deflate can be decoded and verified"
+    )
+
+
+def _decoded(raw: Iterator[bytes], encoding: str, max_expansion: int) -> Iterator[bytes]:
+    """Undo ``gzip``/``deflate`` ourselves, in bounded pieces, and prove the stream is whole.
+
+    httpx's own decoder hands out whatever one network read expands to (a 64 KiB
+    read of zeros is 64 MiB) and, fed a stream cut short with no Content-Length,
+    ends quietly, so half a file passed as a whole one. Here each step yields at
+    most :data:`_DECODE_CHUNK` bytes, the expansion is capped, the end-of-stream
+    marker (and with it the gzip CRC and length) must have been seen when the
+    connection ends, and nothing may follow it.
+    """
+    z = zlib.decompressobj(_ZLIB_WBITS[encoding])
+    raw_total = decoded_total = 0
+    for data in raw:
+        raw_total += len(data)
+        while data or not z.eof:
+            if z.eof:
+                raise TransientDownloadError(f"data after the end of the {encoding} stream")
+            try:
+                out = z.decompress(data, _DECODE_CHUNK)
+            except zlib.error as exc:
+                raise TransientDownloadError(f"corrupt {encoding} body: {exc}") from None
+            data = z.unconsumed_tail
+            if z.eof and z.unused_data:
+                raise TransientDownloadError(f"data after the end of the {encoding} stream")
+            if out:
+                decoded_total += len(out)
+                if decoded_total > _EXPANSION_ALLOWANCE + max_expansion * raw_total:
+                    raise PermanentDownloadError(
+                        f"{encoding} body expands more than {max_expansion} times "
+                        f"({raw_total} bytes to over {decoded_total}): refused"
+                    )
+                yield out
+            if not data and len(out) < _DECODE_CHUNK:
+                break  # this input is used up and zlib holds no more output for it
+    if not z.eof:
+        raise TransientDownloadError(
+            f"{encoding} body ended before its end-of-stream marker "
+            f"(truncated after {raw_total} bytes)"
+        )
 
 
 def _checked_status(resp: httpx.Response) -> None:
@@ -113,7 +260,6 @@ class MediaStream:
     """Received bytes beyond what the last read asked for."""
     _received: int = 0
     _eof: bool = False
-    _first: bool = True
     resumes: int = 0
     _window_start: float = field(default_factory=time.monotonic)
     _window_bytes: int = 0
@@ -152,6 +298,37 @@ class MediaStream:
     def received(self) -> int:
         return self._received
 
+    def check_head(self) -> None:
+        """Read the first bytes of the body and refuse it if it is a document, not media.
+
+        The head is gathered whatever the packets: at least :data:`_SNIFF_BYTES` past
+        any leading whitespace (or byte-order mark), up to :data:`_SNIFF_MAX_BYTES`, or
+        the whole body if shorter. Judging the first chunk alone let ``"\\n"``, a pause,
+        then ``<!DOCTYPE html>`` through as an image. :func:`open_media` calls this
+        before handing the stream out; the head is then read like any other bytes.
+        """
+        parts: list[bytes] = []
+        size = 0
+        text = b""
+        while not self._eof and size < _SNIFF_MAX_BYTES and len(text) < _SNIFF_BYTES:
+            chunk = self._next_chunk()
+            parts.append(chunk)
+            size += len(chunk)
+            text = b"".join(parts).removeprefix(_BOM).lstrip(_WHITESPACE)
+        head = b"".join(parts)
+        self._rest = head
+        if head and not text:
+            raise PermanentDownloadError(
+                f"body starts with {size} bytes of whitespace and nothing else: not media"
+            )
+        if text[:64].lower().startswith(_NOT_MEDIA_PREFIXES):
+            raise PermanentDownloadError(f"body looks like a document, not media: {text[:40]!r}")
+        proven = sniff_media_type(head)
+        if proven and self.content_type not in proven:
+            # The bytes say what the file is; a CDN's label (octet-stream, or simply
+            # wrong) does not get to choose the stored type and extension.
+            self.content_type = proven[0]
+
     @property
     def _progress(self) -> str:
         total = "?" if self.content_length is None else str(self.content_length)
@@ -186,13 +363,6 @@ class MediaStream:
                 return self._accept(chunk)
 
     def _accept(self, chunk: bytes) -> bytes:
-        if self._first:
-            self._first = False
-            head = chunk[:64].lstrip().lower()
-            if head.startswith(_NOT_MEDIA_PREFIXES):
-                raise PermanentDownloadError(
-                    f"body looks like a document, not media: {chunk[:40]!r}"
-                )
         self._received += len(chunk)
         if self._received > self._limits.max_bytes:
             raise PermanentDownloadError(f"file exceeds the cap of {self._limits.max_bytes} bytes")
@@ -237,7 +407,7 @@ class MediaStream:
         headers = {
             "Range": f"bytes={self._received}-",
             "If-Range": self._validator.if_range,
-            "Accept-Encoding": "identity",
+            **_IDENTITY,
         }
         log.info(
             "download.resume",
@@ -260,6 +430,10 @@ class MediaStream:
             self._on_status(resp.status_code)
         _checked_status(resp)
         match = _CONTENT_RANGE.match(resp.headers.get("content-range", ""))
+        if _content_encoding(resp) is not None:
+            raise TransientDownloadError(
+                f"{reason}; the server encoded its answer to a Range request"
+            )
         if resp.status_code != 206 or match is None:
             raise TransientDownloadError(
                 f"{reason}; the server sent HTTP {resp.status_code} to a Range request "
@@ -271,7 +445,7 @@ class MediaStream:
                 f"{reason}; resume answered {match.group(0)!r}, "
                 f"wanted bytes {self._received}- of {self.content_length}"
             )
-        self._chunks = resp.iter_bytes()
+        self._chunks = resp.iter_raw()
 
     def close(self) -> None:
         self._responses.close()
@@ -297,7 +471,9 @@ def open_media(
     responses = contextlib.ExitStack()
     try:
         extensions = policy_extensions(policy)
-        resp = responses.enter_context(http.stream("GET", url, extensions=extensions))
+        resp = responses.enter_context(
+            http.stream("GET", url, headers=_IDENTITY, extensions=extensions)
+        )
         if on_status is not None:
             on_status(resp.status_code)
         _checked_status(resp)
@@ -306,7 +482,8 @@ def open_media(
             raise PermanentDownloadError(f"media URL answered with {ctype}, not media")
         declared = resp.headers.get("content-length")
         length = int(declared) if declared and declared.isdigit() else None
-        encoded = resp.headers.get("content-encoding", "identity") != "identity"
+        encoding = _content_encoding(resp)
+        encoded = encoding is not None
         if encoded:
             length = None  # Content-Length counts encoded bytes; we read decoded ones
         if length is not None and length > limits.max_bytes:
@@ -328,10 +505,15 @@ def open_media(
             _validator=validator,
             _extensions=extensions,
             _responses=responses,
-            _chunks=resp.iter_bytes(),
+            _chunks=(
+                _decoded(resp.iter_raw(), encoding, limits.max_expansion)
+                if encoding is not None
+                else resp.iter_raw()
+            ),
             _on_status=on_status,
         )
         try:
+            stream.check_head()
             yield stream
         finally:
             stream.close()
@@ -344,6 +526,8 @@ def open_media(
     except httpx.UnsupportedProtocol as exc:
         raise PermanentDownloadError(f"refused redirect: {exc}") from None
     except httpx.TransportError as exc:
+        if is_malformed_redirect(exc):
+            raise PermanentDownloadError(f"malformed URL in a redirect: {exc}"[:300]) from None
         raise TransientDownloadError(f"{type(exc).__name__}: {exc}") from None
     finally:
         responses.close()

@@ -3,14 +3,17 @@
 Three parts:
 
 * :class:`NetworkPolicy` and a guarded transport: URLs come from third parties,
-  so every *connection* (not just every URL) is checked. The host is resolved
-  here, each address is vetted (no private, loopback, link-local, multicast or
-  reserved targets unless ``allow_private``), and the socket connects to the
-  vetted address. DNS rebinding cannot slip past, and every redirect hop makes
-  a new connection through the same check.
+  so every *connection* (not just every URL) is checked. Malformed URLs are
+  refused outright (:func:`parse_url`). The host is resolved here, each address
+  is vetted (globally routable only; loopback, private and carrier-grade NAT
+  space open with ``allow_private``), and the socket connects to the vetted
+  address. DNS rebinding cannot slip past, and every redirect hop makes a new
+  connection through the same check.
 * :class:`ApiClient`: JSON calls to a provider API with the error classes of
-  :mod:`genvault.errors`, bounded bodies, a deadline on each whole request, and
-  retries with capped exponential backoff and jitter that honour ``Retry-After``.
+  :mod:`genvault.errors`, bounded bodies (bytes, nesting depth, number of
+  values), a deadline on each whole request, credentials that never leave the
+  account's ``base_url`` origin (:class:`CredentialScope`), and retries with
+  capped exponential backoff and jitter that honour ``Retry-After``.
   Each account's client carries a :class:`~genvault.throttle.ProviderGuard`: a
   request budget that slows down after 429s and a circuit breaker that stops
   calling a provider that is down.
@@ -63,10 +66,90 @@ USER_AGENT = f"genvault/{__version__} (+https://github.com/genvault/genvault)"
 
 # --------------------------------------------------------------------------- network policy
 
+_IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+_Net = ipaddress.IPv4Network | ipaddress.IPv6Network
+_V4, _V6 = ipaddress.IPv4Network, ipaddress.IPv6Network
+
 _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
-_METADATA_V6 = ipaddress.IPv6Network("fd00:ec2::254/128")
+_THIS_NETWORK = _V4("0.0.0.0/8")
+"""RFC 791 "this network": never a destination (Linux connects 0.0.0.0 to itself);
+Python files it under private, so allow_private would otherwise open it."""
+_METADATA: tuple[_Net, ...] = (_V4("100.100.100.200/32"), _V6("fd00:ec2::254/128"))
+"""Cloud metadata services outside link-local: Alibaba Cloud's (inside carrier-grade NAT
+space) and AWS's IPv6 one. 169.254.169.254 is link-local and refused as such."""
+_TUNNELS: tuple[_Net, ...] = (_V6("2002::/16"), _V6("2001::/32"), _V4("192.88.99.0/24"))
+"""6to4, Teredo and the 6to4 relay anycast: addresses that wrap an arbitrary IPv4
+address (2002:7f00:1:: is 127.0.0.1), so their range says nothing about the target.
+Python 3.11 calls 6to4 global."""
+_SITE_LOCAL = _V6("fec0::/10")
+"""Deprecated (RFC 3879) but still routed inside some networks; Python 3.11 calls it global."""
+_SHARED = _V4("100.64.0.0/10")
+"""RFC 6598 carrier-grade NAT: Tailscale peers, ISP-internal hosts. Not private to
+Python, not global either; allow_private opens it like a private range."""
+_NOT_GLOBAL: tuple[_Net, ...] = (_V4("192.0.0.0/24"), _V6("3fff::/20"))
+"""Ranges Python 3.11's ``is_global`` wrongly admits: IETF protocol assignments
+(192.0.0.9 and .10 are anycast services, never a media host) and the IPv6
+documentation range of RFC 9637."""
 POLICY_EXTENSION = "genvault_policy"
 """Request extension carrying a per-account :class:`NetworkPolicy`; it follows redirects."""
+CREDENTIALS_EXTENSION = "genvault_credentials"
+"""Request extension carrying a :class:`CredentialScope`; it follows redirects too."""
+
+
+_NUMBER_LABEL = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)", re.IGNORECASE)
+
+
+def parse_url(url: str | httpx.URL) -> httpx.URL:
+    """``url`` parsed, or :class:`UnsafeURLError` ("malformed URL") if no request may use it.
+
+    Beyond what httpx refuses (``InvalidURL``: octal dotted quads, over 64 KB, bad
+    IDNA, a broken IPv6 literal; and ``UnicodeError`` from bad punycode), two
+    things httpx accepts are refused:
+
+    * a host whose last label is a number but which is not a dotted quad
+      (``0x7f.0.0.1``, ``2130706433``, ``127.1``): URL standards read those as an
+      IPv4 address, the system resolver turns them into one (127.0.0.1), and no
+      CDN names itself that way; the connect-time check would still vet the
+      address, but such a host is a disguise, not a name;
+    * a port over 65535, which the socket layer wraps (65536 + 80 connects to 80).
+    """
+    try:
+        u = url if isinstance(url, httpx.URL) else httpx.URL(url)
+        host, port = u.host, u.port
+    except (httpx.InvalidURL, ValueError) as exc:  # UnicodeError is a ValueError
+        raise UnsafeURLError(f"malformed URL: {_clip(str(exc))}") from None
+    last = host.rstrip(".").rsplit(".", 1)[-1]
+    if ":" not in host and _NUMBER_LABEL.fullmatch(last):
+        try:
+            ipaddress.IPv4Address(host.rstrip("."))
+        except ValueError:
+            raise UnsafeURLError(
+                f"malformed URL: {_clip(host)!r} is neither a dotted-quad address nor a name"
+            ) from None
+    if port is not None and not 0 < port <= 65535:
+        raise UnsafeURLError(f"malformed URL: port {port} out of range")
+    return u
+
+
+def is_malformed_redirect(exc: httpx.TransportError) -> bool:
+    """True when httpx gave up on a redirect because its ``Location`` is no valid URL.
+
+    httpx reports that as a protocol error (``RemoteProtocolError``, transient to
+    genvault), though the same redirect will be malformed the next time too.
+    """
+    return isinstance(exc, httpx.RemoteProtocolError) and str(exc).startswith(
+        "Invalid URL in location header"
+    )
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    """At most ``limit`` characters of ``text``: errors must not quote a 64 KB URL."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _within(ip: _IP, nets: tuple[_Net, ...]) -> bool:
+    # Compare like with like: ipaddress does not check versions in ``in``.
+    return any(ip.version == net.version and ip in net for net in nets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +161,14 @@ class NetworkPolicy:
     """When set, only these host names (and their subdomains) are reachable."""
 
     def check_url(self, url: str | httpx.URL) -> None:
-        """Refuse URLs that are not http(s), or whose host the allowlist excludes."""
-        u = httpx.URL(str(url)) if not isinstance(url, httpx.URL) else url
+        """Refuse URLs that are not http(s), malformed, or whose host the allowlist excludes.
+
+        A malformed URL (see :func:`parse_url`) is refused here, as an
+        :class:`UnsafeURLError` saying "malformed URL": httpx's own ``InvalidURL``
+        is no error class of genvault's, so it escaped as an unexpected exception
+        and the file was retried as if the failure might pass.
+        """
+        u = parse_url(url)
         if u.scheme not in ("http", "https"):
             raise UnsafeURLError(f"refused URL scheme {u.scheme!r}")
         host = u.host.lower().rstrip(".")
@@ -92,24 +181,98 @@ class NetworkPolicy:
         with contextlib.suppress(ValueError):
             self.check_address(ipaddress.ip_address(host.strip("[]")), host)
 
-    def check_address(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, host: str) -> None:
-        """Refuse an address a third-party URL must never reach."""
+    def check_address(self, ip: _IP, host: str) -> None:
+        """Refuse an address a third-party URL must never reach.
+
+        The rule is "globally routable only", with explicit ranges where Python's
+        ``is_global`` is wrong (see the module constants). ``allow_private`` opens
+        loopback, private and carrier-grade NAT space for the simulators; metadata
+        services, link-local, tunnels and reserved space stay closed regardless.
+        """
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
-        # Reserved before private: Python also counts 0.0.0.0, 240/4 and broadcast as
+        # Reserved before private: Python also counts 0.0.0.0/8, 240/4 and broadcast as
         # "private", and allow_private must never open those (::1 is loopback, though
         # IPv6 files it under the reserved ::/8).
-        reserved = ip.is_multicast or ip.is_reserved or ip.is_unspecified or ip == _BROADCAST
+        reserved = (
+            ip.is_multicast
+            or ip.is_reserved
+            or ip.is_unspecified
+            or ip == _BROADCAST
+            or _within(ip, (_THIS_NETWORK,))
+        )
         if reserved and not ip.is_loopback:
             raise UnsafeURLError(f"refused reserved address {ip} for host {host!r}")
         # Link-local is never allowed: 169.254.169.254 and fd00:ec2::254 are where
         # cloud metadata (and its credentials) lives; no media is served from there.
-        if ip.is_link_local or ip in _METADATA_V6:
+        if ip.is_link_local:
             raise UnsafeURLError(f"refused link-local address {ip} for host {host!r}")
+        if _within(ip, _METADATA):
+            raise UnsafeURLError(f"refused cloud metadata address {ip} for host {host!r}")
+        if _within(ip, _TUNNELS):
+            raise UnsafeURLError(f"refused 6to4/Teredo tunnel address {ip} for host {host!r}")
+        if _within(ip, (_SITE_LOCAL,)):
+            raise UnsafeURLError(f"refused site-local address {ip} for host {host!r}")
+        if ip.is_global and not _within(ip, _NOT_GLOBAL):
+            return
+        if _within(ip, (_SHARED,)):
+            if self.allow_private:
+                return
+            raise UnsafeURLError(
+                f"refused shared (carrier-grade NAT) address {ip} for host {host!r}"
+            )
         if ip.is_loopback or ip.is_private:
             if self.allow_private:
                 return
             raise UnsafeURLError(f"refused private/loopback address {ip} for host {host!r}")
+        raise UnsafeURLError(f"refused non-global address {ip} for host {host!r}")
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_NOT_SECRET = frozenset({"accept", "content-type", "user-agent"})
+
+
+def origin_of(url: httpx.URL) -> tuple[str, str, int]:
+    """(scheme, host, port) with the default port filled in: what "same origin" compares."""
+    scheme = url.scheme.lower()
+    port = url.port if url.port is not None else _DEFAULT_PORTS.get(scheme, 0)
+    return scheme, url.host.lower().rstrip("."), port
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialScope:
+    """The one origin an account's credential headers may be sent to.
+
+    httpx copies a request's headers onto each redirect and removes only
+    ``Authorization`` when the origin changes, so ``x-api-key`` (GeminiGen, Akool)
+    and ``token`` (CrowdComputed) went to whatever host a redirect named, plain
+    http included. The client's request hook calls :meth:`strip` before every hop.
+    """
+
+    origin: tuple[str, str, int]
+    headers: frozenset[str]
+    """Lower-case names of the headers that carry credentials."""
+
+    @classmethod
+    def of(cls, base_url: str, auth_headers: Mapping[str, str]) -> CredentialScope:
+        names = frozenset(n.lower() for n in auth_headers) - _NOT_SECRET
+        return cls(origin_of(httpx.URL(base_url)), names | {"authorization"})
+
+    def strip(self, request: httpx.Request) -> None:
+        """Remove the credential headers from ``request`` unless it goes to the origin.
+
+        Once removed they stay removed for the hops after it (each redirect copies
+        the previous request's headers), back at the origin included.
+        """
+        if origin_of(request.url) != self.origin:
+            for name in self.headers:
+                request.headers.pop(name, None)
+
+
+def _strip_foreign_credentials(request: httpx.Request) -> None:
+    scope = request.extensions.get(CREDENTIALS_EXTENSION)
+    if scope is not None:
+        scope.strip(request)
 
 
 class _GuardedBackend(httpcore.SyncBackend):
@@ -184,7 +347,7 @@ def build_client(
         follow_redirects=True,
         max_redirects=5,
         headers={"User-Agent": USER_AGENT},
-        event_hooks={"request": [_check_hop]},
+        event_hooks={"request": [_check_hop, _strip_foreign_credentials]},
         trust_env=False,
     )
 
@@ -249,8 +412,19 @@ class ApiClient:
     guard: ProviderGuard = field(init=False, repr=False)
     """Budget and breaker of this account, built from ``settings``; replace it to inject clocks."""
 
+    credentials: CredentialScope = field(init=False, repr=False)
+    """Where :attr:`auth_headers` may go: the origin of :attr:`base_url`, on every hop."""
+
     def __post_init__(self) -> None:
         self.guard = ProviderGuard(self.settings, name=self.account, sleep=self.sleep)
+        self.credentials = CredentialScope.of(self.base_url, self.auth_headers)
+        hooks = self.http.event_hooks if isinstance(self.http, httpx.Client) else None
+        if hooks is not None and _strip_foreign_credentials not in hooks["request"]:
+            # A client not made by build_client: the key must not leak through it either.
+            self.http.event_hooks = {
+                **hooks,
+                "request": [*hooks["request"], _strip_foreign_credentials],
+            }
 
     def url(self, path: str) -> str:
         return self.base_url.rstrip("/") + "/" + path.lstrip("/")
@@ -362,10 +536,14 @@ class ApiClient:
                 params=params,
                 json=json_body,
                 headers=dict(self.auth_headers),
-                extensions=policy_extensions(self.policy),
+                extensions={
+                    **policy_extensions(self.policy),
+                    CREDENTIALS_EXTENSION: self.credentials,
+                },
                 timeout=_capped_timeout(self.http.timeout, deadline),
             ) as resp:
                 self._report(resp.status_code)
+                self._check_foreign_refusal(resp, path)
                 limit.check()
                 body = _read_capped(resp, self.settings.max_json_bytes, path, limit)
                 return _decode(resp, body, path)
@@ -376,7 +554,29 @@ class ApiClient:
             raise TransientProviderError(f"{path}: timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             self._report(0)
+            if is_malformed_redirect(exc):
+                raise PermanentProviderError(f"{path}: {_clip(str(exc), 200)}") from None
             raise TransientProviderError(f"{path}: {type(exc).__name__}: {exc}") from None
+        except httpx.InvalidURL as exc:  # check_url passed, so only a request-building quirk
+            raise PermanentProviderError(f"{path}: malformed URL: {_clip(str(exc))}") from None
+
+    def _check_foreign_refusal(self, resp: httpx.Response, path: str) -> None:
+        """A 401/403 from another origin answers a request that carried no key.
+
+        Read as an :class:`AuthError` it would say "the provider refused the key"
+        and stop the account; the truth is a redirect away from ``base_url``.
+        """
+        if resp.status_code not in (401, 403):
+            return
+        where = origin_of(resp.request.url)
+        if where == self.credentials.origin:
+            return
+        raise PermanentProviderError(
+            f"{path}: redirected to another origin ({where[0]}://{where[1]}:{where[2]}), "
+            f"which answered HTTP {resp.status_code} to a request sent without credentials "
+            "(keys go only to base_url's origin); if the provider moved, update base_url",
+            status_code=resp.status_code,
+        )
 
     def _report(self, status: int) -> None:
         if self.on_response is not None:
@@ -449,6 +649,59 @@ def _error_detail(body: bytes) -> str:
     return text or "(empty body)"
 
 
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects an API answer may have. Provider answers
+nest under 10 levels; Python's JSON decoder recurses per level and raises
+``RecursionError`` (no ``ValueError``) near 1,000, and code walking the result
+(sidecars, log scrubbing) recurses too."""
+MAX_JSON_VALUES = 1_000_000
+"""Most values (array elements, object members and containers) in one answer. The
+largest real page (1,000 items of ~60 fields) has ~60,000; a million bounds the
+Python objects a 32 MiB body can become (``[{},{},...]`` makes a 64-byte dict of
+every 3 bytes)."""
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
+"""A JSON string, escapes included; possessive, and the closing quote optional so an
+unterminated string ends the match instead of backtracking: linear on any input."""
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b"[]{},")))
+_TOO_DEEP_RUN = b"[" * (MAX_JSON_DEPTH + 1)
+
+
+def check_json_shape(body: bytes, path: str, status: int = 200) -> None:
+    """Refuse a JSON body nested deeper than :data:`MAX_JSON_DEPTH` or with more than
+    :data:`MAX_JSON_VALUES` values, before ``json.loads`` builds (or recurses into) it.
+
+    Works on the body's skeleton: strings removed, then everything but brackets and
+    commas, all at C speed. Each pass of ``replace(b"[]", b"")`` removes one level of
+    nesting, so at most ``MAX_JSON_DEPTH + 1`` passes decide. A skeleton that does not
+    pair up is not JSON at all; that is left to ``json.loads`` to say.
+    """
+    skeleton = _JSON_STRING.sub(b"", body).translate(_SQUARE, _NOT_STRUCTURE)
+    opens = skeleton.count(b"[")
+    if skeleton.count(b",") + opens > MAX_JSON_VALUES:
+        raise MalformedResponseError(
+            f"{path}: JSON with more than {MAX_JSON_VALUES:,} values "
+            "(array elements and object members)",
+            status_code=status,
+        )
+    nest = skeleton.replace(b",", b"")
+    if len(nest) != 2 * opens:
+        return
+    for _ in range(MAX_JSON_DEPTH + 1):
+        if not nest:
+            return
+        if _TOO_DEEP_RUN in nest:
+            break
+        shorter = nest.replace(b"[]", b"")
+        if len(shorter) == len(nest):
+            return  # brackets out of order
+        nest = shorter
+    raise MalformedResponseError(
+        f"{path}: JSON nested deeper than {MAX_JSON_DEPTH} levels", status_code=status
+    )
+
+
 def _decode(resp: httpx.Response, body: bytes, path: str) -> Any:
     status = resp.status_code
     if status == 429:
@@ -470,8 +723,13 @@ def _decode(resp: httpx.Response, body: bytes, path: str) -> Any:
         raise PermanentProviderError(
             f"{path}: HTTP {status}: {_error_detail(body)}", status_code=status
         )
+    check_json_shape(body, path, status)
     try:
         return json.loads(body)
+    except RecursionError:  # unbalanced brackets the shape check left to the decoder
+        raise MalformedResponseError(
+            f"{path}: JSON nested deeper than {MAX_JSON_DEPTH} levels", status_code=status
+        ) from None
     except (ValueError, UnicodeDecodeError):
         ctype = resp.headers.get("content-type", "?")
         raise MalformedResponseError(

@@ -189,7 +189,7 @@ def test_check_key_refuses_unsafe_keys(key: str) -> None:
         ("https://x/a", "audio/mp4", "audio", "m4a"),
         ("https://cdn/x/file.WEBP?X-Amz-Signature=abc.def", "application/octet-stream", "", "webp"),
         ("https://cdn/x/file.jpeg", None, "image", "jpg"),
-        ("https://cdn/x/archive.tar.gz", None, "other", "gz"),
+        ("https://cdn/x/archive.tar.gz", None, "other", "bin"),  # not a media extension
         ("https://cdn/x/file%2Epng", None, "image", "png"),
         ("https://cdn/x/file.abcdef", None, "video", "mp4"),
         ("https://cdn/x/file.p_g", None, "audio", "mp3"),

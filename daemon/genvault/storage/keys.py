@@ -69,7 +69,18 @@ _CONTENT_TYPE_EXT = {
     "audio/ogg": "ogg",
     "audio/mp4": "m4a",
     "audio/x-m4a": "m4a",
+    "audio/webm": "webm",
+    "audio/flac": "flac",
+    "audio/x-flac": "flac",
+    "audio/aac": "aac",
+    "image/avif": "avif",
+    "image/heic": "heic",
+    "image/heif": "heic",
+    "video/x-matroska": "mkv",
+    "video/ogg": "ogv",
 }
+"""The allowlist: every extension genvault writes comes from here (or _KIND_EXT)."""
+_ALLOWED_EXT = frozenset(_CONTENT_TYPE_EXT.values())
 _KIND_EXT = {"image": "jpg", "video": "mp4", "audio": "mp3"}
 
 
@@ -375,10 +386,16 @@ def sidecar_key(
 
 
 def extension_for(url: str, content_type: str | None, kind: str) -> str:
-    """The file extension for a download: content type, else URL, else media kind.
+    """The file extension for a download, always one of an allowlist of media extensions.
 
-    The content type wins because signed URLs often end in ``.bin`` or nothing;
-    generic types (``application/octet-stream``) fall through to the URL.
+    The media type decides: :func:`genvault.download.open_media` has already put the
+    type the file's first bytes prove in place of the CDN's label, and only types of
+    :data:`_CONTENT_TYPE_EXT` map to an extension. A URL's extension is used only when
+    the type says nothing (``application/octet-stream``, unknown bytes) *and* it is on
+    the same allowlist (signed URLs often end in ``.bin`` or nothing). A URL's word
+    alone never names the file: ``.html``, ``.svg`` or ``.php`` would make an archive
+    served by a web server run what the provider (or whoever forged the URL) chose.
+    Otherwise the media kind's usual extension, then ``bin``.
     """
     if content_type:
         mime = content_type.split(";", 1)[0].strip().lower()
@@ -392,5 +409,7 @@ def extension_for(url: str, content_type: str | None, kind: str) -> str:
     stem, dot, ext = name.rpartition(".")
     if dot and stem and _URL_EXT.fullmatch(ext):
         ext = ext.lower()
-        return "jpg" if ext == "jpeg" else ext
+        ext = "jpg" if ext == "jpeg" else ext
+        if ext in _ALLOWED_EXT:
+            return ext
     return _KIND_EXT.get(kind, "bin")
