@@ -26,6 +26,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from dataclasses import dataclass
 from typing import Final
@@ -61,6 +62,8 @@ CANDIDATES: Final[dict[str, str]] = {
     "genvault": """
 import sys, tempfile
 from genvault.config import DatabaseSettings, ServerSettings, Settings, StorageSettings
+from genvault.logging import configure
+configure(level="info", fmt="json")  # as ``genvault run`` logs (stderr)
 from genvault.runtime import Runtime
 from genvault.server import ApiServer
 tmp = tempfile.mkdtemp(prefix="gv-probe-")
@@ -142,30 +145,36 @@ def probe(name: str, python: str, seconds: float, slow: int, oversized: int) -> 
     """Start candidate ``name`` under ``python`` (genvault: this interpreter, which has its
     dependencies), attack it, stop it."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    child = subprocess.Popen(
-        [sys.executable if name == "genvault" else python, "-c", textwrap.dedent(CANDIDATES[name])],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert child.stdout is not None
-        line = child.stdout.readline()
-        if not line.startswith("PORT "):
-            child.kill()
-            _, err = child.communicate(timeout=10)
-            return Outcome(name, None, (err.strip().splitlines() or ["no output"])[-1])
-        port = int(line.split()[1])
-        report = run_probes(
-            "127.0.0.1", port, child.pid, slow=slow, oversized=oversized, seconds=seconds
+    with tempfile.TemporaryFile("w+") as errors:
+        child = subprocess.Popen(
+            [
+                sys.executable if name == "genvault" else python,
+                "-c",
+                textwrap.dedent(CANDIDATES[name]),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,  # a file, not a pipe: a full pipe would stall a logging child
+            text=True,
+            env=env,
         )
-        return Outcome(name, report)
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.communicate(timeout=10)
+        try:
+            assert child.stdout is not None
+            line = child.stdout.readline()
+            if not line.startswith("PORT "):
+                child.kill()
+                child.wait(timeout=10)
+                errors.seek(0)
+                return Outcome(name, None, (errors.read().strip().splitlines() or ["?"])[-1])
+            port = int(line.split()[1])
+            report = run_probes(
+                "127.0.0.1", port, child.pid, slow=slow, oversized=oversized, seconds=seconds
+            )
+            return Outcome(name, report)
+        finally:
+            if child.poll() is None:
+                child.kill()
+            child.communicate(timeout=10)
 
 
 def render(outcome: Outcome) -> str:

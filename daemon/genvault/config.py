@@ -147,7 +147,7 @@ class ScheduleSettings(_Section):
 
 
 class ServerSettings(_Section):
-    """The daemon's HTTP endpoint: intake, webhooks, health (and later metrics, status).
+    """The daemon's HTTP endpoint (waitress): intake, webhooks, health, metrics, the page.
 
     The token is named here, never held: like account keys, it is read by
     :func:`resolve_server_token` into a value that is never logged or stored.
@@ -163,6 +163,18 @@ class ServerSettings(_Section):
     """File holding that token (e.g. a mounted secret); set this or ``token_env``."""
     max_body_bytes: int = Field(default=1024**2, ge=1024, le=64 * 1024**2)
     """Larger request bodies are refused with 413 before a byte of them is read."""
+    request_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    """A request must arrive whole (request line, headers, body) within this many
+    seconds of its first byte, or it gets 408 and the connection is closed: a client
+    sending a byte a second cannot hold a connection. Idle keep-alive connections,
+    and responses the client stopped reading, are closed after as long."""
+    max_header_bytes: int = Field(default=32 * 1024, ge=4096, le=1024**2)
+    """Request line and headers together; a larger head gets 431 once this much arrived."""
+    max_connections: int = Field(default=500, ge=16, le=10_000)
+    """Connections open at once; more wait in the listen backlog until one closes."""
+    threads: int = Field(default=8, ge=1, le=64)
+    """Requests handled at once (database reads, the page, files). A connection takes a
+    thread only once its request has arrived whole, so slow clients never hold one."""
 
     @field_validator("listen")
     @classmethod

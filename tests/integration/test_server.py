@@ -8,9 +8,11 @@ only store ids; the poll job (not running here) would read the tasks later.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -293,13 +295,38 @@ def test_body_over_the_limit_is_refused_before_it_is_read(api: Api) -> None:
 def test_post_without_content_length_is_411(api: Api) -> None:
     head = f"POST /v1/tasks HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
     assert raw_exchange(api.address, head.encode())[0] == 411
+    assert api.server.counters["intake.refused.no_length"] == 1
+
+
+def test_chunked_bodies_are_read_within_the_same_limit(api: Api) -> None:
+    """waitress de-chunks a body as it arrives and stops at ``server.max_body_bytes``."""
+    body = json.dumps({"account": "main", "ids": ["c-1"]}).encode()
     chunked = (
-        f"POST /v1/tasks HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n"
-        "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+        (
+            f"POST /v1/tasks HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Transfer-Encoding: chunked\r\n\r\n{len(body):x}\r\n"
+        ).encode()
+        + body
+        + b"\r\n0\r\n\r\n"
     )
-    status, rest = raw_exchange(api.address, chunked.encode())
-    assert (status, rest) == (411, b"")
-    assert api.server.counters["intake.refused.no_length"] == 2
+    assert raw_exchange(api.address, chunked)[0] == 200
+    assert set(api.generations()) == {"c-1"}
+
+    limit = api.rt.settings.server.max_body_bytes
+    piece = b"x" * 65536
+    with socket.create_connection(api.address, timeout=5) as sock:
+        sock.sendall(
+            f"POST /v1/tasks HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        with contextlib.suppress(OSError):  # the server hangs up once the limit is passed
+            for _ in range(limit // len(piece) + 2):
+                sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        resp = http.client.HTTPResponse(sock)
+        resp.begin()
+        assert resp.status == 413
+        assert json.loads(resp.read()) == {"error": f"body larger than {limit} bytes"}
+    assert api.server.counters["intake.refused.too_large"] == 1
 
 
 def test_two_content_lengths_are_refused(api: Api) -> None:
@@ -310,26 +337,55 @@ def test_two_content_lengths_are_refused(api: Api) -> None:
     assert raw_exchange(api.address, head.encode()) == (400, b"")
 
 
-def test_connections_beyond_the_cap_get_503(
-    make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import genvault.server as server_module
-
-    monkeypatch.setattr(server_module, "MAX_CONNECTIONS", 2)
-    api = make_api()
-    idle = [socket.create_connection(api.address, timeout=5) for _ in range(2)]
+def test_connections_beyond_the_cap_wait_until_one_closes(make_api: Callable[..., Api]) -> None:
+    """``server.max_connections`` open at once; the next waits in the listen backlog
+    (nothing of it is read) and is served as soon as one of them closes."""
+    api = make_api(server="max_connections = 16")
+    idle = [socket.create_connection(api.address, timeout=5) for _ in range(16)]
     try:
-        time.sleep(0.2)  # both accepted and waiting for a request line
-        head = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
-        assert raw_exchange(api.address, head) == (503, b"")
-        assert api.server.counters["http.refused.busy"] == 1
+        for sock in idle:  # each one answered: all 16 are accepted and open
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            resp = http.client.HTTPResponse(sock)
+            resp.begin()
+            assert resp.status == 200
+            resp.read()
+        waiting = socket.create_connection(api.address, timeout=5)
+        waiting.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        waiting.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            waiting.recv(1)  # not accepted while 16 are open
+        idle.pop().close()
+        waiting.settimeout(5)
+        resp = http.client.HTTPResponse(waiting)
+        resp.begin()
+        assert resp.status == 200
+        waiting.close()
     finally:
         for sock in idle:
             sock.close()
-    deadline = time.monotonic() + 5
-    while api.request("GET", "/healthz").status != 200:  # slots come back
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+
+
+def test_a_head_trickled_a_byte_at_a_time_is_cut_at_the_deadline(
+    make_api: Callable[..., Api],
+) -> None:
+    """Issue item 10: a per-read timeout never fires on a client that keeps sending, so
+    the whole head (and body) must arrive within ``server.request_timeout_seconds``."""
+    api = make_api(request_timeout=1.0)
+    with socket.create_connection(api.address, timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+        started = time.monotonic()
+        answer = b""
+        while not answer and time.monotonic() - started < 5:
+            with contextlib.suppress(OSError):
+                sock.sendall(b"a")  # a byte every 0.1 s: never idle
+            if select.select([sock], [], [], 0.1)[0]:
+                answer = sock.recv(4096)
+        took = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b'{"error":"request not received in time"}' in answer
+    assert 1.0 <= took < 3.5, took
+    assert api.server.counters["http.refused.timeout"] == 1
+    assert api.request("GET", "/healthz").status == 200
 
 
 def test_a_stalled_body_times_out(make_api: Callable[..., Api]) -> None:
