@@ -93,6 +93,12 @@ PAGE_CLOSED = (
     "Without a server token the status page is only served on a loopback address. "
     "Set server.token_env or server.token_file to open it on this address."
 )
+PAGE_FOREIGN_HOST = (
+    "Without a server token the status page only answers requests whose Host header "
+    "names this machine (localhost, 127.0.0.1 or [::1]): another name may be a web "
+    "page pointing its domain here (DNS rebinding). Open it as http://localhost:PORT/, "
+    "or set server.token_env or server.token_file."
+)
 PAGE_HEADERS: dict[str, str] = {
     "Content-Security-Policy": (
         "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; "
@@ -693,7 +699,8 @@ class ApiServer:
         log.warning(f"{kind}.refused", reason=access.reason)
         if access.verdict is Verdict.CLOSED:
             status = HTTPStatus.FORBIDDEN
-            title, message = "Status page closed", PAGE_CLOSED
+            title = "Status page closed"
+            message = PAGE_FOREIGN_HOST if access.reason == "foreign_host" else PAGE_CLOSED
             headers = dict(PAGE_HEADERS)
         else:
             status = HTTPStatus.UNAUTHORIZED

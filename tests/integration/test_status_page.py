@@ -157,8 +157,11 @@ class Page:
         cookie: str | None = None,
         method: str = "GET",
         body: bytes | None = None,
+        host: str | None = None,
     ) -> Reply:
         headers: dict[str, str] = {}
+        if host is not None:
+            headers["Host"] = host  # http.client then sends this one instead of its own
         if bearer is not None:
             headers["Authorization"] = f"Bearer {bearer}"
         if cookie is not None:
@@ -269,6 +272,26 @@ def test_without_a_token_open_on_loopback_closed_elsewhere(serve: Callable[..., 
     assert "loopback" in closed.text and "gemini" not in closed.text
     assert exposed.get("/files/1").status == 403
     assert exposed.get("/healthz").status == 200, "probes stay open"
+
+
+def test_without_a_token_only_loopback_host_names_are_served(serve: Callable[..., Page]) -> None:
+    """Issue item 11, DNS rebinding: a web page the operator visits points its own name
+    at 127.0.0.1, and the browser sends that name as ``Host``. Without a token only
+    loopback names are answered, so such a page never reads prompts or images."""
+    local = serve(token=None)
+    port = urlsplit(local.url).port
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST", f"[::1]:{port}"):
+        assert local.get("/", host=host).status == 200, host
+    for host in (f"rebind.example:{port}", "rebind.example", f"10.0.0.8:{port}", "", "[::1"):
+        refused = local.get("/", host=host)
+        assert refused.status == 403, host
+        assert "gemini" not in refused.text and "Host" in refused.text
+        assert local.get("/files/1", host=host).status == 403, host
+    assert local.get("/healthz", host="rebind.example").status == 200, "probes stay open"
+
+    guarded = serve()  # with a token, the token decides, whatever the name
+    assert guarded.get("/", host="rebind.example", bearer=TOKEN).status == 200
+    assert guarded.get("/", host="rebind.example").status == 401
 
 
 # --------------------------------------------------------------------------- the page
