@@ -230,6 +230,15 @@ class AccountSettings(BaseModel):
     allowed_hosts: tuple[str, ...] | None = None
     """If set, this account's API and media may only be fetched from these host names
     (and their subdomains), e.g. ``["api.akool.com", "cloudfront.net"]``."""
+    webhook_secret_env: str | None = None
+    """Environment variable holding this account's webhook secret, the ``?token=`` of the
+    callback URL given to the provider. Its own secret, never the server token: a
+    callback URL is handed to a third party and sits in its logs, so what it carries
+    must open this account's webhook and nothing else (not the intake, not the page)."""
+    webhook_secret_file: Path | None = None
+    """File holding that secret; set this or ``webhook_secret_env``. Token webhooks
+    (CrowdComputed, GeminiGen, Tengr.ai) are refused until one is set; for Akool it
+    is an extra check beside Akool's own signature."""
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -382,6 +391,11 @@ def _check_accounts(settings: Settings) -> None:
             raise ConfigError(f"{where}.api_key_env", "set api_key_env or api_key_file, not both")
         if not acc.api_key_env and not acc.api_key_file:
             raise ConfigError(f"{where}.api_key_env", "missing: set api_key_env or api_key_file")
+        if acc.webhook_secret_env and acc.webhook_secret_file:
+            raise ConfigError(
+                f"{where}.webhook_secret_env",
+                "set webhook_secret_env or webhook_secret_file, not both",
+            )
         registry.validate_options(acc, where)
 
 
@@ -409,6 +423,40 @@ def resolve_secrets(
                 raise ConfigError(f"{where}.api_key_file", f"cannot read: {exc.strerror}") from None
             if not value:
                 raise ConfigError(f"{where}.api_key_file", "file is empty")
+        secrets[acc.name] = SecretStr(value)
+    return secrets
+
+
+def resolve_webhook_secrets(
+    settings: Settings, environ: dict[str, str] | None = None
+) -> dict[str, SecretStr]:
+    """Every enabled account's webhook secret, by account name (accounts without one are
+    absent). Read like API keys: a secret that is named but cannot be read is a
+    ConfigError naming the key, never "no secret"."""
+    env = os.environ if environ is None else environ
+    secrets: dict[str, SecretStr] = {}
+    for acc in settings.accounts:
+        if not acc.enabled:
+            continue
+        where = f"accounts[{acc.name}]"
+        if acc.webhook_secret_env:
+            value = env.get(acc.webhook_secret_env, "").strip()
+            if not value:
+                raise ConfigError(
+                    f"{where}.webhook_secret_env",
+                    f"environment variable {acc.webhook_secret_env} is not set",
+                )
+        elif acc.webhook_secret_file is not None:
+            try:
+                value = acc.webhook_secret_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"{where}.webhook_secret_file", f"cannot read: {exc.strerror}"
+                ) from None
+            if not value:
+                raise ConfigError(f"{where}.webhook_secret_file", "file is empty")
+        else:
+            continue
         secrets[acc.name] = SecretStr(value)
     return secrets
 
@@ -445,8 +493,10 @@ def resolve_server_token(
 
 
 def world_readable_secret_files(settings: Settings) -> list[Path]:
-    """Secret files (API keys, the server token) that other users can read; the CLI warns."""
+    """Secret files (API keys, webhook secrets, the server and metrics tokens) that other
+    users can read; the CLI warns."""
     candidates = [acc.api_key_file for acc in settings.accounts]
+    candidates += [acc.webhook_secret_file for acc in settings.accounts]
     candidates.append(settings.server.token_file)
     out = []
     for f in candidates:

@@ -35,9 +35,13 @@ head 431. Its limits are set from ``[server]``:
 What the handlers add, because it matters for an endpoint on a network:
 
 * **never open by accident**: intake without a configured token is *disabled*
-  (403), not unauthenticated; token webhooks likewise; the status page without a
-  token is served on loopback only (:mod:`genvault.web.auth`); tokens are
-  compared with :func:`hmac.compare_digest`;
+  (403), not unauthenticated; token webhooks without their account's
+  ``webhook_secret_*`` likewise; the status page without a token is served on
+  loopback only, to loopback ``Host`` names (:mod:`genvault.web.auth`); secrets
+  are compared with :func:`hmac.compare_digest`;
+* **one secret, one door**: the server token opens the intake and the page; each
+  account's webhook secret opens that account's webhook only (a callback URL is
+  handed to a third party); an optional metrics token opens ``/metrics`` only;
 * **a webhook is a hint**: its ids are stored as due and the account's poll job
   is woken (``on_due``); the result itself is always re-read from the provider;
 * **nothing secret in logs**: refusals are logged with account and reason only,
@@ -69,7 +73,7 @@ from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask
 
-from genvault.config import ServerSettings, resolve_server_token
+from genvault.config import ServerSettings, resolve_server_token, resolve_webhook_secrets
 from genvault.errors import ConfigError, WebhookRejectedError
 from genvault.intake import IntakeError, parse_task_objects
 from genvault.logging import get_logger, register_secret
@@ -427,6 +431,11 @@ class ApiServer:
         if token is not None:
             register_secret(token.get_secret_value())
             self._token = token.get_secret_value().encode("utf-8")
+        # One secret per account for its callbacks (``webhook_secret_env``/``_file``).
+        self._webhook_secrets: dict[str, bytes] = {}
+        for account, secret in resolve_webhook_secrets(rt.settings).items():
+            register_secret(secret.get_secret_value())
+            self._webhook_secrets[account] = secret.get_secret_value().encode("utf-8")
         self._counters: dict[str, int] = {}
         self._lock = threading.Lock()
         self._server: _Server | None = None
@@ -909,23 +918,27 @@ class ApiServer:
             length = req.check_length(self.settings.max_body_bytes)
         except _Refused as exc:
             raise self._refuse("webhook", account, exc.status, exc.message, exc.reason) from None
-        if provider.webhook_auth == "token":
-            if self._token is None:
-                raise self._refuse(
-                    "webhook",
-                    account,
-                    HTTPStatus.FORBIDDEN,
-                    f"{provider.name} webhooks need a token: set server.token_env or "
-                    "server.token_file and add ?token= to the callback URL",
-                    "disabled",
-                )
+        secret = self._webhook_secrets.get(account)
+        if provider.webhook_auth == "token" and secret is None:
+            raise self._refuse(
+                "webhook",
+                account,
+                HTTPStatus.FORBIDDEN,
+                f"{provider.name} webhooks need a secret: set accounts[{account}]."
+                "webhook_secret_env or webhook_secret_file and add ?token=<secret> to the "
+                "callback URL",
+                "disabled",
+            )
+        if secret is not None:
+            # Token webhooks: the only check there is. Signed ones (Akool): a real secret
+            # beside a signature that is not one (providers/akool.py says why).
             offered = _bearer(req.header_map) or _query_token(req.query)
-            if not _same_secret(offered, self._token):
+            if not _same_secret(offered, secret):
                 raise self._refuse(
                     "webhook",
                     account,
                     HTTPStatus.UNAUTHORIZED,
-                    "missing or wrong token",
+                    "missing or wrong webhook secret",
                     "bad_token",
                 )
         try:

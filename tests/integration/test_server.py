@@ -36,6 +36,8 @@ from genvault.store import Store
 from tests.acceptance.helpers import GENVAULT, write_config
 
 TOKEN = "srv-token-0123456789abcdef"
+HOOK = "hook-secret-main-5e8d1c"
+"""The webhook secret of account ``main`` (``webhook_secret_file``): not the server token."""
 NOWHERE = "http://127.0.0.1:9/uapi/v1"  # the discard port: nothing answers, nothing is asked
 
 
@@ -135,8 +137,16 @@ def build_settings(
         token_file.write_text(token + "\n")
         lines.append(f'token_file = "{token_file}"')
     lines.append(server)
+    hook_file = tmp_path / "hook-main"
+    hook_file.write_text(HOOK + "\n")
     for acc in accounts or [
-        {"name": "main", "provider": "geminigen", "api_key_env": "GG_KEY", "base_url": NOWHERE}
+        {
+            "name": "main",
+            "provider": "geminigen",
+            "api_key_env": "GG_KEY",
+            "base_url": NOWHERE,
+            "webhook_secret_file": str(hook_file),
+        }
     ]:
         lines.append("[[accounts]]")
         lines += [f"{k} = {json.dumps(v)}" for k, v in acc.items()]
@@ -461,7 +471,7 @@ def test_provider_without_webhooks_is_404(api: Api, monkeypatch: pytest.MonkeyPa
     from genvault.providers.geminigen import GeminiGen
 
     monkeypatch.setattr(GeminiGen, "webhook_auth", "none")  # as QuickRouter's: no callbacks
-    reply = api.request("POST", f"/webhooks/main?token={TOKEN}", {"uuid": "x"})
+    reply = api.request("POST", f"/webhooks/main?token={HOOK}", {"uuid": "x"})
     assert reply.status == 404 and "no webhooks" in reply.body["error"]
     assert api.request("POST", "/webhooks/ghost", {"uuid": "x"}).status == 404
     assert api.generations() == {}
@@ -476,7 +486,7 @@ def test_webhook_with_a_bad_token_is_401_and_counted(api: Api) -> None:
     assert api.request("POST", "/webhooks/main", body).status == 401
     assert api.request("POST", "/webhooks/main?token=wrong", body).status == 401
     assert api.request("POST", "/webhooks/main", body, token="wrong").status == 401
-    assert api.request("POST", f"/webhooks/main?token={TOKEN[:-1]}", body).status == 401
+    assert api.request("POST", f"/webhooks/main?token={HOOK[:-1]}", body).status == 401
     assert api.server.counters["webhook.refused.bad_token"] == 4
     assert api.generations() == {}
     assert api.due == []
@@ -484,7 +494,7 @@ def test_webhook_with_a_bad_token_is_401_and_counted(api: Api) -> None:
 
 @pytest.mark.usefixtures("token_webhooks")
 def test_good_webhook_makes_the_task_due_and_wakes_the_poll(api: Api) -> None:
-    reply = api.request("POST", f"/webhooks/main?token={TOKEN}", {"uuid": "w-new"})
+    reply = api.request("POST", f"/webhooks/main?token={HOOK}", {"uuid": "w-new"})
     assert (reply.status, reply.body) == (200, {"accepted": 1})
     assert api.due == ["main"]
     gens = api.generations()
@@ -502,7 +512,7 @@ def test_good_webhook_makes_the_task_due_and_wakes_the_poll(api: Api) -> None:
         now=later,
     )
     before = datetime.now(UTC).replace(tzinfo=None)
-    reply = api.request("POST", "/webhooks/main", {"uuid": "w-known"}, token=TOKEN)
+    reply = api.request("POST", "/webhooks/main", {"uuid": "w-known"}, token=HOOK)
     assert reply.body == {"accepted": 1}
     due_at = api.generations()["w-known"]["next_poll_at"].replace(tzinfo=None)
     assert due_at < later.replace(tzinfo=None) - timedelta(minutes=30)
@@ -513,10 +523,10 @@ def test_good_webhook_makes_the_task_due_and_wakes_the_poll(api: Api) -> None:
 
 @pytest.mark.usefixtures("token_webhooks")
 def test_webhook_refusals_4xx(api: Api) -> None:
-    unreadable = api.request("POST", f"/webhooks/main?token={TOKEN}", {"no": "uuid"})
+    unreadable = api.request("POST", f"/webhooks/main?token={HOOK}", {"no": "uuid"})
     assert unreadable.status == 400
     # Only the headers are sent: the answer must not wait for (or read) the body.
-    head = f"POST /webhooks/main?token={TOKEN} HTTP/1.1\r\nContent-Length: {1024**2 + 1}\r\n\r\n"
+    head = f"POST /webhooks/main?token={HOOK} HTTP/1.1\r\nContent-Length: {1024**2 + 1}\r\n\r\n"
     assert raw_exchange(api.address, head.encode()) == (413, b"")
     counters = api.server.counters
     assert counters["webhook.refused.bad_body"] == 1
@@ -525,13 +535,77 @@ def test_webhook_refusals_4xx(api: Api) -> None:
 
 
 @pytest.mark.usefixtures("token_webhooks")
-def test_token_webhooks_are_refused_when_no_token_is_configured(
-    make_api: Callable[..., Api],
+def test_webhooks_take_their_own_secret_per_account_not_the_server_token(
+    make_api: Callable[..., Api], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    api = make_api(token=None)
-    reply = api.request("POST", "/webhooks/main?token=", {"uuid": "w"})
-    assert reply.status == 403 and "server.token" in reply.body["error"]
+    """Issue item 12: the secret in a callback URL (handed to a provider, kept in its
+    logs) opens that account's webhook and nothing else; the server token, which opens
+    the intake and the page, no longer opens webhooks."""
+    other = "hook-secret-other-91ab"
+    monkeypatch.setenv("GV_HOOK_OTHER", other)  # read like API keys: env or file
+    main_file = tmp_path / "hook-main-own"
+    main_file.write_text(HOOK + "\n")
+    account = {"provider": "geminigen", "api_key_env": "GG_KEY", "base_url": NOWHERE}
+    api = make_api(
+        accounts=[
+            {"name": "main", **account, "webhook_secret_file": str(main_file)},
+            {"name": "other", **account, "webhook_secret_env": "GV_HOOK_OTHER"},
+            {"name": "bare", **account},
+        ]
+    )
+
+    def hook(account: str, secret: str, *, bearer: bool = False) -> int:
+        body = {"uuid": f"{account}-{secret[:4]}"}
+        if bearer:
+            return api.request("POST", f"/webhooks/{account}", body, token=secret).status
+        return api.request("POST", f"/webhooks/{account}?token={secret}", body).status
+
+    assert hook("main", TOKEN) == 401, "the server token does not open webhooks"
+    assert hook("main", TOKEN, bearer=True) == 401
+    assert hook("main", other) == 401, "nor does another account's secret"
+    assert hook("other", HOOK) == 401
+    assert api.server.counters["webhook.refused.bad_token"] == 4
     assert api.generations() == {}
+
+    assert hook("main", HOOK) == 200
+    assert hook("other", other, bearer=True) == 200
+    assert set(api.generations()) == {"main-hook", "other-hook"}
+
+    bare = api.request("POST", f"/webhooks/bare?token={TOKEN}", {"uuid": "b"})
+    assert bare.status == 403
+    assert "accounts[bare].webhook_secret_env" in bare.body["error"]
+    assert api.server.counters["webhook.refused.disabled"] == 1
+
+    # ... and a webhook secret opens neither the intake nor the page.
+    assert api.intake({"account": "main", "ids": ["x"]}, token=HOOK).status == 401
+    for path, headers in (("/", {"Authorization": f"Bearer {HOOK}"}), (f"/?token={HOOK}", {})):
+        conn = http.client.HTTPConnection(*api.address, timeout=10)
+        conn.request("GET", path, headers=headers)
+        assert conn.getresponse().status == 401
+        conn.close()
+
+
+def test_a_named_but_missing_webhook_secret_stops_the_server(tmp_path: Path) -> None:
+    settings, _env = build_settings(
+        tmp_path,
+        accounts=[
+            {
+                "name": "main",
+                "provider": "geminigen",
+                "api_key_env": "GG_KEY",
+                "base_url": NOWHERE,
+                "webhook_secret_env": "GV_HOOK_NOT_SET_X",
+            }
+        ],
+    )
+    rt = Runtime.build(settings, {"main": _secret("gg-key-1234")})
+    try:
+        with pytest.raises(ConfigError) as err:
+            ApiServer(rt, settings.server)
+        assert err.value.key == "accounts[main].webhook_secret_env"
+        assert "GV_HOOK_NOT_SET_X" in str(err.value)
+    finally:
+        rt.close()
 
 
 def test_refusals_log_account_and_reason_but_never_the_body_or_token(
