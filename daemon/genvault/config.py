@@ -172,6 +172,15 @@ class ServerSettings(_Section):
     """Request line and headers together; a larger head gets 431 once this much arrived."""
     max_connections: int = Field(default=500, ge=16, le=10_000)
     """Connections open at once; more wait in the listen backlog until one closes."""
+    ready_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    """``/readyz`` answers from one check for this long: it needs no token, and a check
+    writes and fsyncs a probe file and queries the database (0: check every time)."""
+    metrics_token_env: str | None = None
+    """Environment variable holding a bearer token for ``GET /metrics`` (unset: open, like
+    the probes). A token of its own: a scraper's config should not hold the one that
+    opens the intake and the page."""
+    metrics_token_file: Path | None = None
+    """File holding that token; set this or ``metrics_token_env``."""
     threads: int = Field(default=8, ge=1, le=64)
     """Requests handled at once (database reads, the page, files). A connection takes a
     thread only once its request has arrived whole, so slow clients never hold one."""
@@ -492,12 +501,42 @@ def resolve_server_token(
     return None
 
 
+def resolve_metrics_token(
+    settings: Settings, environ: dict[str, str] | None = None
+) -> SecretStr | None:
+    """The bearer token ``/metrics`` requires, or None when it is open. Like the server
+    token, one that is named but cannot be read is a ConfigError, not "no token"."""
+    srv = settings.server
+    env = os.environ if environ is None else environ
+    if srv.metrics_token_env and srv.metrics_token_file:
+        raise ConfigError(
+            "server.metrics_token_env", "set metrics_token_env or metrics_token_file, not both"
+        )
+    if srv.metrics_token_env:
+        value = env.get(srv.metrics_token_env, "").strip()
+        if not value:
+            raise ConfigError(
+                "server.metrics_token_env",
+                f"environment variable {srv.metrics_token_env} is not set",
+            )
+        return SecretStr(value)
+    if srv.metrics_token_file is not None:
+        try:
+            value = srv.metrics_token_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError("server.metrics_token_file", f"cannot read: {exc.strerror}") from None
+        if not value:
+            raise ConfigError("server.metrics_token_file", "file is empty")
+        return SecretStr(value)
+    return None
+
+
 def world_readable_secret_files(settings: Settings) -> list[Path]:
     """Secret files (API keys, webhook secrets, the server and metrics tokens) that other
     users can read; the CLI warns."""
     candidates = [acc.api_key_file for acc in settings.accounts]
     candidates += [acc.webhook_secret_file for acc in settings.accounts]
-    candidates.append(settings.server.token_file)
+    candidates += [settings.server.token_file, settings.server.metrics_token_file]
     out = []
     for f in candidates:
         if f is not None and f.exists() and f.stat().st_mode & (stat.S_IROTH | stat.S_IRGRP):

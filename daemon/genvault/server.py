@@ -73,7 +73,12 @@ from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask
 
-from genvault.config import ServerSettings, resolve_server_token, resolve_webhook_secrets
+from genvault.config import (
+    ServerSettings,
+    resolve_metrics_token,
+    resolve_server_token,
+    resolve_webhook_secrets,
+)
 from genvault.errors import ConfigError, WebhookRejectedError
 from genvault.intake import IntakeError, parse_task_objects
 from genvault.logging import get_logger, register_secret
@@ -416,8 +421,10 @@ class ApiServer:
         on_due: Callable[[str], None] | None = None,
         is_healthy: Callable[[], bool] | None = None,
         request_timeout: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rt = rt
+        self._clock = clock  # the readiness cache's; tests move it instead of sleeping
         self.settings = settings
         self.on_due = on_due
         self.is_healthy = is_healthy or (lambda: True)
@@ -431,6 +438,14 @@ class ApiServer:
         if token is not None:
             register_secret(token.get_secret_value())
             self._token = token.get_secret_value().encode("utf-8")
+        full = rt.settings.model_copy(update={"server": settings})
+        metrics_token = resolve_metrics_token(full)
+        self._metrics_token: bytes | None = None
+        if metrics_token is not None:
+            register_secret(metrics_token.get_secret_value())
+            self._metrics_token = metrics_token.get_secret_value().encode("utf-8")
+        self._ready_lock = threading.Lock()
+        self._ready: tuple[float, HTTPStatus, dict[str, Any]] | None = None
         # One secret per account for its callbacks (``webhook_secret_env``/``_file``).
         self._webhook_secrets: dict[str, bytes] = {}
         for account, secret in resolve_webhook_secrets(rt.settings).items():
@@ -657,21 +672,41 @@ class ApiServer:
 
     def readyz(self, req: _Request) -> None:
         """Database and storage reachable. Details go to the log, not to the caller."""
-        parts: dict[str, str] = {}
-        for name, check in (("database", self.rt.store.check), ("storage", self.rt.storage.check)):
-            try:
-                check()
-                parts[name] = "ok"
-            except Exception as exc:
-                parts[name] = "failed"
-                log.warning("server.not_ready", part=name, error=type(exc).__name__)
-        failed = sorted(k for k, v in parts.items() if v != "ok")
-        if failed:
-            req._send_json(
-                HTTPStatus.SERVICE_UNAVAILABLE, {"status": "unavailable", "failed": failed, **parts}
-            )
-        else:
-            req._send_json(HTTPStatus.OK, {"status": "ready", **parts})
+        status, payload = self._readiness()
+        req._send_json(status, payload)
+
+    def _readiness(self) -> tuple[HTTPStatus, dict[str, Any]]:
+        """The last check's answer while it is younger than ``server.ready_cache_seconds``.
+
+        ``/readyz`` is unauthenticated and each check writes and fsyncs a probe file and
+        queries the database, so probes must not be able to multiply that work: one
+        check at a time (the lock), and probes that arrive meanwhile take its answer.
+        """
+        with self._ready_lock:
+            cached = self._ready
+            if cached is not None and self._clock() - cached[0] < self.settings.ready_cache_seconds:
+                return cached[1], cached[2]
+            parts: dict[str, str] = {}
+            for name, check in (
+                ("database", self.rt.store.check),
+                ("storage", self.rt.storage.check),
+            ):
+                try:
+                    check()
+                    parts[name] = "ok"
+                except Exception as exc:
+                    parts[name] = "failed"
+                    log.warning("server.not_ready", part=name, error=type(exc).__name__)
+            failed = sorted(k for k, v in parts.items() if v != "ok")
+            if failed:
+                answer = (
+                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    {"status": "unavailable", "failed": failed, **parts},
+                )
+            else:
+                answer = (HTTPStatus.OK, {"status": "ready", **parts})
+            self._ready = (self._clock(), *answer)
+            return answer
 
     # ------------------------------------------------------------------ status page
 
@@ -814,9 +849,22 @@ class ApiServer:
 
     def metrics(self, req: _Request) -> None:
         """``GET /metrics``: Prometheus text format (counters of this process, gauges
-        read from the database at scrape time, so every replica reports the same backlog)."""
+        read from the database at scrape time, so every replica reports the same backlog).
+        With ``server.metrics_token_*`` set, only for that bearer token: a scrape runs
+        several queries, which an open endpoint lets anyone repeat."""
         from genvault.metrics import exposition
 
+        if self._metrics_token is not None and not _same_secret(
+            _bearer(req.header_map), self._metrics_token
+        ):
+            raise self._refuse(
+                "metrics",
+                None,
+                HTTPStatus.UNAUTHORIZED,
+                "missing or wrong bearer token (server.metrics_token_env / _file)",
+                "bad_token",
+                headers={"WWW-Authenticate": 'Bearer realm="genvault metrics"'},
+            )
         body, content_type = exposition(self.rt, self.counters)
         req.send_body(HTTPStatus.OK, content_type, body)
 

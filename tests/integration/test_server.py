@@ -168,6 +168,7 @@ def make_api(tmp_path: Path) -> Iterator[Callable[..., Api]]:
         environ: dict[str, str] | None = None,
         is_healthy: Callable[[], bool] | None = None,
         request_timeout: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> Api:
         settings, env = build_settings(
             tmp_path, token=token, accounts=accounts, server=server, environ=environ
@@ -180,6 +181,7 @@ def make_api(tmp_path: Path) -> Iterator[Callable[..., Api]]:
             on_due=due.append,
             is_healthy=is_healthy,
             request_timeout=request_timeout,
+            clock=clock,
         )
         api = Api(srv, rt, srv.start(), due)
         started.append(api)
@@ -693,7 +695,30 @@ def test_healthz_follows_is_healthy(make_api: Callable[..., Api]) -> None:
     assert api.request("GET", "/healthz").status == 503
 
 
-def test_readyz_checks_database_and_storage(api: Api, tmp_path: Path) -> None:
+class Clock:
+    """A monotonic clock the test moves by hand: the readiness cache expires without a wait."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch, obj: Any, calls: list[str], name: str) -> None:
+    """Wrap ``obj.check`` (the real one still runs) to record each call as ``name``."""
+    real = obj.check
+
+    def check() -> None:
+        calls.append(name)
+        real()
+
+    monkeypatch.setattr(obj, "check", check)
+
+
+def test_readyz_checks_database_and_storage(make_api: Callable[..., Api], tmp_path: Path) -> None:
+    clock = Clock()
+    api = make_api(clock=clock)
     reply = api.request("GET", "/readyz")
     assert reply.status == 200
     assert reply.body == {"status": "ready", "database": "ok", "storage": "ok"}
@@ -701,6 +726,7 @@ def test_readyz_checks_database_and_storage(api: Api, tmp_path: Path) -> None:
     original = api.rt.store
     api.rt.store = Store(f"sqlite:///{tmp_path / 'removed' / 'gv.db'}")  # no such folder
     try:
+        clock.now += api.rt.settings.server.ready_cache_seconds + 0.1
         reply = api.request("GET", "/readyz")
         assert reply.status == 503
         assert reply.body["failed"] == ["database"]
@@ -708,6 +734,73 @@ def test_readyz_checks_database_and_storage(api: Api, tmp_path: Path) -> None:
     finally:
         api.rt.store.dispose()
         api.rt.store = original
+
+
+def test_readyz_is_cached_for_a_few_seconds(
+    make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue item 13: ``/readyz`` needs no token, and each check writes and fsyncs a
+    probe file and queries the database: a flood of probes must not become a flood of
+    fsyncs. One check serves every probe for ``server.ready_cache_seconds`` (5)."""
+    clock = Clock()
+    api = make_api(clock=clock)
+    calls: list[str] = []
+    _counting(monkeypatch, api.rt.storage, calls, "storage")
+    _counting(monkeypatch, api.rt.store, calls, "database")
+    window = api.rt.settings.server.ready_cache_seconds
+    assert window == 5
+
+    threads = [threading.Thread(target=lambda: api.request("GET", "/readyz")) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for _ in range(10):
+        assert api.request("GET", "/readyz").status == 200
+    assert sorted(calls) == ["database", "storage"], "one check for 18 probes"
+
+    clock.now += window - 0.1
+    api.request("GET", "/readyz")
+    assert len(calls) == 2
+    clock.now += 0.2  # past the window: checked again
+    assert api.request("GET", "/readyz").body["status"] == "ready"
+    assert sorted(calls) == ["database", "database", "storage", "storage"]
+
+
+def test_metrics_can_require_a_token_of_its_own(
+    make_api: Callable[..., Api], tmp_path: Path
+) -> None:
+    """Issue item 13: each scrape runs several queries; ``server.metrics_token_env`` or
+    ``_file`` puts ``/metrics`` behind a bearer token that opens nothing else."""
+    metrics_file = tmp_path / "metrics-token"
+    metrics_file.write_text("metrics-token-7c2e90\n")
+    api = make_api(server=f'metrics_token_file = "{metrics_file}"')
+
+    def scrape(token: str | None) -> tuple[int, bytes, dict[str, str]]:
+        conn = http.client.HTTPConnection(*api.address, timeout=10)
+        try:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            conn.request("GET", "/metrics", headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.read(), {k.lower(): v for k, v in resp.getheaders()}
+        finally:
+            conn.close()
+
+    for token in (None, TOKEN, HOOK, "metrics-token-7c2e9"):
+        status, _, headers = scrape(token)
+        assert status == 401, token
+        assert headers["www-authenticate"].startswith("Bearer")
+    status, body, headers = scrape("metrics-token-7c2e90")
+    assert status == 200 and b"genvault_" in body
+    assert headers["content-type"].startswith("text/plain")
+    assert api.server.counters["metrics.refused.bad_token"] == 4
+    assert api.intake({"account": "main", "ids": ["m"]}, token="metrics-token-7c2e90").status == 401
+
+    open_api = make_api()  # without one, /metrics stays open like the probes
+    conn = http.client.HTTPConnection(*open_api.address, timeout=10)
+    conn.request("GET", "/metrics")
+    assert conn.getresponse().status == 200
+    conn.close()
 
 
 # --------------------------------------------------------------------------- settings
