@@ -995,10 +995,11 @@ class ApiServer:
             raise self._refuse("webhook", account, exc.status, exc.message, exc.reason) from None
         try:
             raw_ids = provider.webhook_ids(body, req.header_map)
-        except WebhookRejectedError:
+        except WebhookRejectedError as exc:
             if provider.webhook_auth == "signature":
+                reason = str(getattr(exc, "reason", "bad_signature"))  # e.g. "replayed"
                 raise self._refuse(
-                    "webhook", account, HTTPStatus.UNAUTHORIZED, "callback refused", "bad_signature"
+                    "webhook", account, HTTPStatus.UNAUTHORIZED, "callback refused", reason
                 ) from None
             raise self._refuse(
                 "webhook", account, HTTPStatus.BAD_REQUEST, "callback unreadable", "bad_body"

@@ -634,7 +634,7 @@ def test_refusals_log_account_and_reason_but_never_the_body_or_token(
 
 
 def test_akool_signed_webhooks(
-    make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch
+    make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     akool = pytest.importorskip("genvault.providers.akool")
     from genvault.providers import registry
@@ -645,25 +645,30 @@ def test_akool_signed_webhooks(
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
     api_key, client_id = "akool-secret-key-0123456789abcde", "client-id-16byte"
+    hook_file = tmp_path / "hook-ak2"
+    hook_file.write_text("hook-secret-ak2-33\n")
+    account = {
+        "provider": "akool",
+        "api_key_env": "AK_KEY",
+        "base_url": "http://127.0.0.1:9",
+        "client_id": client_id,
+    }
     api = make_api(
         accounts=[
-            {
-                "name": "ak",
-                "provider": "akool",
-                "api_key_env": "AK_KEY",
-                "base_url": "http://127.0.0.1:9",
-                "client_id": client_id,
-            }
+            {"name": "ak", **account},
+            {"name": "ak2", **account, "webhook_secret_file": str(hook_file)},
         ],
         environ={"AK_KEY": api_key},
     )
 
-    def callback(payload: dict[str, Any], signature: str | None = None) -> dict[str, Any]:
+    def callback(
+        payload: dict[str, Any], signature: str | None = None, nonce: str = "n0nce"
+    ) -> dict[str, Any]:
         padder = padding.PKCS7(128).padder()
         plain = padder.update(json.dumps(payload).encode()) + padder.finalize()
         enc = Cipher(algorithms.AES(api_key.encode()), modes.CBC(client_id.encode())).encryptor()
         data = base64.b64encode(enc.update(plain) + enc.finalize()).decode()
-        stamp, nonce = str(int(time.time() * 1000)), "n0nce"
+        stamp = str(int(time.time() * 1000))
         sig = signature or akool.callback_signature(client_id, stamp, nonce, data)
         return {"signature": sig, "dataEncrypt": data, "timestamp": stamp, "nonce": nonce}
 
@@ -674,10 +679,30 @@ def test_akool_signed_webhooks(
     assert api.server.counters["webhook.refused.bad_signature"] == 1
     assert api.generations() == {}
 
-    good = api.request("POST", "/webhooks/ak", callback(task))
+    signed = callback(task)
+    good = api.request("POST", "/webhooks/ak", signed)
     assert (good.status, good.body) == (200, {"accepted": 1})
     assert api.generations()[task_id]["source"] == "webhook"
     assert api.due == ["ak"]
+
+    # Issue item 14: the signature is a hash of values a sender can know, so anyone
+    # can re-send a captured callback; inside the age window it is refused.
+    replay = api.request("POST", "/webhooks/ak", signed)
+    assert replay.status == 401
+    resigned = {**signed, "nonce": "other", "timestamp": str(int(signed["timestamp"]) + 1)}
+    resigned["signature"] = akool.callback_signature(
+        client_id, resigned["timestamp"], "other", signed["dataEncrypt"]
+    )
+    assert api.request("POST", "/webhooks/ak", resigned).status == 401
+    assert api.server.counters["webhook.refused.replayed"] == 2
+    assert api.due == ["ak"]
+
+    # With a webhook secret, the callback URL must carry it as well (a real secret).
+    second = callback({**task, "status": 4}, nonce="n2")
+    assert api.request("POST", "/webhooks/ak2", second).status == 401
+    assert api.server.counters["webhook.refused.bad_token"] == 1
+    ok = api.request("POST", "/webhooks/ak2?token=hook-secret-ak2-33", second)
+    assert ok.status == 200
 
 
 # --------------------------------------------------------------------------- probes
