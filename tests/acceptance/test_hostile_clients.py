@@ -103,6 +103,8 @@ def test_slow_and_oversized_clients_do_not_starve_the_daemon(daemon: Daemon) -> 
     assert len(report.healthz) >= 20, report.summary()
     assert report.healthz_max < 1.0, report.summary()
     assert report.rss_growth < 50 * MiB, report.summary()
+    # Refused after 32 KiB with 431; "reset": the 431 and the close raced the client's
+    # next write. Never "sent": no oversized head was read whole.
     assert report.oversized_outcomes["431"] >= 50, report.summary()
-    assert set(report.oversized_outcomes) <= {"431", "open"}, report.summary()
+    assert set(report.oversized_outcomes) <= {"431", "reset", "open"}, report.summary()
     assert daemon.proc.poll() is None, "".join(daemon.log)[-3000:]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import http.client
 import re
+import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -82,7 +84,9 @@ def _settings(tmp: Path, sims: dict[str, Any], storage: StorageSettings) -> Sett
     )
 
 
-def _build(tmp: Path, storage: StorageSettings, *, count: int = 4) -> tuple[Runtime, list[Any]]:
+def _build(
+    tmp: Path, storage: StorageSettings, *, count: int = 4, image_size: int = 150_000
+) -> tuple[Runtime, list[Any]]:
     """Archive from a GeminiGen and an Akool simulator; returns the runtime and the sims."""
     gg = geminigen.create(
         api_key=KEY,
@@ -90,7 +94,7 @@ def _build(tmp: Path, storage: StorageSettings, *, count: int = 4) -> tuple[Runt
         count=count,
         processing_count=0,
         failed_count=0,
-        image_size=150_000,  # several 64 KiB chunks per file
+        image_size=image_size,  # by default several 64 KiB chunks per file
         video_size=60_000,
         audio_size=20_000,
         thumbnail_size=9_000,
@@ -403,6 +407,40 @@ def test_a_file_missing_or_short_in_storage(serve: Callable[..., Page], tmp_path
         with pytest.raises(http.client.IncompleteRead):
             page.get(f"/files/{big['id']}")
         assert page.get("/healthz").status == 200, "the server lives on"
+    finally:
+        srv.stop()
+        rt.close()
+        for sim in sims:
+            sim.stop()
+
+
+def test_a_client_that_stops_reading_a_file_is_dropped(tmp_path: Path) -> None:
+    """A client that asks for an image and never reads it must not hold the server's
+    buffers (or a worker thread) forever: after ``server.request_timeout_seconds``
+    without progress the connection is closed, and the one worker thread serves on."""
+    rt, sims = _build(
+        tmp_path,
+        StorageSettings(url=f"file://{tmp_path / 'archive'}"),
+        count=1,
+        image_size=12 * 1024 * 1024,
+    )
+    srv = ApiServer(rt, ServerSettings(listen="127.0.0.1:0", threads=1, request_timeout_seconds=1))
+    try:
+        page = Page(srv.start())
+        big = max(_images(rt.store), key=lambda a: a["size"])
+        assert big["size"] > 8 * 1024 * 1024, "more than the kernel buffers take"
+        parts = urlsplit(page.url)
+        assert parts.hostname and parts.port
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((parts.hostname, parts.port))
+        sock.sendall(f"GET /files/{big['id']} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        started = time.monotonic()
+        while srv.counters.get("http.refused.stalled_reader", 0) == 0:
+            assert time.monotonic() - started < 6, srv.counters
+            time.sleep(0.1)
+        assert page.get("/healthz").status == 200, "the worker thread is free"
+        sock.close()
     finally:
         srv.stop()
         rt.close()
