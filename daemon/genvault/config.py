@@ -147,7 +147,7 @@ class ScheduleSettings(_Section):
 
 
 class ServerSettings(_Section):
-    """The daemon's HTTP endpoint: intake, webhooks, health (and later metrics, status).
+    """The daemon's HTTP endpoint (waitress): intake, webhooks, health, metrics, the page.
 
     The token is named here, never held: like account keys, it is read by
     :func:`resolve_server_token` into a value that is never logged or stored.
@@ -163,6 +163,27 @@ class ServerSettings(_Section):
     """File holding that token (e.g. a mounted secret); set this or ``token_env``."""
     max_body_bytes: int = Field(default=1024**2, ge=1024, le=64 * 1024**2)
     """Larger request bodies are refused with 413 before a byte of them is read."""
+    request_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    """A request must arrive whole (request line, headers, body) within this many
+    seconds of its first byte, or it gets 408 and the connection is closed: a client
+    sending a byte a second cannot hold a connection. Idle keep-alive connections,
+    and responses the client stopped reading, are closed after as long."""
+    max_header_bytes: int = Field(default=32 * 1024, ge=4096, le=1024**2)
+    """Request line and headers together; a larger head gets 431 once this much arrived."""
+    max_connections: int = Field(default=500, ge=16, le=10_000)
+    """Connections open at once; more wait in the listen backlog until one closes."""
+    ready_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    """``/readyz`` answers from one check for this long: it needs no token, and a check
+    writes and fsyncs a probe file and queries the database (0: check every time)."""
+    metrics_token_env: str | None = None
+    """Environment variable holding a bearer token for ``GET /metrics`` (unset: open, like
+    the probes). A token of its own: a scraper's config should not hold the one that
+    opens the intake and the page."""
+    metrics_token_file: Path | None = None
+    """File holding that token; set this or ``metrics_token_env``."""
+    threads: int = Field(default=8, ge=1, le=64)
+    """Requests handled at once (database reads, the page, files). A connection takes a
+    thread only once its request has arrived whole, so slow clients never hold one."""
 
     @field_validator("listen")
     @classmethod
@@ -218,6 +239,15 @@ class AccountSettings(BaseModel):
     allowed_hosts: tuple[str, ...] | None = None
     """If set, this account's API and media may only be fetched from these host names
     (and their subdomains), e.g. ``["api.akool.com", "cloudfront.net"]``."""
+    webhook_secret_env: str | None = None
+    """Environment variable holding this account's webhook secret, the ``?token=`` of the
+    callback URL given to the provider. Its own secret, never the server token: a
+    callback URL is handed to a third party and sits in its logs, so what it carries
+    must open this account's webhook and nothing else (not the intake, not the page)."""
+    webhook_secret_file: Path | None = None
+    """File holding that secret; set this or ``webhook_secret_env``. Token webhooks
+    (CrowdComputed, GeminiGen, Tengr.ai) are refused until one is set; for Akool it
+    is an extra check beside Akool's own signature."""
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -370,6 +400,11 @@ def _check_accounts(settings: Settings) -> None:
             raise ConfigError(f"{where}.api_key_env", "set api_key_env or api_key_file, not both")
         if not acc.api_key_env and not acc.api_key_file:
             raise ConfigError(f"{where}.api_key_env", "missing: set api_key_env or api_key_file")
+        if acc.webhook_secret_env and acc.webhook_secret_file:
+            raise ConfigError(
+                f"{where}.webhook_secret_env",
+                "set webhook_secret_env or webhook_secret_file, not both",
+            )
         registry.validate_options(acc, where)
 
 
@@ -397,6 +432,40 @@ def resolve_secrets(
                 raise ConfigError(f"{where}.api_key_file", f"cannot read: {exc.strerror}") from None
             if not value:
                 raise ConfigError(f"{where}.api_key_file", "file is empty")
+        secrets[acc.name] = SecretStr(value)
+    return secrets
+
+
+def resolve_webhook_secrets(
+    settings: Settings, environ: dict[str, str] | None = None
+) -> dict[str, SecretStr]:
+    """Every enabled account's webhook secret, by account name (accounts without one are
+    absent). Read like API keys: a secret that is named but cannot be read is a
+    ConfigError naming the key, never "no secret"."""
+    env = os.environ if environ is None else environ
+    secrets: dict[str, SecretStr] = {}
+    for acc in settings.accounts:
+        if not acc.enabled:
+            continue
+        where = f"accounts[{acc.name}]"
+        if acc.webhook_secret_env:
+            value = env.get(acc.webhook_secret_env, "").strip()
+            if not value:
+                raise ConfigError(
+                    f"{where}.webhook_secret_env",
+                    f"environment variable {acc.webhook_secret_env} is not set",
+                )
+        elif acc.webhook_secret_file is not None:
+            try:
+                value = acc.webhook_secret_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"{where}.webhook_secret_file", f"cannot read: {exc.strerror}"
+                ) from None
+            if not value:
+                raise ConfigError(f"{where}.webhook_secret_file", "file is empty")
+        else:
+            continue
         secrets[acc.name] = SecretStr(value)
     return secrets
 
@@ -432,10 +501,42 @@ def resolve_server_token(
     return None
 
 
+def resolve_metrics_token(
+    settings: Settings, environ: dict[str, str] | None = None
+) -> SecretStr | None:
+    """The bearer token ``/metrics`` requires, or None when it is open. Like the server
+    token, one that is named but cannot be read is a ConfigError, not "no token"."""
+    srv = settings.server
+    env = os.environ if environ is None else environ
+    if srv.metrics_token_env and srv.metrics_token_file:
+        raise ConfigError(
+            "server.metrics_token_env", "set metrics_token_env or metrics_token_file, not both"
+        )
+    if srv.metrics_token_env:
+        value = env.get(srv.metrics_token_env, "").strip()
+        if not value:
+            raise ConfigError(
+                "server.metrics_token_env",
+                f"environment variable {srv.metrics_token_env} is not set",
+            )
+        return SecretStr(value)
+    if srv.metrics_token_file is not None:
+        try:
+            value = srv.metrics_token_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError("server.metrics_token_file", f"cannot read: {exc.strerror}") from None
+        if not value:
+            raise ConfigError("server.metrics_token_file", "file is empty")
+        return SecretStr(value)
+    return None
+
+
 def world_readable_secret_files(settings: Settings) -> list[Path]:
-    """Secret files (API keys, the server token) that other users can read; the CLI warns."""
+    """Secret files (API keys, webhook secrets, the server and metrics tokens) that other
+    users can read; the CLI warns."""
     candidates = [acc.api_key_file for acc in settings.accounts]
-    candidates.append(settings.server.token_file)
+    candidates += [acc.webhook_secret_file for acc in settings.accounts]
+    candidates += [settings.server.token_file, settings.server.metrics_token_file]
     out = []
     for f in candidates:
         if f is not None and f.exists() and f.stat().st_mode & (stat.S_IROTH | stat.S_IRGRP):

@@ -14,6 +14,13 @@ Formats:
   generation field, and spreadsheets cannot group rows back), with
   ``file_count`` and ``archived_files`` beside it for a quick filter.
 
+CSV cells are escaped against formula injection: prompts, errors and model names
+are third-party text, and a cell starting with ``=``, ``+``, ``-`` or ``@`` (or a
+tab or carriage return) is run as a formula when the file is opened in Excel or
+LibreOffice (``=HYPERLINK(...)`` sends data away, DDE runs commands). Such cells get
+a leading ``'`` (OWASP's advice): a spreadsheet shows the text, a script strips one
+character. JSONL is for programs and keeps every value as stored.
+
 ``raw`` (the provider's payload, as in the sidecar) is left out unless asked for:
 it is most of the bytes and rarely what an export is for.
 
@@ -41,6 +48,19 @@ DEFAULT_BATCH = 500
 
 GENERATION_FIELDS = EXPORT_GENERATION_FIELDS
 CSV_COLUMNS = (*GENERATION_FIELDS, "file_count", "archived_files", "files")
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet read a cell as a formula."""
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` as a CSV cell: None as empty, formula-like text behind a ``'``."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 @dataclass
@@ -122,7 +142,7 @@ def write_csv(
         ]
         if include_raw:
             row.append(json.dumps(rec.get("raw"), ensure_ascii=False, default=str))
-        writer.writerow(["" if v is None else v for v in row])
+        writer.writerow([csv_cell(v) for v in row])
         counts.generations += 1
         counts.files += len(files)
     return counts

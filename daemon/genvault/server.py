@@ -2,26 +2,51 @@
 and the read-only status page (``/`` and the archived images it shows, ``/files/{id}``;
 rendering and access rules in :mod:`genvault.web`).
 
-Why the standard library (``http.server``) and not a framework: the surface is
-a handful of routes of small JSON and one HTML page, the daemon already runs its
-own threads, and every dependency is one more thing to patch on a box that holds
-API keys. What a framework would have given us is written out here on purpose,
-because it is the part that matters for an endpoint on a network:
+**Why waitress.** The daemon used to serve with the standard library's
+``http.server``, which Python documents as not meant for production, and the probes
+showed why: a thread per connection reading the request head with only a per-read
+timeout, so 64 clients sending a byte a second held every slot (``/healthz`` then
+answered 503 and a liveness probe would restart the daemon), and 64 clients sending
+99 headers of 64 kB grew RSS by 413 MB. Candidates were measured against those
+probes (``python -m bench.server_probes``; figures in docs/reliability.md):
+cheroot reads heads on its worker threads too and starved the same way; hypercorn
+has a head deadline but no connection cap, and grew RSS past the 50 MB budget;
+uvicorn and waitress both held (``/healthz`` under 50 ms, RSS +5 MB), neither has
+a head deadline. waitress fits this daemon's threads: one asyncore loop thread reads
+every request, so a slow client costs a socket and a buffer, never a thread, and
+only whole requests reach a small pool of worker threads that run the synchronous
+handlers below (database reads, page rendering, file streams) beside APScheduler's
+threads, with no event loop to bridge; it caps connections and answers an oversized
+head 431. Its limits are set from ``[server]``:
 
-* **limits before work**: a POST needs ``Content-Length`` (411 otherwise; chunked
-  bodies are refused), a body over ``server.max_body_bytes`` gets 413 before a
-  byte of it is read, every socket read has a timeout (408 / dropped), and a
-  response sent with the body unread closes the connection so the unread bytes
-  can never be parsed as a next request;
+* **head size**: ``server.max_header_bytes`` (request line and headers): 431 once
+  that much has arrived, never read further;
+* **connection cap**: ``server.max_connections`` open connections; beyond, new
+  ones wait in the listen backlog (nothing is read from them) until one closes;
+* **deadline** (the one thing waitress lacks, added by :class:`_Channel` and
+  :meth:`_Server.maintenance`): a request must arrive whole, line, headers and body,
+  within ``server.request_timeout_seconds`` of its first byte, or it is answered
+  408 and closed; an idle keep-alive connection and one whose client stopped
+  reading its response are closed after the same time;
+* **body size**: a body over ``server.max_body_bytes`` (announced, or chunked as
+  it streams) gets 413 before it is read; bodies are read whole by the loop thread
+  before a handler runs (above 64 KiB into a temp file, not memory).
+
+What the handlers add, because it matters for an endpoint on a network:
+
 * **never open by accident**: intake without a configured token is *disabled*
-  (403), not unauthenticated; token webhooks likewise; the status page without a
-  token is served on loopback only (:mod:`genvault.web.auth`); tokens are
-  compared with :func:`hmac.compare_digest`;
+  (403), not unauthenticated; token webhooks without their account's
+  ``webhook_secret_*`` likewise; the status page without a token is served on
+  loopback only, to loopback ``Host`` names (:mod:`genvault.web.auth`); secrets
+  are compared with :func:`hmac.compare_digest`;
+* **one secret, one door**: the server token opens the intake and the page; each
+  account's webhook secret opens that account's webhook only (a callback URL is
+  handed to a third party); an optional metrics token opens ``/metrics`` only;
 * **a webhook is a hint**: its ids are stored as due and the account's poll job
   is woken (``on_due``); the result itself is always re-read from the provider;
 * **nothing secret in logs**: refusals are logged with account and reason only,
-  never the body, headers or query (which may carry ``?token=``); the stdlib's
-  per-request access log, which prints the raw request line, is replaced.
+  never the body, headers or query (which may carry ``?token=``); waitress writes
+  no access log.
 
 Refusals and acceptances are counted in :attr:`ApiServer.counters` (metrics
 will export them).
@@ -29,45 +54,59 @@ will export them).
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
+import logging
 import re
 import socket
-import socketserver
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, urlsplit
 
-from genvault.config import ServerSettings, resolve_server_token
+from waitress import wasyncore
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
+from waitress.task import ErrorTask
+
+from genvault.config import (
+    ServerSettings,
+    resolve_metrics_token,
+    resolve_server_token,
+    resolve_webhook_secrets,
+)
 from genvault.errors import ConfigError, WebhookRejectedError
 from genvault.intake import IntakeError, parse_task_objects
 from genvault.logging import get_logger, register_secret
 from genvault.runtime import Runtime
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
 log = get_logger("genvault.server")
 
 MAX_IDS_PER_REQUEST = 10_000
 """One intake or webhook request registers at most this many ids (one transaction)."""
-DEFAULT_REQUEST_TIMEOUT = 10.0
-"""Seconds a socket read or write may stall, and the whole body may take to arrive."""
-MAX_CONNECTIONS = 64
-"""Connections served at once (one thread each); more are answered 503 and closed."""
-_BUSY = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-    b"Content-Length: 24\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
-    b'{"error":"server busy"}\n'
-)
+INBUF_MEMORY = 64 * 1024
+"""Request bodies above this are spooled by waitress to a temp file, not held in memory:
+``max_connections`` bodies in flight must not become ``max_connections`` MB of RSS."""
+STOP_WAIT_SECONDS = 2
+"""How long :meth:`ApiServer.stop` waits for handlers still running (they are not awaited
+longer: the scheduler's shutdown grace is for downloads, not for HTTP answers)."""
 INTAKE_DISABLED = "intake disabled: set server.token_env or server.token_file"
 PAGE_CLOSED = (
     "Without a server token the status page is only served on a loopback address. "
     "Set server.token_env or server.token_file to open it on this address."
+)
+PAGE_FOREIGN_HOST = (
+    "Without a server token the status page only answers requests whose Host header "
+    "names this machine (localhost, 127.0.0.1 or [::1]): another name may be a web "
+    "page pointing its domain here (DNS rebinding). Open it as http://localhost:PORT/, "
+    "or set server.token_env or server.token_file."
 )
 PAGE_HEADERS: dict[str, str] = {
     "Content-Security-Policy": (
@@ -98,20 +137,12 @@ class _Refused(Exception):
         self.headers = dict(headers or {})
 
 
-class _ResponseStarted(Exception):
-    """A streamed response failed after its headers were sent (no error reply possible)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 @dataclass(frozen=True)
 class _Route:
     method: str
     pattern: re.Pattern[str]
     handler: str
-    """Name of the ``_Handler`` method that serves it (called with the path groups)."""
+    """Name of the :class:`ApiServer` method that serves it (called with the path groups)."""
 
 
 ROUTES: tuple[_Route, ...] = (
@@ -128,7 +159,7 @@ ROUTES: tuple[_Route, ...] = (
 def _bearer(headers: Mapping[str, str]) -> bytes | None:
     """The raw token of an ``Authorization: Bearer <token>`` header, if there is one.
 
-    http.client decodes header bytes as latin-1, so encoding back gives the bytes sent.
+    WSGI hands header values over decoded as latin-1, so encoding back gives the bytes sent.
     """
     value = headers.get("authorization")
     if not value:
@@ -158,226 +189,151 @@ def _dedupe(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
-class _HttpServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer that knows its :class:`ApiServer` and skips reverse DNS."""
-
-    daemon_threads = True  # a stuck client never holds up shutdown
-    allow_reuse_address = True
-
-    def __init__(
-        self, address: tuple[str, int], app: ApiServer, family: int, handler: type[_Handler]
-    ) -> None:
-        self.address_family = family
-        self.app = app
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        # A thread per connection, but not without bound: a flood of idle connections
-        # must not exhaust threads or memory of the process that archives the media.
-        if not self._slots.acquire(blocking=False):
-            self.app._count("http.refused.busy")
-            with contextlib.suppress(OSError):
-                request.sendall(_BUSY)
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hangs up mid-response is routine: no traceback on stderr."""
-        exc = sys.exc_info()[1]
-        log.debug("http.connection_error", error=type(exc).__name__)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup that can
-        # stall start-up for seconds; the name is only used in CGI environments.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
+def _json_body(payload: Mapping[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode() + b"\n"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """One connection. Route, limits, auth; the endpoint logic lives on :class:`ApiServer`."""
+def _raw_response(status: HTTPStatus, message: str) -> bytes:
+    """A whole ``Connection: close`` JSON response, for the loop thread to write itself."""
+    body = _json_body({"error": message})
+    head = (
+        f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
 
-    server_version = "genvault"
-    protocol_version = "HTTP/1.1"  # keep-alive for submitters that send many batches
-    timeout = DEFAULT_REQUEST_TIMEOUT  # replaced per server in ApiServer.start
-    _body_pending = False  # the client announced a body that we have not read
 
-    @property
-    def app(self) -> ApiServer:
-        return cast(_HttpServer, self.server).app
+# --------------------------------------------------------------------------- waitress
 
-    # ------------------------------------------------------------------ plumbing
 
-    def version_string(self) -> str:
-        """No Python version in the ``Server`` header: it helps nobody but a scanner."""
-        return self.server_version
+class _ErrorTask(ErrorTask):
+    """waitress's own refusals (413 body too large, 431 head too large, 400 unparsable)
+    as JSON like every other answer of this server, counted and logged like them."""
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the stdlib access log: it prints the request line, query token included."""
+    def execute(self) -> None:
+        error: Any = cast(Any, self.request).error
+        status = HTTPStatus(int(error.code))
+        server = cast(_Server, self.channel.server)
+        message = server.api.server_refusal(str(getattr(self.request, "path", "") or ""), status)
+        body = _json_body({"error": message})
+        self.status = f"{status.value} {status.phrase}"
+        cast(list[tuple[str, str]], self.response_headers).extend(
+            [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+        )
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        log.debug(
-            "http.request",
-            method=self.command,
-            path=urlsplit(getattr(self, "path", "") or "").path,
-            status=int(code) if str(code).isdigit() else code,
+
+class _Channel(HTTPChannel):
+    """waitress's connection, plus the one clock it lacks: when the request now
+    arriving began (None between requests). waitress only times *inactivity*, so a
+    client sending a byte a second would never be cut; :meth:`_Server.maintenance`
+    compares this clock with the deadline."""
+
+    request_began: float | None = None
+    timed_out_at: float | None = None
+    error_task_class = _ErrorTask
+
+    def received(self, data: bytes) -> bool:
+        if data and self.request is None and self.request_began is None:
+            self.request_began = time.monotonic()
+        handled = super().received(data)
+        if self.request is None:  # every request in ``data`` arrived whole
+            self.request_began = None
+        return handled
+
+
+class _Server(TcpWSGIServer):
+    """waitress's TCP server with :class:`_Channel` and the request deadline."""
+
+    channel_class = _Channel
+
+    def __init__(self, api: ApiServer, sock: socket.socket, adj: Adjustments) -> None:
+        self.api = api
+        self.socket_map: dict[int, Any] = {}
+        family, addr = sock.family, sock.getsockname()
+        super().__init__(
+            api.wsgi,
+            map=self.socket_map,
+            _sock=sock,
+            adj=adj,
+            bind_socket=False,
+            sockinfo=(family, socket.SOCK_STREAM, 0, addr),
         )
 
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """The stdlib's own errors (bad request line, 414, 431...) as JSON like ours."""
-        self.close_connection = True
-        self._send_json(HTTPStatus(code), {"error": message or HTTPStatus(code).phrase})
-
-    def _send_json(
-        self,
-        status: HTTPStatus,
-        payload: Mapping[str, Any],
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        body = json.dumps(payload, separators=(",", ":")).encode() + b"\n"
-        self.send_body(status, "application/json", body, headers)
-
-    def send_body(
-        self,
-        status: HTTPStatus,
-        content_type: str,
-        body: bytes,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """A whole response; ``Cache-Control: no-store`` unless ``headers`` say otherwise."""
-        self._send_head(status, content_type, len(body), headers)
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def send_stream(
-        self,
-        status: HTTPStatus,
-        content_type: str,
-        length: int,
-        chunks: Iterable[bytes],
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """A response whose ``length`` bytes come from ``chunks``, written as they come.
-
-        For files: nothing is held whole. If ``chunks`` fails or runs short after
-        the headers went out, the connection is closed so the client sees a
-        truncated body instead of waiting for bytes that never come.
-        """
-        self._send_head(status, content_type, length, headers)
-        if self.command == "HEAD":
-            return
-        sent = 0
-        try:
-            for chunk in chunks:
-                self.wfile.write(chunk)
-                sent += len(chunk)
-        except Exception:
-            self.close_connection = True
-            raise
-        if sent != length:  # the client would wait for the missing bytes: hang up
-            self.close_connection = True
-
-    def _send_head(
-        self,
-        status: HTTPStatus,
-        content_type: str,
-        length: int,
-        headers: Mapping[str, str] | None,
-    ) -> None:
-        """Status line and headers; ``Cache-Control: no-store`` unless ``headers`` say
-        otherwise, and ``Connection: close`` when the connection will not be reused."""
-        if self._body_pending:
-            # The client may still be sending a body we will not read: close, or its
-            # bytes would be parsed as the next request on this connection.
-            self.close_connection = True
-        extra = dict(headers or {})
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(length))
-        self.send_header("Cache-Control", extra.pop("Cache-Control", "no-store"))
-        for name, value in extra.items():
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-
-    def _dispatch(self) -> None:
-        # Until read_body has consumed it, any announced body counts as unread, so
-        # answering early (404, 403, 401...) closes the connection.
-        length = (self.headers.get("Content-Length") or "0").strip()
-        chunked = self.headers.get("Transfer-Encoding") is not None
-        self._body_pending = chunked or length != "0"
-        path = urlsplit(self.path).path
-        method = "GET" if self.command == "HEAD" else self.command  # HEAD: GET without body
-        allowed = []
-        for route in ROUTES:
-            m = route.pattern.fullmatch(path)
-            if m is None:
+    def maintenance(self, now: float) -> None:
+        """Every second on the loop thread: waitress closes idle keep-alive connections
+        (``channel_timeout``); this adds the deadline of a request still arriving and
+        of a response the client stopped reading."""
+        super().maintenance(now)  # type: ignore[arg-type]  # the stubs say int; it is time.time()
+        limit = self.api.request_timeout
+        mono = time.monotonic()
+        channels = cast(dict[int, _Channel], self.active_channels)
+        for channel in list(channels.values()):
+            if channel.timed_out_at is not None:
+                if mono - channel.timed_out_at > 1.0:  # the 408 could not be flushed
+                    channel.handle_close()
                 continue
-            if route.method != method:
-                allowed.append(route.method)
-                continue
-            try:
-                getattr(self.app, route.handler)(self, *m.groups())
-            except _Refused as exc:
-                self._send_json(exc.status, {"error": exc.message}, exc.headers)
-            except _ResponseStarted as exc:
-                # The status line is out: all that is left is to drop the connection.
-                self.close_connection = True
-                level = log.debug if exc.reason == "client_gone" else log.warning
-                level("http.response_cut", path=path, error=exc.reason)
-            except Exception as exc:
-                # Type only: exception text from a parser could quote the body.
-                log.error("http.error", path=path, error=type(exc).__name__)
-                self._send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"})
-            return
-        if allowed:
-            self._send_json(
-                HTTPStatus.METHOD_NOT_ALLOWED,
-                {"error": f"method {self.command} not allowed"},
-                {"Allow": ", ".join(sorted(set(allowed)))},
-            )
-        else:
-            self._send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})
+            began = channel.request_began
+            if began is not None and mono - began > limit:
+                channel.request_began = None
+                path = str(getattr(channel.request, "path", "") or "")
+                message = self.api.server_refusal(path, HTTPStatus.REQUEST_TIMEOUT)
+                if channel.requests:  # a response is being written: no room for a 408
+                    channel.handle_close()
+                    continue
+                channel.timed_out_at = mono
+                try:
+                    channel.write_soon(_raw_response(HTTPStatus.REQUEST_TIMEOUT, message))
+                except Exception:  # the client is gone already
+                    channel.handle_close()
+                    continue
+                channel.close_when_flushed = True
+            elif channel.total_outbufs_len and now - channel.last_activity > limit:
+                # The client stopped reading its answer: free the buffers, and the worker
+                # thread if one waits for room in them.
+                self.api._count("http.refused.stalled_reader")
+                channel.handle_close()
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 
-    # ------------------------------------------------------------------ request parts
+class _Request:
+    """One request as the handlers see it (built from the WSGI environ), and the one
+    response they give (``send_body``, ``send_stream``, ``_send_json``)."""
 
-    @property
-    def header_map(self) -> dict[str, str]:
-        """Headers with lower-cased names (what ``Provider.webhook_ids`` expects)."""
-        return {k.lower(): v for k, v in self.headers.items()}
+    def __init__(self, environ: WSGIEnvironment) -> None:
+        self.environ = environ
+        self.command = str(environ.get("REQUEST_METHOD", "GET"))
+        query = str(environ.get("QUERY_STRING") or "")
+        # The path as sent (percent-escapes intact), as routes and redirects expect it.
+        self.path = str(environ.get("REQUEST_URI") or "") or (
+            str(environ.get("PATH_INFO") or "/") + (f"?{query}" if query else "")
+        )
+        self.header_map: dict[str, str] = {}
+        for key, value in environ.items():
+            if key.startswith("HTTP_"):
+                self.header_map[key[5:].replace("_", "-").lower()] = str(value)
+            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                self.header_map[key.replace("_", "-").lower()] = str(value)
+        self.status = HTTPStatus.INTERNAL_SERVER_ERROR
+        self.headers: list[tuple[str, str]] = []
+        self.body: Iterable[bytes] = ()
 
     @property
     def query(self) -> dict[str, list[str]]:
         return parse_qs(urlsplit(self.path).query)
 
     def check_length(self, limit: int) -> int:
-        """Validate the announced body size from the headers alone (411/400/413)."""
-        if self.headers.get("Transfer-Encoding") is not None:
-            raise _Refused(
-                HTTPStatus.LENGTH_REQUIRED, "chunked bodies are not accepted", "no_length"
-            )
-        values = self.headers.get_all("Content-Length") or []
-        if not values:
+        """Validate the body size the request announced (411/400/413).
+
+        waitress has already refused bodies over the limit and unparsable lengths, and
+        turned a chunked body into a counted one; this is what a handler relies on.
+        """
+        raw = self.header_map.get("content-length")
+        if raw is None:
             raise _Refused(HTTPStatus.LENGTH_REQUIRED, "Content-Length required", "no_length")
-        raw = values[0].strip()
-        # One plain ASCII number only: two lengths are how requests get smuggled.
-        if len(values) > 1 or not (raw.isascii() and raw.isdigit()):
+        raw = raw.strip()
+        if not (raw.isascii() and raw.isdigit()):
             raise _Refused(HTTPStatus.BAD_REQUEST, "invalid Content-Length", "bad_length")
         length = int(raw)
         if length > limit:
@@ -389,35 +345,64 @@ class _Handler(BaseHTTPRequestHandler):
         return length
 
     def read_body(self, length: int) -> bytes:
-        """Exactly ``length`` bytes within one ``timeout`` overall, or 408/400 (and close).
+        """The body, which waitress received whole (within the deadline) before calling us."""
+        data = cast(Any, self.environ["wsgi.input"]).read(length)
+        if len(data) != length:
+            raise _Refused(HTTPStatus.BAD_REQUEST, "body shorter than Content-Length", "short")
+        return bytes(data)
 
-        The overall deadline matters: a per-read timeout alone lets a client trickle a
-        byte every few seconds and hold a thread for hours.
+    def _send_json(
+        self,
+        status: HTTPStatus,
+        payload: Mapping[str, Any],
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.send_body(status, "application/json", _json_body(payload), headers)
+
+    def send_body(
+        self,
+        status: HTTPStatus,
+        content_type: str,
+        body: bytes,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """A whole response; ``Cache-Control: no-store`` unless ``headers`` say otherwise."""
+        self._head(status, content_type, len(body), headers)
+        self.body = [body] if self.command != "HEAD" else []
+
+    def send_stream(
+        self,
+        status: HTTPStatus,
+        content_type: str,
+        length: int,
+        chunks: Iterable[bytes],
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """A response whose ``length`` bytes come from ``chunks``, written as they come.
+
+        For files: nothing is held whole. If ``chunks`` fails or runs short after the
+        headers went out, the body simply ends: waitress sees fewer bytes than the
+        ``Content-Length`` and closes the connection, so the client sees a truncated
+        body instead of waiting for bytes that never come.
         """
-        deadline = time.monotonic() + self.timeout
-        chunks: list[bytes] = []
-        got = 0
-        try:
-            while got < length:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError
-                self.connection.settimeout(left)
-                chunk = self.rfile.read1(min(length - got, 65536))
-                if not chunk:
-                    raise _Refused(
-                        HTTPStatus.BAD_REQUEST, "body shorter than Content-Length", "short"
-                    )
-                chunks.append(chunk)
-                got += len(chunk)
-        except TimeoutError:
-            raise _Refused(
-                HTTPStatus.REQUEST_TIMEOUT, "body not received in time", "timeout"
-            ) from None
-        finally:
-            self.connection.settimeout(self.timeout)
-        self._body_pending = False
-        return b"".join(chunks)
+        self._head(status, content_type, length, headers)
+        self.body = chunks if self.command != "HEAD" else []
+
+    def _head(
+        self,
+        status: HTTPStatus,
+        content_type: str,
+        length: int,
+        headers: Mapping[str, str] | None,
+    ) -> None:
+        extra = dict(headers or {})
+        self.status = status
+        self.headers = [
+            ("Content-Type", content_type),
+            ("Content-Length", str(length)),
+            ("Cache-Control", extra.pop("Cache-Control", "no-store")),
+            *extra.items(),
+        ]
 
 
 class ApiServer:
@@ -435,13 +420,17 @@ class ApiServer:
         *,
         on_due: Callable[[str], None] | None = None,
         is_healthy: Callable[[], bool] | None = None,
-        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        request_timeout: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rt = rt
+        self._clock = clock  # the readiness cache's; tests move it instead of sleeping
         self.settings = settings
         self.on_due = on_due
         self.is_healthy = is_healthy or (lambda: True)
-        self.request_timeout = request_timeout
+        self.request_timeout = (
+            settings.request_timeout_seconds if request_timeout is None else request_timeout
+        )
         # Resolved here, from the full settings, so the server cannot be built open by
         # mistake when a token is named but unreadable (ConfigError).
         token = resolve_server_token(rt.settings.model_copy(update={"server": settings}))
@@ -449,10 +438,24 @@ class ApiServer:
         if token is not None:
             register_secret(token.get_secret_value())
             self._token = token.get_secret_value().encode("utf-8")
+        full = rt.settings.model_copy(update={"server": settings})
+        metrics_token = resolve_metrics_token(full)
+        self._metrics_token: bytes | None = None
+        if metrics_token is not None:
+            register_secret(metrics_token.get_secret_value())
+            self._metrics_token = metrics_token.get_secret_value().encode("utf-8")
+        self._ready_lock = threading.Lock()
+        self._ready: tuple[float, HTTPStatus, dict[str, Any]] | None = None
+        # One secret per account for its callbacks (``webhook_secret_env``/``_file``).
+        self._webhook_secrets: dict[str, bytes] = {}
+        for account, secret in resolve_webhook_secrets(rt.settings).items():
+            register_secret(secret.get_secret_value())
+            self._webhook_secrets[account] = secret.get_secret_value().encode("utf-8")
         self._counters: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._httpd: _HttpServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
         self.url: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -461,36 +464,150 @@ class ApiServer:
         """Bind ``settings.listen`` (port 0 picks a free one), serve in a thread, return the URL."""
         host, port = self.settings.host_port
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            handler = type("_TimedHandler", (_Handler,), {"timeout": self.request_timeout})
-            httpd = _HttpServer((host, port), self, family, handler)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
         except OSError as exc:
+            sock.close()
             raise ConfigError(
                 "server.listen", f"cannot listen on {self.settings.listen}: {exc.strerror or exc}"
             ) from None
-        self._httpd = httpd
-        bound_port = httpd.server_address[1]
+        bound_port = sock.getsockname()[1]
+        deadline = max(1, int(self.request_timeout + 0.999))  # waitress counts whole seconds
+        adj = Adjustments(
+            host=host,
+            port=bound_port,
+            ident="genvault",  # the Server header: no version for a scanner
+            threads=self.settings.threads,
+            connection_limit=self.settings.max_connections + 2,  # + listener and trigger
+            max_request_header_size=self.settings.max_header_bytes,
+            # waitress refuses a length >= its limit; ours refuses a length > max_body_bytes
+            max_request_body_size=self.settings.max_body_bytes + 1,
+            inbuf_overflow=INBUF_MEMORY,
+            channel_timeout=deadline,
+            cleanup_interval=1,
+            asyncore_loop_timeout=1,
+            asyncore_use_poll=True,  # select() fails on descriptors above 1023
+            log_socket_errors=False,  # a client hanging up is routine, not a traceback
+            expose_tracebacks=False,
+        )
+        # "Task queue depth is N": every thread busy for a moment (a page of thumbnails).
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+        self._stopping.clear()
+        server = _Server(self, sock, adj)
+        self._server = server
         shown = f"[{host}]" if family == socket.AF_INET6 else host
         self.url = f"http://{shown}:{bound_port}"
         self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="genvault-http",
-            daemon=True,
+            target=self._serve, args=(server,), name="genvault-http", daemon=True
         )
         self._thread.start()
         return self.url
 
+    def _serve(self, server: _Server) -> None:
+        """The loop thread: waitress's asyncore loop until :meth:`stop`, then close all."""
+        try:
+            while not self._stopping.is_set():
+                wasyncore.loop(timeout=1.0, use_poll=True, map=server.socket_map, count=1)
+        except Exception:
+            log.exception("http.loop_crashed")
+            raise
+        finally:
+            wasyncore.close_all(server.socket_map)
+            server.task_dispatcher.shutdown(cancel_pending=True, timeout=STOP_WAIT_SECONDS)
+
     def stop(self) -> None:
-        """Stop accepting, close the socket (idempotent). In-flight requests are not awaited."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
+        """Stop accepting, close every connection (idempotent). Handlers still running
+        get :data:`STOP_WAIT_SECONDS`; they are not awaited longer."""
+        server, self._server = self._server, None
+        if server is None:
             return
-        httpd.shutdown()
-        httpd.server_close()
+        try:
+            # The loop thread sets the flag itself (a thunk run by waitress's trigger):
+            # setting it here could let the loop exit and close the trigger first.
+            server.trigger.pull_trigger(self._stopping.set)  # type: ignore[attr-defined]
+        except OSError:  # the loop thread is gone already
+            self._stopping.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=STOP_WAIT_SECONDS + 5)
             self._thread = None
+
+    # ------------------------------------------------------------------ WSGI
+
+    def wsgi(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """The WSGI application waitress runs on its worker threads: route, answer."""
+        req = _Request(environ)
+        self._dispatch(req)
+        log.debug(
+            "http.request",
+            method=req.command,
+            path=urlsplit(req.path).path,
+            status=int(req.status),
+        )
+        start_response(f"{req.status.value} {req.status.phrase}", req.headers)
+        return req.body
+
+    def _route(self, path: str) -> tuple[_Route, tuple[str, ...]] | None:
+        for route in ROUTES:
+            m = route.pattern.fullmatch(path)
+            if m is not None:
+                return route, m.groups()
+        return None
+
+    def _dispatch(self, req: _Request) -> None:
+        path = urlsplit(req.path).path
+        method = "GET" if req.command == "HEAD" else req.command  # HEAD: GET without body
+        allowed = []
+        for route in ROUTES:
+            m = route.pattern.fullmatch(path)
+            if m is None:
+                continue
+            if route.method != method:
+                allowed.append(route.method)
+                continue
+            try:
+                getattr(self, route.handler)(req, *m.groups())
+            except _Refused as exc:
+                req._send_json(exc.status, {"error": exc.message}, exc.headers)
+            except Exception as exc:
+                # Type only: exception text from a parser could quote the body.
+                log.error("http.error", path=path, error=type(exc).__name__)
+                req._send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"})
+            return
+        if allowed:
+            req._send_json(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                {"error": f"method {req.command} not allowed"},
+                {"Allow": ", ".join(sorted(set(allowed)))},
+            )
+        else:
+            req._send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})
+
+    def server_refusal(self, raw_path: str, status: HTTPStatus) -> str:
+        """Count and log a refusal waitress or the deadline made before any handler ran
+        (413, 431, 400, 408); the message for its JSON body. Intake and webhook
+        refusals are counted under their own names, as the handlers count theirs."""
+        reason, message = {
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE: (
+                "too_large",
+                f"body larger than {self.settings.max_body_bytes} bytes",
+            ),
+            HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: (
+                "head_too_large",
+                f"request line and headers larger than {self.settings.max_header_bytes} bytes",
+            ),
+            HTTPStatus.REQUEST_TIMEOUT: ("timeout", "request not received in time"),
+        }.get(status, ("bad_request", status.phrase.lower()))
+        path = urlsplit(raw_path).path
+        found = self._route(path) if path else None
+        if found is not None and found[0].handler in ("intake", "webhook"):
+            account = found[1][0] if found[1] else None
+            self._refuse(found[0].handler, account, status, message, reason)
+        else:
+            self._count(f"http.refused.{reason}")
+            log.info("http.refused", reason=reason, status=int(status))
+        return message
 
     @property
     def counters(self) -> dict[str, int]:
@@ -543,7 +660,7 @@ class ApiServer:
 
     # ------------------------------------------------------------------ endpoints
 
-    def healthz(self, req: _Handler) -> None:
+    def healthz(self, req: _Request) -> None:
         try:
             ok = bool(self.is_healthy())
         except Exception:
@@ -553,27 +670,47 @@ class ApiServer:
         else:
             req._send_json(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "unhealthy"})
 
-    def readyz(self, req: _Handler) -> None:
+    def readyz(self, req: _Request) -> None:
         """Database and storage reachable. Details go to the log, not to the caller."""
-        parts: dict[str, str] = {}
-        for name, check in (("database", self.rt.store.check), ("storage", self.rt.storage.check)):
-            try:
-                check()
-                parts[name] = "ok"
-            except Exception as exc:
-                parts[name] = "failed"
-                log.warning("server.not_ready", part=name, error=type(exc).__name__)
-        failed = sorted(k for k, v in parts.items() if v != "ok")
-        if failed:
-            req._send_json(
-                HTTPStatus.SERVICE_UNAVAILABLE, {"status": "unavailable", "failed": failed, **parts}
-            )
-        else:
-            req._send_json(HTTPStatus.OK, {"status": "ready", **parts})
+        status, payload = self._readiness()
+        req._send_json(status, payload)
+
+    def _readiness(self) -> tuple[HTTPStatus, dict[str, Any]]:
+        """The last check's answer while it is younger than ``server.ready_cache_seconds``.
+
+        ``/readyz`` is unauthenticated and each check writes and fsyncs a probe file and
+        queries the database, so probes must not be able to multiply that work: one
+        check at a time (the lock), and probes that arrive meanwhile take its answer.
+        """
+        with self._ready_lock:
+            cached = self._ready
+            if cached is not None and self._clock() - cached[0] < self.settings.ready_cache_seconds:
+                return cached[1], cached[2]
+            parts: dict[str, str] = {}
+            for name, check in (
+                ("database", self.rt.store.check),
+                ("storage", self.rt.storage.check),
+            ):
+                try:
+                    check()
+                    parts[name] = "ok"
+                except Exception as exc:
+                    parts[name] = "failed"
+                    log.warning("server.not_ready", part=name, error=type(exc).__name__)
+            failed = sorted(k for k, v in parts.items() if v != "ok")
+            if failed:
+                answer = (
+                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    {"status": "unavailable", "failed": failed, **parts},
+                )
+            else:
+                answer = (HTTPStatus.OK, {"status": "ready", **parts})
+            self._ready = (self._clock(), *answer)
+            return answer
 
     # ------------------------------------------------------------------ status page
 
-    def _page_access(self, req: _Handler, kind: str) -> bool:
+    def _page_access(self, req: _Request, kind: str) -> bool:
         """Apply :func:`genvault.web.auth.check_access`; True when the request may go on.
 
         Otherwise the answer (303 with the cookie, 401, 403) has been sent: an HTML
@@ -606,7 +743,8 @@ class ApiServer:
         log.warning(f"{kind}.refused", reason=access.reason)
         if access.verdict is Verdict.CLOSED:
             status = HTTPStatus.FORBIDDEN
-            title, message = "Status page closed", PAGE_CLOSED
+            title = "Status page closed"
+            message = PAGE_FOREIGN_HOST if access.reason == "foreign_host" else PAGE_CLOSED
             headers = dict(PAGE_HEADERS)
         else:
             status = HTTPStatus.UNAUTHORIZED
@@ -624,7 +762,7 @@ class ApiServer:
             req.send_body(status, "text/plain; charset=utf-8", f"{title}\n".encode(), headers)
         return False
 
-    def status_page(self, req: _Handler) -> None:
+    def status_page(self, req: _Request) -> None:
         """``GET /``: the read-only status page (see :mod:`genvault.web`).
 
         The figures are :func:`genvault.status.read_status`, the very document
@@ -677,10 +815,10 @@ class ApiServer:
         self._count("page.served")
         req.send_body(HTTPStatus.OK, "text/html; charset=utf-8", render_page(data), PAGE_HEADERS)
 
-    def archived_file(self, req: _Handler, asset_id: str) -> None:
+    def archived_file(self, req: _Request, asset_id: str) -> None:
         """``GET /files/{asset_id}``: an archived image, streamed (:mod:`genvault.web.files`)."""
         from genvault.errors import StorageError
-        from genvault.web.files import FILE_HEADERS, ShortFileError, find_image, iter_chunks
+        from genvault.web.files import FILE_HEADERS, find_image
 
         if not self._page_access(req, "files"):
             return
@@ -705,27 +843,32 @@ class ApiServer:
         if stream is None:
             req.send_stream(HTTPStatus.OK, image.content_type, size, (), FILE_HEADERS)
             return
-        with stream:
-            try:
-                req.send_stream(
-                    HTTPStatus.OK, image.content_type, size, iter_chunks(stream, size), FILE_HEADERS
-                )
-            except (BrokenPipeError, ConnectionResetError):
-                raise _ResponseStarted("client_gone") from None  # a page left mid-load
-            except (ShortFileError, StorageError) as exc:
-                raise _ResponseStarted(type(exc).__name__) from None
-            except Exception as exc:  # headers are out: no 500 can follow them
-                raise _ResponseStarted(type(exc).__name__) from None
+        req.send_stream(
+            HTTPStatus.OK, image.content_type, size, _file_body(stream, size), FILE_HEADERS
+        )
 
-    def metrics(self, req: _Handler) -> None:
+    def metrics(self, req: _Request) -> None:
         """``GET /metrics``: Prometheus text format (counters of this process, gauges
-        read from the database at scrape time, so every replica reports the same backlog)."""
+        read from the database at scrape time, so every replica reports the same backlog).
+        With ``server.metrics_token_*`` set, only for that bearer token: a scrape runs
+        several queries, which an open endpoint lets anyone repeat."""
         from genvault.metrics import exposition
 
+        if self._metrics_token is not None and not _same_secret(
+            _bearer(req.header_map), self._metrics_token
+        ):
+            raise self._refuse(
+                "metrics",
+                None,
+                HTTPStatus.UNAUTHORIZED,
+                "missing or wrong bearer token (server.metrics_token_env / _file)",
+                "bad_token",
+                headers={"WWW-Authenticate": 'Bearer realm="genvault metrics"'},
+            )
         body, content_type = exposition(self.rt, self.counters)
         req.send_body(HTTPStatus.OK, content_type, body)
 
-    def intake(self, req: _Handler) -> None:
+    def intake(self, req: _Request) -> None:
         """``POST /v1/tasks``: a submitter hands over ids of generations it started."""
         if self._token is None:
             raise self._refuse("intake", None, HTTPStatus.FORBIDDEN, INTAKE_DISABLED, "disabled")
@@ -803,7 +946,7 @@ class ApiServer:
         except IntakeError as exc:
             raise bad(str(exc), account) from None
 
-    def webhook(self, req: _Handler, account: str) -> None:
+    def webhook(self, req: _Request, account: str) -> None:
         """``POST /webhooks/{account}``: a provider says a task changed; poll it now."""
         acc = self.rt.accounts.get(account)
         if acc is None:
@@ -823,23 +966,27 @@ class ApiServer:
             length = req.check_length(self.settings.max_body_bytes)
         except _Refused as exc:
             raise self._refuse("webhook", account, exc.status, exc.message, exc.reason) from None
-        if provider.webhook_auth == "token":
-            if self._token is None:
-                raise self._refuse(
-                    "webhook",
-                    account,
-                    HTTPStatus.FORBIDDEN,
-                    f"{provider.name} webhooks need a token: set server.token_env or "
-                    "server.token_file and add ?token= to the callback URL",
-                    "disabled",
-                )
+        secret = self._webhook_secrets.get(account)
+        if provider.webhook_auth == "token" and secret is None:
+            raise self._refuse(
+                "webhook",
+                account,
+                HTTPStatus.FORBIDDEN,
+                f"{provider.name} webhooks need a secret: set accounts[{account}]."
+                "webhook_secret_env or webhook_secret_file and add ?token=<secret> to the "
+                "callback URL",
+                "disabled",
+            )
+        if secret is not None:
+            # Token webhooks: the only check there is. Signed ones (Akool): a real secret
+            # beside a signature that is not one (providers/akool.py says why).
             offered = _bearer(req.header_map) or _query_token(req.query)
-            if not _same_secret(offered, self._token):
+            if not _same_secret(offered, secret):
                 raise self._refuse(
                     "webhook",
                     account,
                     HTTPStatus.UNAUTHORIZED,
-                    "missing or wrong token",
+                    "missing or wrong webhook secret",
                     "bad_token",
                 )
         try:
@@ -848,10 +995,11 @@ class ApiServer:
             raise self._refuse("webhook", account, exc.status, exc.message, exc.reason) from None
         try:
             raw_ids = provider.webhook_ids(body, req.header_map)
-        except WebhookRejectedError:
+        except WebhookRejectedError as exc:
             if provider.webhook_auth == "signature":
+                reason = str(getattr(exc, "reason", "bad_signature"))  # e.g. "replayed"
                 raise self._refuse(
-                    "webhook", account, HTTPStatus.UNAUTHORIZED, "callback refused", "bad_signature"
+                    "webhook", account, HTTPStatus.UNAUTHORIZED, "callback refused", reason
                 ) from None
             raise self._refuse(
                 "webhook", account, HTTPStatus.BAD_REQUEST, "callback unreadable", "bad_body"
@@ -883,3 +1031,19 @@ class ApiServer:
         self._count("webhook.ids", len(unique))
         log.info("webhook.accepted", account=account, ids=len(unique))
         req._send_json(HTTPStatus.OK, {"accepted": len(unique)})
+
+
+def _file_body(stream: Any, size: int) -> Iterator[bytes]:
+    """The chunks of an archived file for waitress to send; the stream is closed at the end.
+
+    A failure after the headers went out (the object shorter than recorded, storage
+    gone) can only end the body early: waitress then closes the connection. A client
+    that leaves mid-file closes this generator (waitress calls ``close``).
+    """
+    from genvault.web.files import iter_chunks
+
+    with stream:
+        try:
+            yield from iter_chunks(stream, size)
+        except Exception as exc:  # headers are out: no error answer can follow them
+            log.warning("http.response_cut", error=type(exc).__name__)

