@@ -9,7 +9,6 @@ bodies, paging quirks, status transitions) stay in ``test_<name>_sim.py``.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +28,7 @@ from genvault.providers.base import Provider
 from genvault.providers.registry import PROVIDERS, provider_class
 from genvault.records import GenerationRecord, Page
 from genvault.simulator import SIMULATORS, Simulator, simulator_factory
+from tests.integration.sim_checks import assert_files_served
 
 NAMES = sorted(SIMULATORS)
 SEED = 7
@@ -145,13 +145,8 @@ def test_every_expected_file_is_served_with_its_size_and_sha256(
     now = sim.server.clock.now()
     live = [f for f in sim.expected_media() if f.expires_at is None or f.expires_at > now]
     assert live
-    for f in live:
-        r = client.get(f.url)
-        assert r.status_code == 200, f.url
-        assert len(r.content) == f.size
-        assert hashlib.sha256(r.content).hexdigest() == f.sha256
-        assert r.headers["content-type"].split(";")[0] == f.content_type
-    assert sim.server.stats.snapshot()["media_bytes"] == sum(f.size for f in live)
+    served = assert_files_served(client, live)
+    assert sim.server.stats.snapshot()["media_bytes"] == served
 
 
 def test_api_fault_knobs_reach_the_adapter_and_the_stats(
