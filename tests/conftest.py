@@ -3,7 +3,7 @@
 * ``postgres_url``: a fresh database on a real PostgreSQL (GENVAULT_TEST_POSTGRES_URL,
   a server on 127.0.0.1:5432, or a throwaway cluster started for the session);
 * ``s3_server`` / ``s3_bucket``: moto's standalone S3 server over HTTP;
-* ``db_url``: parametrized over SQLite and PostgreSQL, for the store suite;
+* ``db_url``: parametrized over SQLite and PostgreSQL (that param marked ``postgres``);
 * ``info_json_log``: genvault's own logging at info, as JSON lines, into a buffer.
 
 Test layers (procrastinate's model): ``tests/unit`` (pure functions, no I/O),
@@ -32,13 +32,14 @@ settings.register_profile("genvault", deadline=None, suppress_health_check=[Heal
 settings.load_profile("genvault")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database URL on each backend genvault supports."""
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database URL on each backend genvault supports (the one database
+    fixture: ``-m "not postgres"`` deselects the PostgreSQL half)."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'genvault.db'}"
-    else:
-        yield request.getfixturevalue("postgres_url")
+        return f"sqlite:///{tmp_path / 'genvault.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @pytest.fixture(autouse=True, scope="session")

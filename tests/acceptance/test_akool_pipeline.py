@@ -14,14 +14,18 @@ import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from genvault.simulator import akool
 from genvault.simulator.base import ExpectedFile
 from genvault.store import Store
-from tests.acceptance.helpers import genvault, run_until_quiet, write_config
+from tests.acceptance.helpers import (
+    genvault,
+    local_config,
+    run_until_quiet,
+    sim_account,
+)
 
 API_KEY = "ak-acc-key-0123456789abc"  # 24 characters, like Akool's
 PROCESSING_S = 60.0  # never finishes by itself: the test advances the simulator clock
@@ -47,19 +51,7 @@ def sim() -> Iterator[akool.AkoolSimulator]:
 
 
 def _config(sim: akool.AkoolSimulator, tmp_path: Path) -> Path:
-    account: dict[str, Any] = {
-        "name": "main",
-        "provider": "akool",
-        "api_key_env": "AKOOL_KEY",
-        "base_url": sim.api_base,
-        **sim.account_options,
-    }
-    return write_config(
-        tmp_path / "genvault.toml",
-        db_url=f"sqlite:///{tmp_path / 'gv.db'}",
-        storage_url=f"file://{tmp_path / 'archive'}",
-        accounts=[account],
-    )
+    return local_config(tmp_path, [sim_account(sim, "AKOOL_KEY")])
 
 
 def _exp(f: ExpectedFile) -> datetime:

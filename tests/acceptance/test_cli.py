@@ -19,7 +19,7 @@ from rich.console import Console
 from genvault.demo import demo_pipeline
 from genvault.simulator import SIMULATORS, crowdcomputed, geminigen
 from genvault.store import Store, url_key
-from tests.acceptance.helpers import GENVAULT, genvault, write_config
+from tests.acceptance.helpers import GENVAULT, genvault, sim_account, write_config
 from tests.integration import stream_world
 from tests.integration.stream_world import DRIFT, EXPECTED, REJECTED_ERROR, figures
 
@@ -163,15 +163,7 @@ def test_daemon_archives_then_exits_0_on_sigterm_and_releases_leases(tmp_path: P
             tmp_path / "c.toml",
             db_url=f"sqlite:///{tmp_path / 'gv.db'}",
             storage_url=f"file://{tmp_path / 'a'}",
-            accounts=[
-                {
-                    "name": "main",
-                    "provider": "geminigen",
-                    "api_key_env": "GG",
-                    "base_url": sim.api_base,
-                    **sim.account_options,
-                }
-            ],
+            accounts=[sim_account(sim, "GG")],
             extra="[schedule]\nsync_seconds = 2\npoll_seconds = 1\narchive_seconds = 1\n"
             "jitter_seconds = 0\nshutdown_grace_seconds = 5\n",
         )
@@ -337,12 +329,8 @@ def test_a_workflow_the_provider_rejects_is_named_in_status(tmp_path: Path) -> N
             storage_url=f"file://{tmp_path / 'a'}",
             accounts=[
                 {
-                    "name": "cc",
-                    "provider": "crowdcomputed",
-                    "api_key_env": "CC_KEY",
-                    "base_url": sim.api_base,
+                    **sim_account(sim, "CC_KEY", name="cc"),
                     "workflows": ["text-to-image", "text-to-3d", "upscaler"],
-                    **sim.account_options,
                 }
             ],
         )

@@ -20,7 +20,12 @@ from genvault.simulator import crowdcomputed
 from genvault.simulator.base import ExpectedFile
 from genvault.simulator.crowdcomputed import CrowdComputedSimulator
 from genvault.store import Store
-from tests.acceptance.helpers import genvault, run_until_quiet, write_config
+from tests.acceptance.helpers import (
+    genvault,
+    local_config,
+    run_until_quiet,
+    sim_account,
+)
 
 API_KEY = "cc-test-key-51c0ffee"
 ENV = {"CC_KEY": API_KEY}
@@ -47,25 +52,11 @@ def sim() -> Iterator[CrowdComputedSimulator]:
 
 
 def _account(sim: CrowdComputedSimulator, **extra: Any) -> dict[str, Any]:
-    acc: dict[str, Any] = {
-        "name": "main",
-        "provider": "crowdcomputed",
-        "api_key_env": "CC_KEY",
-        "base_url": sim.api_base,
-        "page_size": 4,
-        **sim.account_options,
-    }
-    acc.update(extra)
-    return acc
+    return {**sim_account(sim, "CC_KEY"), "page_size": 4, **extra}
 
 
 def _config(tmp_path: Path, sim: CrowdComputedSimulator, **extra: Any) -> Path:
-    return write_config(
-        tmp_path / "genvault.toml",
-        db_url=f"sqlite:///{tmp_path / 'gv.db'}",
-        storage_url=f"file://{tmp_path / 'archive'}",
-        accounts=[_account(sim, **extra)],
-    )
+    return local_config(tmp_path, [_account(sim, **extra)])
 
 
 def _same_instant(a: datetime | None, b: datetime | None) -> bool:

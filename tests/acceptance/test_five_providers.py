@@ -20,7 +20,7 @@ import pytest
 
 from genvault.simulator import SIMULATORS, simulator_factory
 from genvault.store import Store, url_key
-from tests.acceptance.helpers import genvault, run_until_quiet, write_config
+from tests.acceptance.helpers import genvault, run_until_quiet, sim_account, write_config
 
 KEY = "five-providers-key-24chr"  # 24 chars: Akool's AES-192 callback key is the API key
 
@@ -42,16 +42,7 @@ def sims() -> Iterator[dict[str, Any]]:
 def test_five_accounts_archive_everything_verified(sims: dict[str, Any], tmp_path: Path) -> None:
     assert set(sims) == {"crowdcomputed", "geminigen", "akool", "tengrai", "quickrouter"}
     db = tmp_path / "gv.db"
-    accounts = [
-        {
-            "name": name,
-            "provider": name,
-            "api_key_env": "SIM_KEY",
-            "base_url": sim.api_base,
-            **sim.account_options,
-        }
-        for name, sim in sims.items()
-    ]
+    accounts = [sim_account(sim, "SIM_KEY", name=name) for name, sim in sims.items()]
     config = write_config(
         tmp_path / "genvault.toml",
         db_url=f"sqlite:///{db}",

@@ -39,7 +39,7 @@ from genvault.records import Page
 from genvault.runtime import Runtime
 from genvault.simulator import SIMULATORS, Simulator, simulator_factory
 from genvault.store import Store, url_key
-from tests.acceptance.helpers import genvault, write_config
+from tests.acceptance.helpers import genvault, sim_account, write_config
 
 KEY = "provider-faults-key-24ch"  # 24 characters: Akool's callback key is the API key
 PROVIDERS = tuple(SIMULATORS)
@@ -157,14 +157,7 @@ class Harness:
 
     def configure(self, **options: Any) -> Path:
         """Write the config; ``options`` override the account's keys."""
-        self.account = {
-            "name": "main",
-            "provider": self.provider,
-            "api_key_env": "SIM_KEY",
-            "base_url": self.sim.api_base,
-            **self.sim.account_options,
-            **options,
-        }
+        self.account = {**sim_account(self.sim, "SIM_KEY"), **options}
         return write_config(
             self.tmp_path / "genvault.toml",
             db_url=self.db,
@@ -476,16 +469,7 @@ def test_cli_exits_3_with_json_logs_not_a_traceback(make: Any, tmp_path: Path) -
     """Five accounts, every API answering truncated JSON: one process, exit 3, and
     every stderr line is a JSON log event (a crash would print a traceback)."""
     harnesses = {name: make(name, count=2) for name in PROVIDERS}
-    accounts = [
-        {
-            "name": name,
-            "provider": name,
-            "api_key_env": "SIM_KEY",
-            "base_url": h.sim.api_base,
-            **h.sim.account_options,
-        }
-        for name, h in harnesses.items()
-    ]
+    accounts = [sim_account(h.sim, "SIM_KEY", name=name) for name, h in harnesses.items()]
     config = write_config(
         tmp_path / "cli.toml",
         db_url=f"sqlite:///{tmp_path / 'cli.db'}",

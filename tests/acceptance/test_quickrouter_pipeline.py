@@ -25,7 +25,12 @@ from genvault.expiry import url_expiry
 from genvault.simulator import quickrouter
 from genvault.simulator.quickrouter import QuickRouterSimulator
 from genvault.store import Store, url_key
-from tests.acceptance.helpers import genvault, run_until_quiet, write_config
+from tests.acceptance.helpers import (
+    genvault,
+    local_config,
+    run_until_quiet,
+    sim_account,
+)
 
 API_KEY = "sk-qr-acceptance-41c7e9"
 ENV = {"QR_KEY": API_KEY}
@@ -51,19 +56,7 @@ def sim() -> Iterator[QuickRouterSimulator]:
 
 
 def _config(sim: QuickRouterSimulator, tmp_path: Path) -> Path:
-    account: dict[str, Any] = {
-        "name": "qr",
-        "provider": "quickrouter",
-        "api_key_env": "QR_KEY",
-        "base_url": sim.api_base,
-        **sim.account_options,
-    }
-    return write_config(
-        tmp_path / "genvault.toml",
-        db_url=f"sqlite:///{tmp_path / 'gv.db'}",
-        storage_url=f"file://{tmp_path / 'archive'}",
-        accounts=[account],
-    )
+    return local_config(tmp_path, [sim_account(sim, "QR_KEY", name="qr")])
 
 
 def _rows(tmp_path: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:

@@ -25,7 +25,7 @@ import pytest
 import sqlalchemy as sa
 
 from genvault.simulator import Simulator, simulator_factory
-from tests.acceptance.helpers import GENVAULT, write_config
+from tests.acceptance.helpers import GENVAULT, sim_account, write_config
 from tests.fixtures.s3 import S3Server
 
 if TYPE_CHECKING:
@@ -87,16 +87,7 @@ def _config(
         db_url=db_url,
         storage_url=f"s3://{bucket}/archive",
         endpoint_url=s3.endpoint_url,
-        accounts=[
-            {
-                "name": "main",
-                "provider": "geminigen",
-                "api_key_env": "REPLICA_SIM_KEY",
-                "base_url": sim.api_base,
-                **sim.account_options,
-                "items_per_page": items_per_page,
-            }
-        ],
+        accounts=[{**sim_account(sim, "REPLICA_SIM_KEY"), "items_per_page": items_per_page}],
         extra="\n".join(
             [
                 "[server]",

@@ -19,7 +19,7 @@ import pytest
 
 from genvault.simulator import geminigen
 from genvault.store import Store
-from tests.acceptance.helpers import genvault, run_until_quiet, write_config
+from tests.acceptance.helpers import genvault, run_until_quiet, sim_account, write_config
 
 API_KEY = "k-search-123456"
 
@@ -47,15 +47,7 @@ def archived(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archived]:
             tmp / "c.toml",
             db_url=db,
             storage_url=f"file://{tmp / 'archive'}",
-            accounts=[
-                {
-                    "name": "main",
-                    "provider": "geminigen",
-                    "api_key_env": "GG_KEY",
-                    "base_url": sim.api_base,
-                    **sim.account_options,
-                }
-            ],
+            accounts=[sim_account(sim, "GG_KEY")],
         )
         runs = run_until_quiet(cfg, {"GG_KEY": API_KEY})
         assert runs[-1].returncode == 0, runs[-1].stderr[-3000:]

@@ -19,7 +19,7 @@ import pytest
 
 from genvault.simulator import geminigen
 from genvault.store import Store
-from tests.acceptance.helpers import GENVAULT, run_until_quiet, write_config
+from tests.acceptance.helpers import GENVAULT, run_until_quiet, sim_account, write_config
 
 KEY = "gg-shutdown-key-0b7e42"
 
@@ -31,15 +31,7 @@ def _start(
         tmp_path / "c.toml",
         db_url=f"sqlite:///{tmp_path / 'gv.db'}",
         storage_url=f"file://{tmp_path / 'a'}",
-        accounts=[
-            {
-                "name": "main",
-                "provider": "geminigen",
-                "api_key_env": "GG",
-                "base_url": sim.api_base,
-                **sim.account_options,
-            }
-        ],
+        accounts=[sim_account(sim, "GG")],
         extra="[schedule]\nsync_seconds = 60\npoll_seconds = 60\narchive_seconds = 1\n"
         f"jitter_seconds = 0\nshutdown_grace_seconds = {grace}\n",
     )

@@ -20,7 +20,7 @@ from genvault.simulator import tengrai
 from genvault.simulator.base import ExpectedFile
 from genvault.simulator.tengrai import TengrAISimulator
 from genvault.store import Store
-from tests.acceptance.helpers import genvault, run_until_quiet, write_config
+from tests.acceptance.helpers import genvault, run_until_quiet, sim_account, write_config
 
 API_KEY = "tengr-acceptance-key-51c0"
 ENV = {"TENGR_KEY": API_KEY}
@@ -67,14 +67,7 @@ def sims() -> Iterator[dict[str, TengrAISimulator]]:
 
 
 def _account(version: str, sim: TengrAISimulator) -> dict[str, Any]:
-    return {
-        "name": version,
-        "provider": "tengrai",
-        "api_key_env": "TENGR_KEY",
-        "base_url": sim.api_base,
-        "page_limit": 4,
-        **sim.account_options,  # api_version
-    }
+    return {**sim_account(sim, "TENGR_KEY", name=version), "page_limit": 4}  # + api_version
 
 
 def test_run_once_archives_every_result_with_its_deadline(

@@ -34,6 +34,7 @@ from genvault.records import GenerationRecord, GenerationStatus, MediaKind
 from genvault.simulator import crowdcomputed, simulator_factory
 from genvault.simulator.crowdcomputed import CrowdComputedSimulator
 from genvault.walk import read_listing
+from tests.integration.sim_checks import assert_files_served
 
 KEY = "cc-test-key-0f9e8d7c"
 COUNT = 21
@@ -342,12 +343,8 @@ def test_media_bytes_match_expected_media(
     live = [f for f in expected if f.expires_at is None or f.expires_at > now]
     dead = [f for f in expected if f not in live]
     assert live and dead
-    for f in live:
-        r = client.get(f.url)
-        assert r.status_code == 200, f.url
-        assert r.headers["content-type"] == f.content_type
-        assert int(r.headers["content-length"]) == f.size == len(r.content)
-        assert hashlib.sha256(r.content).hexdigest() == f.sha256 == sim.media_sha256(f.url)
+    assert all(f.sha256 == sim.media_sha256(f.url) for f in live)
+    assert_files_served(client, live)
     for f in dead:
         r = client.get(f.url)
         assert r.status_code == 403 and b"<Code>AccessDenied</Code>" in r.content

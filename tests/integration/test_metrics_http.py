@@ -107,14 +107,6 @@ def sim() -> Iterator[GeminiGenSimulator]:
     s.stop()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'gv.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 def _settings(sim: GeminiGenSimulator, db_url: str, tmp_path: Path) -> Settings:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
@@ -203,9 +195,9 @@ def _count_statements(rt: Runtime) -> list[str]:
 
 
 def test_metrics_match_the_database_the_archive_and_the_provider(
-    sim: GeminiGenSimulator, database: str, tmp_path: Path, serve: Any
+    sim: GeminiGenSimulator, db_url: str, tmp_path: Path, serve: Any
 ) -> None:
-    rt = Runtime.build(_settings(sim, database, tmp_path), {"main": SecretStr(KEY)})
+    rt = Runtime.build(_settings(sim, db_url, tmp_path), {"main": SecretStr(KEY)})
     sim.faults.update(rate_limit_next=1)  # the first API call answers 429, then it is retried
     report = run_once(rt)
     assert report.exit_code is ExitCode.OK
@@ -363,8 +355,8 @@ STREAM_GAUGE = {
 }
 
 
-def test_stream_gauges_match_the_crafted_archive(database: str, tmp_path: Path, serve: Any) -> None:
-    rt = Runtime.build(stream_world.settings(database, tmp_path), stream_world.SECRETS)
+def test_stream_gauges_match_the_crafted_archive(db_url: str, tmp_path: Path, serve: Any) -> None:
+    rt = Runtime.build(stream_world.settings(db_url, tmp_path), stream_world.SECRETS)
     url = serve(rt)
     empty = scrape(url)
     # an empty database: every configured stream is there, never walked, not complete
@@ -405,7 +397,7 @@ def test_stream_gauges_match_the_crafted_archive(database: str, tmp_path: Path, 
     assert m.value("genvault_stream_listed", account="cc", stream="wf-rejected") is None
 
     # wf-lossy and wf-rejected leave the configuration: retired, no walk times any more
-    settings = stream_world.settings(database, tmp_path)
+    settings = stream_world.settings(db_url, tmp_path)
     cc = settings.accounts[0].model_copy(update={"workflows": ["wf-ok", "wf-later"]})
     later = Runtime.build(
         settings.model_copy(update={"accounts": (cc, *settings.accounts[1:])}),

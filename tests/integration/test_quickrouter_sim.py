@@ -6,7 +6,6 @@ and signature expiry are deterministic.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -28,6 +27,7 @@ from genvault.providers.quickrouter import QuickRouter, QuickRouterOptions
 from genvault.records import GenerationStatus, MediaRole
 from genvault.simulator import quickrouter
 from genvault.simulator.quickrouter import QuickRouterSimulator
+from tests.integration.sim_checks import assert_files_served
 
 KEY = "sk-qr-test-5d1f0c"
 WAIT = 4.0
@@ -199,12 +199,7 @@ def test_media_bytes_match_expected(sim: QuickRouterSimulator, cdn: httpx.Client
     roles = {f.role for f in expected}
     assert roles == {"result", "reference"}
     assert {f.generation_id for f in expected}.isdisjoint(sim.failures)
-    for f in expected:
-        r = cdn.get(f.url)
-        assert r.status_code == 200, (f.url, r.text[:200])
-        assert len(r.content) == f.size
-        assert hashlib.sha256(r.content).hexdigest() == f.sha256
-        assert r.headers["content-type"] == f.content_type
+    assert_files_served(cdn, expected)
 
 
 def test_signed_urls_expire_and_a_reread_resigns(

@@ -22,6 +22,7 @@ import pytest
 
 from genvault.simulator import geminigen, media, simulator_factory
 from genvault.simulator.geminigen import GeminiGenSimulator
+from tests.integration.sim_checks import assert_files_served
 
 KEY = "test-geminigen-key"
 COUNT = 23
@@ -231,13 +232,9 @@ def test_media_bytes_match_expected_media(client: httpx.Client, sim: GeminiGenSi
     now = datetime.now(UTC)
     live = [f for f in expected if f.expires_at is None or f.expires_at > now]
     assert 0 < len(live) < len(expected)
-    for f in live:
-        r = client.get(f.url)
-        assert r.status_code == 200, f.url
-        assert r.headers["content-type"] == f.content_type
-        assert int(r.headers["content-length"]) == f.size == len(r.content)
-        assert hashlib.sha256(r.content).hexdigest() == f.sha256 == sim.media_sha256(f.url)
-    assert sim.server.stats.snapshot()["media_bytes"] == sum(f.size for f in live)
+    assert all(f.sha256 == sim.media_sha256(f.url) for f in live)
+    served = assert_files_served(client, live)
+    assert sim.server.stats.snapshot()["media_bytes"] == served
 
 
 def test_detail_only_files() -> None:

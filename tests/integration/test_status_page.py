@@ -477,9 +477,6 @@ def test_files_stream_from_s3(
 # --------------------------------------------------------------------------- queries
 
 
-@pytest.mark.parametrize(
-    "db_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
-)
 def test_activity_queries_on_both_databases(store: Store) -> None:
     """recent_archives / stored_file / recent_failures on SQLite and PostgreSQL.
 
@@ -588,9 +585,6 @@ def test_the_pipeline_s_streams_are_complete(page: Page) -> None:
     assert 'data-complete="yes"' in ads["(tracked)"]
 
 
-@pytest.mark.parametrize(
-    "db_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
-)
 def test_page_shows_each_stream_s_figures_and_names_the_failing_one(
     db_url: str, tmp_path: Path
 ) -> None:

@@ -32,6 +32,7 @@ from genvault.records import GenerationRecord, GenerationStatus, MediaKind, Medi
 from genvault.simulator import tengrai
 from genvault.simulator.tengrai import TengrAISimulator
 from genvault.walk import read_listing
+from tests.integration.sim_checks import assert_files_served
 
 KEY = "tengr-test-key-3b7d"
 COUNT = 17
@@ -224,12 +225,9 @@ def test_media_bytes_match_expected_media(client: httpx.Client, sim: TengrAISimu
     for f in expected:
         per_art[f.generation_id] = per_art.get(f.generation_id, 0) + 1
     assert set(per_art.values()) == {1, 2}  # batch of 1-2 results
-    for f in live:
-        r = client.get(f.url)
-        assert r.status_code == 200, f.url
-        assert r.headers["content-type"] == "image/jpeg"
-        assert int(r.headers["content-length"]) == f.size == len(r.content)
-        assert hashlib.sha256(r.content).hexdigest() == f.sha256 == sim.media_sha256(f.url)
+    assert {f.content_type for f in live} == {"image/jpeg"}
+    assert all(f.sha256 == sim.media_sha256(f.url) for f in live)
+    assert_files_served(client, live)
 
 
 def test_media_is_403_after_retention_and_signed_urls_die_first(

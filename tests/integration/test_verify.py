@@ -64,13 +64,6 @@ def storage_settings(request: pytest.FixtureRequest, tmp_path: Path) -> StorageS
     return StorageSettings(url=f"s3://{bucket}/vault", endpoint_url=endpoint)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'verify.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 def _archive(
     sim: geminigen.GeminiGenSimulator, tmp_path: Path, storage: StorageSettings
 ) -> Runtime:
@@ -194,8 +187,8 @@ def _archived_rows(store: Store, storage: Storage, n: int) -> dict[int, str]:
     return keys
 
 
-def test_sample_draws_distinct_random_files_on_both_databases(any_db: str, tmp_path: Path) -> None:
-    store = Store(any_db)
+def test_sample_draws_distinct_random_files_on_both_databases(db_url: str, tmp_path: Path) -> None:
+    store = Store(db_url)
     store.upgrade()
     try:
         storage = open_storage(StorageSettings(url=f"file://{tmp_path / 'a'}"))

@@ -49,6 +49,7 @@ from genvault.providers.quickrouter import (
 from genvault.providers.registry import provider_class
 from genvault.records import GenerationRecord, GenerationStatus, MediaKind, MediaRole
 from tests.fixtures.replay import ReplayServer
+from tests.strategies import JSON_VALUES
 
 SEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "seeds"
 GROK_ASKED = "grok:eee6faa8-9dee-455c-aa82-02ac623adf3a"
@@ -499,17 +500,6 @@ def test_options_validate() -> None:
 
 # --------------------------------------------------------------------------- properties
 
-JSON_VALUES = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats()
-    | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=20,
-)
 _STATUSES = st.sampled_from([raw for raw, _ in TABLE] + ["weird", "", "COMPLETE"])
 _TIMES = st.one_of(
     st.integers(min_value=-(2**64), max_value=2**64),
@@ -588,13 +578,6 @@ def _unwrap_or_provider_error(payload: Any) -> None:
         unwrap(payload, "a:b")
     except (BusinessError, NotFoundError):
         return
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(JSON_VALUES, st.booleans())
-def test_arbitrary_json_only_raises_malformed(payload: Any, signed: bool) -> None:
-    _parse_or_malformed(payload, signed)
-    _unwrap_or_provider_error(payload)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
