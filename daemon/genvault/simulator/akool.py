@@ -47,13 +47,12 @@ from genvault.simulator import media
 from genvault.simulator.base import (
     ExpectedFile,
     ProviderSim,
-    Request,
-    Response,
     Role,
-    SimServer,
     check_non_negative,
     config_from_knobs,
 )
+from genvault.simulator.messages import Request, Response
+from genvault.simulator.server import SimServer
 
 API_PATH: Final = ""
 STATUS_PATH: Final = "/api/open/v3/content/image/infobymodelid"

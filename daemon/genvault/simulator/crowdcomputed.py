@@ -52,12 +52,11 @@ from genvault.simulator import media
 from genvault.simulator.base import (
     ExpectedFile,
     ProviderSim,
-    Request,
-    Response,
-    SimServer,
     check_non_negative,
     config_from_knobs,
 )
+from genvault.simulator.messages import Request, Response
+from genvault.simulator.server import SimServer
 
 API_PATH: Final = ""
 """The API lives at the host root: ``/api/v1/...``."""

@@ -49,14 +49,13 @@ from genvault.simulator import media
 from genvault.simulator.base import (
     ExpectedFile,
     ProviderSim,
-    Request,
-    Response,
     Role,
-    SimServer,
     check_non_negative,
     config_from_knobs,
     iso_ms,
 )
+from genvault.simulator.messages import Request, Response
+from genvault.simulator.server import SimServer
 
 API_PATH: Final = "/uapi/v1"
 CDN: Final = "/cdn/"

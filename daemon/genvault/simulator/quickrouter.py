@@ -53,16 +53,15 @@ from genvault.simulator import media
 from genvault.simulator.base import (
     ExpectedFile,
     ProviderSim,
-    Request,
-    Response,
     Role,
-    SimServer,
     check_non_negative,
     config_from_knobs,
 )
+from genvault.simulator.messages import Request, Response
+from genvault.simulator.server import SimServer
 
 if TYPE_CHECKING:
-    from genvault.simulator.base import _Handler
+    from genvault.simulator.server import _Handler
 
 QUERY_PATH: Final = "/v1/video/query"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)

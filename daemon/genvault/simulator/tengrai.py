@@ -52,13 +52,12 @@ from genvault.simulator import media
 from genvault.simulator.base import (
     ExpectedFile,
     ProviderSim,
-    Request,
-    Response,
-    SimServer,
     check_non_negative,
     config_from_knobs,
     iso_ms,
 )
+from genvault.simulator.messages import Request, Response
+from genvault.simulator.server import SimServer
 
 CDN: Final = "/cdn/"
 RETENTION: Final = timedelta(days=8)
