@@ -16,15 +16,22 @@ Only the standard library is used, so simulators add no dependencies.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, ClassVar, Literal, Protocol, Self, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Protocol, Self, TypeVar
 from urllib.parse import urlsplit
 
 from genvault.simulator import media
 from genvault.simulator.clock import SimClock
-from genvault.simulator.faults import Faults
+from genvault.simulator.faults import Faults, mangle_types
+from genvault.simulator.messages import (
+    BusinessErrorFactory,
+    ErrorFactory,
+    default_business_error,
+    default_error,
+)
 from genvault.simulator.server import SimServer
 from genvault.simulator.stats import Stats
 
@@ -114,19 +121,57 @@ class SimulatorFactory(Protocol):
     ) -> Simulator: ...
 
 
-class ProviderSim:
-    """Base of the per-provider simulators: owns a :class:`SimServer`, adds the API.
+class SimConfig(Protocol):
+    """What :class:`ProviderSim` reads from every provider's config dataclass."""
 
-    Subclasses set ``name`` and ``api_path`` (e.g. ``/uapi/v1``), register routes and
-    media in ``__init__``, and implement :meth:`expected_media`.
+    @property
+    def api_key(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def clock_anchor(self) -> datetime | None: ...
+
+
+_Config = TypeVar("_Config", bound=SimConfig)
+
+
+class ProviderSim(Generic[_Config]):
+    """Base of the per-provider simulators: builds a :class:`SimServer`, adds the API.
+
+    A subclass describes its server with class attributes instead of building it:
+    ``name`` and ``api_path`` (e.g. ``/uapi/v1``), ``media_prefixes`` (paths the CDN
+    answers 404 for when unknown), the provider's ``error_response``,
+    ``wrong_types`` and ``business_error`` factories, and ``server_class`` when it
+    needs a :class:`SimServer` subclass. The factories are plain functions, read from
+    the class (never called through ``self``, which would bind them). Its
+    ``__init__`` calls ``super().__init__(config)`` (with any extra keyword options
+    of ``server_class``), then registers routes and media, and the subclass
+    implements :meth:`expected_media`.
     """
 
     name: ClassVar[str] = "sim"
     api_path: ClassVar[str] = ""
+    media_prefixes: ClassVar[tuple[str, ...]] = ("/cdn/",)
+    error_response: ClassVar[ErrorFactory] = default_error
+    wrong_types: ClassVar[Callable[[Any], Any]] = mangle_types
+    business_error: ClassVar[BusinessErrorFactory] = default_business_error
+    server_class: ClassVar[type[SimServer]] = SimServer
 
-    def __init__(self, server: SimServer, api_key: str) -> None:
-        self._server = server
-        self.api_key = api_key
+    def __init__(self, config: _Config, **server_options: Any) -> None:
+        cls = type(self)
+        self.config = config
+        self.api_key = config.api_key
+        self._server = cls.server_class.for_config(
+            cls.name,
+            config,
+            media_prefixes=cls.media_prefixes,
+            error_response=cls.error_response,
+            wrong_types=cls.wrong_types,
+            business_error=cls.business_error,
+            **server_options,
+        )
 
     @property
     def server(self) -> SimServer:
