@@ -38,8 +38,8 @@ from botocore.config import Config
 
 from bench.core import Scale
 from genvault.simulator import crowdcomputed
-from genvault.simulator.base import SimServer
 from genvault.simulator.crowdcomputed import CrowdComputedSimulator
+from genvault.simulator.server import SimServer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -21,8 +21,9 @@ import pytest
 
 from genvault.providers.registry import provider_class
 from genvault.simulator import SIMULATORS, SimServer, akool, geminigen, simulator_factory
-from genvault.simulator.base import FAULT_FIELDS, Faults, Response, spoil_one_item
+from genvault.simulator.faults import FAULT_FIELDS, Faults, spoil_one_item
 from genvault.simulator.geminigen import GeminiGenSimulator
+from genvault.simulator.messages import Response
 
 KEY = "sim-faults-key-0123456789"  # 24+ characters: Akool's callback key is the API key
 

@@ -47,13 +47,11 @@ from genvault.simulator import media
 from genvault.simulator.base import (
     ExpectedFile,
     ProviderSim,
-    Request,
-    Response,
     Role,
-    SimServer,
     check_non_negative,
     config_from_knobs,
 )
+from genvault.simulator.messages import Request, Response
 
 API_PATH: Final = ""
 STATUS_PATH: Final = "/api/open/v3/content/image/infobymodelid"
@@ -254,24 +252,19 @@ def encrypt_callback(
     }
 
 
-class AkoolSimulator(ProviderSim):
+class AkoolSimulator(ProviderSim[AkoolSimConfig]):
     """The Akool image result API on loopback. Use :func:`create` or pass a config."""
 
     name = "akool"
     api_path = API_PATH
+    media_prefixes = (CDN,)
+    error_response = _error
+    wrong_types = _mangle
+    business_error = _business_error
 
     def __init__(self, config: AkoolSimConfig | None = None) -> None:
-        cfg = config or AkoolSimConfig()
-        server = SimServer.for_config(
-            "akool",
-            cfg,
-            media_prefixes=(CDN,),
-            error_response=_error,
-            wrong_types=_mangle,
-            business_error=_business_error,
-        )
-        super().__init__(server, cfg.api_key)
-        self.config = cfg
+        super().__init__(config or AkoolSimConfig())
+        cfg, server = self.config, self.server
         derived = hashlib.sha256(f"akool-client:{cfg.seed}".encode()).hexdigest()
         self.client_id: str = cfg.client_id or derived[:16]
         self.token: str = hashlib.sha256(

@@ -52,12 +52,10 @@ from genvault.simulator import media
 from genvault.simulator.base import (
     ExpectedFile,
     ProviderSim,
-    Request,
-    Response,
-    SimServer,
     check_non_negative,
     config_from_knobs,
 )
+from genvault.simulator.messages import Request, Response
 
 API_PATH: Final = ""
 """The API lives at the host root: ``/api/v1/...``."""
@@ -303,24 +301,19 @@ def _mangle(payload: Any) -> Any:
     return out
 
 
-class CrowdComputedSimulator(ProviderSim):
+class CrowdComputedSimulator(ProviderSim[CrowdComputedSimConfig]):
     """The CrowdComputed global API on loopback. Use :func:`create` or pass a config."""
 
     name = "crowdcomputed"
     api_path = API_PATH
+    media_prefixes = (DATA,)
+    error_response = _error
+    wrong_types = _mangle
+    business_error = _business_error
 
     def __init__(self, config: CrowdComputedSimConfig | None = None) -> None:
-        cfg = config or CrowdComputedSimConfig()
-        server = SimServer.for_config(
-            "crowdcomputed",
-            cfg,
-            media_prefixes=(DATA,),
-            error_response=_error,
-            wrong_types=_mangle,
-            business_error=_business_error,
-        )
-        super().__init__(server, cfg.api_key)
-        self.config = cfg
+        super().__init__(config or CrowdComputedSimConfig())
+        cfg, server = self.config, self.server
         self._tasks = _Builder(cfg, server.clock.now()).build()
         self._by_id = {t.task_id: t for t in self._tasks}
         self._seen_lock = threading.Lock()

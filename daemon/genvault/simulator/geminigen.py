@@ -49,14 +49,12 @@ from genvault.simulator import media
 from genvault.simulator.base import (
     ExpectedFile,
     ProviderSim,
-    Request,
-    Response,
     Role,
-    SimServer,
     check_non_negative,
     config_from_knobs,
     iso_ms,
 )
+from genvault.simulator.messages import Request, Response
 
 API_PATH: Final = "/uapi/v1"
 CDN: Final = "/cdn/"
@@ -493,24 +491,19 @@ def _mangle(payload: Any) -> Any:
     return out
 
 
-class GeminiGenSimulator(ProviderSim):
+class GeminiGenSimulator(ProviderSim[GeminiGenSimConfig]):
     """The GeminiGen.AI history API on loopback. Use :func:`create` or pass a config."""
 
     name = "geminigen"
     api_path = API_PATH
+    media_prefixes = (CDN,)
+    error_response = _error
+    wrong_types = _mangle
+    business_error = _business_error
 
     def __init__(self, config: GeminiGenSimConfig | None = None) -> None:
-        cfg = config or GeminiGenSimConfig()
-        server = SimServer.for_config(
-            "geminigen",
-            cfg,
-            media_prefixes=(CDN,),
-            error_response=_error,
-            wrong_types=_mangle,
-            business_error=_business_error,
-        )
-        super().__init__(server, cfg.api_key)
-        self.config = cfg
+        super().__init__(config or GeminiGenSimConfig())
+        cfg, server = self.config, self.server
         self._lock = threading.RLock()
         """Guards the generation list, the deletions and the churn state below."""
         self._builder = _Builder(cfg, server.clock.now())

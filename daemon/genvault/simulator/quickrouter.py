@@ -46,23 +46,22 @@ import string
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 from urllib.parse import urlencode
 
 from genvault.simulator import media
 from genvault.simulator.base import (
     ExpectedFile,
     ProviderSim,
-    Request,
-    Response,
     Role,
-    SimServer,
     check_non_negative,
     config_from_knobs,
 )
+from genvault.simulator.messages import Request, Response
+from genvault.simulator.server import SimServer
 
 if TYPE_CHECKING:
-    from genvault.simulator.base import _Handler
+    from genvault.simulator.server import _Handler
 
 QUERY_PATH: Final = "/v1/video/query"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -359,28 +358,38 @@ class _Builder:
         )
 
 
+def _business_error() -> Response:
+    """``malformed="business_error"``: the relay's OpenAI-style error inside an HTTP 200.
+
+    QuickRouter documents no error shape; new-api relays answer ``{"error": {...}}``.
+    """
+    return Response.json({"error": {"message": "upstream request failed", "type": "new_api_error"}})
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    """The relay's OpenAI-style error; ``code`` is the ``type`` (faults pass generic codes)."""
+    kind = code.lower() if code.lower().endswith("_error") else "new_api_error"
+    return Response.json({"error": {"message": message, "type": kind}}, status)
+
+
 # --------------------------------------------------------------------------- simulator
 
 
-class QuickRouterSimulator(ProviderSim):
+class QuickRouterSimulator(ProviderSim[QuickRouterSimConfig]):
     """QuickRouter's ``/v1/video/query`` on loopback. Use :func:`create` or pass a config."""
 
     name = "quickrouter"
     api_path = ""
+    media_prefixes = ("/cdn/", "/storage/")
+    error_response = _error
+    business_error = _business_error
+    server_class = _SigningServer
 
     def __init__(self, config: QuickRouterSimConfig | None = None) -> None:
         cfg = config or QuickRouterSimConfig()
         secret = hashlib.sha256(f"quickrouter-cdn:{cfg.seed}".encode()).digest()
-        server = _SigningServer.for_config(
-            "quickrouter",
-            cfg,
-            secret=secret,
-            media_prefixes=("/cdn/", "/storage/"),
-            error_response=_error,
-            business_error=_business_error,
-        )
-        super().__init__(server, cfg.api_key)
-        self.config = cfg
+        super().__init__(cfg, secret=secret)
+        server = cast(_SigningServer, self.server)
         self.url_ttl_seconds = cfg.url_ttl_seconds
         """Lifetime of URLs signed from now on (tests shorten or lengthen it at runtime)."""
         self.last_headers: dict[str, str] = {}
@@ -618,20 +627,6 @@ class QuickRouterSimulator(ProviderSim):
         if t is None:
             return _error(404, "invalid_request_error", "task not found")
         return Response.json(self._render(t))
-
-
-def _business_error() -> Response:
-    """``malformed="business_error"``: the relay's OpenAI-style error inside an HTTP 200.
-
-    QuickRouter documents no error shape; new-api relays answer ``{"error": {...}}``.
-    """
-    return Response.json({"error": {"message": "upstream request failed", "type": "new_api_error"}})
-
-
-def _error(status: int, code: str, message: str) -> Response:
-    """The relay's OpenAI-style error; ``code`` is the ``type`` (faults pass generic codes)."""
-    kind = code.lower() if code.lower().endswith("_error") else "new_api_error"
-    return Response.json({"error": {"message": message, "type": kind}}, status)
 
 
 def _ms(value: datetime) -> int:

@@ -52,13 +52,11 @@ from genvault.simulator import media
 from genvault.simulator.base import (
     ExpectedFile,
     ProviderSim,
-    Request,
-    Response,
-    SimServer,
     check_non_negative,
     config_from_knobs,
     iso_ms,
 )
+from genvault.simulator.messages import Request, Response
 
 CDN: Final = "/cdn/"
 RETENTION: Final = timedelta(days=8)
@@ -307,24 +305,19 @@ def _mangle(payload: Any) -> Any:
     return out
 
 
-class TengrAISimulator(ProviderSim):
+class TengrAISimulator(ProviderSim[TengrAISimConfig]):
     """The Tengr.ai artworks API on loopback. Use :func:`create` or pass a config."""
 
     name = "tengrai"
     api_path = ""  # the version is part of each path, not of the base URL
+    media_prefixes = (CDN,)
+    error_response = _error
+    wrong_types = _mangle
+    business_error = _business_error
 
     def __init__(self, config: TengrAISimConfig | None = None) -> None:
-        cfg = config or TengrAISimConfig()
-        server = SimServer.for_config(
-            "tengrai",
-            cfg,
-            media_prefixes=(CDN,),
-            error_response=_error,
-            wrong_types=_mangle,
-            business_error=_business_error,
-        )
-        super().__init__(server, cfg.api_key)
-        self.config = cfg
+        super().__init__(config or TengrAISimConfig())
+        cfg, server = self.config, self.server
         self.error_body_in_200: dict[str, Any] | None = None
         """When set, every authorized API call answers HTTP 200 with this body."""
         self._lock = threading.RLock()
