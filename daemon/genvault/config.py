@@ -22,6 +22,7 @@ import os
 import re
 import stat
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -408,6 +409,39 @@ def _check_accounts(settings: Settings) -> None:
         registry.validate_options(acc, where)
 
 
+def read_secret(
+    where: str,
+    env_field: str,
+    env_name: str | None,
+    file_field: str,
+    path: Path | None,
+    environ: Mapping[str, str],
+) -> SecretStr | None:
+    """The secret named by an ``*_env`` or ``*_file`` key, or None when neither is set.
+
+    One ladder for every secret (API keys, webhook secrets, the server and metrics
+    tokens): a secret that is named but cannot be read is a :class:`ConfigError`
+    naming the key, never "no secret", because an operator who named one expects it
+    in force, and a typo must stop genvault rather than silently open or close a door.
+    """
+    if env_name and path is not None:
+        raise ConfigError(f"{where}{env_field}", f"set {env_field} or {file_field}, not both")
+    if env_name:
+        value = environ.get(env_name, "").strip()
+        if not value:
+            raise ConfigError(f"{where}{env_field}", f"environment variable {env_name} is not set")
+        return SecretStr(value)
+    if path is not None:
+        try:
+            value = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{where}{file_field}", f"cannot read: {exc.strerror}") from None
+        if not value:
+            raise ConfigError(f"{where}{file_field}", "file is empty")
+        return SecretStr(value)
+    return None
+
+
 def resolve_secrets(
     settings: Settings, environ: dict[str, str] | None = None
 ) -> dict[str, SecretStr]:
@@ -415,24 +449,13 @@ def resolve_secrets(
     env = os.environ if environ is None else environ
     secrets: dict[str, SecretStr] = {}
     for acc in settings.accounts:
-        if not acc.enabled:
-            continue
-        where = f"accounts[{acc.name}]"
-        if acc.api_key_env:
-            value = env.get(acc.api_key_env, "").strip()
-            if not value:
-                raise ConfigError(
-                    f"{where}.api_key_env", f"environment variable {acc.api_key_env} is not set"
-                )
-        else:
-            assert acc.api_key_file is not None
-            try:
-                value = acc.api_key_file.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"{where}.api_key_file", f"cannot read: {exc.strerror}") from None
-            if not value:
-                raise ConfigError(f"{where}.api_key_file", "file is empty")
-        secrets[acc.name] = SecretStr(value)
+        if acc.enabled:
+            where = f"accounts[{acc.name}]."
+            key = read_secret(
+                where, "api_key_env", acc.api_key_env, "api_key_file", acc.api_key_file, env
+            )
+            assert key is not None  # the model requires one of the two
+            secrets[acc.name] = key
     return secrets
 
 
@@ -440,95 +463,48 @@ def resolve_webhook_secrets(
     settings: Settings, environ: dict[str, str] | None = None
 ) -> dict[str, SecretStr]:
     """Every enabled account's webhook secret, by account name (accounts without one are
-    absent). Read like API keys: a secret that is named but cannot be read is a
-    ConfigError naming the key, never "no secret"."""
+    absent)."""
     env = os.environ if environ is None else environ
     secrets: dict[str, SecretStr] = {}
     for acc in settings.accounts:
         if not acc.enabled:
             continue
-        where = f"accounts[{acc.name}]"
-        if acc.webhook_secret_env:
-            value = env.get(acc.webhook_secret_env, "").strip()
-            if not value:
-                raise ConfigError(
-                    f"{where}.webhook_secret_env",
-                    f"environment variable {acc.webhook_secret_env} is not set",
-                )
-        elif acc.webhook_secret_file is not None:
-            try:
-                value = acc.webhook_secret_file.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"{where}.webhook_secret_file", f"cannot read: {exc.strerror}"
-                ) from None
-            if not value:
-                raise ConfigError(f"{where}.webhook_secret_file", "file is empty")
-        else:
-            continue
-        secrets[acc.name] = SecretStr(value)
+        secret = read_secret(
+            f"accounts[{acc.name}].",
+            "webhook_secret_env",
+            acc.webhook_secret_env,
+            "webhook_secret_file",
+            acc.webhook_secret_file,
+            env,
+        )
+        if secret is not None:
+            secrets[acc.name] = secret
     return secrets
 
 
 def resolve_server_token(
     settings: Settings, environ: dict[str, str] | None = None
 ) -> SecretStr | None:
-    """The HTTP bearer token, or None when none is configured (intake is then disabled).
-
-    A token that is named but cannot be read is a ConfigError, not "no token": an
-    operator who set ``token_env`` expects the endpoints to be protected, and a
-    typo must stop the daemon rather than silently switch intake off.
-    """
+    """The HTTP bearer token, or None when none is configured (intake is then disabled)."""
     srv = settings.server
     env = os.environ if environ is None else environ
-    if srv.token_env and srv.token_file:
-        raise ConfigError("server.token_env", "set token_env or token_file, not both")
-    if srv.token_env:
-        value = env.get(srv.token_env, "").strip()
-        if not value:
-            raise ConfigError(
-                "server.token_env", f"environment variable {srv.token_env} is not set"
-            )
-        return SecretStr(value)
-    if srv.token_file is not None:
-        try:
-            value = srv.token_file.read_text().strip()
-        except OSError as exc:
-            raise ConfigError("server.token_file", f"cannot read: {exc.strerror}") from None
-        if not value:
-            raise ConfigError("server.token_file", "file is empty")
-        return SecretStr(value)
-    return None
+    return read_secret("server.", "token_env", srv.token_env, "token_file", srv.token_file, env)
 
 
 def resolve_metrics_token(
     settings: Settings, environ: dict[str, str] | None = None
 ) -> SecretStr | None:
-    """The bearer token ``/metrics`` requires, or None when it is open. Like the server
-    token, one that is named but cannot be read is a ConfigError, not "no token"."""
+    """The bearer token ``/metrics`` requires, or None when it is open."""
     srv = settings.server
     env = os.environ if environ is None else environ
-    if srv.metrics_token_env and srv.metrics_token_file:
-        raise ConfigError(
-            "server.metrics_token_env", "set metrics_token_env or metrics_token_file, not both"
-        )
-    if srv.metrics_token_env:
-        value = env.get(srv.metrics_token_env, "").strip()
-        if not value:
-            raise ConfigError(
-                "server.metrics_token_env",
-                f"environment variable {srv.metrics_token_env} is not set",
-            )
-        return SecretStr(value)
-    if srv.metrics_token_file is not None:
-        try:
-            value = srv.metrics_token_file.read_text().strip()
-        except OSError as exc:
-            raise ConfigError("server.metrics_token_file", f"cannot read: {exc.strerror}") from None
-        if not value:
-            raise ConfigError("server.metrics_token_file", "file is empty")
-        return SecretStr(value)
-    return None
+    return read_secret(
+        "server.",
+        "metrics_token_env",
+        srv.metrics_token_env,
+        "metrics_token_file",
+        srv.metrics_token_file,
+        env,
+    )
 
 
 def world_readable_secret_files(settings: Settings) -> list[Path]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
@@ -34,7 +34,7 @@ from genvault.readonly import open_existing_store
 from genvault.report import countdown, human_bytes
 from genvault.runtime import AccountRuntime, Runtime
 from genvault.store import fingerprint, url_key
-from genvault.walk import Walk, plan_walk
+from genvault.walk import next_walk
 
 MAX_PAGES = 3
 """Listing requests per stream: enough to show what is new, not a walk of everything."""
@@ -63,29 +63,14 @@ class StreamPreview:
 def preview_stream(rt: Runtime, acc: AccountRuntime, stream: str) -> StreamPreview:
     """Read the pages a pass would read first and compare them with the database.
 
-    The walk is the sync's own (:class:`~genvault.walk.Walk`, planned from the stored
-    cursor by :func:`~genvault.walk.plan_walk`), capped at :data:`MAX_PAGES` requests.
+    The walk is the sync's own (:func:`~genvault.walk.next_walk`, planned from the
+    stored cursor), capped at :data:`MAX_PAGES` requests.
     """
     out = StreamPreview(stream)
     provider = acc.provider
-    settings = rt.settings.sync
     cursor = rt.store.get_cursor(acc.name, stream)
-    plan = plan_walk(
-        cursor,
-        stream,
-        now=utcnow(),
-        overlap=timedelta(seconds=settings.overlap_seconds),
-        full_walk_every=timedelta(hours=settings.full_walk_hours),
-        backfill_days=settings.backfill_days,
-    )
-    out.full = plan.full
-    walk = Walk(
-        provider,
-        plan,
-        max_pages=MAX_PAGES,
-        order_seen=cursor.order_seen,
-        page_size_seen=cursor.page_size_seen,
-    )
+    walk = next_walk(provider, cursor, stream, rt.settings.sync, max_pages=MAX_PAGES)
+    out.full = walk.plan.full
     seen_files: set[str] = set()
     try:
         for step in walk:

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING
 from genvault.records import GenerationRecord, Page
 
 if TYPE_CHECKING:
+    from genvault.config import SyncSettings
     from genvault.providers.base import Provider
     from genvault.store import CursorState
 
@@ -183,6 +184,40 @@ def plan_walk(
         stop_before=None if due or cursor.high_water is None else cursor.high_water - overlap,
         floor=floor,
         started_at=now,
+    )
+
+
+def next_walk(
+    provider: Provider,
+    cursor: CursorState,
+    stream: str,
+    settings: SyncSettings,
+    *,
+    max_pages: int | None = None,
+    full: bool = False,
+    since: datetime | None = None,
+) -> Walk:
+    """The walk a pass makes of ``stream`` now: planned from its cursor and the sync
+    settings (:func:`plan_walk`), with what earlier walks learned (order, page size).
+    The sync job and the dry run both start here, so they walk alike."""
+    from genvault.models import utcnow
+
+    plan = plan_walk(
+        cursor,
+        stream,
+        now=utcnow(),
+        overlap=timedelta(seconds=settings.overlap_seconds),
+        full_walk_every=timedelta(hours=settings.full_walk_hours),
+        backfill_days=settings.backfill_days,
+        full=full,
+        since=since,
+    )
+    return Walk(
+        provider,
+        plan,
+        max_pages=settings.max_pages_per_pass if max_pages is None else max_pages,
+        order_seen=cursor.order_seen,
+        page_size_seen=cursor.page_size_seen,
     )
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from threading import Event
 
 from genvault.crashpoints import crash_point
@@ -35,11 +35,10 @@ from genvault.errors import (
 from genvault.jobs import health
 from genvault.logging import get_logger
 from genvault.metrics import JobOutcome
-from genvault.models import utcnow
 from genvault.records import Page
 from genvault.runtime import AccountRuntime, Runtime
 from genvault.store import CursorUpdate, WalkEnding, WalkMark
-from genvault.walk import Walk, WalkEnd, plan_walk, stamp
+from genvault.walk import Walk, WalkEnd, next_walk, stamp
 
 log = get_logger("genvault.sync")
 
@@ -216,26 +215,10 @@ def _sync_stream(
 ) -> None:
     provider = acc.provider
     stream = sr.stream
-    settings = rt.settings.sync
     cursor = rt.store.get_cursor(acc.name, stream)
-    plan = plan_walk(
-        cursor,
-        stream,
-        now=utcnow(),
-        overlap=timedelta(seconds=settings.overlap_seconds),
-        full_walk_every=timedelta(hours=settings.full_walk_hours),
-        backfill_days=settings.backfill_days,
-        full=full,
-        since=since,
-    )
+    walk = next_walk(provider, cursor, stream, rt.settings.sync, full=full, since=since)
+    plan = walk.plan
     sr.full = plan.full
-    walk = Walk(
-        provider,
-        plan,
-        max_pages=settings.max_pages_per_pass,
-        order_seen=cursor.order_seen,
-        page_size_seen=cursor.page_size_seen,
-    )
     mark = WalkMark(full=plan.full, started_at=plan.started_at, floor=plan.floor)
     scan_high = cursor.scan_high_water if plan.resumed else None
     try:
