@@ -22,6 +22,7 @@ file is ``lost``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -118,7 +119,38 @@ def _retry_at(rt: Runtime, asset: LeasedAsset, now: datetime) -> datetime:
 
 
 def archive_one(rt: Runtime, asset: LeasedAsset, abort: Event) -> Outcome:
-    """Download one asset into storage and say what happened; never raises."""
+    """Download one asset into storage and say what happened; never raises.
+
+    Any exception is this file's failure, logged with its traceback and retried
+    with backoff: it must not end the pass, whose other files' outcomes (their
+    bytes already stored) are still to be recorded. That includes an exception
+    raised while handling another one (a URL refresh that meets a provider answer
+    no parser foresaw), which an ``except`` clause of the same ``try`` cannot catch.
+    """
+    try:
+        return _archive_one(rt, asset, abort)
+    except Exception as exc:
+        try:
+            log.exception(
+                "asset.unexpected_error", asset_id=asset.id, external_id=asset.external_id
+            )
+        except Exception:  # the traceback itself may be what cannot be rendered
+            log.error("asset.unexpected_error", asset_id=asset.id, error=type(exc).__name__)
+        now = utcnow()
+        error = TransientDownloadError(f"internal error: {_describe(exc)}")
+        return _failure(rt, asset, error, now, asset.expires_at <= now)
+
+
+def _describe(exc: BaseException) -> str:
+    """``repr`` of an exception, short (the message of a nesting error can be huge)."""
+    try:
+        text = repr(exc)
+    except Exception:
+        text = type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _archive_one(rt: Runtime, asset: LeasedAsset, abort: Event) -> Outcome:
     started = time.monotonic()
     now = utcnow()
     expired = asset.expires_at <= now
@@ -176,16 +208,14 @@ def archive_one(rt: Runtime, asset: LeasedAsset, abort: Event) -> Outcome:
             storage_key=stored.key,
         )
     except MediaGoneError as exc:
-        if not asset.url_refreshed:
-            # Even past a signed URL's own expiry: a re-signed URL may still serve the file.
-            return _refresh(rt, asset, exc, now, started)
-        return _failure(rt, asset, exc, now, expired, gone=True, started=started)
+        gone = exc
     except (DownloadError, StorageError) as exc:
         return _failure(rt, asset, exc, now, expired, started=started)
-    except Exception as exc:  # a bug must not take the daemon down; the asset is retried
-        log.exception("asset.unexpected_error", asset_id=asset.id, external_id=asset.external_id)
-        error = TransientDownloadError(f"internal error: {exc!r}")
-        return _failure(rt, asset, error, now, expired, started=started)
+    # Outside the except clause: what the refresh raises is archive_one's to contain.
+    if not asset.url_refreshed:
+        # Even past a signed URL's own expiry: a re-signed URL may still serve the file.
+        return _refresh(rt, asset, gone, now, started)
+    return _failure(rt, asset, gone, now, expired, gone=True, started=started)
 
 
 def _refresh(
@@ -206,9 +236,10 @@ def _refresh(
             for m in record.media:
                 if url_key(m.url) == wanted:
                     new_url = m.url
-                    rule = record.expires_at or (
-                        record.created_at + acc.retention if record.created_at else None
-                    )
+                    rule = record.expires_at
+                    if rule is None and record.created_at is not None:
+                        with contextlib.suppress(OverflowError):  # created_at near year 9999
+                            rule = record.created_at + acc.retention
                     new_deadline = earliest(rule, m.url_expires_at)
                     break
         except TransientProviderError as perr:
@@ -377,16 +408,7 @@ def archive_pending(
                     exhausted = False
                     continue
                 done, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
-                outcomes = []
-                for fut in done:
-                    asset = in_flight.pop(fut)
-                    outcome = fut.result()
-                    outcomes.append(outcome)
-                    crash_point("archive.before_commit")
-                    _count(result, outcome)
-                    rt.metrics.file_finished(asset.account, outcome.state, outcome.size)
-                    if on_outcome is not None:
-                        on_outcome(outcome, asset)
+                outcomes = _collect(rt, done, in_flight, result, on_outcome)
                 rt.store.finish_assets(owner, outcomes)
                 crash_point("archive.after_commit")
                 if any(
@@ -400,6 +422,11 @@ def archive_pending(
                         owner, [a.id for a in in_flight.values()], cfg.lease_seconds
                     )
                     last_extend = time.monotonic()
+        except Exception:
+            # A failure of the pass itself (the database, a bug here): the files in
+            # flight still finish; record what they did before giving up, if we can.
+            _record_remaining(rt, owner, in_flight, result, on_outcome)
+            raise
         finally:
             abort.set() if stop.is_set() else None
             if grace_timer is not None:
@@ -422,6 +449,55 @@ def archive_pending(
         seconds=round(result.seconds, 3),
     )
     return result
+
+
+def _collect(
+    rt: Runtime,
+    done: Iterable[Future[Outcome]],
+    in_flight: dict[Future[Outcome], LeasedAsset],
+    result: ArchiveResult,
+    on_outcome: ProgressCallback | None,
+) -> list[Outcome]:
+    """The outcomes of finished downloads, counted; one per file whatever happened."""
+    outcomes = []
+    for fut in done:
+        asset = in_flight.pop(fut)
+        try:
+            outcome = fut.result()
+        except Exception as exc:  # archive_one contains its errors; a bug there must not
+            log.error(  # cost the outcomes of the others (their bytes are stored)
+                "asset.unexpected_error", asset_id=asset.id, error=_describe(exc)
+            )
+            now = utcnow()
+            error = TransientDownloadError(f"internal error: {_describe(exc)}")
+            outcome = _failure(rt, asset, error, now, asset.expires_at <= now)
+        outcomes.append(outcome)
+        crash_point("archive.before_commit")
+        _count(result, outcome)
+        rt.metrics.file_finished(asset.account, outcome.state, outcome.size)
+        if on_outcome is not None:
+            try:
+                on_outcome(outcome, asset)
+            except Exception:  # a progress display's problem is not the file's
+                log.exception("archive.progress_failed", asset_id=asset.id)
+    return outcomes
+
+
+def _record_remaining(
+    rt: Runtime,
+    owner: str,
+    in_flight: dict[Future[Outcome], LeasedAsset],
+    result: ArchiveResult,
+    on_outcome: ProgressCallback | None,
+) -> None:
+    """Best effort, while the pass fails: wait for the downloads in flight (the pool's
+    exit would wait for them anyway) and record what they did."""
+    files = len(in_flight)
+    try:
+        done, _ = wait(list(in_flight))
+        rt.store.finish_assets(owner, _collect(rt, done, in_flight, result, on_outcome))
+    except Exception as exc:
+        log.error("archive.outcomes_unrecorded", files=files, error=_describe(exc))
 
 
 def _lease_heartbeat(rt: Runtime, owner: str, holding: list[int]) -> int:
