@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,6 +39,7 @@ from genvault.status import read_status
 from genvault.web.page import PageData, render_page
 from tests.acceptance.helpers import sim_account
 from tests.fixtures.tcp_switch import TcpSwitch, tcp_switch  # noqa: F401
+from tests.integration.store_helpers import now_utc
 
 pytestmark = [pytest.mark.postgres, pytest.mark.s3]
 
@@ -186,6 +188,49 @@ def test_an_outage_mid_pass_defers_files_untouched_and_pauses_until_storage_answ
         assert _metric(rt, "genvault_storage_circuit_state") == 0.0
         after = _hits(sim)
         assert all(after[path] <= 2 for path in after)
+    finally:
+        rt.close()
+
+
+def test_a_write_refused_while_storage_answers_is_the_files_problem_not_an_outage(
+    tmp_path: Path, postgres_url: str, sim: geminigen.GeminiGenSimulator
+) -> None:
+    """A stray file where one generation's folder should be: its writes fail, the probe
+    (a write in ``.genvault-tmp``) succeeds, so the breaker stays closed, the other files
+    are archived, and the blocked ones wait with their attempts unchanged."""
+    settings = Settings.model_validate(
+        {
+            "database": {"url": postgres_url},
+            "storage": {"url": f"file://{tmp_path / 'archive'}"},
+            "network": {"allow_private": True},
+            "server": {"enabled": False},
+            "accounts": [sim_account(sim, "GG_KEY")],
+        }
+    )
+    rt = Runtime.build(settings, {"main": SecretStr(API_KEY)})
+    try:
+        sync_account(rt, rt.accounts["main"])
+        gen = rt.store.generations()[0]
+        day = f"{gen['created_at']:%Y/%m/%d}"
+        blocker = tmp_path / "archive/geminigen/main" / day / gen["external_id"]
+        blocker.parent.mkdir(parents=True)
+        blocker.write_text("not a folder")
+        with capture_logs() as logs:
+            result = archive_pending(rt)
+        rows = _assets(rt)
+        blocked = [a for a in rows if a["generation_id"] == gen["id"]]
+        assert blocked and {a["state"] for a in blocked} == {"pending"}
+        assert {a["attempts"] for a in blocked} == {0}
+        assert all(a["next_attempt_at"] > now_utc() for a in blocked)  # backoff, not a loop
+        assert {a["state"] for a in rows if a not in blocked} == {"archived"}
+        assert not result.storage_down and rt.storage_guard.state.value == "closed"
+        refused = [e for e in logs if e["event"] == "asset.storage_refused"]
+        assert len(refused) == len(blocked) and {e["strikes"] for e in refused} == {1}
+
+        blocker.unlink()  # someone cleans up; the backoff ends
+        rt.store.requeue_assets("main")
+        archive_pending(rt)
+        assert {a["state"] for a in _assets(rt)} == {"archived"}
     finally:
         rt.close()
 
