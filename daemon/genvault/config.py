@@ -68,7 +68,8 @@ class StorageSettings(_Section):
     stale_upload_seconds: float | None = Field(default=None, ge=0)
     """At start, remove unfinished writes older than this: temp files of ``file://``,
     open multipart uploads of ``s3://`` (a crashed run's leftovers). None: every temp
-    file of a local folder (one writer), uploads older than an hour on S3 (replicas)."""
+    file of a local folder that no live process holds (each writer holds a lock on its
+    own, so replicas sharing the folder keep theirs), uploads older than an hour on S3."""
 
     @field_validator("url")
     @classmethod

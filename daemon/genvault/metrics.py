@@ -56,6 +56,7 @@ from genvault import __version__
 from genvault.logging import get_logger
 from genvault.models import utcnow
 from genvault.records import AssetState, GenerationStatus
+from genvault.storage.guard import STORAGE_HEALTH_KEY
 from genvault.throttle import CircuitState
 
 if TYPE_CHECKING:
@@ -179,6 +180,12 @@ class ProcessMetrics:
             ["account"],
             registry=r,
         )
+        self.storage_failures = Counter(
+            "genvault_storage_failures_total",
+            "Writes to the archive storage that failed (each is followed by a probe: "
+            "storage down opens the storage circuit; the file is retried either way).",
+            registry=r,
+        )
         self.job_runs = Counter(
             "genvault_job_runs_total",
             "Job runs by outcome: success, failed (the result reports an error), "
@@ -242,6 +249,10 @@ class ProcessMetrics:
             self.failed_files.labels(account).inc()
         elif state is AssetState.PENDING:
             self.download_retries.labels(account).inc()
+
+    def storage_failed(self) -> None:
+        """An archive worker's write to storage raised StorageError."""
+        self.storage_failures.inc()
 
     def job_finished(self, job: JobName, account: str, seconds: float, outcome: JobOutcome) -> None:
         """One job run: its outcome always, its duration unless skipped, success time."""
@@ -337,6 +348,27 @@ class DatabaseCollector(Collector):
         for name, acc in sorted(rt.accounts.items()):
             circuit.add_metric([name], CIRCUIT_VALUES[circuit_state(acc, stored.get(name))])
         yield circuit
+        storage = GaugeMetricFamily(
+            "genvault_storage_circuit_state",
+            "Storage circuit breaker: 0 closed, 1 half-open (a probe is in flight), "
+            "2 open (storage failed its probe: archiving paused until a probe succeeds).",
+        )
+        storage.add_metric(
+            [], CIRCUIT_VALUES[storage_circuit_state(rt, stored.get(STORAGE_HEALTH_KEY))]
+        )
+        yield storage
+
+
+def storage_circuit_state(rt: Runtime, stored: str | None) -> CircuitState:
+    """The storage breaker as this process knows it once it probed, else as stored (by a
+    replica that did, or this process's previous run)."""
+    guard = rt.storage_guard
+    if guard.checked or stored is None:
+        return guard.state
+    try:
+        return CircuitState(stored)
+    except ValueError:
+        return CircuitState.CLOSED
 
 
 def _database_families(

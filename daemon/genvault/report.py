@@ -95,6 +95,14 @@ def render_status(doc: dict[str, Any], console: Console | None = None) -> None:
             complete_cell(a),
         )
     console.print(table)
+    storage = doc.get("storage")
+    if storage and storage["circuit"]["state"] != "closed":
+        c = storage["circuit"]
+        console.print(
+            f"[red]storage unavailable[/red]: archiving paused ({escape(storage['url'])}); "
+            f"{'probe due' if c.get('trial_due') else 'next probe ' + until(c.get('retry_at'))}"
+            f"; {escape((c.get('last_error') or 'no detail')[:200])}"
+        )
     _render_streams(doc["accounts"], console)
     troubled = [a for a in doc["accounts"] if _unhealthy(a.get("circuit"))]
     if troubled:

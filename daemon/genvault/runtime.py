@@ -26,6 +26,7 @@ from genvault.providers.base import Provider
 from genvault.providers.registry import provider_class, validate_options
 from genvault.records import MediaRole
 from genvault.storage import Storage, open_storage
+from genvault.storage.guard import StorageGuard
 from genvault.store import WORKER_LOCK_TAG, Store
 
 log = get_logger("genvault.runtime")
@@ -74,8 +75,12 @@ class Runtime:
     metrics: ProcessMetrics = field(default_factory=ProcessMetrics)
     """This runtime's Prometheus registry: process counters, and the database gauges
     read at scrape time (registered here, so every scrape sees this runtime's store)."""
+    storage_guard: StorageGuard = field(init=False)
+    """The storage circuit breaker (:mod:`genvault.storage.guard`): archiving pauses
+    while ``storage`` cannot be written."""
 
     def __post_init__(self) -> None:
+        self.storage_guard = StorageGuard(self.storage)
         self.metrics.prepare(self.accounts)
         self.metrics.watch_database(self)
 

@@ -47,6 +47,14 @@ def _circuit(stored: StoredHealth | None) -> dict[str, Any]:
     }
 
 
+def storage_entry(settings: Settings, health: dict[str, StoredHealth]) -> dict[str, Any]:
+    """The archive storage and its circuit breaker (:mod:`genvault.storage.guard`), as the
+    last archive pass of any process on this database stored it (closed if none did)."""
+    from genvault.storage.guard import STORAGE_HEALTH_KEY
+
+    return {"url": settings.storage.url, "circuit": _circuit(health.get(STORAGE_HEALTH_KEY))}
+
+
 def status_document(settings: Settings, within: timedelta) -> dict[str, Any]:
     """Open the database named in ``settings`` (upgrading it), read the document, close."""
     from genvault.store import Store
@@ -108,6 +116,7 @@ def read_status(
         )
     return {
         "accounts": accounts,
+        "storage": storage_entry(settings, health),
         "at_risk": [{k: iso(v) for k, v in r.items()} for r in risky],
         "recent_failures": [{k: iso(v) for k, v in asdict(f).items()} for f in recent],
     }

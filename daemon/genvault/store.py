@@ -1195,6 +1195,40 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries, Str
                 conn.execute(G.update().where(G.c.id.in_(gen_ids)).values(sidecar_due=True))
         return applied
 
+    @retry_conflicts
+    def defer_assets(self, owner: str, outcomes: Sequence[Outcome]) -> int:
+        """Hand leased files back untried through no fault of theirs: still pending, due
+        at each outcome's ``retry_at``, its error kept, ``attempts`` unchanged; returns
+        how many still held our lease.
+
+        For failures that are not the file's (the archive storage is down, see
+        :mod:`genvault.storage.guard`): ``archive.max_attempts`` exists to give up on
+        files that keep failing, and must not be used up by an outage.
+        """
+        if not outcomes:
+            return 0
+        now = utcnow()
+        applied = 0
+        with self.tx() as conn:
+            for o in outcomes:
+                res = conn.execute(
+                    A.update()
+                    .where(
+                        A.c.id == o.asset_id,
+                        A.c.lease_owner == owner,
+                        A.c.state == AssetState.PENDING.value,
+                    )
+                    .values(
+                        lease_owner=None,
+                        lease_until=None,
+                        next_attempt_at=o.retry_at,
+                        last_error=(o.error or "")[:2000],
+                        updated_at=now,
+                    )
+                )
+                applied += res.rowcount
+        return applied
+
     def _lock_generations(self, conn: Connection, ids: Sequence[int]) -> None:
         """Lock generation rows in id order before updating several of them.
 

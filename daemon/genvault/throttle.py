@@ -270,12 +270,19 @@ class CircuitBreaker:
         name: str = "",
         clock: Clock = time.monotonic,
         wall: WallClock = _utcnow,
+        events: str = "api",
+        subject: str = "account",
     ) -> None:
+        """``events``/``subject``: how the transitions are logged (``api.circuit_opened``
+        with ``account=name`` for a provider; the storage breaker reuses this class as
+        ``storage.circuit_opened`` with ``storage=url``)."""
         if failures < 1 or cooldown <= 0:
             raise ValueError("failures must be >= 1 and cooldown > 0")
         self.threshold = failures
         self.cooldown = cooldown
         self.name = name
+        self._events = events
+        self._who = {subject: name}
         self._clock = clock
         self._wall = wall
         self._lock = threading.Lock()
@@ -324,7 +331,7 @@ class CircuitBreaker:
                 self._trial_in_flight = True
                 transition = False
         if transition:
-            log.info("api.circuit_half_open", account=self.name)
+            log.info(f"{self._events}.circuit_half_open", **self._who)
         return Admission.TRIAL
 
     def record(self, admission: Admission, outcome: CallOutcome, error: str | None = None) -> None:
@@ -341,7 +348,7 @@ class CircuitBreaker:
                 if self._state is not CircuitState.CLOSED:
                     self._state = CircuitState.CLOSED
                     self._opened_wall = self._retry_mono = self._retry_wall = None
-                    event = "api.circuit_closed"
+                    event = "circuit_closed"
             else:
                 self._failures += 1
                 self._last_error = error or self._last_error
@@ -350,18 +357,18 @@ class CircuitBreaker:
                     self._state is CircuitState.CLOSED and self._failures >= self.threshold
                 ):
                     self._open()
-                    event = "api.circuit_opened"
+                    event = "circuit_opened"
             failures, retry_at, last_error = self._failures, self._retry_wall, self._last_error
-        if event == "api.circuit_opened":
+        if event == "circuit_opened":
             log.warning(
-                event,
-                account=self.name,
+                f"{self._events}.{event}",
+                **self._who,
                 failures=failures,
                 retry_at=retry_at.isoformat() if retry_at else None,
                 error=last_error,
             )
         elif event is not None:
-            log.info(event, account=self.name)
+            log.info(f"{self._events}.{event}", **self._who)
 
     def _open(self) -> None:
         self._state = CircuitState.OPEN

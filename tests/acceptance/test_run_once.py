@@ -194,7 +194,7 @@ def test_status_json_shape(sim: geminigen.GeminiGenSimulator, tmp_path: Path) ->
     proc = genvault("--config", str(config), "status", "--json")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
-    assert set(doc) == {"accounts", "at_risk", "recent_failures"}
+    assert set(doc) == {"accounts", "storage", "at_risk", "recent_failures"}
     (acc,) = doc["accounts"]
     assert {"name", "provider", "generations", "assets", "last_sync"} <= set(acc)
     assert acc["name"] == "main" and acc["provider"] == "geminigen"

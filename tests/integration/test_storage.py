@@ -13,6 +13,7 @@ fake responses.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import io
 import json
@@ -342,6 +343,98 @@ def test_cleanup_removes_leftovers(backend: Backend) -> None:
 
 def test_cleanup_of_a_fresh_local_archive(tmp_path: Path) -> None:
     assert LocalStorage(tmp_path / "never-written").cleanup() == 0
+
+
+class _PeerStartsMidWrite:
+    """A source that, halfway through, lets another process's start-up cleanup run on the
+    same folder (a replica starting while this one writes), then carries on."""
+
+    def __init__(self, data: bytes, peer: LocalStorage) -> None:
+        self._data = io.BytesIO(data)
+        self._peer = peer
+        self.peer_removed: int | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self._data.read(min(n, 4096) if n and n > 0 else 4096)
+        if self.peer_removed is None and self._data.tell() > 8192:
+            self.peer_removed = self._peer.cleanup()  # the default: no age guard
+        return chunk
+
+    def readable(self) -> bool:
+        return True
+
+
+def test_local_cleanup_by_a_peer_leaves_a_write_in_flight_alone(tmp_path: Path) -> None:
+    """Replicas on one folder: a peer's start-up cleanup used to remove this write's
+    temp file ("moving … into place: No such file or directory")."""
+    root = tmp_path / "shared"
+    writer, peer = LocalStorage(root), LocalStorage(root)
+    tmp = root / TMP_DIR
+    tmp.mkdir(parents=True)
+    (tmp / "put-dead-writer.part").write_bytes(b"left by a killed run")  # nobody holds it
+    data = random.Random(3).randbytes(64 * 1024)
+    source = _PeerStartsMidWrite(data, peer)
+    stored = writer.put("a/b.bin", source)  # type: ignore[arg-type]
+    assert source.peer_removed == 1  # the dead writer's file, not ours
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert (root / "a/b.bin").read_bytes() == data
+    assert list(tmp.iterdir()) == []
+
+
+def test_local_cleanup_skips_a_temp_file_whose_lock_is_held(tmp_path: Path) -> None:
+    """The lock, not the name or the age, says whether a writer lives: held, the file
+    stays whatever its age; released (the writer died), it goes."""
+    storage = LocalStorage(tmp_path / "archive")
+    tmp = storage.root / TMP_DIR
+    tmp.mkdir(parents=True)
+    held = tmp / "put-live.part"
+    held.write_bytes(b"in flight")
+    os.utime(held, (0, 0))  # as old as can be
+    with held.open("rb") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        assert storage.cleanup() == 0
+        assert storage.cleanup(older_than_seconds=1) == 0
+        assert held.exists()
+    assert storage.cleanup() == 1
+    assert not held.exists()
+
+
+def test_local_temp_folder_that_is_a_symlink_is_refused_not_followed(tmp_path: Path) -> None:
+    """Cleanup would empty the link's target; writes would land outside the archive."""
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("mine")
+    (precious / "sub").mkdir()
+    (precious / "sub" / "deep.txt").write_text("also mine")
+    root = tmp_path / "archive"
+    root.mkdir()
+    (root / TMP_DIR).symlink_to(precious, target_is_directory=True)
+    storage = LocalStorage(root)
+    with pytest.raises(StorageError, match="is a symlink"):
+        storage.cleanup()
+    with pytest.raises(StorageError, match="is a symlink"):
+        storage.put_bytes("a/x.txt", b"x", content_type="text/plain")
+    with pytest.raises(StorageError, match="is a symlink"):
+        storage.check()
+    assert sorted(str(p.relative_to(precious)) for p in precious.rglob("*")) == [
+        "keep.txt",
+        "sub",
+        "sub/deep.txt",
+    ]
+    assert not (root / "a").exists()
+
+
+def test_local_cleanup_removes_a_symlink_inside_the_temp_folder_not_its_target(
+    tmp_path: Path,
+) -> None:
+    precious = tmp_path / "precious.txt"
+    precious.write_text("mine")
+    storage = LocalStorage(tmp_path / "archive")
+    tmp = storage.root / TMP_DIR
+    tmp.mkdir(parents=True)
+    (tmp / "put-x.part").symlink_to(precious)
+    assert storage.cleanup() == 1
+    assert precious.read_text() == "mine" and list(tmp.iterdir()) == []
 
 
 @pytest.mark.parametrize(

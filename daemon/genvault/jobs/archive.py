@@ -22,6 +22,7 @@ file is ``lost``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -32,6 +33,8 @@ from datetime import datetime, timedelta
 from functools import partial
 from threading import Event
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from genvault.crashpoints import crash_point
 from genvault.download import MediaStream, open_media
@@ -50,6 +53,7 @@ from genvault.metrics import JobOutcome
 from genvault.models import utcnow
 from genvault.records import AssetState
 from genvault.runtime import Runtime
+from genvault.storage.guard import STORAGE_HEALTH_KEY, STORAGE_HEALTH_PROVIDER
 from genvault.storage.keys import build_key, extension_for, sidecar_key
 from genvault.store import LeasedAsset, LeaseOrder, Outcome, url_key
 
@@ -74,6 +78,9 @@ class ArchiveResult:
     retrying_ids: set[int] = field(default_factory=set)
     """Assets whose last outcome in this pass was "try again" (a refreshed URL that
     then succeeded within the pass is not among them)."""
+    storage_down: bool = False
+    """The storage breaker was open when the pass ended: it stopped leasing files
+    (or never started), and they wait for storage to answer again."""
 
     @property
     def retrying(self) -> int:
@@ -81,8 +88,9 @@ class ArchiveResult:
 
     @property
     def outcome(self) -> JobOutcome:
-        """Success unless a file failed, was lost or waits for a retry (exit code 3/4)."""
-        if self.failed or self.lost or self.retrying:
+        """Success unless a file failed, was lost or waits for a retry, or storage is
+        down (exit code 3/4)."""
+        if self.failed or self.lost or self.retrying or self.storage_down:
             return JobOutcome.FAILED
         return JobOutcome.SUCCESS
 
@@ -117,11 +125,52 @@ def _retry_at(rt: Runtime, asset: LeasedAsset, now: datetime) -> datetime:
     return now + min(delay, RETRY_CAP)
 
 
+@dataclass(frozen=True, slots=True)
+class Deferred(Outcome):
+    """A file handed back untried because of storage, not of itself: recorded by
+    :meth:`~genvault.store.Store.defer_assets`, so its attempts stay as they were."""
+
+
 def archive_one(rt: Runtime, asset: LeasedAsset, abort: Event) -> Outcome:
-    """Download one asset into storage and say what happened; never raises."""
+    """Download one asset into storage and say what happened; never raises.
+
+    Any exception is this file's failure, logged with its traceback and retried
+    with backoff: it must not end the pass, whose other files' outcomes (their
+    bytes already stored) are still to be recorded. That includes an exception
+    raised while handling another one (a URL refresh that meets a provider answer
+    no parser foresaw), which an ``except`` clause of the same ``try`` cannot catch.
+    """
+    try:
+        return _archive_one(rt, asset, abort)
+    except Exception as exc:
+        try:
+            log.exception(
+                "asset.unexpected_error", asset_id=asset.id, external_id=asset.external_id
+            )
+        except Exception:  # the traceback itself may be what cannot be rendered
+            log.error("asset.unexpected_error", asset_id=asset.id, error=type(exc).__name__)
+        now = utcnow()
+        error = TransientDownloadError(f"internal error: {_describe(exc)}")
+        return _failure(rt, asset, error, now, asset.expires_at <= now)
+
+
+def _describe(exc: BaseException) -> str:
+    """``repr`` of an exception, short (the message of a nesting error can be huge)."""
+    try:
+        text = repr(exc)
+    except Exception:
+        text = type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _archive_one(rt: Runtime, asset: LeasedAsset, abort: Event) -> Outcome:
     started = time.monotonic()
     now = utcnow()
     expired = asset.expires_at <= now
+    guard = rt.storage_guard
+    if guard.is_open():
+        # Storage went down after this file was leased: no download for nothing.
+        return _storage_deferred(rt, asset, now, guard.last_error() or "storage unavailable")
     try:
         with open_media(
             rt.media_http,
@@ -143,19 +192,26 @@ def archive_one(rt: Runtime, asset: LeasedAsset, abort: Event) -> Outcome:
                 kind=asset.kind,
                 asset_id=asset.id,
             )
-            stored = rt.storage.put(
-                key,
-                _AbortableReader(stream, abort),  # type: ignore[arg-type]
-                size_hint=stream.content_length,
-                content_type=stream.content_type,
-                metadata={
-                    "provider": asset.provider,
-                    "account": asset.account,
-                    "external-id": asset.external_id[:512],
-                    "role": asset.role,
-                    "source-url": asset.source_url[:1024],
-                },
-            )
+            write_error: StorageError | None = None
+            try:
+                stored = rt.storage.put(
+                    key,
+                    _AbortableReader(stream, abort),  # type: ignore[arg-type]
+                    size_hint=stream.content_length,
+                    content_type=stream.content_type,
+                    metadata={
+                        "provider": asset.provider,
+                        "account": asset.account,
+                        "external-id": asset.external_id[:512],
+                        "role": asset.role,
+                        "source-url": asset.source_url[:1024],
+                    },
+                )
+            except StorageError as exc:
+                write_error = exc
+        if write_error is not None:  # judged with the download closed: the probe may take s
+            return _storage_failure(rt, asset, write_error, now, expired, started)
+        guard.stored(asset.id)
         log.info(
             "asset.archived",
             provider=asset.provider,
@@ -176,16 +232,69 @@ def archive_one(rt: Runtime, asset: LeasedAsset, abort: Event) -> Outcome:
             storage_key=stored.key,
         )
     except MediaGoneError as exc:
-        if not asset.url_refreshed:
-            # Even past a signed URL's own expiry: a re-signed URL may still serve the file.
-            return _refresh(rt, asset, exc, now, started)
-        return _failure(rt, asset, exc, now, expired, gone=True, started=started)
+        gone = exc
     except (DownloadError, StorageError) as exc:
         return _failure(rt, asset, exc, now, expired, started=started)
-    except Exception as exc:  # a bug must not take the daemon down; the asset is retried
-        log.exception("asset.unexpected_error", asset_id=asset.id, external_id=asset.external_id)
-        error = TransientDownloadError(f"internal error: {exc!r}")
-        return _failure(rt, asset, error, now, expired, started=started)
+    # Outside the except clause: what the refresh raises is archive_one's to contain.
+    if not asset.url_refreshed:
+        # Even past a signed URL's own expiry: a re-signed URL may still serve the file.
+        return _refresh(rt, asset, gone, now, started)
+    return _failure(rt, asset, gone, now, expired, gone=True, started=started)
+
+
+def _storage_failure(
+    rt: Runtime,
+    asset: LeasedAsset,
+    exc: StorageError,
+    now: datetime,
+    expired: bool,
+    started: float,
+) -> Outcome:
+    """A write failed: storage is down (the breaker opens) or refused this file.
+
+    Neither uses up the file's attempts while its deadline is ahead. Past the
+    deadline the file was on its last chance, and it is lost, saying why.
+    """
+    rt.metrics.storage_failed()
+    outage = rt.storage_guard.confirm_outage(time.monotonic())
+    if expired:
+        reason = "storage unavailable" if outage else "storage refused the write"
+        error = StorageError(f"{reason}: {exc}")
+        return _failure(rt, asset, error, now, expired=True, started=started)
+    if outage:
+        return _storage_deferred(rt, asset, now, str(exc))
+    strikes = rt.storage_guard.strike(asset.id)
+    base = rt.settings.archive.retry_base_seconds
+    retry_at = now + min(timedelta(seconds=base * (2 ** min(strikes - 1, 12))), RETRY_CAP)
+    log.warning(
+        "asset.storage_refused",
+        account=asset.account,
+        external_id=asset.external_id,
+        asset_id=asset.id,
+        error=str(exc),
+        strikes=strikes,
+        retry_at=retry_at.isoformat(),
+    )
+    return Deferred(asset.id, AssetState.PENDING, error=f"StorageError: {exc}", retry_at=retry_at)
+
+
+def _storage_deferred(rt: Runtime, asset: LeasedAsset, now: datetime, why: str) -> Deferred:
+    """Storage is down: the file goes back, due when the breaker next probes."""
+    retry_at = max(rt.storage_guard.retry_at() or now, now)
+    log.warning(
+        "asset.storage_deferred",
+        account=asset.account,
+        external_id=asset.external_id,
+        asset_id=asset.id,
+        error=why,
+        retry_at=retry_at.isoformat(),
+    )
+    return Deferred(
+        asset.id,
+        AssetState.PENDING,
+        error=f"StorageError: storage unavailable, archiving paused: {why}",
+        retry_at=retry_at,
+    )
 
 
 def _refresh(
@@ -206,9 +315,10 @@ def _refresh(
             for m in record.media:
                 if url_key(m.url) == wanted:
                     new_url = m.url
-                    rule = record.expires_at or (
-                        record.created_at + acc.retention if record.created_at else None
-                    )
+                    rule = record.expires_at
+                    if rule is None and record.created_at is not None:
+                        with contextlib.suppress(OverflowError):  # created_at near year 9999
+                            rule = record.created_at + acc.retention
                     new_deadline = earliest(rule, m.url_expires_at)
                     break
         except TransientProviderError as perr:
@@ -312,6 +422,12 @@ def archive_pending(
     ``order``: which files are leased first. Production always uses the default,
     earliest deadline first; ``LeaseOrder.FIFO`` is there for the deadlines
     benchmark to compare against, on the same inputs.
+
+    Storage: before every lease the storage breaker is asked
+    (:meth:`~genvault.storage.guard.StorageGuard.ready`; a probe at this process's
+    first pass, and while open once per ``PROBE_SECONDS``). While it is open nothing
+    is leased, the files in flight finish (or come back untried), and the pass ends
+    with ``storage_down``; the next pass finds out whether storage is back.
     """
     stop = stop or Event()
     abort = Event()
@@ -327,6 +443,8 @@ def archive_pending(
     window = cfg.concurrency * 2
     in_flight: dict[Future[Outcome], LeasedAsset] = {}
     exhausted = False
+    paused = False
+    """The storage breaker is open: no more leases in this pass."""
     leased_total = 0
     last_extend = time.monotonic()
     account_list = list(accounts) if accounts is not None else None
@@ -351,7 +469,19 @@ def archive_pending(
                     for fut in [f for f in in_flight if f.cancel()]:
                         in_flight.pop(fut)
                 want = window - len(in_flight)
-                if not exhausted and not stop.is_set() and want > 0:
+                if not exhausted and not paused and not stop.is_set() and want > 0:
+                    if not rt.storage_guard.ready():
+                        paused = True  # storage is down: download nothing for nothing
+                        _persist_storage_health(rt)
+                        log.warning(
+                            "archive.paused",
+                            reason="storage unavailable",
+                            storage=rt.storage.url,
+                            error=rt.storage_guard.last_error(),
+                            next_probe=_iso(rt.storage_guard.retry_at()),
+                            in_flight=len(in_flight),
+                        )
+                        continue
                     if max_assets is not None:
                         want = min(want, max_assets - leased_total)
                     batch = (
@@ -371,42 +501,43 @@ def archive_pending(
                     for asset in batch:
                         in_flight[pool.submit(archive_one, rt, asset, abort)] = asset
                 if not in_flight:
-                    if wait_while is None or stop.is_set() or not wait_while():
+                    if paused or wait_while is None or stop.is_set() or not wait_while():
                         break
                     stop.wait(WAIT_FOR_PEERS_SECONDS)
                     exhausted = False
                     continue
                 done, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
-                outcomes = []
-                for fut in done:
-                    asset = in_flight.pop(fut)
-                    outcome = fut.result()
-                    outcomes.append(outcome)
-                    crash_point("archive.before_commit")
-                    _count(result, outcome)
-                    rt.metrics.file_finished(asset.account, outcome.state, outcome.size)
-                    if on_outcome is not None:
-                        on_outcome(outcome, asset)
-                rt.store.finish_assets(owner, outcomes)
+                outcomes = _collect(rt, done, in_flight, result, on_outcome)
+                _record(rt, owner, outcomes)
                 crash_point("archive.after_commit")
                 if any(
                     o.state is AssetState.PENDING and o.retry_at and o.retry_at <= utcnow()
                     for o in outcomes
                 ):
                     exhausted = False  # a refreshed URL is due at once: lease it again
+                if rt.storage_guard.unsaved() is not None:
+                    _persist_storage_health(rt)
 
                 if time.monotonic() - last_extend > cfg.lease_seconds / 3:
                     rt.store.extend_leases(
                         owner, [a.id for a in in_flight.values()], cfg.lease_seconds
                     )
                     last_extend = time.monotonic()
+        except Exception:
+            # A failure of the pass itself (the database, a bug here): the files in
+            # flight still finish; record what they did before giving up, if we can.
+            _record_remaining(rt, owner, in_flight, result, on_outcome)
+            raise
         finally:
             abort.set() if stop.is_set() else None
             if grace_timer is not None:
                 grace_timer.cancel()
             if stop.is_set():
                 rt.store.release_leases(owner)
-    result.sidecars = write_sidecars(rt, accounts=account_list)
+    result.storage_down = rt.storage_guard.is_open()
+    _persist_storage_health(rt)
+    if not result.storage_down:
+        result.sidecars = write_sidecars(rt, accounts=account_list)
     result.seconds = time.monotonic() - started
     # One line per run, idle or not (the heartbeat of the archive job).
     log.info(
@@ -419,9 +550,84 @@ def archive_pending(
         failed=result.failed,
         lost=result.lost,
         sidecars=result.sidecars,
+        storage=rt.storage_guard.state.value,
         seconds=round(result.seconds, 3),
     )
     return result
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when is not None else None
+
+
+def _collect(
+    rt: Runtime,
+    done: Iterable[Future[Outcome]],
+    in_flight: dict[Future[Outcome], LeasedAsset],
+    result: ArchiveResult,
+    on_outcome: ProgressCallback | None,
+) -> list[Outcome]:
+    """The outcomes of finished downloads, counted; one per file whatever happened."""
+    outcomes = []
+    for fut in done:
+        asset = in_flight.pop(fut)
+        try:
+            outcome = fut.result()
+        except Exception as exc:  # archive_one contains its errors; a bug there must not
+            log.error(  # cost the outcomes of the others (their bytes are stored)
+                "asset.unexpected_error", asset_id=asset.id, error=_describe(exc)
+            )
+            now = utcnow()
+            error = TransientDownloadError(f"internal error: {_describe(exc)}")
+            outcome = _failure(rt, asset, error, now, asset.expires_at <= now)
+        outcomes.append(outcome)
+        crash_point("archive.before_commit")
+        _count(result, outcome)
+        rt.metrics.file_finished(asset.account, outcome.state, outcome.size)
+        if on_outcome is not None:
+            try:
+                on_outcome(outcome, asset)
+            except Exception:  # a progress display's problem is not the file's
+                log.exception("archive.progress_failed", asset_id=asset.id)
+    return outcomes
+
+
+def _record(rt: Runtime, owner: str, outcomes: list[Outcome]) -> None:
+    """Write outcomes: files deferred for storage keep their attempts, the rest count one."""
+    rt.store.finish_assets(owner, [o for o in outcomes if not isinstance(o, Deferred)])
+    rt.store.defer_assets(owner, [o for o in outcomes if isinstance(o, Deferred)])
+
+
+def _record_remaining(
+    rt: Runtime,
+    owner: str,
+    in_flight: dict[Future[Outcome], LeasedAsset],
+    result: ArchiveResult,
+    on_outcome: ProgressCallback | None,
+) -> None:
+    """Best effort, while the pass fails: wait for the downloads in flight (the pool's
+    exit would wait for them anyway) and record what they did."""
+    files = len(in_flight)
+    try:
+        done, _ = wait(list(in_flight))
+        _record(rt, owner, _collect(rt, done, in_flight, result, on_outcome))
+    except Exception as exc:
+        log.error("archive.outcomes_unrecorded", files=files, error=_describe(exc))
+
+
+def _persist_storage_health(rt: Runtime) -> None:
+    """Write the storage breaker's state for ``status`` and the other replicas' metrics,
+    if it changed (best effort, like :mod:`genvault.jobs.health`)."""
+    guard = rt.storage_guard
+    snap = guard.unsaved()
+    if snap is None:
+        return
+    try:
+        rt.store.save_provider_health(STORAGE_HEALTH_KEY, STORAGE_HEALTH_PROVIDER, snap)
+    except SQLAlchemyError as exc:
+        log.warning("storage.health_persist_failed", error=str(exc)[:300])
+        return
+    guard.mark_saved(snap)
 
 
 def _lease_heartbeat(rt: Runtime, owner: str, holding: list[int]) -> int:

@@ -6,8 +6,9 @@ The exit code tells the caller what happened:
 ==== =====================================================================
 0    all is well (work may remain for the next run: rate limits, new tasks)
 3    some items failed and will be retried (or a provider call failed, a history
-     stream failed or its walk ended incomplete, or an account was skipped because
-     its provider's circuit breaker is open)
+     stream failed or its walk ended incomplete, an account was skipped because
+     its provider's circuit breaker is open, or archiving paused because the
+     storage circuit breaker is open)
 4    at least one file was lost: its deadline passed before it was saved
 ==== =====================================================================
 
@@ -70,6 +71,7 @@ class RunReport:
         troubled = (
             self.archive.failed
             or self.archive.retrying
+            or self.archive.storage_down  # storage is down: the files wait, say so
             or any(s.error or s.item_errors or s.troubled_streams for s in self.syncs)
             or any(p.errors for p in self.polls)
             or self.circuit_open  # the provider is down: its work waits, say so

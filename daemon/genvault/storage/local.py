@@ -10,16 +10,34 @@ The sha256 is kept in an extended attribute of the file rather than in a
 sidecar file, so it is replaced atomically together with the bytes. Where the
 filesystem has no user xattrs, :meth:`LocalStorage.stat` reports ``sha256=None``
 and callers fall back to re-hashing the file.
+
+**Several writers on one folder** (replicas on PostgreSQL sharing an NFS export):
+each temp file is held under an exclusive ``flock`` by its writer from its creation
+until it has been renamed into place, and the start-up :meth:`LocalStorage.cleanup`
+removes only temp files whose lock it can take, i.e. those no live process holds.
+A writer that dies (SIGKILL, OOM) loses its lock with its process, so its leftovers
+go at the next start; a peer's write in flight is never pulled from under it (it
+was: "moving … into place: No such file or directory"). On NFS, Linux implements
+``flock`` with the server's byte-range locks (NFSv4, or v3 with lockd), so the locks
+are seen across hosts.
+
+**``.genvault-tmp`` must be a real folder.** Temp files are created, renamed and
+cleaned through a descriptor of that folder opened with ``O_NOFOLLOW``; a symlink
+there is refused (a :class:`StorageError` naming it), because cleanup would
+otherwise empty whatever folder the link points to.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import io
 import os
 import re
-import tempfile
+import secrets
+import shutil
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,13 +45,18 @@ from typing import BinaryIO
 
 from genvault.crashpoints import crash_point
 from genvault.errors import StorageError
+from genvault.logging import get_logger
 from genvault.storage.base import CHUNK_SIZE, HashingReader, StoredObject
 from genvault.storage.keys import check_key
+
+log = get_logger("genvault.storage")
 
 TMP_DIR = ".genvault-tmp"
 XATTR_SHA256 = "user.genvault.sha256"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _NO_XATTR = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA})
+_CREATE_TRIES = 8
+"""Fresh temp names tried when a peer's cleanup removed ours before we held its lock."""
 
 
 @contextlib.contextmanager
@@ -143,6 +166,47 @@ class LocalStorage:
                 path.mkdir()
             _fsync_dir(path.parent)
 
+    def _open_tmp(self, *, create: bool) -> int | None:
+        """A descriptor of ``.genvault-tmp`` (None when absent and not ``create``).
+
+        Opened with ``O_NOFOLLOW``: a symlink there raises StorageError instead of
+        being followed, so no write and no cleanup ever happens in the link's target.
+        """
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            return os.open(self._tmp, flags)
+        except FileNotFoundError:
+            if not create:
+                return None
+        except OSError as exc:
+            raise _tmp_refused(self._tmp, exc) from exc
+        self._make_parents(self._tmp)
+        try:
+            return os.open(self._tmp, flags)
+        except OSError as exc:
+            raise _tmp_refused(self._tmp, exc) from exc
+
+    def _locked_temp(self, tmp_fd: int, prefix: str) -> tuple[int, str]:
+        """Create a temp file in the folder ``tmp_fd`` and hold its lock: (fd, name).
+
+        The lock is taken right after the file is created; a peer's cleanup can only
+        have slipped in between if it removed the file, which the inode check sees,
+        and then another name is tried.
+        """
+        for _ in range(_CREATE_TRIES):
+            name = f"{prefix}{os.getpid()}-{secrets.token_hex(8)}.part"
+            fd = os.open(
+                name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=tmp_fd
+            )
+            try:
+                if not _lock(fd, fcntl.LOCK_EX) or _same_file(tmp_fd, name, fd):
+                    return fd, name
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)  # removed by a peer's cleanup before we held it: try again
+        raise StorageError(f"could not keep a temp file in {self._tmp}: removed as created")
+
     # ------------------------------------------------------------------ protocol
 
     def put(
@@ -161,29 +225,36 @@ class LocalStorage:
         """
         final = self._path(key)
         with _storage_errors(f"preparing {self._tmp}"):
-            self._make_parents(self._tmp)
-            fd, tmp_name = tempfile.mkstemp(prefix="put-", suffix=".part", dir=self._tmp)
+            tmp_fd = self._open_tmp(create=True)
+            assert tmp_fd is not None
         try:
-            reader = HashingReader(source)
+            with _storage_errors(f"preparing {self._tmp}"):
+                fd, tmp_name = self._locked_temp(tmp_fd, "put-")
+            # The descriptor (and with it the lock) stays open until the file has its
+            # final name: a peer's cleanup never sees an unlocked temp file of ours.
             with open(fd, "wb") as fh:
-                with _storage_errors(f"writing {key}"):
-                    os.fchmod(fd, self._file_mode)
-                while chunk := reader.read(CHUNK_SIZE):
+                try:
+                    reader = HashingReader(source)
                     with _storage_errors(f"writing {key}"):
-                        fh.write(chunk)
-                with _storage_errors(f"writing {key}"):
-                    fh.flush()
-                    _set_sha256(fd, reader.sha256)
-                    os.fsync(fd)
-            crash_point("local.before_rename")
-            with _storage_errors(f"moving {key} into place"):
-                self._make_parents(final.parent)
-                os.replace(tmp_name, final)
-                _fsync_dir(final.parent)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
-            raise
+                        os.fchmod(fd, self._file_mode)
+                    while chunk := reader.read(CHUNK_SIZE):
+                        with _storage_errors(f"writing {key}"):
+                            fh.write(chunk)
+                    with _storage_errors(f"writing {key}"):
+                        fh.flush()
+                        _set_sha256(fd, reader.sha256)
+                        os.fsync(fd)
+                    crash_point("local.before_rename")
+                    with _storage_errors(f"moving {key} into place"):
+                        self._make_parents(final.parent)
+                        os.replace(tmp_name, final, src_dir_fd=tmp_fd)
+                        _fsync_dir(final.parent)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp_name, dir_fd=tmp_fd)
+                    raise
+        finally:
+            os.close(tmp_fd)
         return StoredObject(key=key, size=reader.size, sha256=reader.sha256)
 
     def put_bytes(
@@ -221,48 +292,137 @@ class LocalStorage:
         return self._path(key).as_uri()
 
     def cleanup(self, older_than_seconds: float = 0.0) -> int:
-        """Delete temp files of interrupted writes; returns how many.
+        """Delete temp files of interrupted writes that no live writer holds; returns how many.
 
-        The default removes everything, which is right at start-up of the only
-        writer. When several processes share one folder (NFS), pass an age so a
-        peer's in-flight write is not pulled from under it.
+        A temp file whose lock another process holds is a write in flight (a replica
+        sharing this folder) and is left alone, whatever its age; one whose writer
+        died has lost its lock and goes. ``older_than_seconds`` (``storage.
+        stale_upload_seconds``) spares younger files too. A symlinked
+        ``.genvault-tmp`` is refused with a StorageError: it is never followed.
         """
-        if not self._tmp.is_dir():
-            return 0
         cutoff = time.time() - older_than_seconds
-        removed = 0
+        removed = held = 0
         with _storage_errors(f"cleaning {self._tmp}"):
-            for entry in os.scandir(self._tmp):
-                try:
-                    too_young = entry.stat(follow_symlinks=False).st_mtime > cutoff
-                    if older_than_seconds > 0 and too_young:
-                        continue
-                    if entry.is_dir(follow_symlinks=False):
-                        _rmtree(Path(entry.path))
-                    else:
-                        os.unlink(entry.path)
-                except FileNotFoundError:
-                    continue
-                removed += 1
+            tmp_fd = self._open_tmp(create=False)
+            if tmp_fd is None:
+                return 0
+            try:
+                with os.scandir(tmp_fd) as entries:
+                    names = [e.name for e in entries]
+                for name in names:
+                    try:
+                        st = os.stat(name, dir_fd=tmp_fd, follow_symlinks=False)
+                        if older_than_seconds > 0 and st.st_mtime > cutoff:
+                            continue
+                        if stat.S_ISDIR(st.st_mode):
+                            shutil.rmtree(name, dir_fd=tmp_fd)
+                        elif stat.S_ISREG(st.st_mode):
+                            if not _remove_unless_held(tmp_fd, name):
+                                held += 1
+                                continue
+                        else:  # a symlink, a FIFO...: removed itself, never followed
+                            os.unlink(name, dir_fd=tmp_fd)
+                    except FileNotFoundError:
+                        continue  # its writer renamed it into place meanwhile
+                    removed += 1
+            finally:
+                os.close(tmp_fd)
+        if held:
+            log.info("storage.cleanup_skipped_live", folder=str(self._tmp), files=held)
         return removed
 
     def check(self) -> None:
-        """Write, fsync and delete a probe file in the temp folder (readiness)."""
+        """Write, fsync and delete a probe file in the temp folder (readiness, and the
+        storage breaker's probe). Held under its lock, so a peer's cleanup leaves it be."""
         with _storage_errors(f"archive folder {self.root} is not writable"):
-            self._make_parents(self._tmp)
-            fd, name = tempfile.mkstemp(prefix="probe-", dir=self._tmp)
+            tmp_fd = self._open_tmp(create=True)
+            assert tmp_fd is not None
             try:
-                os.write(fd, b"genvault")
-                os.fsync(fd)
+                fd, name = self._locked_temp(tmp_fd, "probe-")
+                try:
+                    os.write(fd, b"genvault")
+                    os.fsync(fd)
+                finally:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(name, dir_fd=tmp_fd)
+                    os.close(fd)
             finally:
-                os.close(fd)
-                os.unlink(name)
+                os.close(tmp_fd)
 
 
-def _rmtree(path: Path) -> None:
-    for child in path.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            _rmtree(child)
-        else:
-            child.unlink()
-    path.rmdir()
+def _tmp_refused(path: Path, exc: OSError) -> StorageError:
+    # O_NOFOLLOW on a symlink: ELOOP, or ENOTDIR when O_DIRECTORY is checked first (Linux).
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR) and path.is_symlink():
+        return StorageError(
+            f"{path} is a symlink: genvault keeps its temp files only in a real folder "
+            "inside the archive, and never follows a link there (remove the link)"
+        )
+    if exc.errno == errno.ENOTDIR:
+        return StorageError(f"{path} is not a folder")
+    return StorageError(f"opening {path}: {exc.strerror or exc}")
+
+
+_NO_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL})
+_warned_no_locks = False
+
+
+def _lock(fd: int, operation: int) -> bool:
+    """``flock``; False where the filesystem has no locks (some FUSE and SMB mounts).
+
+    There, writing goes on unlocked, as before locks existed, and cleanup cannot tell
+    a live write from a dead one: a folder shared by replicas then needs
+    ``storage.stale_upload_seconds`` (said once, as a warning).
+    """
+    global _warned_no_locks
+    try:
+        fcntl.flock(fd, operation)
+    except BlockingIOError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_LOCKS:
+            raise
+        if not _warned_no_locks:
+            _warned_no_locks = True
+            log.warning(
+                "storage.no_file_locks",
+                error=exc.strerror,
+                hint="replicas sharing this folder need storage.stale_upload_seconds",
+            )
+        return False
+    return True
+
+
+def _same_file(dir_fd: int, name: str, fd: int) -> bool:
+    """``name`` in ``dir_fd`` is still the file open as ``fd`` (not removed or replaced)."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    own = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
+
+
+def _remove_unless_held(dir_fd: int, name: str) -> bool:
+    """Unlink the temp file ``name`` if no process holds its lock; False if one does.
+
+    The lock is taken (without waiting) before the unlink and kept across it, and the
+    name is checked to still be the file locked: a writer that renamed it into place
+    meanwhile is not touched.
+    """
+    # Opened for writing: on NFS, flock is a POSIX write lock, which needs it.
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except PermissionError:
+        return False  # another user's file: whether it is live cannot be told, so it stays
+    try:
+        try:
+            _lock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live writer holds it
+        if not _same_file(dir_fd, name, fd):
+            raise FileNotFoundError(name)  # renamed into place meanwhile: nothing to remove
+        os.unlink(name, dir_fd=dir_fd)
+        return True
+    finally:
+        os.close(fd)

@@ -55,6 +55,8 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 METADATA_BUDGET = 2048
 """S3 limits user metadata (keys plus values) to 2 KB."""
 _UPLOAD_TOKEN = "genvault-upload"
+PROBE_CONNECT_TIMEOUT = 5.0
+PROBE_READ_TIMEOUT = 10.0
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 _PRINTABLE_ASCII = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 
@@ -253,6 +255,22 @@ class S3Storage:
         session = boto3.session.Session()
         self._client: S3Client = session.client(
             "s3", endpoint_url=endpoint_url, region_name=region, config=config
+        )
+        # Probes (readiness, the storage breaker) get one try and short timeouts: a
+        # probe is repeated anyway, and behind the five retries of the client above a
+        # refused connection took seconds to report, a blackholed one minutes.
+        self._probe_client: S3Client = session.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            config=config.merge(
+                Config(
+                    retries={"max_attempts": 1, "mode": "standard"},
+                    connect_timeout=PROBE_CONNECT_TIMEOUT,
+                    read_timeout=PROBE_READ_TIMEOUT,
+                    max_pool_connections=2,
+                )
+            ),
         )
         # AWS_REQUEST_CHECKSUM_CALCULATION=when_required marks a server that
         # mishandles flexible checksums; then we request none ourselves either.
@@ -472,6 +490,9 @@ class S3Storage:
         return aborted
 
     def check(self) -> None:
-        """HeadBucket: the endpoint answers, the bucket exists, credentials are accepted."""
+        """HeadBucket: the endpoint answers, the bucket exists, credentials are accepted.
+
+        One request, no retries, a few seconds at most (see ``_probe_client``).
+        """
         with _s3_errors(f"head bucket {self.bucket}"):
-            self._client.head_bucket(Bucket=self.bucket)
+            self._probe_client.head_bucket(Bucket=self.bucket)

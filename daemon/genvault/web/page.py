@@ -118,6 +118,8 @@ padding:4px 16px}
 dl{display:grid;grid-template-columns:auto 1fr;gap:2px 12px;margin:0;font-size:13px}
 dt{color:var(--muted)}dd{margin:0;text-align:right}
 .card .err{margin:8px 0 0;font-size:12px;color:var(--bad);word-break:break-word}
+.banner{background:var(--bad-bg);color:var(--bad);border-radius:10px;padding:10px 14px;
+margin:0 0 14px;word-break:break-word}
 .streams{list-style:none;margin:10px 0 0;padding:0;border-top:1px solid var(--line)}
 .stream{padding:6px 0;border-bottom:1px solid var(--line);font-size:12px}
 .stream:last-child{border-bottom:0}
@@ -301,6 +303,20 @@ def _circuit_badge(c: dict[str, Any] | None) -> str:
         extra = f' <span class="badge warn">paced {c["budget_interval_seconds"]:g}s</span>'
     state = c.get("state") if c else "closed"
     return f'<span class="badge {cls}" data-circuit="{_e(state)}">{_e(text)}</span>{extra}'
+
+
+def _storage(data: PageData) -> str:
+    """A banner while the storage circuit is not closed: archiving is paused."""
+    storage = data.doc.get("storage")
+    c = storage.get("circuit") if storage else None
+    if not storage or not c or c.get("state") == "closed":
+        return ""
+    when = "probe due" if c.get("trial_due") else f"next probe {until(c.get('retry_at'))}"
+    return (
+        f'<p class="banner" id="storage" data-circuit="{_e(c["state"])}"><b>Storage '
+        f"unavailable: archiving paused</b> · {_e(storage.get('url'))} · {_e(when)}"
+        f"<br>{_e(_cut(c.get('last_error') or 'no detail', 300))}</p>"
+    )
 
 
 def _card(a: dict[str, Any], now: datetime) -> str:
@@ -521,6 +537,7 @@ def render_page(data: PageData) -> bytes:
     body = (
         _header(data)
         + '<main class="wrap">'
+        + _storage(data)
         + _search(data)
         + _cards(data)
         + _at_risk(data)
