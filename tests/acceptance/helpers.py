@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -53,6 +54,26 @@ def write_config(
         lines.append("[[accounts]]")
         for k, v in acc.items():
             lines.append(f"{k} = {v!r}".replace("'", '"'))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def defaults_config(
+    path: Path,
+    *,
+    db_url: str,
+    storage_url: str,
+    account: dict[str, Any],
+    endpoint_url: str | None = None,
+) -> Path:
+    """A config with the defaults a user gets, but for what a test bed needs: loopback
+    targets allowed and no HTTP server. (:func:`write_config` shortens polls and retries;
+    tests of retry rounds and outages must not.)"""
+    lines = ["[database]", f'url = "{db_url}"', "[storage]", f'url = "{storage_url}"']
+    if endpoint_url:
+        lines.append(f'endpoint_url = "{endpoint_url}"')
+    lines += ["[network]", "allow_private = true", "[server]", "enabled = false"]
+    lines += ["[[accounts]]", *(f"{k} = {json.dumps(v)}" for k, v in account.items())]
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -31,7 +31,7 @@ import pytest
 from genvault.simulator import geminigen
 from genvault.simulator.geminigen import API_PATH
 from genvault.store import Store
-from tests.acceptance.helpers import genvault
+from tests.acceptance.helpers import defaults_config, genvault
 from tests.fixtures.origin import Origin, Reply
 from tests.fixtures.s3 import S3Server
 
@@ -105,25 +105,20 @@ def sim() -> Iterator[geminigen.GeminiGenSimulator]:
 
 
 def _config(path: Path, db_url: str, endpoint: str, bucket: str, base: str) -> Path:
-    lines = [
-        "[database]",
-        f'url = "{db_url}"',
-        "[storage]",
-        f'url = "s3://{bucket}/archive"',
-        f'endpoint_url = "{endpoint}"',
-        "[network]",
-        "allow_private = true",
-        "[server]",
-        "enabled = false",
-        "[[accounts]]",
-        'name = "main"',
-        'provider = "geminigen"',
-        'api_key_env = "GG_CONTAIN_KEY"',
-        f'base_url = "{base}{API_PATH}"',
-        f'media_base = "{base}/cdn/"',
-    ]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    account = {
+        "name": "main",
+        "provider": "geminigen",
+        "api_key_env": "GG_CONTAIN_KEY",
+        "base_url": f"{base}{API_PATH}",
+        "media_base": f"{base}/cdn/",
+    }
+    return defaults_config(
+        path,
+        db_url=db_url,
+        storage_url=f"s3://{bucket}/archive",
+        endpoint_url=endpoint,
+        account=account,
+    )
 
 
 def _run(

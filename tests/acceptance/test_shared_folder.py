@@ -27,7 +27,7 @@ import pytest
 
 from genvault.simulator import Simulator, simulator_factory
 from genvault.store import Store
-from tests.acceptance.helpers import GENVAULT, genvault
+from tests.acceptance.helpers import GENVAULT, defaults_config, genvault
 
 pytestmark = [pytest.mark.postgres]
 
@@ -55,20 +55,7 @@ def sim() -> Iterator[Simulator]:
 def _config(path: Path, db_url: str, archive: Path, sim: Simulator) -> Path:
     account = {"name": "main", "provider": sim.name, "api_key_env": "SHARED_SIM_KEY"}
     account |= {"base_url": sim.api_base, **sim.account_options}
-    lines = [
-        "[database]",
-        f'url = "{db_url}"',
-        "[storage]",
-        f'url = "file://{archive}"',
-        "[network]",
-        "allow_private = true",
-        "[server]",
-        "enabled = false",
-        "[[accounts]]",
-        *(f"{k} = {json.dumps(v)}" for k, v in account.items()),
-    ]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return defaults_config(path, db_url=db_url, storage_url=f"file://{archive}", account=account)
 
 
 def _env() -> dict[str, str]:

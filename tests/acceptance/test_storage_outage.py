@@ -28,7 +28,7 @@ import pytest
 
 from genvault.simulator import Simulator, simulator_factory
 from genvault.store import Store
-from tests.acceptance.helpers import genvault
+from tests.acceptance.helpers import defaults_config, genvault
 from tests.fixtures.s3 import S3Server
 from tests.fixtures.tcp_switch import TcpSwitch, refuses, tcp_switch  # noqa: F401
 
@@ -75,24 +75,15 @@ def sim() -> Iterator[Simulator]:
 
 
 def _config(path: Path, db_url: str, endpoint: str, bucket: str, sim: Simulator) -> Path:
-    """The defaults a user gets, except what a test bed needs (loopback, no server)."""
     account = {"name": "main", "provider": sim.name, "api_key_env": "OUTAGE_SIM_KEY"}
     account |= {"base_url": sim.api_base, **sim.account_options}
-    lines = [
-        "[database]",
-        f'url = "{db_url}"',
-        "[storage]",
-        f'url = "s3://{bucket}/archive"',
-        f'endpoint_url = "{endpoint}"',
-        "[network]",
-        "allow_private = true",
-        "[server]",
-        "enabled = false",
-        "[[accounts]]",
-        *(f"{k} = {json.dumps(v)}" for k, v in account.items()),
-    ]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return defaults_config(
+        path,
+        db_url=db_url,
+        storage_url=f"s3://{bucket}/archive",
+        endpoint_url=endpoint,
+        account=account,
+    )
 
 
 def _env() -> dict[str, str]:
