@@ -293,6 +293,10 @@ def test_a_killed_replicas_files_are_finished_by_the_others_within_30_seconds(
         victim, victim_log = procs[0], logs[0]
         try:
             worker = _wait_for(lambda: _started_worker(victim_log), 60, "victim start", logs)
+            # Kill once the history is walked: this test is about leases. A replica killed
+            # mid-walk leaves the rest of the history to the others' next sync tick
+            # (schedule.sync_seconds, 15 min), not to the lease reaper.
+            _wait_for(lambda: _walked(postgres_url), 60, "the history walk", logs)
             held = _wait_for(lambda: _leased_by(postgres_url, worker), 60, "victim leases", logs)
             victim.send_signal(signal.SIGKILL)
             killed = time.monotonic()
@@ -381,6 +385,14 @@ def _query(db_url: str, sql: str, **params: Any) -> list[Any]:
             return list(conn.execute(sa.text(sql), params).all())
     finally:
         engine.dispose()
+
+
+def _walked(db_url: str) -> bool:
+    """Some replica completed a walk of every stream (the cursors' last complete walk)."""
+    rows = _query(
+        db_url, "SELECT count(*) FILTER (WHERE last_success_at IS NULL), count(*) FROM sync_cursor"
+    )
+    return bool(rows) and rows[0][1] > 0 and rows[0][0] == 0
 
 
 def _leased_by(db_url: str, worker: str) -> set[int]:
