@@ -44,6 +44,7 @@ from genvault.simulator import geminigen
 from genvault.status import read_status
 from genvault.store import WORKER_LOCK_TAG, Store, worker_lock_key
 from tests.acceptance.helpers import sim_account
+from tests.fixtures.lock_holder import hold_lock
 from tests.integration.store_helpers import media, now_utc, record, save, url
 
 LEGACY = "old-host-0a1b2c3d4e5f"
@@ -150,25 +151,8 @@ def test_sqlite_a_process_taking_the_lock_voids_a_dead_runs_leases(tmp_path: Pat
 
 def test_sqlite_lock_held_sees_another_process_without_taking_the_lock(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'gv.db'}"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(
-                f"""
-                import sys, time
-                from genvault.instance import single_process
-                with single_process({url!r}):
-                    print("held", flush=True)
-                    time.sleep(60)
-                """
-            ),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = hold_lock(url, 60)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         for _ in range(20):  # asking never takes it, so the holder is never disturbed
             assert lock_held(url)
     finally:

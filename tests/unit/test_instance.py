@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -14,6 +11,7 @@ import pytest
 from genvault.errors import AlreadyRunningError
 from genvault.instance import single_process, sqlite_path
 from tests.acceptance.helpers import genvault, write_config
+from tests.fixtures.lock_holder import hold_lock
 
 
 def test_sqlite_path_of_each_kind_of_url(tmp_path: Path) -> None:
@@ -49,25 +47,8 @@ def test_other_databases_and_postgres_are_not_locked(tmp_path: Path) -> None:
 def test_kill_9_of_the_holder_frees_the_database(tmp_path: Path) -> None:
     """No stale lock file to clean up by hand after a crash: the kernel drops the flock."""
     url = f"sqlite:///{tmp_path / 'gv.db'}"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(
-                f"""
-                import time
-                from genvault.instance import single_process
-                with single_process({url!r}):
-                    print("held", flush=True)
-                    time.sleep(120)
-                """
-            ),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = hold_lock(url, 120)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(AlreadyRunningError, match=f"pid {holder.pid}"), single_process(url):
             pass
         os.kill(holder.pid, signal.SIGKILL)
