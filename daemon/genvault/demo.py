@@ -38,6 +38,7 @@ from genvault.runtime import Runtime
 from genvault.simulator import SIMULATORS, simulator_factory
 
 DEMO_KEY = "demo-key-not-a-secret-2024"  # 24 chars: Akool derives an AES-192 key from it
+DEMO_KEY_ENV = "GENVAULT_DEMO_KEY"
 
 
 @dataclass
@@ -62,7 +63,7 @@ def demo_settings(directory: Path, sims: dict[str, Any]) -> Settings:
             AccountSettings(
                 name=f"demo-{name}",
                 provider=name,
-                api_key_env="GENVAULT_DEMO_KEY",
+                api_key_env=DEMO_KEY_ENV,
                 base_url=sim.api_base,
                 **getattr(sim, "account_options", {}),
             )
@@ -81,24 +82,24 @@ def start_simulators(count: int, seed: int = 7, **knobs: Any) -> dict[str, Any]:
 
 
 def write_demo_config(directory: Path, settings: Settings) -> Path:
-    """A config for looking at the demo's results afterwards (``genvault status``)."""
-    lines = [
-        "# Written by `genvault demo`: inspect its results with",
-        f"#   genvault --config {directory / 'genvault.toml'} status",
-        "[database]",
-        f'url = "{settings.database.url}"',
-        "[storage]",
-        f'url = "{settings.storage.url}"',
-    ]
-    for acc in settings.accounts:
-        lines += [
-            "[[accounts]]",
-            f'name = "{acc.name}"',
-            f'provider = "{acc.provider}"',
-            'api_key_env = "GENVAULT_DEMO_KEY"',
-        ]
+    """The demo's whole config as TOML: every setting it ran with, not just the paths.
+
+    ``genvault --config <it> status`` shows the demo's results; ``run --once
+    --dry-run`` on it reaches for the demo's loopback simulators (gone once the demo
+    ends: connection refused), never the providers' real hosts. The demo key is no
+    secret, but it is still read from an environment variable like any key.
+    """
+    import tomli_w
+
+    data = settings.model_dump(mode="json", exclude_defaults=True, exclude_none=True)
     path = directory / "genvault.toml"
-    path.write_text("\n".join(lines) + "\n")
+    header = (
+        "# Written by `genvault demo`: the settings it ran with. Inspect its results with\n"
+        f"#   genvault --config {path} status\n"
+        f"# Its simulators listened on loopback ports that close when the demo ends; to run\n"
+        f"# a pass on this config, export {DEMO_KEY_ENV}={DEMO_KEY} (not a secret).\n\n"
+    )
+    path.write_text(header + tomli_w.dumps(data), encoding="utf-8")
     return path
 
 

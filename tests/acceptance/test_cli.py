@@ -16,7 +16,16 @@ from typing import Any
 
 from rich.console import Console
 
-from genvault.demo import demo_pipeline
+from genvault.config import load_settings
+from genvault.demo import (
+    DEMO_KEY,
+    DEMO_KEY_ENV,
+    demo_pipeline,
+    demo_settings,
+    start_simulators,
+    write_demo_config,
+)
+from genvault.providers.registry import provider_class
 from genvault.simulator import SIMULATORS, crowdcomputed, geminigen
 from genvault.store import Store, url_key
 from tests.acceptance.helpers import GENVAULT, genvault, sim_account, write_config
@@ -36,6 +45,29 @@ def test_demo_command_runs_clean_from_a_fresh_directory(tmp_path: Path) -> None:
     doc = json.loads(status.stdout)
     assert len(doc["accounts"]) == len(SIMULATORS)
     assert all(a["assets"].get("archived", 0) > 0 for a in doc["accounts"])
+
+
+def test_the_demo_config_reproduces_the_demo(tmp_path: Path) -> None:
+    """The written config holds every setting the demo ran with, base URLs and options
+    included: loaded back it equals the demo's settings, and a dry run on it reaches the
+    demo's simulators, never the providers' real hosts."""
+    sims = start_simulators(2)
+    try:
+        settings = demo_settings(tmp_path, sims)
+        path = write_demo_config(tmp_path, settings)
+        assert load_settings(path, environ={DEMO_KEY_ENV: DEMO_KEY}) == settings
+        env = {**os.environ, DEMO_KEY_ENV: DEMO_KEY}
+        upgraded = genvault("--config", str(path), "db", "upgrade", env=env)
+        assert upgraded.returncode == 0, upgraded.stderr
+        dry = genvault("--config", str(path), "run", "--once", "--dry-run", env=env)
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        listed = [n for n in sims if provider_class(n).has_history]
+        assert listed
+        for name in listed:
+            assert sims[name].stats.requests > 0, f"{name}: the dry run never reached it"
+    finally:
+        for sim in sims.values():
+            sim.stop()
 
 
 def test_demo_archives_every_simulated_file_byte_identical(tmp_path: Path) -> None:
