@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -672,7 +672,7 @@ def run_genvault(
     timeout: float = 1800,
     migrated: bool = False,
     folder: Path | None = None,
-    wrap: Sequence[str] = (),
+    wrap: Callable[[list[str]], list[str]] | None = None,
 ) -> GenvaultRun:
     """``genvault run --once`` as a child process on a fresh SQLite database.
 
@@ -685,8 +685,8 @@ def run_genvault(
 
     ``folder``: archive into this local folder instead of ``s3`` (which is then
     ``None``); the folder must then hold the source's files (sidecars and genvault's
-    temp folder aside). ``wrap`` goes before the interpreter in the child's argv (a
-    profiler: ``py-spy record ... --``, ``perf record ... --``).
+    temp folder aside). ``wrap`` rewrites the child's argv (a profiler: ``py-spy
+    record ... -- ARGV``, ``perf record ... -- ARGV``; see ``bench/profile.py``).
     """
     config = write_genvault_config(
         workdir / f"{name}.toml",
@@ -702,7 +702,9 @@ def run_genvault(
     if migrated:
         upgrade = python_module("genvault.cli", "--config", str(config), "db", "upgrade")
         run_child(f"{name}-migrate", upgrade, env=env, logs=workdir / "logs", timeout=120).check()
-    argv = [*wrap, *python_module("genvault.cli", "--config", str(config), "run", "--once")]
+    argv = python_module("genvault.cli", "--config", str(config), "run", "--once")
+    if wrap is not None:
+        argv = wrap(argv)
     run = run_child(name, argv, env=env, logs=workdir / "logs", timeout=timeout).check()
     if folder is not None:
         verify_folder(folder, source, who=name)
