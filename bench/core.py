@@ -90,6 +90,7 @@ class Benchmark(Protocol):
 
 BENCHMARKS: tuple[str, ...] = (
     "throughput",  # 1. raw loopback throughput vs rclone and a bare httpx -> boto3 pipeline
+    "local",  # 1b. raw loopback into a local folder vs rclone (+ syncfs) and a bare script
     "network",  # 2. provider-like network: 150 ms first byte, 4 MB/s per connection
     "memory",  # 3. peak RSS archiving a 2 GB video vs a 20 MB file
     "metadata",  # 4. history sync of 100,000 generations into SQLite and PostgreSQL

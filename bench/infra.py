@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -545,16 +545,19 @@ def write_genvault_config(
     path: Path,
     *,
     db: Path,
-    s3: S3Endpoint,
+    s3: S3Endpoint | None,
     bucket: str,
     prefix: str,
     accounts: list[dict[str, Any]],
     concurrency: int,
     db_url: str | None = None,
+    folder: Path | None = None,
 ) -> Path:
     """A production-like config: defaults everywhere except what loopback needs.
 
     ``db_url`` replaces the SQLite file ``db`` (PostgreSQL for the scale-out runs).
+    ``folder`` archives into a local folder (``file://``) instead of ``s3`` (then
+    ``None``; ``bucket`` and ``prefix`` are ignored).
     ``allow_private`` opens loopback (the simulators); the HTTP server is off (``run
     --once`` never serves anyway); logs are JSON so the bench can read genvault's own
     phase timings (``job.archive``).
@@ -563,9 +566,7 @@ def write_genvault_config(
         "[database]",
         f"url = {json.dumps(db_url or f'sqlite:///{db}')}",
         "[storage]",
-        f"url = {json.dumps(f's3://{bucket}/{prefix}')}",
-        f"endpoint_url = {json.dumps(s3.url)}",
-        f"region = {json.dumps(s3.region)}",
+        *_storage_lines(s3, bucket, prefix, folder),
         "[network]",
         "allow_private = true",
         "[archive]",
@@ -581,6 +582,21 @@ def write_genvault_config(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _storage_lines(
+    s3: S3Endpoint | None, bucket: str, prefix: str, folder: Path | None
+) -> list[str]:
+    """The ``[storage]`` keys: a local folder, or a bucket on the S3 endpoint."""
+    if folder is not None:
+        return [f"url = {json.dumps(folder.resolve().as_uri())}"]
+    if s3 is None:
+        raise BenchError("genvault needs an S3 endpoint or a folder")
+    return [
+        f"url = {json.dumps(f's3://{bucket}/{prefix}')}",
+        f"endpoint_url = {json.dumps(s3.url)}",
+        f"region = {json.dumps(s3.region)}",
+    ]
 
 
 @dataclass(frozen=True)
@@ -648,13 +664,15 @@ def run_genvault(
     name: str,
     *,
     workdir: Path,
-    s3: S3Endpoint,
+    s3: S3Endpoint | None,
     bucket: str,
     prefix: str,
     source: Source,
     concurrency: int,
     timeout: float = 1800,
     migrated: bool = False,
+    folder: Path | None = None,
+    wrap: Callable[[list[str]], list[str]] | None = None,
 ) -> GenvaultRun:
     """``genvault run --once`` as a child process on a fresh SQLite database.
 
@@ -664,6 +682,11 @@ def run_genvault(
     schema with ``genvault db upgrade`` (untimed, in a child of its own), as a
     deployment does once per release: the measured run then starts at head, like
     every run but the first.
+
+    ``folder``: archive into this local folder instead of ``s3`` (which is then
+    ``None``); the folder must then hold the source's files (sidecars and genvault's
+    temp folder aside). ``wrap`` rewrites the child's argv (a profiler: ``py-spy
+    record ... -- ARGV``, ``perf record ... -- ARGV``; see ``bench/profile.py``).
     """
     config = write_genvault_config(
         workdir / f"{name}.toml",
@@ -673,14 +696,21 @@ def run_genvault(
         prefix=prefix,
         accounts=source.accounts(),
         concurrency=concurrency,
+        folder=folder,
     )
-    env = child_env({API_KEY_ENV: API_KEY, **s3.env()})
+    env = child_env({API_KEY_ENV: API_KEY, **(s3.env() if s3 is not None else {})})
     if migrated:
         upgrade = python_module("genvault.cli", "--config", str(config), "db", "upgrade")
         run_child(f"{name}-migrate", upgrade, env=env, logs=workdir / "logs", timeout=120).check()
     argv = python_module("genvault.cli", "--config", str(config), "run", "--once")
+    if wrap is not None:
+        argv = wrap(argv)
     run = run_child(name, argv, env=env, logs=workdir / "logs", timeout=timeout).check()
-    verify(s3, bucket, prefix, source, who=name)
+    if folder is not None:
+        verify_folder(folder, source, who=name)
+    else:
+        assert s3 is not None
+        verify(s3, bucket, prefix, source, who=name)
     return GenvaultRun(run, Phases.from_log(run))
 
 
@@ -690,6 +720,27 @@ def verify(s3: S3Endpoint, bucket: str, prefix: str, source: Source, *, who: str
     got = s3.usage(bucket, prefix)
     if got != want:
         raise BenchError(f"{who}: bucket holds {got}, expected {want}")
+    return got
+
+
+def folder_usage(folder: Path, *, skip_suffix: str = ".json") -> Usage:
+    """Files and bytes under ``folder``, leaving out sidecars and genvault's temp folder."""
+    count = size = 0
+    for path in folder.rglob("*"):
+        if ".genvault-tmp" in path.parts or path.name.endswith(skip_suffix):
+            continue
+        if path.is_file():
+            count += 1
+            size += path.stat().st_size
+    return Usage(count, size)
+
+
+def verify_folder(folder: Path, source: Source, *, who: str) -> Usage:
+    """Require every source file under ``folder``: same count, same total size."""
+    want = Usage(len(source.files), source.total_bytes)
+    got = folder_usage(folder)
+    if got != want:
+        raise BenchError(f"{who}: {folder} holds {got}, expected {want}")
     return got
 
 
