@@ -24,7 +24,7 @@ import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -222,6 +222,31 @@ class MetricsSettings(_Section):
     ``genvault_assets_at_risk`` (overdue ones included): the alert's lead time."""
 
 
+NotifyEvent = Literal["at_risk", "lost", "stream", "circuit", "storage", "verify"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
+"""What can be notified: files at risk, files lost, a stream whose sync fails or stays
+incomplete, a provider's circuit open, storage failing, ``verify`` finding damage."""
+
+
+class NotifySettings(_Section):
+    """Messages before a loss, through Apprise (:mod:`genvault.notify`).
+
+    Apprise URLs (``mailto://``, ``slack://``, ``tgram://``, ``ntfy://``, ``json://``,
+    and a hundred more) often carry a password or a token, so besides ``urls`` they can
+    come from ``urls_env`` or ``urls_file`` (whitespace-separated), read like API keys.
+    """
+
+    urls: tuple[str, ...] = ()
+    urls_env: str | None = None
+    urls_file: Path | None = None
+    events: tuple[NotifyEvent, ...] = NOTIFY_EVENTS
+    interval_minutes: float = Field(default=15, ge=0)
+    """The daemon sends at most one digest per interval (``run --once``: one per run)."""
+    repeat_hours: float = Field(default=24, gt=0)
+    """A condition that lasts (a circuit open, a stream failing) is said again after this
+    quiet period; a file is named once as at risk and once as lost, never again."""
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -285,6 +310,7 @@ class Settings(_Section):
     schedule: ScheduleSettings = ScheduleSettings()
     server: ServerSettings = ServerSettings()
     metrics: MetricsSettings = MetricsSettings()
+    notify: NotifySettings = NotifySettings()
     logging: LoggingSettings = LoggingSettings()
     accounts: tuple[AccountSettings, ...] = ()
 
@@ -508,12 +534,22 @@ def resolve_metrics_token(
     )
 
 
+def resolve_notify_urls(settings: Settings, environ: dict[str, str] | None = None) -> list[str]:
+    """Every Apprise URL: ``notify.urls`` plus those in ``urls_env`` / ``urls_file``."""
+    n = settings.notify
+    env = os.environ if environ is None else environ
+    secret = read_secret("notify.", "urls_env", n.urls_env, "urls_file", n.urls_file, env)
+    extra = secret.get_secret_value().split() if secret is not None else []
+    return [*n.urls, *extra]
+
+
 def world_readable_secret_files(settings: Settings) -> list[Path]:
     """Secret files (API keys, webhook secrets, the server and metrics tokens) that other
     users can read; the CLI warns."""
     candidates = [acc.api_key_file for acc in settings.accounts]
     candidates += [acc.webhook_secret_file for acc in settings.accounts]
     candidates += [settings.server.token_file, settings.server.metrics_token_file]
+    candidates += [settings.notify.urls_file]
     out = []
     for f in candidates:
         if f is not None and f.exists() and f.stat().st_mode & (stat.S_IROTH | stat.S_IRGRP):
