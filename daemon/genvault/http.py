@@ -14,7 +14,7 @@ Three parts:
   values), a deadline on each whole request, credentials that never leave the
   account's ``base_url`` origin (:class:`CredentialScope`), and retries with
   capped exponential backoff and jitter that honour ``Retry-After``.
-  Each account's client carries a :class:`~genvault.throttle.ProviderGuard`: a
+  Each account's client carries a :class:`~genvault.net.throttle.ProviderGuard`: a
   request budget that slows down after 429s and a circuit breaker that stops
   calling a provider that is down.
 
@@ -55,7 +55,7 @@ from genvault.errors import (
     UnsafeURLError,
 )
 from genvault.logging import scrub
-from genvault.throttle import Admission, CallOutcome, ProviderGuard
+from genvault.net.throttle import Admission, CallOutcome, ProviderGuard
 
 log = structlog.get_logger("genvault.http")
 

@@ -55,9 +55,9 @@ from prometheus_client.registry import Collector
 from genvault import __version__
 from genvault.logging import get_logger
 from genvault.models import utcnow
+from genvault.net.throttle import CircuitState
 from genvault.records import AssetState, GenerationStatus
 from genvault.storage.guard import STORAGE_HEALTH_KEY
-from genvault.throttle import CircuitState
 
 if TYPE_CHECKING:
     from genvault.queries.metrics import MetricsSnapshot

@@ -30,9 +30,15 @@ from genvault.metrics import (
     timed_job,
     write_textfile,
 )
+from genvault.net.throttle import (
+    Admission,
+    CallOutcome,
+    CircuitState,
+    HealthSnapshot,
+    ProviderGuard,
+)
 from genvault.records import AssetState
 from genvault.runtime import AccountRuntime, Runtime
-from genvault.throttle import Admission, CallOutcome, CircuitState, HealthSnapshot, ProviderGuard
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

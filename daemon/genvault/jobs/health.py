@@ -1,6 +1,6 @@
 """Moving an account's circuit breaker and request budget between memory and the table.
 
-The guard (:class:`genvault.throttle.ProviderGuard`) lives in the account's API
+The guard (:class:`genvault.net.throttle.ProviderGuard`) lives in the account's API
 client; this module is the only bridge to ``provider_health``, and only the sync,
 poll and pipeline code calls it (job threads, never archive workers, so a
 download pool never queues on database writes):
@@ -23,8 +23,8 @@ from datetime import datetime
 from sqlalchemy.exc import SQLAlchemyError
 
 from genvault.logging import get_logger
+from genvault.net.throttle import CircuitState
 from genvault.runtime import AccountRuntime, Runtime
-from genvault.throttle import CircuitState
 
 log = get_logger("genvault.health")
 
