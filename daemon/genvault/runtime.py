@@ -16,12 +16,14 @@ from functools import partial
 from pydantic import SecretStr
 
 from genvault.config import AccountSettings, Settings
-from genvault.download import DownloadLimits
 from genvault.errors import StorageError
-from genvault.http import ApiClient, HttpClient, NetworkPolicy, build_client
 from genvault.instance import holds_process_lock
 from genvault.logging import get_logger, register_secret
 from genvault.metrics import ProcessMetrics
+from genvault.net.api import ApiClient
+from genvault.net.client import HttpClient, build_client
+from genvault.net.media import DownloadLimits
+from genvault.net.policy import NetworkPolicy
 from genvault.providers.base import Provider
 from genvault.providers.registry import provider_class, validate_options
 from genvault.records import MediaRole

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 from genvault.config import AccountSettings, Settings
 
 if TYPE_CHECKING:
-    from genvault.http import ApiClient
+    from genvault.net.api import ApiClient
     from genvault.queries.streams import StreamReport
     from genvault.store import Store, StoredHealth
 

@@ -35,8 +35,10 @@ from genvault.errors import (
     RateLimitedError,
     TransientProviderError,
 )
-from genvault.http import ApiClient, NetworkPolicy, build_client
 from genvault.jobs.pipeline import ExitCode, run_once
+from genvault.net.api import ApiClient
+from genvault.net.client import build_client
+from genvault.net.policy import NetworkPolicy
 from genvault.net.throttle import CircuitState
 from genvault.providers.geminigen import GeminiGen, GeminiGenOptions
 from genvault.report import render_status

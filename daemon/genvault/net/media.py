@@ -48,8 +48,9 @@ from genvault.errors import (
     TransientDownloadError,
     UnsafeURLError,
 )
-from genvault.http import NetworkPolicy, is_malformed_redirect, policy_extensions
 from genvault.logging import get_logger
+from genvault.net.errors import is_malformed_redirect
+from genvault.net.policy import NetworkPolicy, policy_extensions
 
 log = get_logger("genvault.download")
 
