@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -35,9 +36,8 @@ from genvault.errors import (
     ProviderError,
     RateLimitedError,
     TransientProviderError,
-    UnsafeURLError,
 )
-from genvault.net.errors import clip, is_malformed_redirect, short_error
+from genvault.net.errors import Fault, clip, map_httpx_errors, short_error
 from genvault.net.policy import (
     CREDENTIALS_EXTENSION,
     CredentialScope,
@@ -216,14 +216,11 @@ class ApiClient:
         self, method: str, path: str, params: Mapping[str, Any] | None, json_body: Any
     ) -> Any:
         url = self.url(path)
-        try:
+        with map_httpx_errors(partial(self._failure, path)):
             self.policy.check_url(url)
-        except UnsafeURLError as exc:
-            raise PermanentProviderError(f"{path}: refused by the network policy: {exc}") from None
-        self.stats["requests"] += 1
-        deadline = self.settings.api_deadline_seconds
-        limit = Deadline(time.monotonic() + deadline, deadline, path)
-        try:
+            self.stats["requests"] += 1
+            deadline = self.settings.api_deadline_seconds
+            limit = Deadline(time.monotonic() + deadline, deadline, path)
             with self.http.stream(
                 method,
                 url,
@@ -241,18 +238,26 @@ class ApiClient:
                 limit.check()
                 body = _read_capped(resp, self.settings.max_json_bytes, path, limit)
                 return _decode(resp, body, path)
-        except UnsafeURLError as exc:  # a redirect hop, or an address seen at connect time
-            raise PermanentProviderError(f"{path}: refused by the network policy: {exc}") from None
-        except httpx.TimeoutException as exc:
+
+    def _failure(self, path: str, fault: Fault, exc: Exception) -> ProviderError | None:
+        """What a failed exchange becomes (the table in :mod:`genvault.net`); a failure
+        on the wire is reported as status 0."""
+        if fault.transport:
             self._report(0)
-            raise TransientProviderError(f"{path}: timed out ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            self._report(0)
-            if is_malformed_redirect(exc):
-                raise PermanentProviderError(f"{path}: {clip(str(exc), 200)}") from None
-            raise TransientProviderError(f"{path}: {type(exc).__name__}: {exc}") from None
-        except httpx.InvalidURL as exc:  # check_url passed, so only a request-building quirk
-            raise PermanentProviderError(f"{path}: malformed URL: {clip(str(exc))}") from None
+        name = type(exc).__name__
+        match fault:
+            case Fault.REFUSED:  # the URL, a redirect hop, or an address seen at connect time
+                return PermanentProviderError(f"{path}: refused by the network policy: {exc}")
+            case Fault.TIMED_OUT:
+                return TransientProviderError(f"{path}: timed out ({name})")
+            case Fault.MALFORMED_REDIRECT:
+                return PermanentProviderError(f"{path}: {clip(str(exc), 200)}")
+            case Fault.BROKEN | Fault.UNSUPPORTED_SCHEME:
+                return TransientProviderError(f"{path}: {name}: {exc}")
+            case Fault.MALFORMED_URL:  # check_url passed, so only a request-building quirk
+                return PermanentProviderError(f"{path}: malformed URL: {clip(str(exc))}")
+            case Fault.TOO_MANY_REDIRECTS:
+                return None
 
     def _check_foreign_refusal(self, resp: httpx.Response, path: str) -> None:
         """A 401/403 from another origin answers a request that carried no key.
