@@ -291,7 +291,7 @@ def circuit_state(acc: AccountRuntime, stored: str | None) -> CircuitState:
     for this process (it is what refuses or lets calls through). Before that, a
     replica that never called the provider reports what the table says.
     """
-    guard = acc.provider.api.guard
+    guard = acc.guard
     if guard.restored or stored is None:
         return guard.breaker.state
     try:

@@ -24,6 +24,7 @@ from genvault.net.api import ApiClient
 from genvault.net.client import HttpClient, build_client
 from genvault.net.media import DownloadLimits
 from genvault.net.policy import NetworkPolicy
+from genvault.net.throttle import ProviderGuard
 from genvault.providers.base import Provider
 from genvault.providers.registry import provider_class, validate_options
 from genvault.records import MediaRole
@@ -52,6 +53,9 @@ class AccountRuntime:
     provider: Provider
     policy: NetworkPolicy
     """The network policy plus this account's host allowlist, if it has one."""
+    guard: ProviderGuard
+    """The account's request budget and circuit breaker: its API client asks it before
+    every call; the jobs read and store it (:mod:`genvault.jobs.health`)."""
 
     @property
     def name(self) -> str:
@@ -131,7 +135,7 @@ class Runtime:
                 on_retry=partial(metrics.provider_retry, acc.name),
             )
             accounts[acc.name] = AccountRuntime(
-                acc, cls_(api, options, acc.name, api_key=key), acc_policy
+                acc, cls_(api, options, acc.name, api_key=key), acc_policy, api.guard
             )
         return cls(
             settings,
