@@ -53,8 +53,10 @@ from typing import Final, Literal
 
 from bench.core import Result, Scale
 from genvault.config import NetworkSettings, ScheduleSettings, SyncSettings
-from genvault.http import ApiClient, NetworkPolicy, build_client
 from genvault.models import utcnow
+from genvault.net.api import ApiClient
+from genvault.net.client import build_client
+from genvault.net.policy import NetworkPolicy
 from genvault.providers.base import Provider
 from genvault.providers.geminigen import GeminiGen, GeminiGenOptions
 from genvault.providers.tengrai import TengrAI, TengrAIOptions

@@ -55,9 +55,9 @@ from prometheus_client.registry import Collector
 from genvault import __version__
 from genvault.logging import get_logger
 from genvault.models import utcnow
+from genvault.net.throttle import CircuitState
 from genvault.records import AssetState, GenerationStatus
 from genvault.storage.guard import STORAGE_HEALTH_KEY
-from genvault.throttle import CircuitState
 
 if TYPE_CHECKING:
     from genvault.queries.metrics import MetricsSnapshot
@@ -291,7 +291,7 @@ def circuit_state(acc: AccountRuntime, stored: str | None) -> CircuitState:
     for this process (it is what refuses or lets calls through). Before that, a
     replica that never called the provider reports what the table says.
     """
-    guard = acc.provider.api.guard
+    guard = acc.guard
     if guard.restored or stored is None:
         return guard.breaker.state
     try:

@@ -212,7 +212,7 @@ class ProviderHealth(SQLModel, table=True):
     account: str = Field(primary_key=True, max_length=64)
     provider: str = Field(max_length=32)
     circuit: str = Field(max_length=16)
-    """closed, open or half_open (:class:`genvault.throttle.CircuitState`)."""
+    """closed, open or half_open (:class:`genvault.net.throttle.CircuitState`)."""
     consecutive_failures: int = 0
     opened_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     retry_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -16,12 +16,15 @@ from functools import partial
 from pydantic import SecretStr
 
 from genvault.config import AccountSettings, Settings
-from genvault.download import DownloadLimits
 from genvault.errors import StorageError
-from genvault.http import ApiClient, HttpClient, NetworkPolicy, build_client
 from genvault.instance import holds_process_lock
 from genvault.logging import get_logger, register_secret
 from genvault.metrics import ProcessMetrics
+from genvault.net.api import ApiClient
+from genvault.net.client import HttpClient, build_client
+from genvault.net.media import DownloadLimits
+from genvault.net.policy import NetworkPolicy
+from genvault.net.throttle import ProviderGuard
 from genvault.providers.base import Provider
 from genvault.providers.registry import provider_class, validate_options
 from genvault.records import MediaRole
@@ -50,6 +53,9 @@ class AccountRuntime:
     provider: Provider
     policy: NetworkPolicy
     """The network policy plus this account's host allowlist, if it has one."""
+    guard: ProviderGuard
+    """The account's request budget and circuit breaker: its API client asks it before
+    every call; the jobs read and store it (:mod:`genvault.jobs.health`)."""
 
     @property
     def name(self) -> str:
@@ -129,7 +135,7 @@ class Runtime:
                 on_retry=partial(metrics.provider_retry, acc.name),
             )
             accounts[acc.name] = AccountRuntime(
-                acc, cls_(api, options, acc.name, api_key=key), acc_policy
+                acc, cls_(api, options, acc.name, api_key=key), acc_policy, api.guard
             )
         return cls(
             settings,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 from genvault.config import AccountSettings, Settings
 
 if TYPE_CHECKING:
-    from genvault.http import ApiClient
+    from genvault.net.api import ApiClient
     from genvault.queries.streams import StreamReport
     from genvault.store import Store, StoredHealth
 
@@ -27,7 +27,7 @@ def iso(v: Any) -> Any:
 def _circuit(stored: StoredHealth | None) -> dict[str, Any]:
     """An account's circuit breaker and request budget for ``status`` (healthy if never
     written). ``trial_due``: the cooldown is over, the next call will be a trial."""
-    from genvault.throttle import CircuitState, HealthSnapshot
+    from genvault.net.throttle import CircuitState, HealthSnapshot
 
     h = stored.health if stored is not None else HealthSnapshot()
     now = datetime.now(UTC)

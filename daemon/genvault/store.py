@@ -47,6 +47,7 @@ from sqlalchemy.pool import NullPool
 from genvault.expiry import SIGNATURE_PARAMS, earliest
 from genvault.logging import get_logger
 from genvault.models import utcnow
+from genvault.net.throttle import CircuitState, HealthSnapshot
 from genvault.queries.activity import ActivityQueries
 from genvault.queries.base import A, C, G, H, retry_conflicts
 from genvault.queries.metrics import MetricsQueries
@@ -54,7 +55,6 @@ from genvault.queries.operator import OperatorQueries
 from genvault.queries.search import SearchQueries
 from genvault.queries.streams import StreamQueries
 from genvault.records import AssetState, GenerationRecord, GenerationStatus
-from genvault.throttle import CircuitState, HealthSnapshot
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA_HEAD: Final = "0004"

@@ -27,7 +27,9 @@ from genvault.errors import (
     RateLimitedError,
     TransientProviderError,
 )
-from genvault.http import ApiClient, NetworkPolicy, build_client
+from genvault.net.api import ApiClient
+from genvault.net.client import build_client
+from genvault.net.policy import NetworkPolicy
 from genvault.providers.akool import Akool, AkoolOptions
 from genvault.records import GenerationStatus
 from genvault.simulator import akool

@@ -15,7 +15,9 @@ import pytest
 
 from genvault.config import NetworkSettings
 from genvault.errors import MalformedResponseError
-from genvault.http import MAX_JSON_DEPTH, MAX_JSON_VALUES, ApiClient, NetworkPolicy, build_client
+from genvault.net.api import MAX_JSON_DEPTH, MAX_JSON_VALUES, ApiClient
+from genvault.net.client import build_client
+from genvault.net.policy import NetworkPolicy
 from genvault.providers.geminigen import GeminiGen, GeminiGenOptions
 from tests.fixtures.origin import Origin, Reply
 

@@ -6,7 +6,9 @@ import pytest
 
 from genvault.config import NetworkSettings
 from genvault.errors import MalformedResponseError
-from genvault.http import ApiClient, NetworkPolicy, build_client
+from genvault.net.api import ApiClient
+from genvault.net.client import build_client
+from genvault.net.policy import NetworkPolicy
 from tests.fixtures.origin import Origin, Reply
 
 HUGE = b'{"items": [' + b'{"id": "x"},' * 200_000 + b'{"id": "y"}]}'  # ~2.4 MB

@@ -28,7 +28,9 @@ from genvault.errors import (
     RateLimitedError,
     TransientProviderError,
 )
-from genvault.http import ApiClient, NetworkPolicy, build_client
+from genvault.net.api import ApiClient
+from genvault.net.client import build_client
+from genvault.net.policy import NetworkPolicy
 from genvault.providers.crowdcomputed import CrowdComputed, CrowdComputedOptions
 from genvault.records import GenerationRecord, GenerationStatus, MediaKind
 from genvault.simulator import crowdcomputed, simulator_factory

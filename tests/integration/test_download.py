@@ -1,6 +1,6 @@
 """Media downloads against a scripted origin over loopback: what gets refused, what resumes.
 
-Each test drives :func:`genvault.download.open_media` through the real guarded
+Each test drives :func:`genvault.net.media.open_media` through the real guarded
 client against :class:`tests.fixtures.origin.Origin`, so truncation, lying
 lengths, drips and Range resumes are real socket behaviour.
 """
@@ -15,9 +15,10 @@ import httpx
 import pytest
 
 from genvault.config import NetworkSettings
-from genvault.download import DownloadLimits, open_media
 from genvault.errors import MediaGoneError, PermanentDownloadError, TransientDownloadError
-from genvault.http import NetworkPolicy, build_client
+from genvault.net.client import build_client
+from genvault.net.media import DownloadLimits, open_media
+from genvault.net.policy import NetworkPolicy
 from tests.fixtures.origin import Origin, Reply
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 400  # ~100 KiB, starts like an image

@@ -14,9 +14,11 @@ import httpx
 import pytest
 
 from genvault.config import NetworkSettings
-from genvault.download import DownloadLimits, open_media
 from genvault.errors import AuthError, PermanentDownloadError, PermanentProviderError
-from genvault.http import ApiClient, NetworkPolicy, build_client
+from genvault.net.api import ApiClient
+from genvault.net.client import build_client
+from genvault.net.media import DownloadLimits, open_media
+from genvault.net.policy import NetworkPolicy
 from genvault.providers.akool import Akool, AkoolOptions
 from genvault.providers.crowdcomputed import CrowdComputed, CrowdComputedOptions
 from genvault.providers.geminigen import GeminiGen, GeminiGenOptions

@@ -1,6 +1,6 @@
 """What a media body really is, whatever its packets and headers say: sniffing, encodings.
 
-Each test runs :func:`genvault.download.open_media` through the real guarded client
+Each test runs :func:`genvault.net.media.open_media` through the real guarded client
 against a scripted loopback origin (:class:`tests.fixtures.origin.Origin`), which
 splits a body into packets exactly where the test says (``Reply.pauses``), closes
 connections mid-body, and sends whatever ``Content-Encoding`` it likes.
@@ -18,9 +18,10 @@ import httpx
 import pytest
 
 from genvault.config import NetworkSettings
-from genvault.download import DownloadLimits, open_media
 from genvault.errors import PermanentDownloadError, TransientDownloadError
-from genvault.http import NetworkPolicy, build_client
+from genvault.net.client import build_client
+from genvault.net.media import DownloadLimits, open_media
+from genvault.net.policy import NetworkPolicy
 from tests.fixtures.origin import Origin, Reply
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 400

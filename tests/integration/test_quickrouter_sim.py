@@ -22,7 +22,9 @@ from genvault.errors import (
     RateLimitedError,
 )
 from genvault.expiry import url_expiry
-from genvault.http import ApiClient, NetworkPolicy, build_client
+from genvault.net.api import ApiClient
+from genvault.net.client import build_client
+from genvault.net.policy import NetworkPolicy
 from genvault.providers.quickrouter import QuickRouter, QuickRouterOptions
 from genvault.records import GenerationStatus, MediaRole
 from genvault.simulator import quickrouter

@@ -23,7 +23,9 @@ from genvault.errors import (
     RateLimitedError,
     TransientProviderError,
 )
-from genvault.http import ApiClient, NetworkPolicy, build_client
+from genvault.net.api import ApiClient
+from genvault.net.client import build_client
+from genvault.net.policy import NetworkPolicy
 from genvault.providers.base import Provider
 from genvault.providers.registry import PROVIDERS, provider_class
 from genvault.records import GenerationRecord, Page

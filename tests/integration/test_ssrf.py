@@ -16,9 +16,11 @@ import httpx
 import pytest
 
 from genvault.config import NetworkSettings
-from genvault.download import DownloadLimits, open_media
 from genvault.errors import PermanentDownloadError, PermanentProviderError
-from genvault.http import ApiClient, NetworkPolicy, build_client
+from genvault.net.api import ApiClient
+from genvault.net.client import build_client
+from genvault.net.media import DownloadLimits, open_media
+from genvault.net.policy import NetworkPolicy
 from tests.fixtures.origin import Origin, Reply
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 1000

@@ -17,9 +17,9 @@ from typing import Any, NoReturn
 import pytest
 import sqlalchemy as sa
 
+from genvault.net.throttle import CircuitState, HealthSnapshot
 from genvault.records import AssetState, GenerationStatus, MediaKind, MediaRole
 from genvault.store import CursorUpdate, LeasedAsset, Outcome, Store, url_key
-from genvault.throttle import CircuitState, HealthSnapshot
 from tests.integration.store_helpers import (
     ACCOUNT,
     DEFAULT_ROLES,

@@ -2,7 +2,7 @@
 
 First the wire format (auth, offset/limit paging with its 400s, v1 versus v2,
 status over time, CDN bytes and expiry, faults), then :class:`TengrAI` through a
-real :class:`~genvault.http.ApiClient`.
+real :class:`~genvault.net.api.ApiClient`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from genvault.errors import (
     RateLimitedError,
     TransientProviderError,
 )
-from genvault.http import ApiClient, NetworkPolicy, build_client
+from genvault.net.api import ApiClient
+from genvault.net.client import build_client
+from genvault.net.policy import NetworkPolicy
 from genvault.providers.tengrai import TengrAI, TengrAIOptions
 from genvault.records import GenerationRecord, GenerationStatus, MediaKind, MediaRole
 from genvault.simulator import tengrai

@@ -35,15 +35,17 @@ from genvault.errors import (
     RateLimitedError,
     TransientProviderError,
 )
-from genvault.http import ApiClient, NetworkPolicy, build_client
 from genvault.jobs.pipeline import ExitCode, run_once
+from genvault.net.api import ApiClient
+from genvault.net.client import build_client
+from genvault.net.policy import NetworkPolicy
+from genvault.net.throttle import CircuitState
 from genvault.providers.geminigen import GeminiGen, GeminiGenOptions
 from genvault.report import render_status
 from genvault.runtime import Runtime
 from genvault.simulator import geminigen
 from genvault.simulator.geminigen import GeminiGenSimulator
 from genvault.status import status_document
-from genvault.throttle import CircuitState
 
 KEY = "gg-throttle-key-5d1e7c"
 LIST = ("histories", {"filter_by": "all", "items_per_page": 5, "page": 1})

@@ -21,7 +21,7 @@ import ipaddress
 import pytest
 
 from genvault.errors import UnsafeURLError
-from genvault.http import NetworkPolicy
+from genvault.net.policy import NetworkPolicy
 
 DEFAULT = NetworkPolicy()
 PRIVATE_OK = NetworkPolicy(allow_private=True)

@@ -28,7 +28,8 @@ from genvault.errors import (
     NotFoundError,
     PermanentProviderError,
 )
-from genvault.http import ApiClient, NetworkPolicy
+from genvault.net.api import ApiClient
+from genvault.net.policy import NetworkPolicy
 from genvault.providers.akool import CODES, Akool, AkoolOptions, parse_item, unwrap
 from genvault.records import GenerationRecord, GenerationStatus, MediaKind, MediaRole
 from tests.strategies import JSON_VALUES

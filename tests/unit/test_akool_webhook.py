@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from genvault.config import NetworkSettings
 from genvault.errors import WebhookRejectedError
-from genvault.http import ApiClient, NetworkPolicy
+from genvault.net.api import ApiClient
+from genvault.net.policy import NetworkPolicy
 from genvault.providers.akool import Akool, AkoolOptions, callback_signature, open_callback
 from genvault.simulator.akool import encrypt_callback
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from genvault.http import CredentialScope
+from genvault.net.policy import CredentialScope
 
 KEY = "sk-scope-3d1e"
 SCOPE = CredentialScope.of(

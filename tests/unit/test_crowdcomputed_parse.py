@@ -40,7 +40,9 @@ from genvault.errors import (
     ProviderError,
     WebhookRejectedError,
 )
-from genvault.http import ApiClient, NetworkPolicy, build_client
+from genvault.net.api import ApiClient
+from genvault.net.client import build_client
+from genvault.net.policy import NetworkPolicy
 from genvault.providers.crowdcomputed import (
     WORKFLOWS,
     CrowdComputed,

@@ -379,7 +379,8 @@ def test_item_shaped_json_only_raises_malformed(payload: dict[str, Any]) -> None
 
 def _provider() -> Any:
     from genvault.config import NetworkSettings
-    from genvault.http import ApiClient, NetworkPolicy
+    from genvault.net.api import ApiClient
+    from genvault.net.policy import NetworkPolicy
     from genvault.providers.geminigen import GeminiGen, GeminiGenOptions
 
     api = ApiClient(

@@ -18,7 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from genvault.errors import UnsafeURLError
-from genvault.http import NetworkPolicy, backoff_delay, parse_retry_after
+from genvault.net.api import backoff_delay, parse_retry_after
+from genvault.net.policy import NetworkPolicy
 
 DEFAULT = NetworkPolicy()
 PRIVATE_OK = NetworkPolicy(allow_private=True)

@@ -15,7 +15,7 @@ import zlib
 
 import pytest
 
-from genvault.download import sniff_media_type
+from genvault.net.media import sniff_media_type
 from genvault.simulator.media import MediaSpec, read_all
 from genvault.storage.keys import extension_for
 

@@ -30,9 +30,15 @@ from genvault.metrics import (
     timed_job,
     write_textfile,
 )
+from genvault.net.throttle import (
+    Admission,
+    CallOutcome,
+    CircuitState,
+    HealthSnapshot,
+    ProviderGuard,
+)
 from genvault.records import AssetState
 from genvault.runtime import AccountRuntime, Runtime
-from genvault.throttle import Admission, CallOutcome, CircuitState, HealthSnapshot, ProviderGuard
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -157,10 +163,8 @@ def test_job_outcomes_durations_and_last_success(metrics: ProcessMetrics) -> Non
 
 
 def _account(guard: ProviderGuard) -> AccountRuntime:
-    """Only ``provider.api.guard`` is read: a real guard behind a minimal account."""
-    return cast(
-        AccountRuntime, SimpleNamespace(provider=SimpleNamespace(api=SimpleNamespace(guard=guard)))
-    )
+    """Only ``guard`` is read: a real guard in a minimal account."""
+    return cast(AccountRuntime, SimpleNamespace(guard=guard))
 
 
 def _guard(failures: int = 1, cooldown: float = 60.0) -> ProviderGuard:

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from genvault.errors import MalformedResponseError, WebhookRejectedError
-from genvault.http import ApiClient
+from genvault.net.api import ApiClient
 from genvault.providers.base import Provider
 from genvault.providers.registry import PROVIDERS, provider_class
 from genvault.records import GenerationRecord, GenerationStatus

@@ -35,7 +35,9 @@ from genvault.errors import (
     WebhookRejectedError,
 )
 from genvault.expiry import url_expiry
-from genvault.http import ApiClient, NetworkPolicy, build_client
+from genvault.net.api import ApiClient
+from genvault.net.client import build_client
+from genvault.net.policy import NetworkPolicy
 from genvault.providers import quickrouter as qr
 from genvault.providers.quickrouter import (
     QuickRouter,

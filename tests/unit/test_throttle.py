@@ -17,7 +17,7 @@ import pytest
 
 from genvault.config import NetworkSettings
 from genvault.errors import CircuitOpenError, TransientProviderError
-from genvault.throttle import (
+from genvault.net.throttle import (
     MAX_PAUSE_SECONDS,
     Admission,
     CallOutcome,

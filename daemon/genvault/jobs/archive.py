@@ -37,7 +37,6 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from genvault.crashpoints import crash_point
-from genvault.download import MediaStream, open_media
 from genvault.errors import (
     DownloadError,
     GenvaultError,
@@ -51,6 +50,7 @@ from genvault.expiry import earliest
 from genvault.logging import get_logger
 from genvault.metrics import JobOutcome
 from genvault.models import utcnow
+from genvault.net.media import MediaStream, open_media
 from genvault.records import AssetState
 from genvault.runtime import Runtime
 from genvault.storage.guard import STORAGE_HEALTH_KEY, STORAGE_HEALTH_PROVIDER

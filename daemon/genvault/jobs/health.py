@@ -1,9 +1,9 @@
 """Moving an account's circuit breaker and request budget between memory and the table.
 
-The guard (:class:`genvault.throttle.ProviderGuard`) lives in the account's API
-client; this module is the only bridge to ``provider_health``, and only the sync,
-poll and pipeline code calls it (job threads, never archive workers, so a
-download pool never queues on database writes):
+The guard (:class:`genvault.net.throttle.ProviderGuard`) is handed to the account's
+runtime (``acc.guard``, the one its API client asks); this module is the only bridge
+to ``provider_health``, and only the sync, poll and pipeline code calls it (job
+threads, never archive workers, so a download pool never queues on database writes):
 
 * :func:`restore` - before an account's first call in this process, take over
   what the last run stored, so a cron run started while the circuit is open
@@ -23,15 +23,15 @@ from datetime import datetime
 from sqlalchemy.exc import SQLAlchemyError
 
 from genvault.logging import get_logger
+from genvault.net.throttle import CircuitState
 from genvault.runtime import AccountRuntime, Runtime
-from genvault.throttle import CircuitState
 
 log = get_logger("genvault.health")
 
 
 def restore(rt: Runtime, acc: AccountRuntime) -> None:
     """Load the stored state into the account's guard, once, before its first call."""
-    guard = acc.provider.api.guard
+    guard = acc.guard
     if guard.restored:
         return
     try:
@@ -54,12 +54,12 @@ def restore(rt: Runtime, acc: AccountRuntime) -> None:
 def blocked_until(rt: Runtime, acc: AccountRuntime) -> datetime | None:
     """When the account's open circuit allows a trial call; None if calls may go now."""
     restore(rt, acc)
-    return acc.provider.api.guard.breaker.blocked_until()
+    return acc.guard.breaker.blocked_until()
 
 
 def persist(rt: Runtime, acc: AccountRuntime) -> None:
     """Write the account's guard state if it changed since it was last written."""
-    guard = acc.provider.api.guard
+    guard = acc.guard
     snap = guard.unsaved()
     if snap is None:
         return

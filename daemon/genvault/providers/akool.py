@@ -60,7 +60,7 @@ from genvault.records import (
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
-    from genvault.http import ApiClient
+    from genvault.net.api import ApiClient
 
 STATUS_PATH: Final = "api/open/v3/content/image/infobymodelid"
 RETENTION: Final = timedelta(days=7)

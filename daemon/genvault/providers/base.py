@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from genvault.http import ApiClient
+from genvault.net.api import ApiClient
 from genvault.records import GenerationRecord, Page
 
 

@@ -37,8 +37,8 @@ from genvault.errors import (
     WebhookRejectedError,
 )
 from genvault.expiry import url_expiry
-from genvault.http import ApiClient
 from genvault.logging import get_logger
+from genvault.net.api import ApiClient
 from genvault.providers import _parse as p
 from genvault.providers._parse import dedupe_by_url
 from genvault.providers.base import PageNumberPaging, Provider, ProviderOptions

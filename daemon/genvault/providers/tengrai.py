@@ -24,7 +24,7 @@ Source: seed 003 (Tengr.ai "Find artworks", v1) and providers.md §4.
   signed-URL expiry in a result URL is earlier when it is, and the store takes the
   earliest per file.
 * Errors: ``{"message", "statusCode", "error"}``. HTTP errors are classified by
-  :class:`~genvault.http.ApiClient` (its message carries the body, so ``message``
+  :class:`~genvault.net.api.ApiClient` (its message carries the body, so ``message``
   too); the same body inside an HTTP 200 is mapped here by ``statusCode``.
 * Webhook: v2 per-request ``webhook``; the signature scheme is not documented, so
   the receiver authenticates with genvault's own token.

@@ -18,7 +18,7 @@ a small write in ``.genvault-tmp`` on a folder). The probe, not the error, decid
   its deadline is ahead. Only the deadline gives up on a file.
 
 While open, the pass asks :meth:`StorageGuard.ready` before leasing: every
-``PROBE_SECONDS`` one probe goes out (a trial, in :class:`~genvault.throttle.CircuitBreaker`
+``PROBE_SECONDS`` one probe goes out (a trial, in :class:`~genvault.net.throttle.CircuitBreaker`
 terms, the class reused here with a threshold of one confirmed failure), and the
 first that succeeds closes the breaker: everything proceeds at once. A process also
 probes before its first lease (a cron run started during an outage downloads
@@ -36,8 +36,7 @@ from datetime import UTC, datetime
 
 from genvault.errors import CircuitOpenError, StorageError
 from genvault.logging import get_logger
-from genvault.storage.base import Storage
-from genvault.throttle import (
+from genvault.net.throttle import (
     Admission,
     CallOutcome,
     CircuitBreaker,
@@ -46,6 +45,7 @@ from genvault.throttle import (
     HealthSnapshot,
     WallClock,
 )
+from genvault.storage.base import Storage
 
 log = get_logger("genvault.storage")
 

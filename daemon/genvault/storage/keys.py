@@ -388,7 +388,7 @@ def sidecar_key(
 def extension_for(url: str, content_type: str | None, kind: str) -> str:
     """The file extension for a download, always one of an allowlist of media extensions.
 
-    The media type decides: :func:`genvault.download.open_media` has already put the
+    The media type decides: :func:`genvault.net.media.open_media` has already put the
     type the file's first bytes prove in place of the CDN's label, and only types of
     :data:`_CONTENT_TYPE_EXT` map to an extension. A URL's extension is used only when
     the type says nothing (``application/octet-stream``, unknown bytes) *and* it is on

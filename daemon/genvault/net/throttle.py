@@ -1,6 +1,6 @@
 """Per-account protection of a provider API: a request budget and a circuit breaker.
 
-:class:`~genvault.http.ApiClient` holds one :class:`ProviderGuard` per account and
+:class:`~genvault.net.api.ApiClient` holds one :class:`ProviderGuard` per account and
 asks it before every call and every HTTP attempt. Two mechanisms, because a
 provider has two ways of saying "not now":
 

@@ -39,17 +39,19 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 import httpx
 
 from genvault.errors import (
+    DownloadError,
     MediaGoneError,
     PermanentDownloadError,
     TransientDownloadError,
-    UnsafeURLError,
 )
-from genvault.http import NetworkPolicy, is_malformed_redirect, policy_extensions
 from genvault.logging import get_logger
+from genvault.net.errors import Fault, map_httpx_errors
+from genvault.net.policy import NetworkPolicy, policy_extensions
 
 log = get_logger("genvault.download")
 
@@ -237,6 +239,40 @@ def _checked_status(resp: httpx.Response) -> None:
         raise PermanentDownloadError(f"HTTP {status} from media URL", status_code=status)
 
 
+class _Interrupted(Exception):
+    """A read that failed mid-body; never leaves :meth:`MediaStream._next_chunk`, which
+    resumes or raises a :class:`TransientDownloadError` with its text."""
+
+
+def _resume_failed(reason: str, fault: Fault, exc: Exception) -> DownloadError | None:
+    """A resume request that failed on the wire; the rest is left to :func:`_download_error`
+    (the stream is read inside :func:`open_media`)."""
+    if fault is Fault.TIMED_OUT:
+        return TransientDownloadError(f"{reason}; resume timed out ({type(exc).__name__})")
+    if fault.transport:
+        return TransientDownloadError(f"{reason}; resume failed: {type(exc).__name__}")
+    return None
+
+
+def _download_error(fault: Fault, exc: Exception) -> DownloadError | None:
+    """What a failed media request becomes (the table in :mod:`genvault.net`)."""
+    match fault:
+        case Fault.REFUSED:
+            return PermanentDownloadError(str(exc))
+        case Fault.TIMED_OUT:
+            return TransientDownloadError(f"timed out ({type(exc).__name__})")
+        case Fault.TOO_MANY_REDIRECTS:
+            return PermanentDownloadError("too many redirects")
+        case Fault.UNSUPPORTED_SCHEME:
+            return PermanentDownloadError(f"refused redirect: {exc}")
+        case Fault.MALFORMED_REDIRECT:
+            return PermanentDownloadError(f"malformed URL in a redirect: {exc}"[:300])
+        case Fault.BROKEN:
+            return TransientDownloadError(f"{type(exc).__name__}: {exc}")
+        case Fault.MALFORMED_URL:
+            return None
+
+
 @dataclass
 class MediaStream:
     """A verified, bounded byte stream of one media file; readable like a file.
@@ -339,7 +375,8 @@ class MediaStream:
     def _next_chunk(self) -> bytes:
         while True:
             try:
-                chunk = next(self._chunks)
+                with map_httpx_errors(self._interrupted):
+                    chunk = next(self._chunks)
             except StopIteration:
                 if self.content_length is not None and self._received < self.content_length:
                     self._resume_or_raise(
@@ -348,19 +385,20 @@ class MediaStream:
                     continue
                 self._eof = True
                 return b""
-            except httpx.TimeoutException as exc:
-                self._resume_or_raise(
-                    f"read timed out after {self._progress} ({type(exc).__name__})"
-                )
-                continue
-            except httpx.TransportError as exc:
-                # h11 reports a body cut short of its Content-Length this way, too.
-                self._resume_or_raise(
-                    f"connection broke after {self._progress} ({type(exc).__name__})"
-                )
+            except _Interrupted as exc:
+                self._resume_or_raise(str(exc))
                 continue
             if chunk:
                 return self._accept(chunk)
+
+    def _interrupted(self, fault: Fault, exc: Exception) -> _Interrupted | None:
+        """Why the body stopped arriving, for :meth:`_resume_or_raise` (h11 reports a
+        body cut short of its Content-Length as a transport error, too)."""
+        if fault is Fault.TIMED_OUT:
+            return _Interrupted(f"read timed out after {self._progress} ({type(exc).__name__})")
+        if fault.transport:
+            return _Interrupted(f"connection broke after {self._progress} ({type(exc).__name__})")
+        return None
 
     def _accept(self, chunk: bytes) -> bytes:
         self._received += len(chunk)
@@ -416,16 +454,10 @@ class MediaStream:
             attempt=self.resumes,
             reason=reason,
         )
-        try:
+        with map_httpx_errors(partial(_resume_failed, reason)):
             resp = self._responses.enter_context(
                 self._http.stream("GET", self.url, headers=headers, extensions=self._extensions)
             )
-        except httpx.TimeoutException as exc:
-            raise TransientDownloadError(
-                f"{reason}; resume timed out ({type(exc).__name__})"
-            ) from None
-        except httpx.TransportError as exc:
-            raise TransientDownloadError(f"{reason}; resume failed: {type(exc).__name__}") from None
         if self._on_status is not None:
             self._on_status(resp.status_code)
         _checked_status(resp)
@@ -464,12 +496,9 @@ def open_media(
 
     ``on_status`` is told the HTTP status of every response (metrics count them).
     """
-    try:
-        policy.check_url(url)
-    except UnsafeURLError as exc:
-        raise PermanentDownloadError(str(exc)) from None
     responses = contextlib.ExitStack()
-    try:
+    with responses, map_httpx_errors(_download_error):
+        policy.check_url(url)
         extensions = policy_extensions(policy)
         resp = responses.enter_context(
             http.stream("GET", url, headers=_IDENTITY, extensions=extensions)
@@ -517,20 +546,6 @@ def open_media(
             yield stream
         finally:
             stream.close()
-    except UnsafeURLError as exc:
-        raise PermanentDownloadError(str(exc)) from None
-    except httpx.TimeoutException as exc:
-        raise TransientDownloadError(f"timed out ({type(exc).__name__})") from None
-    except httpx.TooManyRedirects:
-        raise PermanentDownloadError("too many redirects") from None
-    except httpx.UnsupportedProtocol as exc:
-        raise PermanentDownloadError(f"refused redirect: {exc}") from None
-    except httpx.TransportError as exc:
-        if is_malformed_redirect(exc):
-            raise PermanentDownloadError(f"malformed URL in a redirect: {exc}"[:300]) from None
-        raise TransientDownloadError(f"{type(exc).__name__}: {exc}") from None
-    finally:
-        responses.close()
 
 
 __all__ = ["DownloadLimits", "MediaStream", "open_media"]

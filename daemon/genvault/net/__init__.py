@@ -1,0 +1,34 @@
+"""Everything that speaks HTTP to the outside, so httpx stays behind one package.
+
+* :mod:`~genvault.net.policy`: which hosts and addresses a request may reach, and
+  which origin an account's credentials may go to;
+* :mod:`~genvault.net.client`: the one client factory, on a transport that vets
+  every connection (each redirect hop included) with the policy;
+* :mod:`~genvault.net.api`: :class:`~genvault.net.api.ApiClient`, JSON calls to a
+  provider API with bounded bodies, a deadline and retries;
+* :mod:`~genvault.net.media`: streaming one media file, verified while it flows;
+* :mod:`~genvault.net.throttle`: an account's request budget and circuit breaker;
+* :mod:`~genvault.net.errors`: httpx's failures as genvault's errors, and errors as
+  safe one-line text.
+
+**Failures.** Every exchange runs inside
+:func:`~genvault.net.errors.map_httpx_errors`, which sorts httpx's exception (or the
+policy's ``UnsafeURLError``, raised from inside httpx's call) into a
+:class:`~genvault.net.errors.Fault`; each kind of exchange decides what the fault
+means for it. *P* is a ``PermanentProviderError`` / ``PermanentDownloadError``, *T*
+the transient one; a dash lets the exception through (to the enclosing
+:func:`~genvault.net.media.open_media` for a resume, which runs inside it)::
+
+    fault (httpx exception)               API call   media request   resume   body read
+    REFUSED (UnsafeURLError)              P          P               -        -
+    TIMED_OUT (TimeoutException)          T          T               T        resume, else T
+    TOO_MANY_REDIRECTS                    -          P               -        -
+    UNSUPPORTED_SCHEME (a redirect)       T          P               T        -
+    MALFORMED_REDIRECT (bad Location)     P          P               T        -
+    BROKEN (any other TransportError)     T          T               T        resume, else T
+    MALFORMED_URL (InvalidURL)            P          -               -        -
+
+The API call also reports a fault on the wire (TIMED_OUT to BROKEN) to the metrics
+as status 0. The two columns disagree on TOO_MANY_REDIRECTS and UNSUPPORTED_SCHEME
+for no stated reason: the API column is what the API code always did.
+"""
