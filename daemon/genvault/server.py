@@ -38,7 +38,7 @@ What the handlers add, because it matters for an endpoint on a network:
   (403), not unauthenticated; token webhooks without their account's
   ``webhook_secret_*`` likewise; the status page without a token is served on
   loopback only, to loopback ``Host`` names (:mod:`genvault.web.auth`); secrets
-  are compared with :func:`hmac.compare_digest`;
+  are read and compared in constant time by :mod:`genvault.httpd.credentials`;
 * **one secret, one door**: the server token opens the intake and the page; each
   account's webhook secret opens that account's webhook only (a callback URL is
   handed to a third party); an optional metrics token opens ``/metrics`` only;
@@ -54,7 +54,6 @@ will export them).
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import re
@@ -80,6 +79,7 @@ from genvault.config import (
     resolve_webhook_secrets,
 )
 from genvault.errors import ConfigError, WebhookRejectedError
+from genvault.httpd.credentials import bearer, query_token, same_secret
 from genvault.intake import IntakeError, parse_task_objects
 from genvault.logging import get_logger, register_secret
 from genvault.runtime import Runtime
@@ -154,30 +154,6 @@ ROUTES: tuple[_Route, ...] = (
     _Route("POST", re.compile(r"/v1/tasks"), "intake"),
     _Route("POST", re.compile(r"/webhooks/([A-Za-z0-9][A-Za-z0-9_.-]{0,62})"), "webhook"),
 )
-
-
-def _bearer(headers: Mapping[str, str]) -> bytes | None:
-    """The raw token of an ``Authorization: Bearer <token>`` header, if there is one.
-
-    WSGI hands header values over decoded as latin-1, so encoding back gives the bytes sent.
-    """
-    value = headers.get("authorization")
-    if not value:
-        return None
-    scheme, _, token = value.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip().encode("latin-1")
-
-
-def _query_token(query: Mapping[str, list[str]]) -> bytes | None:
-    values = query.get("token")
-    return values[0].encode("utf-8") if values else None
-
-
-def _same_secret(offered: bytes | None, expected: bytes) -> bool:
-    """Constant time: how much of a guess matched must not show in the response time."""
-    return offered is not None and hmac.compare_digest(offered, expected)
 
 
 def _dedupe(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -854,8 +830,8 @@ class ApiServer:
         several queries, which an open endpoint lets anyone repeat."""
         from genvault.metrics import exposition
 
-        if self._metrics_token is not None and not _same_secret(
-            _bearer(req.header_map), self._metrics_token
+        if self._metrics_token is not None and not same_secret(
+            bearer(req.header_map.get("authorization")), self._metrics_token
         ):
             raise self._refuse(
                 "metrics",
@@ -876,7 +852,7 @@ class ApiServer:
             length = req.check_length(self.settings.max_body_bytes)
         except _Refused as exc:
             raise self._refuse("intake", None, exc.status, exc.message, exc.reason) from None
-        if not _same_secret(_bearer(req.header_map), self._token):
+        if not same_secret(bearer(req.header_map.get("authorization")), self._token):
             raise self._refuse(
                 "intake",
                 None,
@@ -980,8 +956,8 @@ class ApiServer:
         if secret is not None:
             # Token webhooks: the only check there is. Signed ones (Akool): a real secret
             # beside a signature that is not one (providers/akool.py says why).
-            offered = _bearer(req.header_map) or _query_token(req.query)
-            if not _same_secret(offered, secret):
+            offered = bearer(req.header_map.get("authorization")) or query_token(req.query)
+            if not same_secret(offered, secret):
                 raise self._refuse(
                     "webhook",
                     account,

@@ -12,7 +12,8 @@ it is protected by the same server token as the intake whenever one is set:
 * that cookie. Its value is derived from the token (HMAC), not the token
   itself: a leaked cookie opens this read-only page, never the intake.
 
-Every comparison is :func:`hmac.compare_digest`.
+Tokens are read and compared by :mod:`genvault.httpd.credentials`, as at every
+other door of the server (:func:`hmac.compare_digest`).
 
 **Without a token** the page is open only while the server listens on a
 loopback address (the default, ``127.0.0.1:8787``): then only processes on this
@@ -40,6 +41,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import urlencode
+
+from genvault.httpd.credentials import bearer, query_token, same_secret
 
 COOKIE_NAME = "genvault_page"
 _COOKIE_CONTEXT = b"genvault status page v1"
@@ -110,19 +113,6 @@ def _cookie(header: str | None) -> bytes | None:
     return morsel.value.encode("utf-8", "replace") if morsel is not None else None
 
 
-def _bearer(value: str | None) -> bytes | None:
-    if not value:
-        return None
-    scheme, _, token = value.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip().encode("latin-1", "replace")
-
-
-def _same(offered: bytes | None, expected: bytes) -> bool:
-    return offered is not None and hmac.compare_digest(offered, expected)
-
-
 def check_access(
     *,
     token: bytes | None,
@@ -143,21 +133,20 @@ def check_access(
             return Access(Verdict.CLOSED, "foreign_host")  # DNS rebinding
         return Access(Verdict.ALLOW)
     if "token" in query:
-        offered = query["token"][0].encode("utf-8", "replace")
-        if not _same(offered, token):
+        if not same_secret(query_token(query), token):
             return Access(Verdict.UNAUTHORIZED, "bad_token")
         rest = [(k, v) for k, values in query.items() if k != "token" for v in values]
         location = path + ("?" + urlencode(rest) if rest else "")
         cookie = f"{COOKIE_NAME}={cookie_value(token)}; HttpOnly; SameSite=Strict; Path=/"
         return Access(Verdict.REDIRECT, location=location, set_cookie=cookie)
-    bearer = _bearer(headers.get("authorization"))
-    if bearer is not None:
-        if _same(bearer, token):
+    offered = bearer(headers.get("authorization"))
+    if offered is not None:
+        if same_secret(offered, token):
             return Access(Verdict.ALLOW)
         return Access(Verdict.UNAUTHORIZED, "bad_token")
     from_cookie = _cookie(headers.get("cookie"))
     if from_cookie is not None:
-        if _same(from_cookie, cookie_value(token).encode()):
+        if same_secret(from_cookie, cookie_value(token).encode()):
             return Access(Verdict.ALLOW)
         return Access(Verdict.UNAUTHORIZED, "bad_cookie")
     return Access(Verdict.UNAUTHORIZED, "missing")

@@ -1,0 +1,8 @@
+"""The rooms of the daemon's HTTP server, assembled by :mod:`genvault.server`.
+
+* :mod:`.credentials`  reading an offered token and comparing it in constant time
+  (the one copy, for the intake, webhooks, ``/metrics`` and the status page).
+
+:mod:`genvault.server` owns the listening socket, the routes, the counters and the
+refusal log; the status page and its files are :mod:`genvault.web`.
+"""
