@@ -1,5 +1,8 @@
 """The rooms of the daemon's HTTP server, assembled by :mod:`genvault.server`.
 
+* :mod:`.transport`  waitress configured from ``[server]``, with the request deadline
+  and JSON refusals it lacks;
+* :mod:`.request`  one request as a handler sees it, and its answer;
 * :mod:`.credentials`  reading an offered token and comparing it in constant time
   (the one copy, for the intake, webhooks, ``/metrics`` and the status page).
 
