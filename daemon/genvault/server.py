@@ -47,7 +47,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -66,6 +66,7 @@ from genvault.httpd.transport import STOP_WAIT_SECONDS, Server, adjustments
 from genvault.intake import IntakeError, parse_task_objects
 from genvault.logging import get_logger, register_secret
 from genvault.runtime import Runtime
+from genvault.web.endpoints import StatusPage
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -75,25 +76,6 @@ log = get_logger("genvault.server")
 MAX_IDS_PER_REQUEST = 10_000
 """One intake or webhook request registers at most this many ids (one transaction)."""
 INTAKE_DISABLED = "intake disabled: set server.token_env or server.token_file"
-PAGE_CLOSED = (
-    "Without a server token the status page is only served on a loopback address. "
-    "Set server.token_env or server.token_file to open it on this address."
-)
-PAGE_FOREIGN_HOST = (
-    "Without a server token the status page only answers requests whose Host header "
-    "names this machine (localhost, 127.0.0.1 or [::1]): another name may be a web "
-    "page pointing its domain here (DNS rebinding). Open it as http://localhost:PORT/, "
-    "or set server.token_env or server.token_file."
-)
-PAGE_HEADERS: dict[str, str] = {
-    "Content-Security-Policy": (
-        "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; "
-        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
-"""Sent with the page and its refusals: no script, no foreign content, no framing."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +83,8 @@ class _Route:
     method: str
     pattern: re.Pattern[str]
     handler: str
-    """Name of the :class:`ApiServer` method that serves it (called with the path groups)."""
+    """The handler that serves it (``ApiServer._handlers``, called with the path groups);
+    also the counter and log prefix of the intake and webhook refusals."""
 
 
 ROUTES: tuple[_Route, ...] = (
@@ -176,6 +159,16 @@ class ApiServer:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self.url: str | None = None
+        page = StatusPage(self, self._token)
+        self._handlers: dict[str, Callable[..., None]] = {
+            "status_page": page.status_page,
+            "archived_file": page.archived_file,
+            "healthz": self.healthz,
+            "readyz": self.readyz,
+            "metrics": self.metrics,
+            "intake": self.intake,
+            "webhook": self.webhook,
+        }
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -257,7 +250,7 @@ class ApiServer:
                 allowed.append(route.method)
                 continue
             try:
-                getattr(self, route.handler)(req, *m.groups())
+                self._handlers[route.handler](req, *m.groups())
             except Refused as exc:
                 req.send_json(exc.status, {"error": exc.message}, exc.headers)
             except Exception as exc:
@@ -398,145 +391,6 @@ class ApiServer:
             self._ready = (self._clock(), *answer)
             return answer
 
-    # ------------------------------------------------------------------ status page
-
-    def _page_access(self, req: Request, kind: str) -> bool:
-        """Apply :func:`genvault.web.auth.check_access`; True when the request may go on.
-
-        Otherwise the answer (303 with the cookie, 401, 403) has been sent: an HTML
-        page for ``/``, a line of text for files. Refusals are counted and logged
-        with the reason only (the query may hold a token).
-        """
-        from genvault.web.auth import Verdict, check_access
-        from genvault.web.page import render_denied
-
-        path = urlsplit(req.path).path
-        access = check_access(
-            token=self._token,
-            listen_host=self.settings.host_port[0],
-            path=path,
-            query=req.query,
-            headers=req.header_map,
-        )
-        if access.verdict is Verdict.ALLOW:
-            return True
-        if access.verdict is Verdict.REDIRECT:
-            self.count(f"{kind}.token_redirect")
-            req.send_body(
-                HTTPStatus.SEE_OTHER,
-                "text/plain; charset=utf-8",
-                b"",
-                {"Location": access.location, "Set-Cookie": access.set_cookie, **PAGE_HEADERS},
-            )
-            return False
-        self.count(f"{kind}.refused.{access.reason}")
-        log.warning(f"{kind}.refused", reason=access.reason)
-        if access.verdict is Verdict.CLOSED:
-            status = HTTPStatus.FORBIDDEN
-            title = "Status page closed"
-            message = PAGE_FOREIGN_HOST if access.reason == "foreign_host" else PAGE_CLOSED
-            headers = dict(PAGE_HEADERS)
-        else:
-            status = HTTPStatus.UNAUTHORIZED
-            title = "Token required"
-            message = (
-                "That token is not right."
-                if access.reason in ("bad_token", "bad_cookie")
-                else "This page needs the server token (server.token_env or token_file)."
-            )
-            headers = {**PAGE_HEADERS, "WWW-Authenticate": 'Bearer realm="genvault"'}
-        if kind == "page":
-            body = render_denied(title, message, ask_token=status == HTTPStatus.UNAUTHORIZED)
-            req.send_body(status, "text/html; charset=utf-8", body, headers)
-        else:
-            req.send_body(status, "text/plain; charset=utf-8", f"{title}\n".encode(), headers)
-        return False
-
-    def status_page(self, req: Request) -> None:
-        """``GET /``: the read-only status page (see :mod:`genvault.web`).
-
-        The figures are :func:`genvault.status.read_status`, the very document
-        ``genvault status`` renders; ``?q=`` (and ``&provider=``) runs the search box.
-        """
-        from genvault.status import at_risk_window, read_status
-        from genvault.web.page import (
-            MAX_HITS,
-            MAX_QUERY,
-            MAX_THUMBNAILS,
-            PageData,
-            SearchState,
-            render_denied,
-            render_page,
-        )
-
-        if not self._page_access(req, "page"):
-            return
-        query = req.query
-        text = " ".join((query.get("q") or [""])[0].split())[:MAX_QUERY]
-        providers = tuple(sorted({a.provider for a in self.rt.settings.accounts}))
-        wanted = (query.get("provider") or [""])[0]
-        provider = wanted if wanted in providers else None
-        window = at_risk_window(self.rt.settings)
-        try:
-            doc = read_status(self.rt.store, self.rt.settings, window)
-            archives = self.rt.store.recent_archives(MAX_THUMBNAILS)
-        except Exception as exc:
-            log.error("page.store_failed", error=type(exc).__name__)
-            body = render_denied("Database unavailable", "Try again in a moment.", ask_token=False)
-            req.send_body(
-                HTTPStatus.SERVICE_UNAVAILABLE, "text/html; charset=utf-8", body, PAGE_HEADERS
-            )
-            return
-        search = SearchState(provider=provider, providers=providers)
-        if text:
-            try:
-                hits = self.rt.store.search(text, provider=provider, limit=MAX_HITS)
-                search = SearchState(text, provider, providers, hits)
-            except Exception as exc:
-                log.warning("page.search_failed", error=type(exc).__name__)
-                search = SearchState(text, provider, providers, [], "The search failed.")
-        data = PageData(
-            doc=doc,
-            archives=archives,
-            at_risk_hours=window.total_seconds() / 3600,
-            search=search,
-            locate=self.rt.storage.location,
-        )
-        self.count("page.served")
-        req.send_body(HTTPStatus.OK, "text/html; charset=utf-8", render_page(data), PAGE_HEADERS)
-
-    def archived_file(self, req: Request, asset_id: str) -> None:
-        """``GET /files/{asset_id}``: an archived image, streamed (:mod:`genvault.web.files`)."""
-        from genvault.errors import StorageError
-        from genvault.web.files import FILE_HEADERS, find_image
-
-        if not self._page_access(req, "files"):
-            return
-        not_found = Refused(HTTPStatus.NOT_FOUND, "no archived image with that id", "not_found")
-        image = find_image(self.rt.store, int(asset_id))
-        if image is None:
-            raise not_found
-        try:
-            size = image.size
-            if size is None:
-                stat = self.rt.storage.stat(image.key)
-                if stat is None:
-                    raise not_found
-                size = stat.size
-            stream = self.rt.storage.open(image.key) if req.command != "HEAD" else None
-        except StorageError as exc:
-            log.warning("files.storage_failed", asset_id=int(asset_id), error=type(exc).__name__)
-            raise Refused(
-                HTTPStatus.SERVICE_UNAVAILABLE, "archived file unavailable", "storage"
-            ) from None
-        self.count("files.served")
-        if stream is None:
-            req.send_stream(HTTPStatus.OK, image.content_type, size, (), FILE_HEADERS)
-            return
-        req.send_stream(
-            HTTPStatus.OK, image.content_type, size, _file_body(stream, size), FILE_HEADERS
-        )
-
     def metrics(self, req: Request) -> None:
         """``GET /metrics``: Prometheus text format (counters of this process, gauges
         read from the database at scrape time, so every replica reports the same backlog).
@@ -544,9 +398,7 @@ class ApiServer:
         several queries, which an open endpoint lets anyone repeat."""
         from genvault.metrics import exposition
 
-        if self._metrics_token is not None and not same_secret(
-            req.bearer(), self._metrics_token
-        ):
+        if self._metrics_token is not None and not same_secret(req.bearer(), self._metrics_token):
             raise self.refuse(
                 "metrics",
                 None,
@@ -721,19 +573,3 @@ class ApiServer:
         self.count("webhook.ids", len(unique))
         log.info("webhook.accepted", account=account, ids=len(unique))
         req.send_json(HTTPStatus.OK, {"accepted": len(unique)})
-
-
-def _file_body(stream: Any, size: int) -> Iterator[bytes]:
-    """The chunks of an archived file for waitress to send; the stream is closed at the end.
-
-    A failure after the headers went out (the object shorter than recorded, storage
-    gone) can only end the body early: waitress then closes the connection. A client
-    that leaves mid-file closes this generator (waitress calls ``close``).
-    """
-    from genvault.web.files import iter_chunks
-
-    with stream:
-        try:
-            yield from iter_chunks(stream, size)
-        except Exception as exc:  # headers are out: no error answer can follow them
-            log.warning("http.response_cut", error=type(exc).__name__)

@@ -37,10 +37,11 @@ from genvault.jobs.pipeline import run_once
 from genvault.queries.activity import LOST_WITHOUT_ERROR
 from genvault.records import AssetState, MediaKind, MediaRole
 from genvault.runtime import Runtime
-from genvault.server import PAGE_HEADERS, ApiServer
+from genvault.server import ApiServer
 from genvault.simulator import akool, geminigen
 from genvault.store import Outcome, Store
 from genvault.web.auth import COOKIE_NAME, cookie_value
+from genvault.web.endpoints import PAGE_HEADERS
 from tests.fixtures.s3 import S3Server
 from tests.integration import stream_world
 from tests.integration.store_helpers import CDN, media, record, save
