@@ -42,7 +42,6 @@ will export them).
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 import threading
@@ -59,11 +58,11 @@ from genvault.config import (
     resolve_server_token,
     resolve_webhook_secrets,
 )
-from genvault.errors import ConfigError, WebhookRejectedError
-from genvault.httpd.credentials import query_token, same_secret
+from genvault.errors import ConfigError
+from genvault.httpd.credentials import same_secret
+from genvault.httpd.intake import Intake
 from genvault.httpd.request import Refused, Request
 from genvault.httpd.transport import STOP_WAIT_SECONDS, Server, adjustments
-from genvault.intake import IntakeError, parse_task_objects
 from genvault.logging import get_logger, register_secret
 from genvault.runtime import Runtime
 from genvault.web.endpoints import StatusPage
@@ -72,10 +71,6 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 log = get_logger("genvault.server")
-
-MAX_IDS_PER_REQUEST = 10_000
-"""One intake or webhook request registers at most this many ids (one transaction)."""
-INTAKE_DISABLED = "intake disabled: set server.token_env or server.token_file"
 
 
 @dataclass(frozen=True)
@@ -96,15 +91,6 @@ ROUTES: tuple[_Route, ...] = (
     _Route("POST", re.compile(r"/v1/tasks"), "intake"),
     _Route("POST", re.compile(r"/webhooks/([A-Za-z0-9][A-Za-z0-9_.-]{0,62})"), "webhook"),
 )
-
-
-def _dedupe(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """First entry per id: one request registers each id once (PostgreSQL refuses an
-    ``ON CONFLICT DO UPDATE`` that touches the same row twice in one statement)."""
-    seen: dict[str, dict[str, Any]] = {}
-    for it in items:
-        seen.setdefault(it["id"], it)
-    return list(seen.values())
 
 
 class ApiServer:
@@ -128,7 +114,6 @@ class ApiServer:
         self.rt = rt
         self._clock = clock  # the readiness cache's; tests move it instead of sleeping
         self.settings = settings
-        self.on_due = on_due
         self.is_healthy = is_healthy or (lambda: True)
         self.request_timeout = (
             settings.request_timeout_seconds if request_timeout is None else request_timeout
@@ -160,14 +145,17 @@ class ApiServer:
         self._stopping = threading.Event()
         self.url: str | None = None
         page = StatusPage(self, self._token)
+        intake = Intake(
+            self, token=self._token, webhook_secrets=self._webhook_secrets, on_due=on_due
+        )
         self._handlers: dict[str, Callable[..., None]] = {
             "status_page": page.status_page,
             "archived_file": page.archived_file,
             "healthz": self.healthz,
             "readyz": self.readyz,
             "metrics": self.metrics,
-            "intake": self.intake,
-            "webhook": self.webhook,
+            "intake": intake.intake,
+            "webhook": intake.webhook,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -317,30 +305,6 @@ class ApiServer:
         log.warning(f"{kind}.refused", account=account, reason=reason, status=int(status))
         return Refused(status, message, reason, headers=headers)
 
-    def _wake(self, account: str) -> None:
-        if self.on_due is None:
-            return
-        try:
-            self.on_due(account)
-        except Exception as exc:  # the ids are stored; the next regular poll finds them
-            log.warning("server.on_due_failed", account=account, error=type(exc).__name__)
-
-    def _register(self, account: str, items: list[dict[str, Any]], source: str) -> int:
-        acc = self.rt.accounts[account]
-        try:
-            return self.rt.store.register_tasks(
-                provider=acc.provider.name,
-                account=account,
-                items=items,
-                source=source,
-                poll_horizon=self.rt.poll_horizon,
-            )
-        except Exception as exc:
-            log.error("server.store_failed", account=account, error=type(exc).__name__)
-            raise Refused(
-                HTTPStatus.SERVICE_UNAVAILABLE, "database unavailable", "store_failed"
-            ) from None
-
     # ------------------------------------------------------------------ endpoints
 
     def healthz(self, req: Request) -> None:
@@ -409,167 +373,3 @@ class ApiServer:
             )
         body, content_type = exposition(self.rt, self.counters)
         req.send_body(HTTPStatus.OK, content_type, body)
-
-    def intake(self, req: Request) -> None:
-        """``POST /v1/tasks``: a submitter hands over ids of generations it started."""
-        if self._token is None:
-            raise self.refuse("intake", None, HTTPStatus.FORBIDDEN, INTAKE_DISABLED, "disabled")
-        try:
-            length = req.check_length(self.settings.max_body_bytes)
-        except Refused as exc:
-            raise self.refuse("intake", None, exc.status, exc.message, exc.reason) from None
-        if not same_secret(req.bearer(), self._token):
-            raise self.refuse(
-                "intake",
-                None,
-                HTTPStatus.UNAUTHORIZED,
-                "missing or wrong bearer token",
-                "bad_token",
-                headers={"WWW-Authenticate": 'Bearer realm="genvault"'},
-            )
-        try:
-            data = json.loads(req.read_body(length))
-        except Refused as exc:
-            raise self.refuse("intake", None, exc.status, exc.message, exc.reason) from None
-        except ValueError:
-            raise self.refuse(
-                "intake", None, HTTPStatus.BAD_REQUEST, "body is not valid JSON", "bad_json"
-            ) from None
-        account, items = self._intake_items(data)
-        unique = _dedupe(items)
-        new = self._register(account, unique, "intake")
-        self.count("intake.accepted")
-        self.count("intake.ids_new", new)
-        self.count("intake.ids_known", len(unique) - new)
-        if new:
-            self._wake(account)
-        log.info("intake.registered", account=account, new=new, known=len(unique) - new)
-        req.send_json(
-            HTTPStatus.OK, {"account": account, "registered": new, "known": len(unique) - new}
-        )
-
-    def _intake_items(self, data: Any) -> tuple[str, list[dict[str, Any]]]:
-        def bad(message: str, account: str | None = None) -> Refused:
-            return self.refuse("intake", account, HTTPStatus.BAD_REQUEST, message, "bad_body")
-
-        if not isinstance(data, dict):
-            raise bad('body must be a JSON object {"account": ..., "ids": [...]}')
-        account = data.get("account")
-        if not isinstance(account, str) or not account:
-            raise bad("'account' must be a non-empty string")
-        if account not in self.rt.accounts:
-            raise self.refuse(
-                "intake",
-                account if len(account) <= 63 else account[:63],
-                HTTPStatus.NOT_FOUND,
-                f"no enabled account named {account!r}"[:200],
-                "unknown_account",
-            )
-        if ("ids" in data) == ("tasks" in data):
-            raise bad("send exactly one of 'ids' or 'tasks'", account)
-        key = "ids" if "ids" in data else "tasks"
-        entries = data[key]
-        if not isinstance(entries, list):
-            raise bad(f"'{key}' must be a list", account)
-        if len(entries) > MAX_IDS_PER_REQUEST:
-            raise self.refuse(
-                "intake",
-                account,
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"at most {MAX_IDS_PER_REQUEST} ids per request",
-                "too_many",
-            )
-        if key == "ids":
-            for i, entry in enumerate(entries):
-                if not isinstance(entry, str):
-                    raise bad(f"ids[{i}]: must be a string", account)
-        try:
-            return account, parse_task_objects(entries, where=key)
-        except IntakeError as exc:
-            raise bad(str(exc), account) from None
-
-    def webhook(self, req: Request, account: str) -> None:
-        """``POST /webhooks/{account}``: a provider says a task changed; poll it now."""
-        acc = self.rt.accounts.get(account)
-        if acc is None:
-            raise self.refuse(
-                "webhook", account, HTTPStatus.NOT_FOUND, "no such account", "unknown_account"
-            )
-        provider = acc.provider
-        if provider.webhook_auth == "none":
-            raise self.refuse(
-                "webhook",
-                account,
-                HTTPStatus.NOT_FOUND,
-                f"{provider.name} sends no webhooks",
-                "no_webhooks",
-            )
-        try:
-            length = req.check_length(self.settings.max_body_bytes)
-        except Refused as exc:
-            raise self.refuse("webhook", account, exc.status, exc.message, exc.reason) from None
-        secret = self._webhook_secrets.get(account)
-        if provider.webhook_auth == "token" and secret is None:
-            raise self.refuse(
-                "webhook",
-                account,
-                HTTPStatus.FORBIDDEN,
-                f"{provider.name} webhooks need a secret: set accounts[{account}]."
-                "webhook_secret_env or webhook_secret_file and add ?token=<secret> to the "
-                "callback URL",
-                "disabled",
-            )
-        if secret is not None:
-            # Token webhooks: the only check there is. Signed ones (Akool): a real secret
-            # beside a signature that is not one (providers/akool.py says why).
-            offered = req.bearer() or query_token(req.query)
-            if not same_secret(offered, secret):
-                raise self.refuse(
-                    "webhook",
-                    account,
-                    HTTPStatus.UNAUTHORIZED,
-                    "missing or wrong webhook secret",
-                    "bad_token",
-                )
-        try:
-            body = req.read_body(length)
-        except Refused as exc:
-            raise self.refuse("webhook", account, exc.status, exc.message, exc.reason) from None
-        try:
-            raw_ids = provider.webhook_ids(body, req.header_map)
-        except WebhookRejectedError as exc:
-            if provider.webhook_auth == "signature":
-                reason = str(getattr(exc, "reason", "bad_signature"))  # e.g. "replayed"
-                raise self.refuse(
-                    "webhook", account, HTTPStatus.UNAUTHORIZED, "callback refused", reason
-                ) from None
-            raise self.refuse(
-                "webhook", account, HTTPStatus.BAD_REQUEST, "callback unreadable", "bad_body"
-            ) from None
-        except Exception:
-            # An adapter bug must not become a 500 with a trace that might quote the body.
-            raise self.refuse(
-                "webhook", account, HTTPStatus.BAD_REQUEST, "callback unreadable", "bad_body"
-            ) from None
-        if len(raw_ids) > MAX_IDS_PER_REQUEST:
-            raise self.refuse(
-                "webhook",
-                account,
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"at most {MAX_IDS_PER_REQUEST} ids per callback",
-                "too_many",
-            )
-        try:
-            items = parse_task_objects([str(i) for i in raw_ids], where="ids")
-        except IntakeError:
-            raise self.refuse(
-                "webhook", account, HTTPStatus.BAD_REQUEST, "callback names no valid id", "bad_id"
-            ) from None
-        unique = _dedupe(items)
-        if unique:
-            self._register(account, unique, "webhook")
-            self._wake(account)
-        self.count("webhook.accepted")
-        self.count("webhook.ids", len(unique))
-        log.info("webhook.accepted", account=account, ids=len(unique))
-        req.send_json(HTTPStatus.OK, {"accepted": len(unique)})

@@ -29,9 +29,10 @@ import pytest
 
 from genvault.config import Settings, load_settings, resolve_secrets
 from genvault.errors import ConfigError, WebhookRejectedError
+from genvault.httpd.intake import MAX_IDS_PER_REQUEST
 from genvault.providers.geminigen import GeminiGen
 from genvault.runtime import Runtime
-from genvault.server import MAX_IDS_PER_REQUEST, ApiServer
+from genvault.server import ApiServer
 from genvault.store import Store
 from tests.acceptance.helpers import GENVAULT, write_config
 
