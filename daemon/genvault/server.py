@@ -1,6 +1,13 @@
 """The daemon's HTTP endpoint: task intake, provider webhooks, health and readiness,
-and the read-only status page (``/`` and the archived images it shows, ``/files/{id}``;
-rendering and access rules in :mod:`genvault.web`).
+and the read-only status page (``/`` and the archived images it shows, ``/files/{id}``).
+
+This module is the server itself: :class:`ApiServer` resolves the secrets, binds the
+socket, runs waitress in a thread, routes each request (:data:`ROUTES`) to the room
+that serves it, and keeps the counters and the refusal log every room shares. The
+rooms: :mod:`genvault.httpd.intake` (``/v1/tasks``, ``/webhooks/{account}``),
+:mod:`genvault.httpd.probes` (``/healthz``, ``/readyz``, ``/metrics``) and
+:mod:`genvault.web.endpoints` (the page and its files); waitress's configuration and
+the request deadline are :mod:`genvault.httpd.transport`.
 
 **Why waitress.** The daemon used to serve with the standard library's
 ``http.server``, which Python documents as not meant for production, and the probes
@@ -36,8 +43,8 @@ What the handlers add, because it matters for an endpoint on a network:
   never the body, headers or query (which may carry ``?token=``); waitress writes
   no access log.
 
-Refusals and acceptances are counted in :attr:`ApiServer.counters` (metrics
-will export them).
+Refusals and acceptances are counted in :attr:`ApiServer.counters` (``/metrics``
+exports them).
 """
 
 from __future__ import annotations
@@ -49,8 +56,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+from pydantic import SecretStr
 
 from genvault.config import (
     ServerSettings,
@@ -59,8 +68,8 @@ from genvault.config import (
     resolve_webhook_secrets,
 )
 from genvault.errors import ConfigError
-from genvault.httpd.credentials import same_secret
 from genvault.httpd.intake import Intake
+from genvault.httpd.probes import Probes
 from genvault.httpd.request import Refused, Request
 from genvault.httpd.transport import STOP_WAIT_SECONDS, Server, adjustments
 from genvault.logging import get_logger, register_secret
@@ -93,6 +102,12 @@ ROUTES: tuple[_Route, ...] = (
 )
 
 
+def _secret(secret: SecretStr) -> bytes:
+    """A configured secret as the bytes to compare with; kept out of every log line."""
+    register_secret(secret.get_secret_value())
+    return secret.get_secret_value().encode("utf-8")
+
+
 class ApiServer:
     """The HTTP server of ``genvault run``; :meth:`start` it in the background, :meth:`stop` it.
 
@@ -112,48 +127,39 @@ class ApiServer:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rt = rt
-        self._clock = clock  # the readiness cache's; tests move it instead of sleeping
         self.settings = settings
-        self.is_healthy = is_healthy or (lambda: True)
         self.request_timeout = (
             settings.request_timeout_seconds if request_timeout is None else request_timeout
         )
         # Resolved here, from the full settings, so the server cannot be built open by
         # mistake when a token is named but unreadable (ConfigError).
-        token = resolve_server_token(rt.settings.model_copy(update={"server": settings}))
-        self._token: bytes | None = None
-        if token is not None:
-            register_secret(token.get_secret_value())
-            self._token = token.get_secret_value().encode("utf-8")
         full = rt.settings.model_copy(update={"server": settings})
-        metrics_token = resolve_metrics_token(full)
-        self._metrics_token: bytes | None = None
-        if metrics_token is not None:
-            register_secret(metrics_token.get_secret_value())
-            self._metrics_token = metrics_token.get_secret_value().encode("utf-8")
-        self._ready_lock = threading.Lock()
-        self._ready: tuple[float, HTTPStatus, dict[str, Any]] | None = None
-        # One secret per account for its callbacks (``webhook_secret_env``/``_file``).
-        self._webhook_secrets: dict[str, bytes] = {}
-        for account, secret in resolve_webhook_secrets(rt.settings).items():
-            register_secret(secret.get_secret_value())
-            self._webhook_secrets[account] = secret.get_secret_value().encode("utf-8")
+        server_token, metrics_token = resolve_server_token(full), resolve_metrics_token(full)
+        token = None if server_token is None else _secret(server_token)
+        webhook_secrets = {  # one per account, for its callbacks (``webhook_secret_*``)
+            account: _secret(secret)
+            for account, secret in resolve_webhook_secrets(rt.settings).items()
+        }
         self._counters: dict[str, int] = {}
         self._lock = threading.Lock()
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self.url: str | None = None
-        page = StatusPage(self, self._token)
-        intake = Intake(
-            self, token=self._token, webhook_secrets=self._webhook_secrets, on_due=on_due
+        page = StatusPage(self, token)
+        probes = Probes(
+            self,
+            is_healthy=is_healthy,
+            metrics_token=None if metrics_token is None else _secret(metrics_token),
+            clock=clock,
         )
+        intake = Intake(self, token=token, webhook_secrets=webhook_secrets, on_due=on_due)
         self._handlers: dict[str, Callable[..., None]] = {
             "status_page": page.status_page,
             "archived_file": page.archived_file,
-            "healthz": self.healthz,
-            "readyz": self.readyz,
-            "metrics": self.metrics,
+            "healthz": probes.healthz,
+            "readyz": probes.readyz,
+            "metrics": probes.metrics,
             "intake": intake.intake,
             "webhook": intake.webhook,
         }
@@ -213,7 +219,7 @@ class ApiServer:
         log.debug(
             "http.request",
             method=req.command,
-            path=urlsplit(req.path).path,
+            path=req.route_path,
             status=int(req.status),
         )
         start_response(f"{req.status.value} {req.status.phrase}", req.headers)
@@ -227,7 +233,7 @@ class ApiServer:
         return None
 
     def _dispatch(self, req: Request) -> None:
-        path = urlsplit(req.path).path
+        path = req.route_path
         method = "GET" if req.command == "HEAD" else req.command  # HEAD: GET without body
         allowed = []
         for route in ROUTES:
@@ -304,72 +310,3 @@ class ApiServer:
         self.count(f"{kind}.refused.{reason}")
         log.warning(f"{kind}.refused", account=account, reason=reason, status=int(status))
         return Refused(status, message, reason, headers=headers)
-
-    # ------------------------------------------------------------------ endpoints
-
-    def healthz(self, req: Request) -> None:
-        try:
-            ok = bool(self.is_healthy())
-        except Exception:
-            ok = False
-        if ok:
-            req.send_json(HTTPStatus.OK, {"status": "ok"})
-        else:
-            req.send_json(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "unhealthy"})
-
-    def readyz(self, req: Request) -> None:
-        """Database and storage reachable. Details go to the log, not to the caller."""
-        status, payload = self._readiness()
-        req.send_json(status, payload)
-
-    def _readiness(self) -> tuple[HTTPStatus, dict[str, Any]]:
-        """The last check's answer while it is younger than ``server.ready_cache_seconds``.
-
-        ``/readyz`` is unauthenticated and each check writes and fsyncs a probe file and
-        queries the database, so probes must not be able to multiply that work: one
-        check at a time (the lock), and probes that arrive meanwhile take its answer.
-        """
-        with self._ready_lock:
-            cached = self._ready
-            if cached is not None and self._clock() - cached[0] < self.settings.ready_cache_seconds:
-                return cached[1], cached[2]
-            parts: dict[str, str] = {}
-            for name, check in (
-                ("database", self.rt.store.check),
-                ("storage", self.rt.storage.check),
-            ):
-                try:
-                    check()
-                    parts[name] = "ok"
-                except Exception as exc:
-                    parts[name] = "failed"
-                    log.warning("server.not_ready", part=name, error=type(exc).__name__)
-            failed = sorted(k for k, v in parts.items() if v != "ok")
-            if failed:
-                answer = (
-                    HTTPStatus.SERVICE_UNAVAILABLE,
-                    {"status": "unavailable", "failed": failed, **parts},
-                )
-            else:
-                answer = (HTTPStatus.OK, {"status": "ready", **parts})
-            self._ready = (self._clock(), *answer)
-            return answer
-
-    def metrics(self, req: Request) -> None:
-        """``GET /metrics``: Prometheus text format (counters of this process, gauges
-        read from the database at scrape time, so every replica reports the same backlog).
-        With ``server.metrics_token_*`` set, only for that bearer token: a scrape runs
-        several queries, which an open endpoint lets anyone repeat."""
-        from genvault.metrics import exposition
-
-        if self._metrics_token is not None and not same_secret(req.bearer(), self._metrics_token):
-            raise self.refuse(
-                "metrics",
-                None,
-                HTTPStatus.UNAUTHORIZED,
-                "missing or wrong bearer token (server.metrics_token_env / _file)",
-                "bad_token",
-                headers={"WWW-Authenticate": 'Bearer realm="genvault metrics"'},
-            )
-        body, content_type = exposition(self.rt, self.counters)
-        req.send_body(HTTPStatus.OK, content_type, body)

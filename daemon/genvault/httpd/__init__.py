@@ -1,5 +1,7 @@
 """The rooms of the daemon's HTTP server, assembled by :mod:`genvault.server`.
 
+* :mod:`.intake`  ``POST /v1/tasks`` and ``POST /webhooks/{account}``: ids handed over;
+* :mod:`.probes`  ``/healthz``, ``/readyz`` and ``/metrics``;
 * :mod:`.transport`  waitress configured from ``[server]``, with the request deadline
   and JSON refusals it lacks;
 * :mod:`.request`  one request as a handler sees it, and its answer;
