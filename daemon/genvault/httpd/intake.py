@@ -125,14 +125,7 @@ class Intake:
         entries = data[key]
         if not isinstance(entries, list):
             raise bad(f"'{key}' must be a list", account)
-        if len(entries) > MAX_IDS_PER_REQUEST:
-            raise self.desk.refuse(
-                "intake",
-                account,
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"at most {MAX_IDS_PER_REQUEST} ids per request",
-                "too_many",
-            )
+        self._check_count("intake", account, len(entries), "request")
         if key == "ids":
             for i, entry in enumerate(entries):
                 if not isinstance(entry, str):
@@ -209,14 +202,7 @@ class Intake:
             raise self.desk.refuse(
                 "webhook", account, HTTPStatus.BAD_REQUEST, "callback unreadable", "bad_body"
             ) from None
-        if len(raw_ids) > MAX_IDS_PER_REQUEST:
-            raise self.desk.refuse(
-                "webhook",
-                account,
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"at most {MAX_IDS_PER_REQUEST} ids per callback",
-                "too_many",
-            )
+        self._check_count("webhook", account, len(raw_ids), "callback")
         try:
             items = parse_task_objects([str(i) for i in raw_ids], where="ids")
         except IntakeError:
@@ -231,6 +217,17 @@ class Intake:
         self.desk.count("webhook.ids", len(unique))
         log.info("webhook.accepted", account=account, ids=len(unique))
         req.send_json(HTTPStatus.OK, {"accepted": len(unique)})
+
+    def _check_count(self, kind: str, account: str, ids: int, per: str) -> None:
+        """At most :data:`MAX_IDS_PER_REQUEST` ids in one request (413)."""
+        if ids > MAX_IDS_PER_REQUEST:
+            raise self.desk.refuse(
+                kind,
+                account,
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"at most {MAX_IDS_PER_REQUEST} ids per {per}",
+                "too_many",
+            )
 
     def _wake(self, account: str) -> None:
         if self.on_due is None:
