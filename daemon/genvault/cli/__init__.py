@@ -3,7 +3,8 @@
 Exit codes (a CronJob or systemd can act on them): 0 fine, 2 bad configuration,
 3 some items failed and will be retried, 4 a file was lost, 5 another genvault
 process already runs on this SQLite database, 6 ``verify`` found an archived
-object missing, unreadable or not matching its size and sha256.
+object missing, unreadable or not matching its size and sha256, 7 ``doctor`` found
+an account whose configuration (or clock) needs changing.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import click
 from genvault import __version__
 from genvault.cli import backfill, db, demo, export, retry, run, search, status, track, verify
 from genvault.cli.common import Ctx
+from genvault.cli.doctor import doctor as doctor_command
 from genvault.malloc import pin_mmap_threshold
 
 
@@ -58,6 +60,7 @@ for command in (
     backfill.backfill,
     retry.retry,
     verify.verify,
+    doctor_command,
     export.export,
     demo.demo,
     db.db,

@@ -49,6 +49,8 @@ class ExitCode(enum.IntEnum):
     """Another genvault process already runs on this SQLite database (nothing was done)."""
     VERIFY_FAILED = 6
     """``genvault verify``: an archived object is missing, unreadable or does not match."""
+    DOCTOR_FAILED = 7
+    """``genvault doctor``: a check of an account failed (the report says what to change)."""
 
 
 @dataclass

@@ -164,6 +164,7 @@ class Akool(Provider):
     has_history: ClassVar[bool] = False
     retention: ClassVar[timedelta | None] = RETENTION
     webhook_auth: ClassVar[Literal["none", "token", "signature"]] = "signature"
+    doctor_probe_id: ClassVar[str] = "0" * 24  # a well-formed ObjectId no task has
 
     options: AkoolOptions
 

@@ -90,6 +90,9 @@ class Provider(ABC):
     new or changed generation for one detail read (GeminiGen: the listing leaves out
     images, videos and audio that the detail has)."""
     webhook_auth: ClassVar[Literal["none", "token", "signature"]] = "none"
+    doctor_probe_id: ClassVar[str] = "genvault-doctor-probe"
+    """A well-formed id no generation has: ``genvault doctor`` asks :meth:`fetch` for it
+    (an API without a listing) and expects "not found", not an auth error."""
     """How callbacks are authenticated: "none" = this API sends none; "token" = the API
     cannot sign, so the receiver requires genvault's own token (query ``token=`` or a
     bearer header); "signature" = :meth:`webhook_ids` verifies the provider's signature."""

@@ -81,6 +81,8 @@ class QuickRouter(Provider):
     has_history: ClassVar[bool] = False
     retention: ClassVar[timedelta | None] = timedelta(hours=24)
     webhook_auth: ClassVar[Literal["none", "token", "signature"]] = "none"
+    doctor_probe_id: ClassVar[str] = "grok:00000000-0000-4000-8000-000000000000"
+    """A model the relay has a channel for, so "no such task" is what comes back."""
 
     options: QuickRouterOptions
 
