@@ -7,10 +7,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from genvault.simulator.base import Simulator
+from tests.fixtures.sims import sim_account  # noqa: F401  (acceptance tests import it from here)
 
 GENVAULT = [sys.executable, "-m", "genvault.cli"]
 
@@ -76,17 +75,6 @@ def defaults_config(
     lines += ["[[accounts]]", *(f"{k} = {json.dumps(v)}" for k, v in account.items())]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def sim_account(sim: Simulator, api_key_env: str, *, name: str = "main") -> dict[str, Any]:
-    """One ``[[accounts]]`` entry for a running simulator: its provider, URL and options."""
-    return {
-        "name": name,
-        "provider": sim.name,
-        "api_key_env": api_key_env,
-        "base_url": sim.api_base,
-        **sim.account_options,
-    }
 
 
 def local_config(tmp_path: Path, accounts: list[dict[str, Any]], *, extra: str = "") -> Path:
