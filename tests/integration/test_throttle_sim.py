@@ -44,6 +44,7 @@ from genvault.simulator import geminigen
 from genvault.simulator.geminigen import GeminiGenSimulator
 from genvault.status import status_document
 from genvault.throttle import CircuitState
+from tests.fixtures.sims import SimStarter
 
 KEY = "gg-throttle-key-5d1e7c"
 LIST = ("histories", {"filter_by": "all", "items_per_page": 5, "page": 1})
@@ -53,8 +54,9 @@ ClientFactory = Callable[..., ApiClient]
 
 
 @pytest.fixture
-def sim() -> Iterator[GeminiGenSimulator]:
-    s = geminigen.create(
+def sim(start_sim: SimStarter) -> GeminiGenSimulator:
+    return start_sim(
+        geminigen.create,
         api_key=KEY,
         seed=3,
         count=9,
@@ -66,9 +68,6 @@ def sim() -> Iterator[GeminiGenSimulator]:
         failed_count=0,
         max_items_per_page=100,
     )
-    s.start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture
