@@ -77,7 +77,9 @@ def defaults_config(
     return path
 
 
-def local_config(tmp_path: Path, accounts: list[dict[str, Any]], *, extra: str = "") -> Path:
+def local_config(
+    tmp_path: Path, accounts: list[dict[str, Any]], *, extra: str = "", network: str = ""
+) -> Path:
     """``write_config`` on the embedded default: SQLite ``gv.db`` and an ``archive`` folder."""
     return write_config(
         tmp_path / "genvault.toml",
@@ -85,6 +87,7 @@ def local_config(tmp_path: Path, accounts: list[dict[str, Any]], *, extra: str =
         storage_url=f"file://{tmp_path / 'archive'}",
         accounts=accounts,
         extra=extra,
+        network=network,
     )
 
 
