@@ -17,7 +17,7 @@ import pytest
 from genvault.simulator import geminigen
 from genvault.store import Store
 from tests.acceptance.helpers import genvault, run_until_quiet, write_config
-from tests.fixtures.sims import SimStarter
+from tests.fixtures.sims import SimStarter, sim_account
 
 API_KEY = "gg-media-faults-key-93be"
 ENV = {"GG_KEY": API_KEY}
@@ -43,16 +43,7 @@ def _config(tmp_path: Path, sim: geminigen.GeminiGenSimulator) -> Path:
         tmp_path / "genvault.toml",
         db_url=f"sqlite:///{tmp_path / 'gv.db'}",
         storage_url=f"file://{tmp_path / 'archive'}",
-        accounts=[
-            {
-                "name": "main",
-                "provider": "geminigen",
-                "api_key_env": "GG_KEY",
-                "base_url": sim.api_base,
-                "media_base": sim.base_url + "/cdn/",
-                "fetch_detail": "always",
-            }
-        ],
+        accounts=[sim_account(sim, "GG_KEY", fetch_detail="always")],
     )
 
 

@@ -20,7 +20,7 @@ from genvault.simulator import geminigen
 from genvault.store import Store
 from tests.acceptance.helpers import genvault, local_config, run_until_quiet, write_config
 from tests.fixtures.s3 import S3Server
-from tests.fixtures.sims import SimStarter
+from tests.fixtures.sims import SimStarter, sim_account
 
 API_KEY = "gg-test-key-7f3a9c2e51"
 
@@ -43,17 +43,7 @@ def sim(start_sim: SimStarter) -> geminigen.GeminiGenSimulator:
 
 
 def _account(sim: geminigen.GeminiGenSimulator, **extra: Any) -> dict[str, Any]:
-    acc = {
-        "name": "main",
-        "provider": "geminigen",
-        "api_key_env": "GG_KEY",
-        "base_url": sim.api_base,
-        "items_per_page": 7,
-        "media_base": sim.base_url + "/cdn/",
-        "fetch_detail": "always",
-    }
-    acc.update(extra)
-    return acc
+    return sim_account(sim, "GG_KEY", **{"items_per_page": 7, "fetch_detail": "always", **extra})
 
 
 def _expected(sim: geminigen.GeminiGenSimulator) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from genvault.runtime import Runtime
 from genvault.simulator import geminigen
 from genvault.simulator.geminigen import GeminiGenSimulator
 from genvault.store import Store
-from tests.fixtures.sims import SimStarter
+from tests.fixtures.sims import SimStarter, sim_account
 from tests.integration.store_helpers import media, now_utc, record, save, signed_url
 
 KEY = "sim-locks-key"
@@ -198,16 +198,7 @@ def _runtime(sim: GeminiGenSimulator, db_url: str, tmp_path: Path) -> Runtime:
             "network": {"allow_private": True, "api_retries": 0},
             "server": {"enabled": False},
             "poll": {"backoff_seconds": [0.1]},
-            "accounts": [
-                {
-                    "name": "main",
-                    "provider": "geminigen",
-                    "api_key_env": "GG_KEY",
-                    "base_url": sim.api_base,
-                    "media_base": sim.base_url + "/cdn/",
-                    "items_per_page": 4,
-                }
-            ],
+            "accounts": [sim_account(sim, "GG_KEY", items_per_page=4)],
         }
     )
     return Runtime.build(settings, {"main": SecretStr(KEY)})
