@@ -4,7 +4,8 @@
   a server on 127.0.0.1:5432, or a throwaway cluster started for the session);
 * ``s3_server`` / ``s3_bucket``: moto's standalone S3 server over HTTP;
 * ``db_url``: parametrized over SQLite and PostgreSQL (that param marked ``postgres``);
-* ``info_json_log``: genvault's own logging at info, as JSON lines, into a buffer.
+* ``info_json_log``: genvault's own logging at info, as JSON lines, into a buffer;
+* ``start_sim``: a started provider simulator, stopped after the test.
 
 Test layers (procrastinate's model): ``tests/unit`` (pure functions, no I/O),
 ``tests/integration`` (one component against real servers), ``tests/acceptance``
@@ -25,6 +26,7 @@ from hypothesis import HealthCheck, settings
 from genvault import logging as gvlog
 from tests.fixtures.postgres import postgres_server_url, postgres_url  # noqa: F401
 from tests.fixtures.s3 import s3_bucket, s3_server  # noqa: F401
+from tests.fixtures.sims import start_sim  # noqa: F401
 
 # Property tests check what parsers and key builders accept, not how fast: on a busy
 # 2-core CI box the default 200 ms per-example deadline only produces flakes.

@@ -7,10 +7,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from genvault.simulator.base import Simulator
+from tests.fixtures.sims import sim_account  # noqa: F401  (acceptance tests import it from here)
 
 GENVAULT = [sys.executable, "-m", "genvault.cli"]
 
@@ -78,18 +77,9 @@ def defaults_config(
     return path
 
 
-def sim_account(sim: Simulator, api_key_env: str, *, name: str = "main") -> dict[str, Any]:
-    """One ``[[accounts]]`` entry for a running simulator: its provider, URL and options."""
-    return {
-        "name": name,
-        "provider": sim.name,
-        "api_key_env": api_key_env,
-        "base_url": sim.api_base,
-        **sim.account_options,
-    }
-
-
-def local_config(tmp_path: Path, accounts: list[dict[str, Any]], *, extra: str = "") -> Path:
+def local_config(
+    tmp_path: Path, accounts: list[dict[str, Any]], *, extra: str = "", network: str = ""
+) -> Path:
     """``write_config`` on the embedded default: SQLite ``gv.db`` and an ``archive`` folder."""
     return write_config(
         tmp_path / "genvault.toml",
@@ -97,6 +87,7 @@ def local_config(tmp_path: Path, accounts: list[dict[str, Any]], *, extra: str =
         storage_url=f"file://{tmp_path / 'archive'}",
         accounts=accounts,
         extra=extra,
+        network=network,
     )
 
 

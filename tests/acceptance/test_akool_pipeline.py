@@ -11,7 +11,6 @@ downloads nothing.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,14 +25,16 @@ from tests.acceptance.helpers import (
     run_until_quiet,
     sim_account,
 )
+from tests.fixtures.sims import SimStarter
 
 API_KEY = "ak-acc-key-0123456789abc"  # 24 characters, like Akool's
 PROCESSING_S = 60.0  # never finishes by itself: the test advances the simulator clock
 
 
 @pytest.fixture
-def sim() -> Iterator[akool.AkoolSimulator]:
-    s = akool.create(
+def sim(start_sim: SimStarter) -> akool.AkoolSimulator:
+    return start_sim(
+        akool.create,
         api_key=API_KEY,
         seed=21,
         count=12,
@@ -45,9 +46,6 @@ def sim() -> Iterator[akool.AkoolSimulator]:
         upscaled_count=4,
         expired_count=1,
     )
-    s.start()
-    yield s
-    s.stop()
 
 
 def _config(sim: akool.AkoolSimulator, tmp_path: Path) -> Path:

@@ -9,7 +9,6 @@ against the simulator's data CDN, tasks still waiting or generating are polled t
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,14 +25,16 @@ from tests.acceptance.helpers import (
     run_until_quiet,
     sim_account,
 )
+from tests.fixtures.sims import SimStarter
 
 API_KEY = "cc-test-key-51c0ffee"
 ENV = {"CC_KEY": API_KEY}
 
 
 @pytest.fixture
-def sim() -> Iterator[CrowdComputedSimulator]:
-    s = crowdcomputed.create(
+def sim(start_sim: SimStarter) -> CrowdComputedSimulator:
+    return start_sim(
+        crowdcomputed.create,
         api_key=API_KEY,
         seed=13,
         count=18,
@@ -46,9 +47,6 @@ def sim() -> Iterator[CrowdComputedSimulator]:
         expired_count=1,
         max_page_size=100,
     )
-    s.start()
-    yield s
-    s.stop()
 
 
 def _account(sim: CrowdComputedSimulator, **extra: Any) -> dict[str, Any]:

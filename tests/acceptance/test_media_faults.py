@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,16 @@ import pytest
 from genvault.simulator import geminigen
 from genvault.store import Store
 from tests.acceptance.helpers import genvault, run_until_quiet, write_config
+from tests.fixtures.sims import SimStarter, sim_account
 
 API_KEY = "gg-media-faults-key-93be"
 ENV = {"GG_KEY": API_KEY}
 
 
 @pytest.fixture
-def sim() -> Iterator[geminigen.GeminiGenSimulator]:
-    s = geminigen.create(
+def sim(start_sim: SimStarter) -> geminigen.GeminiGenSimulator:
+    return start_sim(
+        geminigen.create,
         api_key=API_KEY,
         seed=23,
         count=6,
@@ -35,9 +36,6 @@ def sim() -> Iterator[geminigen.GeminiGenSimulator]:
         processing_count=0,
         failed_count=0,
     )
-    s.start()
-    yield s
-    s.stop()
 
 
 def _config(tmp_path: Path, sim: geminigen.GeminiGenSimulator) -> Path:
@@ -45,16 +43,7 @@ def _config(tmp_path: Path, sim: geminigen.GeminiGenSimulator) -> Path:
         tmp_path / "genvault.toml",
         db_url=f"sqlite:///{tmp_path / 'gv.db'}",
         storage_url=f"file://{tmp_path / 'archive'}",
-        accounts=[
-            {
-                "name": "main",
-                "provider": "geminigen",
-                "api_key_env": "GG_KEY",
-                "base_url": sim.api_base,
-                "media_base": sim.base_url + "/cdn/",
-                "fetch_detail": "always",
-            }
-        ],
+        accounts=[sim_account(sim, "GG_KEY", fetch_detail="always")],
     )
 
 

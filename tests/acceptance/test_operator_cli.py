@@ -26,6 +26,7 @@ from genvault.runtime import Runtime
 from genvault.simulator import geminigen
 from genvault.store import Store
 from tests.acceptance.helpers import genvault, local_config
+from tests.fixtures.sims import sim_account
 
 API_KEY = "gg-operator-cli-key-61c0"
 ENV = {"GG_KEY": API_KEY}
@@ -54,15 +55,7 @@ def sim() -> Iterator[geminigen.GeminiGenSimulator]:
 
 
 def _account(sim: geminigen.GeminiGenSimulator, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": "main",
-        "provider": "geminigen",
-        "api_key_env": "GG_KEY",
-        "base_url": sim.api_base,
-        "media_base": sim.base_url + "/cdn/",
-        "fetch_detail": "always",
-        **extra,
-    }
+    return sim_account(sim, "GG_KEY", **{"fetch_detail": "always", **extra})
 
 
 def _store(tmp_path: Path) -> Store:

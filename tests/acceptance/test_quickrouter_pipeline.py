@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,14 +30,16 @@ from tests.acceptance.helpers import (
     run_until_quiet,
     sim_account,
 )
+from tests.fixtures.sims import SimStarter
 
 API_KEY = "sk-qr-acceptance-41c7e9"
 ENV = {"QR_KEY": API_KEY}
 
 
 @pytest.fixture
-def sim() -> Iterator[QuickRouterSimulator]:
-    s = quickrouter.create(
+def sim(start_sim: SimStarter) -> QuickRouterSimulator:
+    return start_sim(
+        quickrouter.create,
         api_key=API_KEY,
         seed=21,
         count=9,
@@ -50,9 +51,6 @@ def sim() -> Iterator[QuickRouterSimulator]:
         failed_count=2,
         url_ttl_seconds=2,
     )
-    s.start()
-    yield s
-    s.stop()
 
 
 def _config(sim: QuickRouterSimulator, tmp_path: Path) -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,15 +18,17 @@ import pytest
 
 from genvault.simulator import geminigen
 from genvault.store import Store
-from tests.acceptance.helpers import genvault, run_until_quiet, write_config
+from tests.acceptance.helpers import genvault, local_config, run_until_quiet, write_config
 from tests.fixtures.s3 import S3Server
+from tests.fixtures.sims import SimStarter, sim_account
 
 API_KEY = "gg-test-key-7f3a9c2e51"
 
 
 @pytest.fixture
-def sim() -> Iterator[geminigen.GeminiGenSimulator]:
-    s = geminigen.create(
+def sim(start_sim: SimStarter) -> geminigen.GeminiGenSimulator:
+    return start_sim(
+        geminigen.create,
         api_key=API_KEY,
         seed=11,
         count=30,
@@ -39,23 +40,10 @@ def sim() -> Iterator[geminigen.GeminiGenSimulator]:
         failed_count=2,
         max_items_per_page=100,
     )
-    s.start()
-    yield s
-    s.stop()
 
 
 def _account(sim: geminigen.GeminiGenSimulator, **extra: Any) -> dict[str, Any]:
-    acc = {
-        "name": "main",
-        "provider": "geminigen",
-        "api_key_env": "GG_KEY",
-        "base_url": sim.api_base,
-        "items_per_page": 7,
-        "media_base": sim.base_url + "/cdn/",
-        "fetch_detail": "always",
-    }
-    acc.update(extra)
-    return acc
+    return sim_account(sim, "GG_KEY", **{"items_per_page": 7, "fetch_detail": "always", **extra})
 
 
 def _expected(sim: geminigen.GeminiGenSimulator) -> dict[str, Any]:
@@ -163,12 +151,7 @@ def test_run_once_on_postgres_to_folder(
 
 
 def test_api_key_never_in_logs_or_status(sim: geminigen.GeminiGenSimulator, tmp_path: Path) -> None:
-    config = write_config(
-        tmp_path / "genvault.toml",
-        db_url=f"sqlite:///{tmp_path / 'gv.db'}",
-        storage_url=f"file://{tmp_path / 'archive'}",
-        accounts=[_account(sim)],
-    )
+    config = local_config(tmp_path, [_account(sim)])
     env = {"GG_KEY": API_KEY}
     sim.faults.fail_next = 2  # provoke retries and warnings too
     runs = [
@@ -184,12 +167,7 @@ def test_api_key_never_in_logs_or_status(sim: geminigen.GeminiGenSimulator, tmp_
 
 
 def test_status_json_shape(sim: geminigen.GeminiGenSimulator, tmp_path: Path) -> None:
-    config = write_config(
-        tmp_path / "genvault.toml",
-        db_url=f"sqlite:///{tmp_path / 'gv.db'}",
-        storage_url=f"file://{tmp_path / 'archive'}",
-        accounts=[_account(sim)],
-    )
+    config = local_config(tmp_path, [_account(sim)])
     run_until_quiet(config, {"GG_KEY": API_KEY})
     proc = genvault("--config", str(config), "status", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -209,12 +187,7 @@ def test_media_urls_are_taken_from_the_detail_for_videos(
     sim: geminigen.GeminiGenSimulator, tmp_path: Path
 ) -> None:
     """The listing omits videos; only the /history/{uuid} detail has them."""
-    config = write_config(
-        tmp_path / "genvault.toml",
-        db_url=f"sqlite:///{tmp_path / 'gv.db'}",
-        storage_url=f"file://{tmp_path / 'archive'}",
-        accounts=[_account(sim)],
-    )
+    config = local_config(tmp_path, [_account(sim)])
     run_until_quiet(config, {"GG_KEY": API_KEY})
     videos = [f for f in sim.expected_media() if f.kind == "video"]
     assert videos
@@ -227,9 +200,12 @@ def test_media_urls_are_taken_from_the_detail_for_videos(
         assert row["storage_key"].endswith(".mp4")
 
 
-def test_files_past_their_deadline_are_lost_loudly_with_exit_4(tmp_path: Path) -> None:
+def test_files_past_their_deadline_are_lost_loudly_with_exit_4(
+    tmp_path: Path, start_sim: SimStarter
+) -> None:
     """expired_count items have expired_at in the past; their media answer 403."""
-    sim = geminigen.create(
+    sim = start_sim(
+        geminigen.create,
         api_key=API_KEY,
         seed=5,
         count=10,
@@ -239,54 +215,39 @@ def test_files_past_their_deadline_are_lost_loudly_with_exit_4(tmp_path: Path) -
         failed_count=0,
         expired_count=2,
     )
-    sim.start()
-    try:
-        db = tmp_path / "gv.db"
-        config = write_config(
-            tmp_path / "genvault.toml",
-            db_url=f"sqlite:///{db}",
-            storage_url=f"file://{tmp_path / 'archive'}",
-            accounts=[_account(sim)],
-        )
-        env = {"GG_KEY": API_KEY}
-        proc = genvault("--config", str(config), "run", "--once", env=env)
-        assert proc.returncode == 4, proc.stderr[-3000:]
-        assert '"asset.lost"' in proc.stderr and '"level": "error"' in proc.stderr
-        now = datetime.now(UTC)
-        expired_ids = {
-            f.generation_id
-            for f in sim.expected_media()
-            if f.expires_at is not None and f.expires_at < now
-        }
-        assert len(expired_ids) == 2
-        store = Store(f"sqlite:///{db}")
-        rows = store.assets()
-        store.dispose()
-        lost = {r["external_id"] for r in rows if r["state"] == "lost"}
-        assert lost == expired_ids
-        assert all(
-            r["state"] == "archived"
-            for r in rows
-            if r["external_id"] not in expired_ids and r["role"] != "reference"
-        )
-        # nothing left to do, nothing lost anew: the next run is clean
-        again = genvault("--config", str(config), "run", "--once", env=env)
-        assert again.returncode == 0, again.stderr[-3000:]
-    finally:
-        sim.stop()
+    db = tmp_path / "gv.db"
+    config = local_config(tmp_path, [_account(sim)])
+    env = {"GG_KEY": API_KEY}
+    proc = genvault("--config", str(config), "run", "--once", env=env)
+    assert proc.returncode == 4, proc.stderr[-3000:]
+    assert '"asset.lost"' in proc.stderr and '"level": "error"' in proc.stderr
+    now = datetime.now(UTC)
+    expired_ids = {
+        f.generation_id
+        for f in sim.expected_media()
+        if f.expires_at is not None and f.expires_at < now
+    }
+    assert len(expired_ids) == 2
+    store = Store(f"sqlite:///{db}")
+    rows = store.assets()
+    store.dispose()
+    lost = {r["external_id"] for r in rows if r["state"] == "lost"}
+    assert lost == expired_ids
+    assert all(
+        r["state"] == "archived"
+        for r in rows
+        if r["external_id"] not in expired_ids and r["role"] != "reference"
+    )
+    # nothing left to do, nothing lost anew: the next run is clean
+    again = genvault("--config", str(config), "run", "--once", env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
 
 
 def test_rate_limited_run_exits_0_with_partial_progress_and_resumes(
     sim: geminigen.GeminiGenSimulator, tmp_path: Path
 ) -> None:
     db = tmp_path / "gv.db"
-    config = write_config(
-        tmp_path / "genvault.toml",
-        db_url=f"sqlite:///{db}",
-        storage_url=f"file://{tmp_path / 'archive'}",
-        accounts=[_account(sim)],
-        network="backoff_cap_seconds = 1.0",
-    )
+    config = local_config(tmp_path, [_account(sim)], network="backoff_cap_seconds = 1.0")
     env = {"GG_KEY": API_KEY}
     sim.faults.update(rate_limit=True, retry_after="3")  # longer than the backoff cap
     proc = genvault("--config", str(config), "run", "--once", env=env)
@@ -312,12 +273,7 @@ def test_short_retry_after_is_honoured_within_the_run(
     sim: geminigen.GeminiGenSimulator, tmp_path: Path
 ) -> None:
     db = tmp_path / "gv.db"
-    config = write_config(
-        tmp_path / "genvault.toml",
-        db_url=f"sqlite:///{db}",
-        storage_url=f"file://{tmp_path / 'archive'}",
-        accounts=[_account(sim)],
-    )
+    config = local_config(tmp_path, [_account(sim)])
     sim.faults.update(fail_next=3)  # three 503s, then the API answers again
     proc = genvault("--config", str(config), "run", "--once", env={"GG_KEY": API_KEY})
     assert proc.returncode in (0, 3), proc.stderr[-3000:]
@@ -327,8 +283,11 @@ def test_short_retry_after_is_honoured_within_the_run(
     store.dispose()
 
 
-def test_tasks_running_past_the_horizon_are_failed_with_the_reason(tmp_path: Path) -> None:
-    sim = geminigen.create(
+def test_tasks_running_past_the_horizon_are_failed_with_the_reason(
+    tmp_path: Path, start_sim: SimStarter
+) -> None:
+    sim = start_sim(
+        geminigen.create,
         api_key=API_KEY,
         seed=8,
         count=5,
@@ -337,29 +296,20 @@ def test_tasks_running_past_the_horizon_are_failed_with_the_reason(tmp_path: Pat
         processing_seconds=3600,
         failed_count=0,
     )
-    sim.start()
-    try:
-        db = tmp_path / "gv.db"
-        config = write_config(
-            tmp_path / "genvault.toml",
-            db_url=f"sqlite:///{db}",
-            storage_url=f"file://{tmp_path / 'archive'}",
-            accounts=[_account(sim)],
-        )
-        # the horizon comes from the environment, as an operator would override it
-        env = {"GG_KEY": API_KEY, "GENVAULT_POLL__GIVE_UP_HOURS": "0.0005"}
-        first = genvault("--config", str(config), "run", "--once", env=env)
-        assert first.returncode == 0, first.stderr[-3000:]
-        store = Store(f"sqlite:///{db}")
-        running = [g for g in store.generations() if g["status"] in ("queued", "running")]
-        assert len(running) == 2 and all(g["next_poll_at"] for g in running)
-        time.sleep(2.0)  # past the 1.8 s horizon
-        genvault("--config", str(config), "run", "--once", env=env)
-        gens = {g["external_id"]: g for g in store.generations()}
-        store.dispose()
-        for g in running:
-            after = gens[g["external_id"]]
-            assert after["status"] == "failed" and after["next_poll_at"] is None
-            assert "gave up after" in after["error"]
-    finally:
-        sim.stop()
+    db = tmp_path / "gv.db"
+    config = local_config(tmp_path, [_account(sim)])
+    # the horizon comes from the environment, as an operator would override it
+    env = {"GG_KEY": API_KEY, "GENVAULT_POLL__GIVE_UP_HOURS": "0.0005"}
+    first = genvault("--config", str(config), "run", "--once", env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    store = Store(f"sqlite:///{db}")
+    running = [g for g in store.generations() if g["status"] in ("queued", "running")]
+    assert len(running) == 2 and all(g["next_poll_at"] for g in running)
+    time.sleep(2.0)  # past the 1.8 s horizon
+    genvault("--config", str(config), "run", "--once", env=env)
+    gens = {g["external_id"]: g for g in store.generations()}
+    store.dispose()
+    for g in running:
+        after = gens[g["external_id"]]
+        assert after["status"] == "failed" and after["next_poll_at"] is None
+        assert "gave up after" in after["error"]

@@ -19,7 +19,6 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ import pytest
 from genvault.simulator import Simulator, simulator_factory
 from genvault.store import Store
 from tests.acceptance.helpers import GENVAULT, defaults_config, genvault
+from tests.fixtures.sims import SimStarter
 
 pytestmark = [pytest.mark.postgres]
 
@@ -36,8 +36,9 @@ ROLES = {"result", "thumbnail", "last_frame"}
 
 
 @pytest.fixture
-def sim() -> Iterator[Simulator]:
-    s = simulator_factory("geminigen")(
+def sim(start_sim: SimStarter) -> Simulator:
+    return start_sim(
+        simulator_factory("geminigen"),
         api_key=API_KEY,
         count=3,
         image_size=150_000,
@@ -47,9 +48,6 @@ def sim() -> Iterator[Simulator]:
         processing_count=0,
         failed_count=0,
     )
-    s.start()
-    yield s
-    s.stop()
 
 
 def _config(path: Path, db_url: str, archive: Path, sim: Simulator) -> Path:

@@ -30,6 +30,7 @@ from genvault.simulator import Simulator, simulator_factory
 from genvault.store import Store
 from tests.acceptance.helpers import defaults_config, genvault
 from tests.fixtures.s3 import S3Server
+from tests.fixtures.sims import SimStarter
 from tests.fixtures.tcp_switch import TcpSwitch, refuses, tcp_switch  # noqa: F401
 
 if TYPE_CHECKING:
@@ -58,8 +59,9 @@ def bucket(s3_server: S3Server) -> Iterator[tuple[S3Client, str]]:
 
 
 @pytest.fixture
-def sim() -> Iterator[Simulator]:
-    s = simulator_factory("geminigen")(
+def sim(start_sim: SimStarter) -> Simulator:
+    return start_sim(
+        simulator_factory("geminigen"),
         api_key=API_KEY,
         count=11,  # 24 files of the roles archived by default, as in the issue
         image_size=2_000,
@@ -69,9 +71,6 @@ def sim() -> Iterator[Simulator]:
         processing_count=0,
         failed_count=0,
     )
-    s.start()
-    yield s
-    s.stop()
 
 
 def _config(path: Path, db_url: str, endpoint: str, bucket: str, sim: Simulator) -> Path:

@@ -54,6 +54,7 @@ from genvault.simulator import Simulator, simulator_factory
 from genvault.storage.keys import sidecar_key
 from genvault.storage.local import TMP_DIR, XATTR_SHA256
 from genvault.store import A, G, Store, url_key
+from tests.fixtures.sims import sim_account
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -387,15 +388,8 @@ class Trial:
             'listen = "127.0.0.1:0"',
         ]
         for name, sim in self.sims.items():
-            options = {**sim.account_options, **ACCOUNT_OPTIONS[name]}
-            lines += [
-                "[[accounts]]",
-                f'name = "{name}"',
-                f'provider = "{name}"',
-                'api_key_env = "CRASH_SIM_KEY"',
-                f'base_url = "{sim.api_base}"',
-            ]
-            lines += [f"{k} = {json.dumps(v)}" for k, v in options.items()]
+            account = sim_account(sim, "CRASH_SIM_KEY", name=name, **ACCOUNT_OPTIONS[name])
+            lines += ["[[accounts]]", *(f"{k} = {json.dumps(v)}" for k, v in account.items())]
         self.config.write_text("\n".join(lines) + "\n")
 
     def _register_tracked(self) -> None:

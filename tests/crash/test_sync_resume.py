@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import signal
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ import pytest
 from genvault.simulator import crowdcomputed
 from genvault.store import Store, url_key
 from tests.acceptance.helpers import genvault, write_config
+from tests.fixtures.sims import SimStarter, sim_account
 
 KEY = "sync-resume-key"
 WORKFLOW = "text-to-image"
@@ -28,8 +28,9 @@ TASKS = 24  # 8 pages
 
 
 @pytest.fixture
-def sim() -> Iterator[crowdcomputed.CrowdComputedSimulator]:
-    s = crowdcomputed.create(
+def sim(start_sim: SimStarter) -> crowdcomputed.CrowdComputedSimulator:
+    return start_sim(
+        crowdcomputed.create,
         api_key=KEY,
         seed=4,
         count=TASKS,
@@ -39,9 +40,6 @@ def sim() -> Iterator[crowdcomputed.CrowdComputedSimulator]:
         failed_count=2,
         empty_count=1,
     )
-    s.start()
-    yield s
-    s.stop()
 
 
 def _snapshot(db_url: str) -> tuple[Counter[str], int | None, object]:
@@ -61,17 +59,7 @@ def test_killed_sync_resumes_without_gaps_or_duplicate_rows(
         tmp_path / "genvault.toml",
         db_url=db_url,
         storage_url=f"file://{tmp_path / 'archive'}",
-        accounts=[
-            {
-                "name": "cc",
-                "provider": "crowdcomputed",
-                "api_key_env": "CC_KEY",
-                "base_url": sim.api_base,
-                "workflows": [WORKFLOW],
-                "page_size": PAGE_SIZE,
-                **sim.account_options,
-            }
-        ],
+        accounts=[sim_account(sim, "CC_KEY", name="cc", workflows=[WORKFLOW], page_size=PAGE_SIZE)],
     )
     newest_first = [g["taskId"] for g in sim.generations]
     assert len(newest_first) == TASKS

@@ -31,6 +31,7 @@ from genvault.runtime import Runtime
 from genvault.simulator import geminigen
 from genvault.simulator.geminigen import GeminiGenSimulator
 from genvault.store import Store
+from tests.fixtures.sims import SimStarter, sim_account
 from tests.integration.store_helpers import media, now_utc, record, save, signed_url
 
 KEY = "sim-locks-key"
@@ -174,8 +175,9 @@ def test_sqlite_has_one_process_so_the_lock_is_always_ours(tmp_path: Path) -> No
 
 
 @pytest.fixture
-def sim() -> Iterator[GeminiGenSimulator]:
-    s = geminigen.create(
+def sim(start_sim: SimStarter) -> GeminiGenSimulator:
+    return start_sim(
+        geminigen.create,
         api_key=KEY,
         count=12,
         image_size=2_000,
@@ -186,11 +188,6 @@ def sim() -> Iterator[GeminiGenSimulator]:
         processing_seconds=600,
         failed_count=0,
     )
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def _runtime(sim: GeminiGenSimulator, db_url: str, tmp_path: Path) -> Runtime:
@@ -201,16 +198,7 @@ def _runtime(sim: GeminiGenSimulator, db_url: str, tmp_path: Path) -> Runtime:
             "network": {"allow_private": True, "api_retries": 0},
             "server": {"enabled": False},
             "poll": {"backoff_seconds": [0.1]},
-            "accounts": [
-                {
-                    "name": "main",
-                    "provider": "geminigen",
-                    "api_key_env": "GG_KEY",
-                    "base_url": sim.api_base,
-                    "media_base": sim.base_url + "/cdn/",
-                    "items_per_page": 4,
-                }
-            ],
+            "accounts": [sim_account(sim, "GG_KEY", items_per_page=4)],
         }
     )
     return Runtime.build(settings, {"main": SecretStr(KEY)})

@@ -28,14 +28,12 @@ from genvault.errors import (
     RateLimitedError,
     TransientProviderError,
 )
-from genvault.net.api import ApiClient
-from genvault.net.client import build_client
-from genvault.net.policy import NetworkPolicy
-from genvault.providers.crowdcomputed import CrowdComputed, CrowdComputedOptions
+from genvault.providers.crowdcomputed import CrowdComputed
 from genvault.records import GenerationRecord, GenerationStatus, MediaKind
-from genvault.simulator import crowdcomputed, simulator_factory
+from genvault.simulator import crowdcomputed
 from genvault.simulator.crowdcomputed import CrowdComputedSimulator
 from genvault.walk import read_listing
+from tests.fixtures.sims import SimStarter, sim_adapter
 from tests.integration.sim_checks import assert_files_served
 
 KEY = "cc-test-key-0f9e8d7c"
@@ -67,11 +65,8 @@ def _make(**knobs: Any) -> CrowdComputedSimulator:
 
 
 @pytest.fixture
-def sim() -> Iterator[CrowdComputedSimulator]:
-    s = _make()
-    s.start()
-    yield s
-    s.stop()
+def sim(start_sim: SimStarter) -> CrowdComputedSimulator:
+    return start_sim(_make)
 
 
 @pytest.fixture
@@ -110,17 +105,7 @@ def _finish(sim: CrowdComputedSimulator) -> None:
 
 def _api(sim: CrowdComputedSimulator, key: str = KEY, **options: Any) -> CrowdComputed:
     settings = NetworkSettings(api_retries=2)
-    policy = NetworkPolicy(allow_private=True)
-    opts = CrowdComputedOptions(**{**sim.account_options, **options})
-    api = ApiClient(
-        http=build_client(settings, policy),
-        base_url=sim.api_base,
-        auth_headers=CrowdComputed.auth_headers(key, opts),
-        settings=settings,
-        policy=policy,
-        sleep=lambda _s: None,
-    )
-    return CrowdComputed(api, opts, "main")
+    return sim_adapter(sim, CrowdComputed, key=key, settings=settings, **options)
 
 
 def _sync_all(provider: CrowdComputed) -> list[GenerationRecord]:
@@ -518,23 +503,7 @@ def test_callback_payload_names_the_task(sim: CrowdComputedSimulator) -> None:
         assert provider.webhook_ids(body, {"content-type": "application/json"}) == [task["taskId"]]
 
 
-# --------------------------------------------------------------------------- determinism
-
-
-def test_deterministic_for_a_seed() -> None:
-    a = crowdcomputed.create(seed=3, count=9)
-    b = simulator_factory("crowdcomputed")(seed=3, count=9)
-    c = crowdcomputed.create(seed=4, count=9)
-    try:
-        assert isinstance(b, CrowdComputedSimulator)
-        ids = [t["taskId"] for t in a.generations]
-        assert ids == [t["taskId"] for t in b.generations]
-        assert ids != [t["taskId"] for t in c.generations]
-        assert [f.sha256 for f in a.expected_media()] == [f.sha256 for f in b.expected_media()]
-        assert a.api_key == "sim-crowdcomputed-key"
-    finally:
-        for s in (a, b, c):
-            s.stop()
+# --------------------------------------------------------------------------- config
 
 
 def test_config_validation() -> None:

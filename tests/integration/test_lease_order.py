@@ -10,7 +10,6 @@ PostgreSQL, which must probe the unique index however stale the statistics are.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from genvault.records import AssetState
 from genvault.runtime import Runtime
 from genvault.simulator import tengrai
 from genvault.store import LeasedAsset, LeaseOrder, Outcome, Store
+from tests.fixtures.sims import SimStarter, sim_account
 from tests.integration.store_helpers import (
     media,
     now_utc,
@@ -131,9 +131,10 @@ def test_fifo_skips_leased_and_finished_files_like_the_deadline_order(store: Sto
 
 
 @pytest.fixture
-def sim() -> Iterator[tengrai.TengrAISimulator]:
+def sim(start_sim: SimStarter) -> tengrai.TengrAISimulator:
     """Some artworks signed for an hour, the others kept 8 days; all done, real HTTP."""
-    s = tengrai.create(
+    return start_sim(
+        tengrai.create,
         api_key=KEY,
         seed=3,
         count=10,
@@ -143,11 +144,6 @@ def sim() -> Iterator[tengrai.TengrAISimulator]:
         failed_count=0,
         canceled_count=0,
     )
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def _runtime(sim: tengrai.TengrAISimulator, db_url: str, folder: Path) -> Runtime:
@@ -156,15 +152,7 @@ def _runtime(sim: tengrai.TengrAISimulator, db_url: str, folder: Path) -> Runtim
         storage=StorageSettings(url=f"file://{folder}"),
         network=NetworkSettings(allow_private=True),
         archive=ArchiveSettings(concurrency=1, thumbnails=False),
-        accounts=(
-            AccountSettings(
-                name="t",
-                provider="tengrai",
-                api_key_env="UNUSED",
-                base_url=sim.api_base,
-                **sim.account_options,
-            ),
-        ),
+        accounts=(AccountSettings(**sim_account(sim, "UNUSED", name="t")),),
     )
     return Runtime.build(settings, {"t": SecretStr(KEY)})
 

@@ -37,6 +37,7 @@ from genvault.runtime import Runtime
 from genvault.server import ApiServer
 from genvault.simulator import geminigen
 from genvault.simulator.geminigen import GeminiGenSimulator
+from tests.fixtures.sims import SimStarter, sim_account
 from tests.integration import stream_world
 from tests.integration.stream_world import EXPECTED
 
@@ -90,8 +91,9 @@ def scrape(url: str) -> Scrape:
 
 
 @pytest.fixture
-def sim() -> Iterator[GeminiGenSimulator]:
-    s = geminigen.create(
+def sim(start_sim: SimStarter) -> GeminiGenSimulator:
+    return start_sim(
+        geminigen.create,
         api_key=KEY,
         seed=21,
         count=4,
@@ -102,9 +104,6 @@ def sim() -> Iterator[GeminiGenSimulator]:
         processing_count=0,
         failed_count=1,
     )
-    s.start()
-    yield s
-    s.stop()
 
 
 def _settings(sim: GeminiGenSimulator, db_url: str, tmp_path: Path) -> Settings:
@@ -123,15 +122,7 @@ def _settings(sim: GeminiGenSimulator, db_url: str, tmp_path: Path) -> Settings:
                 "breaker_cooldown_seconds": 600,
             },
             "server": {"listen": "127.0.0.1:0", "token_file": str(token_file)},
-            "accounts": [
-                {
-                    "name": "main",
-                    "provider": "geminigen",
-                    "api_key_env": "GG",
-                    "base_url": sim.api_base,
-                    **sim.account_options,
-                }
-            ],
+            "accounts": [sim_account(sim, "GG")],
         }
     )
 

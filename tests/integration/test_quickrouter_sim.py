@@ -22,13 +22,11 @@ from genvault.errors import (
     RateLimitedError,
 )
 from genvault.expiry import url_expiry
-from genvault.net.api import ApiClient
-from genvault.net.client import build_client
-from genvault.net.policy import NetworkPolicy
-from genvault.providers.quickrouter import QuickRouter, QuickRouterOptions
+from genvault.providers.quickrouter import QuickRouter
 from genvault.records import GenerationStatus, MediaRole
 from genvault.simulator import quickrouter
 from genvault.simulator.quickrouter import QuickRouterSimulator
+from tests.fixtures.sims import SimStarter, sim_adapter
 from tests.integration.sim_checks import assert_files_served
 
 KEY = "sk-qr-test-5d1f0c"
@@ -37,8 +35,9 @@ LATE = 2.0
 
 
 @pytest.fixture
-def sim() -> Iterator[QuickRouterSimulator]:
-    s = quickrouter.create(
+def sim(start_sim: SimStarter) -> QuickRouterSimulator:
+    return start_sim(
+        quickrouter.create,
         api_key=KEY,
         seed=5,
         count=10,
@@ -49,9 +48,6 @@ def sim() -> Iterator[QuickRouterSimulator]:
         late_url_seconds=LATE,
         failed_count=3,
     )
-    s.start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture
@@ -72,19 +68,8 @@ def _settings(**changes: object) -> NetworkSettings:
 
 
 def _provider(sim: QuickRouterSimulator, key: str = KEY, **net: object) -> QuickRouter:
-    settings = _settings(**net)
-    policy = NetworkPolicy(allow_private=True)
-    options = QuickRouterOptions()
-    api = ApiClient(
-        http=build_client(settings, policy),
-        base_url=sim.api_base,
-        auth_headers=QuickRouter.auth_headers(key, options),
-        settings=settings,
-        policy=policy,
-        account="main",
-        sleep=lambda _s: None,
-    )
-    return QuickRouter(api, options, "main")
+    """The adapter with its default options (24 h URL lifetime, as the simulator's CDN)."""
+    return sim_adapter(sim, QuickRouter, key=key, settings=_settings(**net), sim_options=False)
 
 
 def _query(client: httpx.Client, task_id: str) -> httpx.Response:
@@ -294,15 +279,6 @@ def test_server_errors_and_malformed_bodies(
     assert isinstance(mangled, dict)
     stats = sim.stats.snapshot()
     assert stats["faults"]["fail_next"] == 1 and stats["faults"]["malformed:html"] == 1
-
-
-def test_deterministic_for_a_seed() -> None:
-    a = quickrouter.create(seed=9, count=6)
-    b = quickrouter.create(seed=9, count=6)
-    c = quickrouter.create(seed=10, count=6)
-    assert a.task_ids == b.task_ids != c.task_ids
-    assert [f.sha256 for f in a.expected_media()] == [f.sha256 for f in b.expected_media()]
-    assert a.failures == b.failures
 
 
 # --------------------------------------------------------------------------- the adapter

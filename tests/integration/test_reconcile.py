@@ -24,13 +24,15 @@ from genvault.jobs.sync import sync_account
 from genvault.models import SyncCursor, utcnow
 from genvault.runtime import Runtime
 from genvault.simulator import tengrai
+from tests.fixtures.sims import SimStarter, sim_account
 
 KEY = "sim-tengrai-reconcile-key"
 
 
 @pytest.fixture
-def sim() -> Iterator[tengrai.TengrAISimulator]:
-    s = tengrai.create(
+def sim(start_sim: SimStarter) -> tengrai.TengrAISimulator:
+    return start_sim(
+        tengrai.create,
         api_key=KEY,
         seed=41,
         count=60,
@@ -39,8 +41,6 @@ def sim() -> Iterator[tengrai.TengrAISimulator]:
         failed_count=0,
         canceled_count=0,
     )
-    with s:
-        yield s
 
 
 @pytest.fixture
@@ -49,16 +49,7 @@ def rt(sim: tengrai.TengrAISimulator, db_url: str, tmp_path: Path) -> Iterator[R
         database=DatabaseSettings(url=db_url),
         storage=StorageSettings(url=f"file://{tmp_path / 'archive'}"),
         network=NetworkSettings(allow_private=True),
-        accounts=(
-            AccountSettings(
-                name="t",
-                provider="tengrai",
-                api_key_env="UNUSED",
-                base_url=sim.api_base,
-                page_limit=20,
-                **sim.account_options,
-            ),
-        ),
+        accounts=(AccountSettings(**sim_account(sim, "UNUSED", name="t", page_limit=20)),),
     )
     runtime = Runtime.build(settings, {"t": SecretStr(KEY)})
     try:

@@ -35,6 +35,7 @@ from genvault.runtime import Runtime
 from genvault.server import ApiServer
 from genvault.store import Store
 from tests.acceptance.helpers import GENVAULT, write_config
+from tests.fixtures.sims import sim_account
 
 TOKEN = "srv-token-0123456789abcdef"
 HOOK = "hook-secret-main-5e8d1c"
@@ -873,15 +874,7 @@ def test_daemon_serves_intake_and_exits_0_on_sigterm(tmp_path: Path) -> None:
             tmp_path / "c.toml",
             db_url=f"sqlite:///{tmp_path / 'gv.db'}",
             storage_url=f"file://{tmp_path / 'a'}",
-            accounts=[
-                {
-                    "name": "main",
-                    "provider": "geminigen",
-                    "api_key_env": "GG",
-                    "base_url": sim.api_base,
-                    **sim.account_options,
-                }
-            ],
+            accounts=[sim_account(sim, "GG")],
             extra="[schedule]\nsync_seconds = 30\npoll_seconds = 30\narchive_seconds = 1\n"
             "jitter_seconds = 0\nshutdown_grace_seconds = 5\n"
             '[server]\nlisten = "127.0.0.1:0"\ntoken_env = "GV_SERVER_TOKEN"\n',

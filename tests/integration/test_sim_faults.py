@@ -24,14 +24,16 @@ from genvault.simulator import SIMULATORS, SimServer, akool, geminigen, simulato
 from genvault.simulator.faults import FAULT_FIELDS, Faults, spoil_one_item
 from genvault.simulator.geminigen import GeminiGenSimulator
 from genvault.simulator.messages import Response
+from tests.fixtures.sims import SimStarter
 
 KEY = "sim-faults-key-0123456789"  # 24+ characters: Akool's callback key is the API key
 
 
 @pytest.fixture
-def sim() -> Iterator[GeminiGenSimulator]:
+def sim(start_sim: SimStarter) -> GeminiGenSimulator:
     """Everything finished and nothing expired, so answers are stable between requests."""
-    s = geminigen.create(
+    return start_sim(
+        geminigen.create,
         api_key=KEY,
         seed=3,
         count=5,
@@ -42,9 +44,6 @@ def sim() -> Iterator[GeminiGenSimulator]:
         processing_count=0,
         failed_count=0,
     )
-    s.start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture

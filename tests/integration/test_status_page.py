@@ -43,6 +43,7 @@ from genvault.store import Outcome, Store
 from genvault.web.auth import COOKIE_NAME, cookie_value
 from genvault.web.endpoints import PAGE_HEADERS
 from tests.fixtures.s3 import S3Server
+from tests.fixtures.sims import sim_account
 from tests.integration import stream_world
 from tests.integration.store_helpers import CDN, media, record, save
 from tests.integration.stream_world import DRIFT, EXPECTED, REJECTED_ERROR
@@ -75,14 +76,8 @@ def _settings(tmp: Path, sims: dict[str, Any], storage: StorageSettings) -> Sett
         storage=storage,
         network=NetworkSettings(allow_private=True, read_timeout=30),
         accounts=tuple(
-            AccountSettings(
-                name=name,
-                provider=sim_name,
-                api_key_env="SIM_KEY",
-                base_url=sim.api_base,
-                **sim.account_options,
-            )
-            for name, (sim_name, sim) in sims.items()
+            AccountSettings(**sim_account(sim, "SIM_KEY", name=name))
+            for name, (_, sim) in sims.items()
         ),
     )
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from genvault.simulator import geminigen
 from genvault.status import read_status
 from genvault.web.page import PageData, render_page
 from tests.acceptance.helpers import sim_account
+from tests.fixtures.sims import SimStarter
 from tests.fixtures.tcp_switch import TcpSwitch, tcp_switch  # noqa: F401
 from tests.integration.store_helpers import now_utc
 
@@ -61,8 +61,9 @@ class ManualClock:
 
 
 @pytest.fixture
-def sim() -> Iterator[geminigen.GeminiGenSimulator]:
-    s = geminigen.create(
+def sim(start_sim: SimStarter) -> geminigen.GeminiGenSimulator:
+    return start_sim(
+        geminigen.create,
         api_key=API_KEY,
         count=11,
         image_size=2_000,
@@ -72,9 +73,6 @@ def sim() -> Iterator[geminigen.GeminiGenSimulator]:
         processing_count=0,
         failed_count=0,
     )
-    s.start()
-    yield s
-    s.stop()
 
 
 def _runtime(postgres_url: str, bucket: str, endpoint: str, sim: Any) -> Runtime:

@@ -46,6 +46,7 @@ from genvault.runtime import Runtime
 from genvault.simulator import geminigen
 from genvault.simulator.geminigen import GeminiGenSimulator
 from genvault.status import status_document
+from tests.fixtures.sims import SimStarter, sim_account
 
 KEY = "gg-throttle-key-5d1e7c"
 LIST = ("histories", {"filter_by": "all", "items_per_page": 5, "page": 1})
@@ -55,8 +56,9 @@ ClientFactory = Callable[..., ApiClient]
 
 
 @pytest.fixture
-def sim() -> Iterator[GeminiGenSimulator]:
-    s = geminigen.create(
+def sim(start_sim: SimStarter) -> GeminiGenSimulator:
+    return start_sim(
+        geminigen.create,
         api_key=KEY,
         seed=3,
         count=9,
@@ -68,9 +70,6 @@ def sim() -> Iterator[GeminiGenSimulator]:
         failed_count=0,
         max_items_per_page=100,
     )
-    s.start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture
@@ -304,16 +303,7 @@ def _settings(sim: GeminiGenSimulator, db_url: str, tmp_path: Path, **net: Any) 
             "network": {"allow_private": True, "api_retries": 0, **net},
             "server": {"enabled": False},
             "poll": {"backoff_seconds": [0.1]},
-            "accounts": [
-                {
-                    "name": "main",
-                    "provider": "geminigen",
-                    "api_key_env": "GG_KEY",
-                    "base_url": sim.api_base,
-                    "media_base": sim.base_url + "/cdn/",
-                    "items_per_page": 4,
-                }
-            ],
+            "accounts": [sim_account(sim, "GG_KEY", items_per_page=4)],
         }
     )
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +33,16 @@ from genvault.storage import Storage, open_storage
 from genvault.store import Outcome, Store
 from genvault.verify import ProblemKind, verify_archive, verify_with_progress
 from tests.fixtures.s3 import S3Server
+from tests.fixtures.sims import SimStarter, sim_account
 from tests.integration.store_helpers import media, record, save, url
 
 KEY = "gg-verify-key-5d1e"
 
 
 @pytest.fixture
-def sim() -> Iterator[geminigen.GeminiGenSimulator]:
-    s = geminigen.create(
+def sim(start_sim: SimStarter) -> geminigen.GeminiGenSimulator:
+    return start_sim(
+        geminigen.create,
         api_key=KEY,
         seed=5,
         count=6,
@@ -51,9 +52,6 @@ def sim() -> Iterator[geminigen.GeminiGenSimulator]:
         processing_count=0,
         failed_count=0,
     )
-    s.start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
@@ -71,15 +69,7 @@ def _archive(
         database=DatabaseSettings(url=f"sqlite:///{tmp_path / 'gv.db'}"),
         storage=storage,
         network=NetworkSettings(allow_private=True),
-        accounts=(
-            AccountSettings(
-                name="main",
-                provider="geminigen",
-                api_key_env="UNUSED",
-                base_url=sim.api_base,
-                **sim.account_options,
-            ),
-        ),
+        accounts=(AccountSettings(**sim_account(sim, "UNUSED")),),
     )
     rt = Runtime.build(settings, {"main": SecretStr(KEY)})
     report = run_once(rt)

@@ -9,9 +9,7 @@ that literal string (it is a syntactically valid https URL with a one-character 
 from __future__ import annotations
 
 import contextlib
-import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,9 +30,9 @@ from genvault.net.api import ApiClient
 from genvault.net.policy import NetworkPolicy
 from genvault.providers.akool import CODES, Akool, AkoolOptions, parse_item, unwrap
 from genvault.records import GenerationRecord, GenerationStatus, MediaKind, MediaRole
+from tests.records import check_record, load_seed
 from tests.strategies import JSON_VALUES
 
-SEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "seeds"
 ID = "662a10df4197b3af58532e89"
 CREATED = datetime(2024, 4, 25, 8, 14, 23, 272000, tzinfo=UTC)
 DEADLINE = datetime(2024, 5, 2, 8, 14, 23, 272000, tzinfo=UTC)
@@ -43,14 +41,9 @@ UP1 = "https://cdn.akool.example/upscale/662a10df4197b3af58532e89_U1.png"
 UP2 = "https://cdn.akool.example/upscale/662a10df4197b3af58532e89_U2.png"
 
 
-def _load(name: str) -> Any:
-    with (SEEDS / name).open(encoding="utf-8") as fh:
-        return json.load(fh)
-
-
 @pytest.fixture
 def body() -> dict[str, Any]:
-    doc: dict[str, Any] = _load("akool_get_result.json")
+    doc: dict[str, Any] = load_seed("akool_get_result.json")
     return doc
 
 
@@ -372,7 +365,7 @@ ITEM_LIKE = st.fixed_dictionaries(
     {"_id": st.one_of(st.text(max_size=24), JSON_VALUES)},
     optional={
         k: JSON_VALUES | _POINTED | st.lists(JSON_VALUES | _POINTED, max_size=4)
-        for k in _load("akool_get_result.json")["data"]
+        for k in load_seed("akool_get_result.json")["data"]
         if k != "_id"
     },
 )
@@ -383,14 +376,8 @@ def _parse_or_malformed(payload: Any) -> None:
         rec = parse_item(payload)
     except MalformedResponseError:
         return
-    assert rec.external_id
-    assert isinstance(rec.status, GenerationStatus)
-    urls = [m.url for m in rec.media]
-    assert len(urls) == len(set(urls))
-    assert all(u.startswith(("http://", "https://")) for u in urls)
+    check_record(rec)
     assert all(m.kind is MediaKind.IMAGE for m in rec.media)
-    for dt in (rec.created_at, rec.expires_at):
-        assert dt is None or dt.tzinfo is not None
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -22,7 +22,6 @@ import contextlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -50,11 +49,11 @@ from genvault.providers.crowdcomputed import (
     parse_task,
     unwrap,
 )
-from genvault.records import GenerationRecord, GenerationStatus, MediaKind, MediaRole
+from genvault.records import GenerationStatus, MediaKind, MediaRole
 from tests.fixtures.replay import ReplayServer
+from tests.records import check_record, load_seed
 from tests.strategies import JSON_VALUES
 
-SEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "seeds"
 BASE = "https://api.crowdcomputed.com"
 DOC_URL = (
     "https://data.crowdcomputed.cc/prod/images/task/582478659185549062/output/"
@@ -68,20 +67,15 @@ START = datetime(2025, 8, 29, 22, 0, 40, tzinfo=UTC)  # 1756504840
 END = datetime(2025, 8, 29, 22, 0, 47, tzinfo=UTC)  # 1756504847
 
 
-def _load(name: str) -> Any:
-    with (SEEDS / name).open(encoding="utf-8") as fh:
-        return json.load(fh)
-
-
 @pytest.fixture
 def status_task() -> dict[str, Any]:
-    task: dict[str, Any] = unwrap(_load("crowdcomputed_status.json"), "query/status")
+    task: dict[str, Any] = unwrap(load_seed("crowdcomputed_status.json"), "query/status")
     return task
 
 
 @pytest.fixture
 def callback() -> dict[str, Any]:
-    body: dict[str, Any] = _load("crowdcomputed_callback.json")
+    body: dict[str, Any] = load_seed("crowdcomputed_callback.json")
     return body
 
 
@@ -131,7 +125,7 @@ def _page(items: list[Any], *, total: Any, index: Any = 1, size: Any = 50) -> di
 
 
 def test_seed_history_example() -> None:
-    body = _load("crowdcomputed_history.json")
+    body = load_seed("crowdcomputed_history.json")
     data = unwrap(body, "history")
     (item,) = data["pageData"]
     rec = parse_task(item, workflow="text-to-image")
@@ -151,7 +145,7 @@ def test_seed_history_example() -> None:
 
 def test_seed_history_example_as_a_page() -> None:
     seen: list[httpx.Request] = []
-    prov = _provider(_answer(_load("crowdcomputed_history.json"), seen))
+    prov = _provider(_answer(load_seed("crowdcomputed_history.json"), seen))
     page = prov.fetch_page("text-to-image", 1)
     assert [r.external_id for r in page.records] == ["string"]
     assert page.records[0].kind == "text-to-image"
@@ -187,7 +181,7 @@ def test_docs_status_example(status_task: dict[str, Any]) -> None:
 
 
 def test_docs_history_example_is_one_short_page() -> None:
-    prov = _provider(_answer(_load("crowdcomputed_docs_history.json")))
+    prov = _provider(_answer(load_seed("crowdcomputed_docs_history.json")))
     page = prov.fetch_page("text-to-image", 1)
     (rec,) = page.records
     assert rec.external_id == "582079535692914438"
@@ -633,13 +627,7 @@ def _parse_or_malformed(payload: Any) -> None:
         rec = parse_task(payload, workflow="text-to-image")
     except MalformedResponseError:
         return
-    assert isinstance(rec, GenerationRecord)
-    assert rec.external_id
-    urls = [m.url for m in rec.media]
-    assert len(urls) == len(set(urls))
-    assert all(u.startswith(("http://", "https://")) for u in urls)
-    for dt in (rec.created_at, rec.completed_at, rec.updated_at, rec.expires_at):
-        assert dt is None or dt.tzinfo is not None
+    check_record(rec)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,9 +34,9 @@ from hypothesis import strategies as st
 from genvault.errors import MalformedResponseError
 from genvault.providers.geminigen import GeminiGenOptions, parse_item
 from genvault.records import GenerationRecord, GenerationStatus, MediaKind, MediaRole
+from tests.records import SEEDS, check_record, load_seed
 from tests.strategies import JSON_VALUES
 
-SEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "seeds"
 CDN = "https://cdn.geminigen.ai"
 MEDIA_BASE = GeminiGenOptions().media_base
 
@@ -52,14 +51,9 @@ REF_URI = f"{CDN}/references/ref_pqr123stu456.jpg"
 REF_THUMB = f"{CDN}/thumbnails/ref_pqr123stu456_thumb.jpg"
 
 
-def _load(name: str) -> Any:
-    with (SEEDS / name).open(encoding="utf-8") as fh:
-        return json.load(fh)
-
-
 @pytest.fixture
 def list_item() -> dict[str, Any]:
-    body = _load("geminigen_histories.json")
+    body = load_seed("geminigen_histories.json")
     assert body["success"] is True
     assert len(body["result"]) == 1
     item: dict[str, Any] = body["result"][0]
@@ -68,7 +62,7 @@ def list_item() -> dict[str, Any]:
 
 @pytest.fixture
 def detail_item() -> dict[str, Any]:
-    item: dict[str, Any] = _load("geminigen_history_detail.json")
+    item: dict[str, Any] = load_seed("geminigen_history_detail.json")
     return item
 
 
@@ -305,8 +299,8 @@ def test_hostile_field_values_do_not_crash(
 
 
 _ITEM_KEYS = sorted(
-    set(_load("geminigen_histories.json")["result"][0])
-    | set(_load("geminigen_history_detail.json"))
+    set(load_seed("geminigen_histories.json")["result"][0])
+    | set(load_seed("geminigen_history_detail.json"))
 )
 # Values that aim at the parser's branches: URL-ish and date-ish text, status codes.
 _POINTED = (
@@ -354,14 +348,7 @@ def _parse_or_malformed(payload: Any) -> None:
         rec = parse_item(payload, MEDIA_BASE)
     except MalformedResponseError:
         return
-    assert isinstance(rec, GenerationRecord)
-    assert rec.external_id
-    assert isinstance(rec.status, GenerationStatus)
-    urls = [m.url for m in rec.media]
-    assert len(urls) == len(set(urls))
-    assert all(u.startswith(("http://", "https://")) for u in urls)
-    for dt in (rec.created_at, rec.updated_at, rec.expires_at):
-        assert dt is None or dt.tzinfo is not None
+    check_record(rec)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

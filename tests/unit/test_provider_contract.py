@@ -19,7 +19,7 @@ from genvault.errors import MalformedResponseError, WebhookRejectedError
 from genvault.net.api import ApiClient
 from genvault.providers.base import Provider
 from genvault.providers.registry import PROVIDERS, provider_class
-from genvault.records import GenerationRecord, GenerationStatus
+from tests.records import check_record
 from tests.strategies import JSON_VALUES, WEBHOOK_BODIES
 
 NAMES = sorted(PROVIDERS)
@@ -41,18 +41,6 @@ def cls(request: pytest.FixtureRequest) -> type[Provider]:
 def adapter(cls: type[Provider]) -> Provider:
     """The adapter with its default options and no network (parse and webhooks need none)."""
     return cls(cast(ApiClient, None), cls.Options(), "acc", api_key="k" * 24)
-
-
-def check_record(rec: GenerationRecord) -> None:
-    """What any record an adapter returns must satisfy, whatever the API."""
-    assert isinstance(rec, GenerationRecord)
-    assert rec.external_id and isinstance(rec.external_id, str)
-    assert isinstance(rec.status, GenerationStatus)
-    urls = [m.url for m in rec.media]
-    assert len(urls) == len(set(urls))
-    assert all(u.startswith(("http://", "https://")) for u in urls)
-    for dt in (rec.created_at, rec.updated_at, rec.completed_at, rec.expires_at):
-        assert dt is None or dt.tzinfo is not None
 
 
 def test_registered_under_its_name(cls: type[Provider]) -> None:

@@ -15,9 +15,7 @@ Fixtures (``tests/fixtures/seeds/quickrouter_*.json``):
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, cast
 
 import httpx
@@ -49,11 +47,11 @@ from genvault.providers.quickrouter import (
     when,
 )
 from genvault.providers.registry import provider_class
-from genvault.records import GenerationRecord, GenerationStatus, MediaKind, MediaRole
+from genvault.records import GenerationStatus, MediaKind, MediaRole
 from tests.fixtures.replay import ReplayServer
+from tests.records import check_record, load_seed
 from tests.strategies import JSON_VALUES
 
-SEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "seeds"
 GROK_ASKED = "grok:eee6faa8-9dee-455c-aa82-02ac623adf3a"
 VEO_ID = "veo3.1-fast:1770350082-trii1OXZc3"
 VEO_VIDEO = "https://pro.filesystem.site/cdn/20260206/9ddbd3bdc67f75a02f766363ebf8eb.mp4"
@@ -67,11 +65,6 @@ S3_URL = (
 DISCORD_URL = "https://cdn.example.com/cdn/x.mp4?ex=6728831f&is=6727319f&hm=deadbeef&"
 DONE_MS = 1750323167003
 DONE_AT = datetime(2025, 6, 19, 8, 52, 47, 3000, tzinfo=UTC)
-
-
-def _load(name: str) -> Any:
-    with (SEEDS / name).open(encoding="utf-8") as fh:
-        return json.load(fh)
 
 
 def _provider(**options: Any) -> QuickRouter:
@@ -89,7 +82,7 @@ def _grok(**fields: Any) -> dict[str, Any]:
 
 
 def test_seed_grok_example_queried_with_its_prefixed_id() -> None:
-    payload = _load("quickrouter_grok_query.json")
+    payload = load_seed("quickrouter_grok_query.json")
     rec = parse_task(payload, GROK_ASKED)
     assert rec.external_id == GROK_ASKED  # not the answer's prefix-less "033fa60e-…"
     assert rec.status is GenerationStatus.QUEUED
@@ -107,13 +100,13 @@ def test_seed_grok_example_queried_with_its_prefixed_id() -> None:
 
 
 def test_seed_grok_example_parsed_alone_keeps_the_answer_id() -> None:
-    rec = _provider().parse(_load("quickrouter_grok_query.json"))
+    rec = _provider().parse(load_seed("quickrouter_grok_query.json"))
     assert rec.external_id == "033fa60e-f37c-4ff6-a44d-5585ffea938d"
     assert rec.kind is None and rec.model is None
 
 
 def test_veo_example_completed_despite_a_stale_error_message() -> None:
-    payload = _load("quickrouter_veo_query.json")
+    payload = load_seed("quickrouter_veo_query.json")
     rec = _provider().parse(payload)
     assert rec.external_id == VEO_ID
     assert rec.status is GenerationStatus.SUCCEEDED
@@ -133,7 +126,7 @@ def test_veo_example_completed_despite_a_stale_error_message() -> None:
 
 
 def test_sora_example_pending_but_processing_is_running() -> None:
-    payload = _load("quickrouter_sora_query.json")
+    payload = load_seed("quickrouter_sora_query.json")
     rec = _provider().parse(payload)
     assert rec.external_id == SORA_ID
     assert rec.status is GenerationStatus.RUNNING  # detail "pending", pending_info "processing"
@@ -146,7 +139,7 @@ def test_sora_example_pending_but_processing_is_running() -> None:
 
 
 def test_sora_completed_lists_its_url_and_inputs() -> None:
-    payload = _load("quickrouter_sora_query.json")
+    payload = load_seed("quickrouter_sora_query.json")
     payload["detail"]["status"] = "completed"
     payload["detail"]["url"] = DISCORD_URL
     payload["detail"]["completed_at"] = "2025-10-06T15:14:00.000Z"
@@ -470,7 +463,7 @@ def test_fetch_sends_the_id_url_encoded_and_returns_it_verbatim() -> None:
 
     def answer(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, json=_load("quickrouter_grok_query.json"))
+        return httpx.Response(200, json=load_seed("quickrouter_grok_query.json"))
 
     settings = NetworkSettings()
     policy = NetworkPolicy(allow_private=True)
@@ -561,16 +554,9 @@ def _parse_or_malformed(payload: Any, signed: bool) -> None:
         rec = parse_task(payload, signed_deadline=signed)
     except MalformedResponseError:
         return
-    assert isinstance(rec, GenerationRecord)
-    assert rec.external_id
-    assert isinstance(rec.status, GenerationStatus)
-    urls = [m.url for m in rec.media]
-    assert len(urls) == len(set(urls))
-    assert all(u.startswith(("http://", "https://")) for u in urls)
+    check_record(rec)
     if rec.status is not GenerationStatus.SUCCEEDED:
         assert rec.media == ()
-    for dt in (rec.created_at, rec.updated_at, rec.completed_at, rec.expires_at):
-        assert dt is None or dt.tzinfo is not None
 
 
 def _unwrap_or_provider_error(payload: Any) -> None:

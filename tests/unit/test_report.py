@@ -9,6 +9,7 @@ from rich.console import Console
 
 from genvault.formatting import ago, countdown, human_bytes, until, utc_minute
 from genvault.report import render_status
+from tests.unit.status_rows import stream_row
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -126,32 +127,7 @@ def test_formatting() -> None:
 
 
 def _stream(name: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "account": "main",
-        "stream": name,
-        "tracked": False,
-        "listed": 12,
-        "known": 11,
-        "gone": 1,
-        "archived": 20,
-        "pending": 1,
-        "awaiting_read": 0,
-        "missing": 0,
-        "gone_before_capture": 0,
-        "last_complete_walk_at": _in(hours=-2),
-        "last_complete_walk_age_seconds": 7200.0,
-        "last_full_walk_at": _in(hours=-2),
-        "last_walk_complete": True,
-        "incomplete_reason": None,
-        "error": None,
-        "order_seen": "newest_first",
-        "page_size_seen": None,
-        "walking": False,
-        "complete": True,
-        "retired": False,
-        "problems": [],
-        **extra,
-    }
+    return stream_row(name, datetime.now(UTC) - timedelta(hours=2), **extra)
 
 
 def test_streams_table_names_the_stream_and_its_problem_as_text() -> None:

@@ -19,6 +19,7 @@ from genvault.web.page import (
     render_denied,
     render_page,
 )
+from tests.unit.status_rows import stream_row
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 EVIL = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
@@ -189,32 +190,7 @@ def test_cards_and_the_denied_page() -> None:
 
 
 def _stream(name: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "account": "main",
-        "stream": name,
-        "tracked": False,
-        "listed": 12,
-        "known": 11,
-        "gone": 1,
-        "archived": 20,
-        "pending": 1,
-        "awaiting_read": 0,
-        "missing": 0,
-        "gone_before_capture": 0,
-        "last_complete_walk_at": (NOW - timedelta(hours=2)).isoformat(),
-        "last_complete_walk_age_seconds": 7200.0,
-        "last_full_walk_at": (NOW - timedelta(hours=2)).isoformat(),
-        "last_walk_complete": True,
-        "incomplete_reason": None,
-        "error": None,
-        "order_seen": "newest_first",
-        "page_size_seen": None,
-        "walking": False,
-        "complete": True,
-        "retired": False,
-        "problems": [],
-        **extra,
-    }
+    return stream_row(name, NOW - timedelta(hours=2), **extra)
 
 
 def _stream_items(card: str) -> dict[str, str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -31,24 +30,19 @@ from genvault.errors import (
     WebhookRejectedError,
 )
 from genvault.providers.tengrai import TengrAI, TengrAIOptions, parse_artwork, raise_error_body
-from genvault.records import GenerationRecord, GenerationStatus, MediaKind, MediaRole
+from genvault.records import GenerationStatus, MediaKind, MediaRole
+from tests.records import check_record, load_seed
 from tests.strategies import JSON_VALUES
 
-SEEDS = Path(__file__).resolve().parent.parent / "fixtures" / "seeds"
 SEED_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 SEED_CREATED = datetime(2024, 7, 29, 15, 51, 28, 71000, tzinfo=UTC)
 IMG1 = "https://cdn.tengr.ai/artworks/3fa85f64/0.png"
 IMG2 = "https://cdn.tengr.ai/artworks/3fa85f64/1.png"
 
 
-def _load(name: str) -> Any:
-    with (SEEDS / name).open(encoding="utf-8") as fh:
-        return json.load(fh)
-
-
 @pytest.fixture
 def item() -> dict[str, Any]:
-    body = _load("tengrai_artworks.json")
+    body = load_seed("tengrai_artworks.json")
     assert isinstance(body, list) and len(body) == 1
     first: dict[str, Any] = body[0]
     return first
@@ -108,7 +102,7 @@ def test_seed_example_through_the_adapter(item: dict[str, Any]) -> None:
 
 
 def test_seed_error_body_is_a_business_error_with_its_message() -> None:
-    body = _load("tengrai_error.json")
+    body = load_seed("tengrai_error.json")
     assert body == {"message": "string", "statusCode": 0, "error": "string"}
     with pytest.raises(BusinessError, match="v1/artworks: 0: string") as info:
         raise_error_body(body, "v1/artworks")
@@ -406,7 +400,7 @@ _POINTED = (
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats()
 )
-_KEYS = sorted(_load("tengrai_artworks.json")[0])
+_KEYS = sorted(load_seed("tengrai_artworks.json")[0])
 ITEM_LIKE = st.fixed_dictionaries(
     {"id": st.one_of(st.text(max_size=10), JSON_VALUES)},
     optional={
@@ -425,16 +419,9 @@ def _parse_or_malformed(payload: Any, unit: str = "s") -> None:
         rec = parse_artwork(payload, duration_unit=unit)
     except MalformedResponseError:
         return
-    assert isinstance(rec, GenerationRecord)
-    assert rec.external_id
-    assert isinstance(rec.status, GenerationStatus)
-    urls = [m.url for m in rec.media]
-    assert len(urls) == len(set(urls))
-    assert all(u.startswith(("http://", "https://")) for u in urls)
+    check_record(rec)
     if rec.status is GenerationStatus.SUCCEEDED:
         assert rec.media
-    for dt in (rec.created_at, rec.completed_at, rec.expires_at):
-        assert dt is None or dt.tzinfo is not None
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

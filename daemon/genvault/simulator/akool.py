@@ -50,6 +50,7 @@ from genvault.simulator.base import (
     Role,
     check_non_negative,
     config_from_knobs,
+    expected_file,
 )
 from genvault.simulator.messages import Request, Response
 
@@ -275,8 +276,9 @@ class AkoolSimulator(ProviderSim[AkoolSimConfig]):
         for t in self._tasks:
             delay = cfg.processing_seconds if t.processing else 0.0
             for f in t.files():
-                spec = media.MediaSpec(f"akool/{cfg.seed}{f.path}", f.size, "image")
-                server.add_media(f.path, spec, expires_at=f.expires_at, available_after_s=delay)
+                server.add_media(
+                    f.path, self._spec(f), expires_at=f.expires_at, available_after_s=delay
+                )
         server.route("GET", STATUS_PATH, self._status, name="infobymodelid")
         server.route("POST", TOKEN_PATH, self._get_token, name="getToken")
 
@@ -304,25 +306,21 @@ class AkoolSimulator(ProviderSim[AkoolSimConfig]):
 
     def expected_media(self) -> list[ExpectedFile]:
         """Every media URL of every task that is or will be ``image_status`` 3."""
-        out: list[ExpectedFile] = []
-        for t in self._tasks:
-            for f in t.files():
-                entry = self.server.media_entry(f.path)
-                assert entry is not None
-                out.append(
-                    ExpectedFile(
-                        url=self._url(f),
-                        size=f.size,
-                        sha256=media.sha256(entry.spec),
-                        kind="image",
-                        role=f.role,
-                        generation_id=t.id,
-                        expires_at=f.expires_at,
-                        content_type=entry.spec.content_type,
-                        source_field=f.source_field,
-                    )
-                )
-        return out
+        return [
+            expected_file(
+                self._url(f),
+                self._spec(f),
+                role=f.role,
+                generation_id=t.id,
+                expires_at=f.expires_at,
+                source_field=f.source_field,
+            )
+            for t in self._tasks
+            for f in t.files()
+        ]
+
+    def _spec(self, f: _File) -> media.MediaSpec:
+        return media.MediaSpec(f"akool/{self.config.seed}{f.path}", f.size, "image")
 
     def callback_for(
         self,

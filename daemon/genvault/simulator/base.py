@@ -16,11 +16,11 @@ Only the standard library is used, so simulators add no dependencies.
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, ClassVar, Generic, Literal, Protocol, Self, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from genvault.simulator import media
@@ -32,7 +32,7 @@ from genvault.simulator.messages import (
     default_business_error,
     default_error,
 )
-from genvault.simulator.server import SimServer
+from genvault.simulator.server import Serving, SimServer
 from genvault.simulator.stats import Stats
 
 Role = Literal["result", "thumbnail", "last_frame", "upscale", "reference"]
@@ -58,6 +58,41 @@ class ExpectedFile:
     def generation_uuid(self) -> str:
         """Alias of ``generation_id`` for providers whose ids are uuids."""
         return self.generation_id
+
+
+def expected_file(
+    url: str,
+    spec: media.MediaSpec,
+    *,
+    role: Role,
+    generation_id: str,
+    expires_at: datetime | None,
+    source_field: str,
+) -> ExpectedFile:
+    """The ground truth of a URL serving ``spec``: its size, kind, type and SHA-256."""
+    return ExpectedFile(
+        url=url,
+        size=spec.size,
+        sha256=media.sha256(spec),
+        kind=spec.kind,
+        role=role,
+        generation_id=generation_id,
+        expires_at=expires_at,
+        content_type=spec.content_type,
+        source_field=source_field,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MediaFile:
+    """One file a simulated generation serves: its CDN path, what it is, where the
+    payload names it."""
+
+    path: str
+    kind: media.MediaKind
+    size: int
+    role: Role
+    source_field: str
 
 
 # --------------------------------------------------------------------------- config helpers
@@ -137,7 +172,7 @@ class SimConfig(Protocol):
 _Config = TypeVar("_Config", bound=SimConfig)
 
 
-class ProviderSim(Generic[_Config]):
+class ProviderSim(Serving, Generic[_Config]):
     """Base of the per-provider simulators: builds a :class:`SimServer`, adds the API.
 
     A subclass describes its server with class attributes instead of building it:
@@ -205,18 +240,6 @@ class ProviderSim(Generic[_Config]):
     def stop(self) -> None:
         self._server.stop()
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     @property
     def account_options(self) -> dict[str, Any]:
         """Provider option keys an account needs to archive from this simulator (demo/tests)."""
@@ -237,3 +260,16 @@ def iso_ms(value: datetime) -> str:
     """``2025-09-27T13:30:05.089Z``: ISO-8601 UTC with milliseconds, as several APIs use."""
     value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def trunc_ms(value: datetime) -> datetime:
+    """Drop sub-millisecond digits: the APIs' timestamps carry milliseconds."""
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def uuid4ish(rng: random.Random) -> str:
+    """A UUIDv4-shaped id drawn from ``rng`` (deterministic for a seed)."""
+    return (
+        f"{rng.getrandbits(32):08x}-{rng.getrandbits(16):04x}-4{rng.getrandbits(12):03x}-"
+        f"{0x8000 | rng.getrandbits(14):04x}-{rng.getrandbits(48):012x}"
+    )

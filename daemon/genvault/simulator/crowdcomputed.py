@@ -54,7 +54,9 @@ from genvault.simulator.base import (
     ProviderSim,
     check_non_negative,
     config_from_knobs,
+    expected_file,
 )
+from genvault.simulator.faults import UNCHANGED, mangle_keys
 from genvault.simulator.messages import Request, Response
 
 API_PATH: Final = ""
@@ -282,23 +284,19 @@ _NUMERIC_KEYS: Final = (
 )
 
 
-def _mangle(payload: Any) -> Any:
+def _spoil(key: str, value: Any) -> Any:
     """``wrong_types`` fault: numbers as strings, booleans as text, empty lists as null."""
-    if isinstance(payload, list):
-        return [_mangle(v) for v in payload]
-    if not isinstance(payload, dict):
-        return payload
-    out: dict[str, Any] = {}
-    for key, value in payload.items():
-        if key in _NUMERIC_KEYS and isinstance(value, int) and not isinstance(value, bool):
-            out[key] = str(value)
-        elif key == "reSchedule" and isinstance(value, bool):
-            out[key] = str(value).lower()
-        elif key == "urls" and value == []:
-            out[key] = None
-        else:
-            out[key] = _mangle(value)
-    return out
+    if key in _NUMERIC_KEYS and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if key == "reSchedule" and isinstance(value, bool):
+        return str(value).lower()
+    if key == "urls" and value == []:
+        return None
+    return UNCHANGED
+
+
+def _mangle(payload: Any) -> Any:
+    return mangle_keys(payload, _spoil)
 
 
 class CrowdComputedSimulator(ProviderSim[CrowdComputedSimConfig]):
@@ -323,9 +321,8 @@ class CrowdComputedSimulator(ProviderSim[CrowdComputedSimConfig]):
         for t in self._tasks:
             delay = cfg.processing_seconds if t.processing else 0.0
             for f in t.files():
-                spec = media.MediaSpec(f"crowdcomputed/{cfg.seed}{f.path}", f.size, f.kind)
                 server.add_media(
-                    f.path, spec, expires_at=t.ended_at + keep, available_after_s=delay
+                    f.path, self._spec(f), expires_at=t.ended_at + keep, available_after_s=delay
                 )
         server.route("GET", HISTORY + "/?", self._history, name="history")
         server.route("GET", STATUS + "/?", self._status, name="status")
@@ -370,25 +367,21 @@ class CrowdComputedSimulator(ProviderSim[CrowdComputedSimConfig]):
 
     def _expected(self, tasks: list[_Task]) -> list[ExpectedFile]:
         keep = timedelta(hours=self.config.retention_hours)
-        out: list[ExpectedFile] = []
-        for t in tasks:
-            for f in t.files():
-                entry = self.server.media_entry(f.path)
-                assert entry is not None
-                out.append(
-                    ExpectedFile(
-                        url=self.server.url(f.path),
-                        size=f.size,
-                        sha256=media.sha256(entry.spec),
-                        kind=f.kind,
-                        role="result",
-                        generation_id=t.task_id,
-                        expires_at=t.ended_at + keep,
-                        content_type=entry.spec.content_type,
-                        source_field="outputs[].urls[]" + (" (relative)" if f.relative else ""),
-                    )
-                )
-        return out
+        return [
+            expected_file(
+                self.server.url(f.path),
+                self._spec(f),
+                role="result",
+                generation_id=t.task_id,
+                expires_at=t.ended_at + keep,
+                source_field="outputs[].urls[]" + (" (relative)" if f.relative else ""),
+            )
+            for t in tasks
+            for f in t.files()
+        ]
+
+    def _spec(self, f: _File) -> media.MediaSpec:
+        return media.MediaSpec(f"crowdcomputed/{self.config.seed}{f.path}", f.size, f.kind)
 
     def callback_payload(self, task_id: str) -> dict[str, Any]:
         """The JSON CrowdComputed would POST to a ``callback`` URL for this task now."""

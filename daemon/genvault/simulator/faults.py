@@ -393,3 +393,22 @@ def mangle_types(value: Any) -> Any:
     if isinstance(value, int | float):
         return str(value)
     return value
+
+
+UNCHANGED: Final = object()
+"""What a :func:`mangle_keys` rule returns for an entry it does not spoil."""
+
+
+def mangle_keys(payload: Any, rule: Callable[[str, Any], Any]) -> Any:
+    """A provider's targeted ``wrong_types`` fault: lists and dicts are walked, and each
+    dict entry becomes ``rule(key, value)``, or, where the rule answers
+    :data:`UNCHANGED`, its own value walked the same way."""
+    if isinstance(payload, list):
+        return [mangle_keys(v, rule) for v in payload]
+    if not isinstance(payload, dict):
+        return payload
+    out: dict[str, Any] = {}
+    for key, value in payload.items():
+        spoiled = rule(key, value)
+        out[key] = mangle_keys(value, rule) if spoiled is UNCHANGED else spoiled
+    return out

@@ -40,28 +40,26 @@ channel for (e.g. ``kling-v2:…``) -> **HTTP 200** ``{"code": "get_channel_fail
 from __future__ import annotations
 
 import hashlib
-import hmac
 import random
 import string
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Literal, cast
-from urllib.parse import urlencode
+from typing import Any, Final, Literal, cast
 
 from genvault.simulator import media
 from genvault.simulator.base import (
     ExpectedFile,
+    MediaFile,
     ProviderSim,
-    Role,
     check_non_negative,
     config_from_knobs,
+    expected_file,
+    trunc_ms,
+    uuid4ish,
 )
 from genvault.simulator.messages import Request, Response
-from genvault.simulator.server import SimServer
-
-if TYPE_CHECKING:
-    from genvault.simulator.server import _Handler
+from genvault.simulator.signing import Signing, SigningServer, sign_query, signature_expiry
 
 QUERY_PATH: Final = "/v1/video/query"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -70,7 +68,6 @@ RETENTION: Final = timedelta(hours=24)
 
 Family = Literal["grok", "veo", "sora"]
 Phase = Literal["queued", "running", "done", "failed"]
-Signing = Literal["s3", "discord"]
 
 _FAMILIES: Final[tuple[Family, ...]] = ("grok", "veo", "sora")
 _VEO_MODELS: Final = ("veo3.1-fast", "veo3.1", "veo3-fast", "veo3.1-pro")
@@ -143,15 +140,6 @@ class QuickRouterSimConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class _File:
-    path: str
-    kind: media.MediaKind
-    size: int
-    role: Role
-    source_field: str
-
-
-@dataclass(frozen=True, slots=True)
 class _Task:
     """One task with its time-independent facts; the status is derived per request."""
 
@@ -169,8 +157,8 @@ class _Task:
     error: str
     late_url: bool
     stale_error: bool
-    video: _File | None
-    inputs: tuple[_File, ...]
+    video: MediaFile | None
+    inputs: tuple[MediaFile, ...]
     aspect_ratio: str
 
     @property
@@ -178,84 +166,8 @@ class _Task:
         return "discord" if self.family == "veo" else "s3"
 
     @property
-    def files(self) -> tuple[_File, ...]:
+    def files(self) -> tuple[MediaFile, ...]:
         return ((self.video,) if self.video else ()) + self.inputs
-
-
-# --------------------------------------------------------------------------- signing
-
-
-def _digest(secret: bytes, *parts: str) -> str:
-    return hmac.new(secret, "\n".join(parts).encode(), hashlib.sha256).hexdigest()
-
-
-def sign_query(path: str, style: Signing, signed_at: datetime, ttl: int, secret: bytes) -> str:
-    """The query string that signs ``path`` from ``signed_at`` for ``ttl`` seconds."""
-    at = int(signed_at.timestamp())
-    if style == "discord":
-        ex, is_ = f"{at + ttl:x}", f"{at:x}"
-        return urlencode({"ex": ex, "is": is_, "hm": _digest(secret, path, ex, is_)}) + "&"
-    stamp = datetime.fromtimestamp(at, UTC).strftime("%Y%m%dT%H%M%SZ")
-    return urlencode(
-        {
-            "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
-            "X-Amz-Credential": f"AKIAQRSIMULATOR0001/{stamp[:8]}/us-east-1/s3/aws4_request",
-            "X-Amz-Date": stamp,
-            "X-Amz-Expires": str(ttl),
-            "X-Amz-SignedHeaders": "host",
-            "X-Amz-Signature": _digest(secret, path, stamp, str(ttl)),
-        }
-    )
-
-
-def signature_expiry(path: str, query: dict[str, str], secret: bytes) -> datetime | None:
-    """When a signed URL stops working, or None if its signature is missing or forged."""
-    try:
-        if "hm" in query:
-            ex, is_ = query.get("ex", ""), query.get("is", "")
-            if hmac.compare_digest(query["hm"], _digest(secret, path, ex, is_)):
-                return datetime.fromtimestamp(int(ex, 16), UTC)
-            return None
-        stamp, ttl = query.get("X-Amz-Date", ""), query.get("X-Amz-Expires", "")
-        given = query.get("X-Amz-Signature", "")
-        if given and hmac.compare_digest(given, _digest(secret, path, stamp, ttl)):
-            signed = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-            return signed + timedelta(seconds=int(ttl))
-    except (ValueError, OverflowError, OSError):
-        return None
-    return None
-
-
-def _denied(code: str, message: str) -> Response:
-    xml = (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
-    )
-    return Response.text(xml, status=403, content_type="application/xml")
-
-
-class _SigningServer(SimServer):
-    """A SimServer whose CDN also checks the signature of signed paths (403 when bad/expired)."""
-
-    def __init__(self, *, secret: bytes, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.secret = secret
-        self.signed_paths: set[str] = set()
-
-    def _serve_media(self, h: _Handler, req: Request) -> None:
-        if req.path in self.signed_paths and self.media_entry(req.path) is not None:
-            expiry = signature_expiry(req.path, req.query, self.secret)
-            denied: Response | None = None
-            if expiry is None:
-                denied = _denied("SignatureDoesNotMatch", "The request signature is invalid")
-            elif self.clock.now() >= expiry:
-                denied = _denied("AccessDenied", "Request has expired")
-            if denied is not None:
-                self.stats.record_media(req.path)
-                self._send(h, req.method, denied, "media", bandwidth_bps=None)
-                self.stats.record("media", 403)
-                return
-        super()._serve_media(h, req)
 
 
 # --------------------------------------------------------------------------- data
@@ -267,14 +179,7 @@ class _Builder:
     def __init__(self, cfg: QuickRouterSimConfig, now: datetime) -> None:
         self.cfg = cfg
         self.rng = random.Random(f"quickrouter:{cfg.seed}")
-        self.now = _trunc_ms(now)
-
-    def uuid4ish(self) -> str:
-        r = self.rng
-        return (
-            f"{r.getrandbits(32):08x}-{r.getrandbits(16):04x}-4{r.getrandbits(12):03x}-"
-            f"{0x8000 | r.getrandbits(14):04x}-{r.getrandbits(48):012x}"
-        )
+        self.now = trunc_ms(now)
 
     def token(self, n: int, alphabet: str) -> str:
         return "".join(self.rng.choice(alphabet) for _ in range(n))
@@ -301,16 +206,16 @@ class _Builder:
         cfg, r = self.cfg, self.rng
         if in_flight:
             created = self.now - timedelta(seconds=5 + 7 * i, milliseconds=r.randint(0, 999))
-            done = _trunc_ms(self.now + timedelta(seconds=cfg.processing_seconds))
+            done = trunc_ms(self.now + timedelta(seconds=cfg.processing_seconds))
         else:
             created = self.now - timedelta(seconds=r.uniform(600, 20 * 3600))
-            created = _trunc_ms(created)
+            created = trunc_ms(created)
             took = {"grok": 60.0, "veo": 150.0, "sora": 200.0}[family] * (0.5 + r.random())
             done = created + timedelta(milliseconds=round(took * 1000))
         prompt = f"{r.choice(_SUBJECTS).capitalize()}, {r.choice(_STYLES)}"
         stamp = created.strftime("%Y%m%d")
         if family == "grok":
-            upstream = self.uuid4ish()
+            upstream = uuid4ish(r)
             task_id, model = f"grok:{upstream}", "grok-video-3"
             video_path, field = f"/storage/grok/{upstream}.mp4", "video_url"
         elif family == "veo":
@@ -325,11 +230,11 @@ class _Builder:
             upstream = "task_" + self.token(26, "0123456789abcdefghjkmnpqrstvwxyz")
             task_id, model = f"sora-2:{upstream}", "sora-2"
             video_path, field = f"/storage/sora/{upstream}.mp4", "detail.url"
-        inputs: tuple[_File, ...] = ()
+        inputs: tuple[MediaFile, ...] = ()
         if family != "grok" and i % 2 == 0:
             source = "detail.images[].url" if family == "veo" else "detail.input.images[]"
             inputs = tuple(
-                _File(
+                MediaFile(
                     f"/cdn/{stamp}/{self.token(30, string.ascii_letters + string.digits)}.jpg",
                     "image",
                     cfg.image_size,
@@ -338,7 +243,7 @@ class _Builder:
                 )
                 for _ in range(1 + i % 4 // 2)
             )
-        video = None if failed else _File(video_path, "video", cfg.video_size, "result", field)
+        video = None if failed else MediaFile(video_path, "video", cfg.video_size, "result", field)
         return _Task(
             id=task_id,
             upstream_id=upstream,
@@ -383,13 +288,13 @@ class QuickRouterSimulator(ProviderSim[QuickRouterSimConfig]):
     media_prefixes = ("/cdn/", "/storage/")
     error_response = _error
     business_error = _business_error
-    server_class = _SigningServer
+    server_class = SigningServer
 
     def __init__(self, config: QuickRouterSimConfig | None = None) -> None:
         cfg = config or QuickRouterSimConfig()
         secret = hashlib.sha256(f"quickrouter-cdn:{cfg.seed}".encode()).digest()
         super().__init__(cfg, secret=secret)
-        server = cast(_SigningServer, self.server)
+        server = cast(SigningServer, self.server)
         self.url_ttl_seconds = cfg.url_ttl_seconds
         """Lifetime of URLs signed from now on (tests shorten or lengthen it at runtime)."""
         self.last_headers: dict[str, str] = {}
@@ -403,17 +308,20 @@ class QuickRouterSimulator(ProviderSim[QuickRouterSimConfig]):
                 available = 0.0
                 if t.in_flight and f.role == "result":
                     available = cfg.processing_seconds + (cfg.late_url_seconds if t.late_url else 0)
-                # Bytes depend on the seed and the task id only (paths carry dates).
-                spec = media.MediaSpec(f"quickrouter/{cfg.seed}/{t.id}/{n}", f.size, f.kind)
                 server.add_media(
                     f.path,
-                    spec,
+                    self._spec(t, n, f),
                     expires_at=t.completed_at + RETENTION,
                     available_after_s=available,
                 )
                 if f.role == "result":
                     server.signed_paths.add(f.path)
         server.route("GET", QUERY_PATH, self._query, name="video/query")
+
+    def _spec(self, t: _Task, n: int, f: MediaFile) -> media.MediaSpec:
+        """The bytes of a task's ``n``-th file: the seed and the task id only (paths
+        carry dates)."""
+        return media.MediaSpec(f"quickrouter/{self.config.seed}/{t.id}/{n}", f.size, f.kind)
 
     @property
     def account_options(self) -> dict[str, Any]:
@@ -467,27 +375,19 @@ class QuickRouterSimulator(ProviderSim[QuickRouterSimConfig]):
 
         Signatures change on every read, so compare with ``store.url_key`` or the path.
         """
-        out: list[ExpectedFile] = []
-        for t in self._tasks:
-            if t.failed:
-                continue
-            for f in t.files:
-                entry = self.server.media_entry(f.path)
-                assert entry is not None
-                out.append(
-                    ExpectedFile(
-                        url=self.signed_url(f.path),
-                        size=f.size,
-                        sha256=media.sha256(entry.spec),
-                        kind=f.kind,
-                        role=f.role,
-                        generation_id=t.id,
-                        expires_at=t.completed_at + RETENTION,
-                        content_type=entry.spec.content_type,
-                        source_field=f.source_field,
-                    )
-                )
-        return out
+        return [
+            expected_file(
+                self.signed_url(f.path),
+                self._spec(t, n, f),
+                role=f.role,
+                generation_id=t.id,
+                expires_at=t.completed_at + RETENTION,
+                source_field=f.source_field,
+            )
+            for t in self._tasks
+            if not t.failed
+            for n, f in enumerate(t.files)
+        ]
 
     # ------------------------------------------------------------------ rendering
 
@@ -631,11 +531,6 @@ class QuickRouterSimulator(ProviderSim[QuickRouterSimConfig]):
 
 def _ms(value: datetime) -> int:
     return (value - _EPOCH) // timedelta(milliseconds=1)
-
-
-def _trunc_ms(value: datetime) -> datetime:
-    """Drop sub-millisecond digits: the relay's timestamps carry milliseconds."""
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 def _iso_us(value: datetime) -> str:

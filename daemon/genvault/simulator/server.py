@@ -144,7 +144,30 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s " + format, self.address_string(), *args)
 
 
-class SimServer:
+class Serving:
+    """``with`` support for what starts and stops: the server, and every provider
+    simulator around one (``with create() as sim:`` starts it and stops it after)."""
+
+    def start(self) -> str:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class SimServer(Serving):
     """A provider simulator's HTTP server: routes, fake CDN, faults, stats, clock.
 
     The socket is bound lazily (on :meth:`start` or the first ``base_url`` access), so
@@ -254,18 +277,6 @@ class SimServer:
     @property
     def running(self) -> bool:
         return self._thread is not None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ registration
 

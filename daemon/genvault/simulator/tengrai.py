@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -51,11 +50,15 @@ from typing import Any, Final, Literal
 from genvault.simulator import media
 from genvault.simulator.base import (
     ExpectedFile,
-    ProviderSim,
     check_non_negative,
     config_from_knobs,
+    expected_file,
     iso_ms,
+    trunc_ms,
+    uuid4ish,
 )
+from genvault.simulator.faults import UNCHANGED, mangle_keys
+from genvault.simulator.history import HistorySim
 from genvault.simulator.messages import Request, Response
 
 CDN: Final = "/cdn/"
@@ -165,14 +168,7 @@ class _Builder:
     def __init__(self, cfg: TengrAISimConfig, now: datetime) -> None:
         self.cfg = cfg
         self.rng = random.Random(f"tengrai:{cfg.seed}")
-        self.now = now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-    def uuid4ish(self) -> str:
-        r = self.rng
-        return (
-            f"{r.getrandbits(32):08x}-{r.getrandbits(16):04x}-4{r.getrandbits(12):03x}-"
-            f"{0x8000 | r.getrandbits(14):04x}-{r.getrandbits(48):012x}"
-        )
+        self.now = trunc_ms(now)
 
     def ages(self, n_proc: int, n_exp: int) -> list[float]:
         """Age in seconds of each artwork, newest first."""
@@ -217,7 +213,7 @@ class _Builder:
     ) -> _Art:
         """Artwork number ``i``, ``age`` seconds old; ``batch`` forces the result count."""
         cfg, r = self.cfg, self.rng
-        art_id = self.uuid4ish()
+        art_id = uuid4ish(r)
         kind = _TYPES[i % len(_TYPES)]
         aspect = r.choice(list(_SIZES))
         width, height = _SIZES[aspect]
@@ -285,27 +281,22 @@ def _error(status: int, code: str, message: str) -> Response:
 _NUMERIC_KEYS: Final = ("creativity", "details", "width", "height", "duration", "batch")
 
 
-def _mangle(payload: Any) -> Any:
+def _spoil(key: str, value: Any) -> Any:
     """``wrong_types`` fault: numbers and booleans as strings, ``createdAt`` as Unix ms."""
-    if isinstance(payload, list):
-        return [_mangle(v) for v in payload]
-    if not isinstance(payload, dict):
-        return payload
-    out: dict[str, Any] = {}
-    for key, value in payload.items():
-        if key in _NUMERIC_KEYS and isinstance(value, int | float):
-            out[key] = str(value)
-        elif key == "nsfw" and isinstance(value, bool):
-            out[key] = str(value).lower()
-        elif key == "createdAt" and isinstance(value, str):
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            out[key] = int(parsed.timestamp() * 1000)
-        else:
-            out[key] = _mangle(value)
-    return out
+    if key in _NUMERIC_KEYS and isinstance(value, int | float):
+        return str(value)
+    if key == "nsfw" and isinstance(value, bool):
+        return str(value).lower()
+    if key == "createdAt" and isinstance(value, str):
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+    return UNCHANGED
 
 
-class TengrAISimulator(ProviderSim[TengrAISimConfig]):
+def _mangle(payload: Any) -> Any:
+    return mangle_keys(payload, _spoil)
+
+
+class TengrAISimulator(HistorySim[TengrAISimConfig, _Art]):
     """The Tengr.ai artworks API on loopback. Use :func:`create` or pass a config."""
 
     name = "tengrai"
@@ -320,17 +311,9 @@ class TengrAISimulator(ProviderSim[TengrAISimConfig]):
         cfg, server = self.config, self.server
         self.error_body_in_200: dict[str, Any] | None = None
         """When set, every authorized API call answers HTTP 200 with this body."""
-        self._lock = threading.RLock()
-        """Guards the artwork list, the deletions and the churn state below."""
         self._builder = _Builder(cfg, server.clock.now())
-        self._arts = self._builder.build()
-        """Every artwork that ever existed (deleted ones too), newest first."""
-        self._by_id = {a.id: a for a in self._arts}
-        self._deleted: set[str] = set()
-        self._inserted = 0
-        self._churned = 0
-        self._churn_rng = random.Random(f"tengrai:{cfg.seed}:churn")
-        for a in self._arts:
+        self._start_history(self._builder.build())
+        for a in self._items:
             self._serve(a, cfg.processing_seconds if a.processing else 0.0)
         for version in VERSIONS:
             server.route(
@@ -355,6 +338,20 @@ class TengrAISimulator(ProviderSim[TengrAISimConfig]):
                 path, self._spec(path), expires_at=a.media_expires_at, available_after_s=delay
             )
 
+    def _item_id(self, a: _Art) -> str:
+        return a.id
+
+    def _item_paths(self, a: _Art) -> Iterable[str]:
+        return a.paths
+
+    def _new_item(self, i: int, now: datetime) -> _Art:
+        """An inserted artwork: finished, one result image, the usual 8 days to live."""
+        self._builder.now = now
+        return self._builder.artwork(i, 0.0, False, "ok", False, batch=1)
+
+    def _churn_candidates(self) -> list[str]:
+        return [a.id for a in self._items if self._visible(a, "v2")]
+
     @property
     def account_options(self) -> dict[str, Any]:
         """``api_version``: v2 shows artworks in progress (and so exercises polling)."""
@@ -367,19 +364,13 @@ class TengrAISimulator(ProviderSim[TengrAISimConfig]):
         """Every artwork (expired and deleted ones too) as the v2 detail would render it
         now, newest first; :attr:`deleted_ids` tells the deleted ones."""
         with self._lock:
-            return [self._render(a, "v2") for a in self._arts]
+            return [self._render(a, "v2") for a in self._items]
 
     @property
     def outcomes(self) -> dict[str, Outcome]:
         """How each artwork ends: ok, failed, canceled or empty (done with no results)."""
         with self._lock:
-            return {a.id: a.outcome for a in self._arts}
-
-    @property
-    def deleted_ids(self) -> frozenset[str]:
-        """Ids of the artworks deleted so far (by churn or :meth:`delete_artworks`)."""
-        with self._lock:
-            return frozenset(self._deleted)
+            return {a.id: a.outcome for a in self._items}
 
     @property
     def live_ids(self) -> list[str]:
@@ -395,14 +386,7 @@ class TengrAISimulator(ProviderSim[TengrAISimConfig]):
 
         Deleting one already deleted is a no-op; an unknown id raises ``KeyError``.
         """
-        with self._lock:
-            arts = [self._by_id[i] for i in ids]
-            for a in arts:
-                if a.id in self._deleted:
-                    continue
-                self._deleted.add(a.id)
-                for path in a.paths:
-                    self.server.remove_media(path)
+        self._delete(ids)
 
     def insert_artworks(self, n: int) -> list[str]:
         """Create ``n`` artworks now, at the top of the (newest-first) listing.
@@ -411,22 +395,7 @@ class TengrAISimulator(ProviderSim[TengrAISimConfig]):
         ``done``) and has one result image served by the CDN; it lives the usual 8 days.
         Returns the new ids, newest first (the last one created is the newest).
         """
-        if n < 0:
-            raise ValueError("n must be >= 0")
-        with self._lock:
-            now = self.clock.now()
-            self._builder.now = now.replace(microsecond=now.microsecond // 1000 * 1000)
-            fresh: list[_Art] = []
-            for _ in range(n):
-                i = self.config.count + self._inserted
-                self._inserted += 1
-                a = self._builder.artwork(i, 0.0, False, "ok", False, batch=1)
-                self._by_id[a.id] = a
-                self._serve(a, 0.0)
-                fresh.append(a)
-            fresh.reverse()
-            self._arts[:0] = fresh
-            return [a.id for a in fresh]
+        return self._insert(n)
 
     def expected_media(self, include_deleted: bool = False) -> list[ExpectedFile]:
         """Every result URL of every artwork that is or will be successful, newest first.
@@ -434,26 +403,18 @@ class TengrAISimulator(ProviderSim[TengrAISimConfig]):
         Inserted artworks are included; deleted ones are left out unless
         ``include_deleted`` (their files are no longer served).
         """
-        out: list[ExpectedFile] = []
-        with self._lock:
-            arts = [a for a in self._arts if include_deleted or a.id not in self._deleted]
-        for a in arts:
-            for path in a.paths:
-                spec = self._spec(path)
-                out.append(
-                    ExpectedFile(
-                        url=self.server.url(path) + a.query,
-                        size=spec.size,
-                        sha256=media.sha256(spec),
-                        kind="image",
-                        role="result",
-                        generation_id=a.id,
-                        expires_at=a.media_expires_at,
-                        content_type=spec.content_type,
-                        source_field="results[]",
-                    )
-                )
-        return out
+        return [
+            expected_file(
+                self.server.url(path) + a.query,
+                self._spec(path),
+                role="result",
+                generation_id=a.id,
+                expires_at=a.media_expires_at,
+                source_field="results[]",
+            )
+            for a in self._kept(include_deleted)
+            for path in a.paths
+        ]
 
     # ------------------------------------------------------------------ rendering
 
@@ -501,26 +462,10 @@ class TengrAISimulator(ProviderSim[TengrAISimConfig]):
 
     def _listed(self, version: str) -> list[_Art]:
         """What the listing of ``version`` shows now, in ``list_order`` (lock held)."""
-        arts = [a for a in self._arts if self._visible(a, version)]
+        arts = [a for a in self._items if self._visible(a, version)]
         if self.config.list_order == "oldest_first":
             arts.reverse()
         return arts
-
-    def _churn(self) -> None:
-        """After a listing request: delete and insert artworks as the churn knobs say."""
-        cfg = self.config
-        if not (cfg.churn_delete_per_request or cfg.churn_insert_per_request):
-            return
-        with self._lock:
-            if cfg.churn_requests and self._churned >= cfg.churn_requests:
-                return
-            self._churned += 1
-            visible = [a.id for a in self._arts if self._visible(a, "v2")]
-            doomed = self._churn_rng.sample(
-                visible, min(cfg.churn_delete_per_request, len(visible))
-            )
-            self.delete_artworks(doomed)
-            self.insert_artworks(cfg.churn_insert_per_request)
 
     # ------------------------------------------------------------------ routes
 
@@ -548,7 +493,7 @@ class TengrAISimulator(ProviderSim[TengrAISimConfig]):
             arts = self._listed(version)
             page = [self._render(a, version) for a in arts[offset : offset + limit]]
             resp = Response.json(page)  # encoded now: the churn below comes after it
-            self._churn()
+            self.churn()
         return resp
 
     def _detail(self, req: Request) -> Response:
