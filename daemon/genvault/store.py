@@ -1568,15 +1568,6 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries, Str
                 [{"gid": gid, "seen": seen} for gid, seen in done],
             )
 
-    def generation_id_of(self, asset_id: int) -> tuple[str, str] | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(G.c.account, G.c.external_id)
-                .join(A, A.c.generation_id == G.c.id)
-                .where(A.c.id == asset_id)
-            ).first()
-        return (row.account, row.external_id) if row else None
-
     # ------------------------------------------------------------------ provider health
 
     def save_provider_health(
