@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import hashlib
-import json
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -37,14 +36,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
-from genvault.expiry import SIGNATURE_PARAMS, earliest
+from genvault.expiry import earliest
+from genvault.identity import fingerprint, url_key
 from genvault.logging import get_logger
 from genvault.models import utcnow
 from genvault.net.throttle import CircuitState, HealthSnapshot
@@ -207,24 +206,6 @@ class StoredHealth:
     provider: str
     health: HealthSnapshot
     updated_at: datetime
-
-
-def url_key(url: str) -> str:
-    """Identity of a file: its URL without the parameters that change when re-signed."""
-    parts = urlsplit(url)
-    query = [
-        (k, v)
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        if k.lower() not in SIGNATURE_PARAMS
-    ]
-    stable = urlunsplit(
-        (parts.scheme.lower(), parts.netloc.lower(), parts.path, urlencode(query), "")
-    )
-    return hashlib.sha256(stable.encode()).hexdigest()
-
-
-def fingerprint(raw: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------- the store

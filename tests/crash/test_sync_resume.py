@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from genvault.identity import url_key
 from genvault.simulator import crowdcomputed
-from genvault.store import Store, url_key
+from genvault.store import Store
 from tests.acceptance.helpers import genvault, write_config
 
 KEY = "sync-resume-key"

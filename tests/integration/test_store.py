@@ -17,9 +17,10 @@ from typing import Any, NoReturn
 import pytest
 import sqlalchemy as sa
 
+from genvault.identity import url_key
 from genvault.net.throttle import CircuitState, HealthSnapshot
 from genvault.records import AssetState, GenerationStatus, MediaKind, MediaRole
-from genvault.store import CursorUpdate, LeasedAsset, Outcome, Store, url_key
+from genvault.store import CursorUpdate, LeasedAsset, Outcome, Store
 from tests.integration.store_helpers import (
     ACCOUNT,
     DEFAULT_ROLES,

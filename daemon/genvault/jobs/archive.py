@@ -47,6 +47,7 @@ from genvault.errors import (
     TransientProviderError,
 )
 from genvault.expiry import earliest
+from genvault.identity import url_key
 from genvault.logging import get_logger
 from genvault.metrics import JobOutcome
 from genvault.models import utcnow
@@ -55,7 +56,7 @@ from genvault.records import AssetState
 from genvault.runtime import Runtime
 from genvault.storage.guard import STORAGE_HEALTH_KEY, STORAGE_HEALTH_PROVIDER
 from genvault.storage.keys import build_key, extension_for, sidecar_key
-from genvault.store import LeasedAsset, LeaseOrder, Outcome, url_key
+from genvault.store import LeasedAsset, LeaseOrder, Outcome
 
 log = get_logger("genvault.archive")
 
