@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from genvault.queries.base import A
 from genvault.records import AssetState
 from genvault.store import Outcome, Store
+from genvault.store.base import A
 from tests.integration.store_helpers import media, now_utc, record, save, url
 
 

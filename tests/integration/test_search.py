@@ -24,9 +24,9 @@ from alembic import command
 from alembic.config import Config
 from bench.search import needles, provider_of, seed
 
-from genvault.queries.search import MAX_TERMS, SearchHit, Term, fts5_match, parse_query
 from genvault.records import AssetState, GenerationRecord, GenerationStatus, MediaRole
 from genvault.store import MIGRATIONS, Outcome, Store
+from genvault.store.queries.search import MAX_TERMS, SearchHit, Term, fts5_match, parse_query
 from tests.fixtures.postgres import fresh_database
 from tests.integration.store_helpers import (
     ACCOUNT,

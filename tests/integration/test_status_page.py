@@ -34,12 +34,12 @@ from genvault.config import (
     StorageSettings,
 )
 from genvault.jobs.pipeline import run_once
-from genvault.queries.activity import LOST_WITHOUT_ERROR
 from genvault.records import AssetState, MediaKind, MediaRole
 from genvault.runtime import Runtime
 from genvault.server import PAGE_HEADERS, ApiServer
 from genvault.simulator import akool, geminigen
 from genvault.store import Outcome, Store
+from genvault.store.queries.activity import LOST_WITHOUT_ERROR
 from genvault.web.auth import COOKIE_NAME, cookie_value
 from tests.fixtures.s3 import S3Server
 from tests.integration import stream_world

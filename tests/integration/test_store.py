@@ -122,7 +122,7 @@ def test_migrations_match_the_models(store: Store) -> None:
     from alembic.migration import MigrationContext
     from sqlmodel import SQLModel
 
-    from genvault.queries.search import is_search_schema
+    from genvault.store.queries.search import is_search_schema
 
     def modelled(name: str | None, type_: str, _parents: object) -> bool:
         return not is_search_schema(name, type_)

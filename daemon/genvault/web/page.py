@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from genvault.formatting import ago, countdown, human_bytes, until, utc_minute
-from genvault.queries.activity import ArchivedMedia
+from genvault.store.queries.activity import ArchivedMedia
 
 MAX_CARDS = 60
 MAX_AT_RISK = 50

@@ -18,8 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from genvault.models import utcnow
-from genvault.queries.base import A, G, StoreBase, retry_conflicts
 from genvault.records import AssetState
+from genvault.store.base import A, G, StoreBase, retry_conflicts
 
 _PENDING = AssetState.PENDING.value
 

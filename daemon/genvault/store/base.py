@@ -1,4 +1,4 @@
-"""What every query mixin may use: the tables and the engine of the :class:`Store`."""
+"""What every store module may use: the tables and the engine of the :class:`Store`."""
 
 from __future__ import annotations
 

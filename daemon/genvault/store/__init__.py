@@ -1,4 +1,4 @@
-"""All database access, with :mod:`genvault.queries`. Nothing else in genvault issues SQL.
+"""All database access, with :mod:`genvault.store.queries`. Nothing else in genvault issues SQL.
 
 One :class:`Store` wraps an engine (SQLite in WAL mode, or PostgreSQL) and
 offers the operations the jobs need, each one a short transaction:
@@ -16,7 +16,7 @@ offers the operations the jobs need, each one a short transaction:
 * report:  :meth:`Store.summary`, :meth:`Store.at_risk`;
 * health:  :meth:`Store.save_provider_health`, :meth:`Store.provider_health`
            (circuit breaker and request budget per account);
-* search, activity, metrics, operator commands: mixins in :mod:`genvault.queries`.
+* search, activity, metrics, operator commands: mixins in :mod:`genvault.store.queries`.
 
 Batches use executemany (a list of parameter dicts), which measured ~9x faster
 than one multi-row VALUES statement on both databases. The few dialect
@@ -47,15 +47,15 @@ from genvault.identity import fingerprint, url_key
 from genvault.logging import get_logger
 from genvault.models import utcnow
 from genvault.net.throttle import CircuitState, HealthSnapshot
-from genvault.queries.activity import ActivityQueries
-from genvault.queries.base import A, C, G, H, retry_conflicts
-from genvault.queries.metrics import MetricsQueries
-from genvault.queries.operator import OperatorQueries
-from genvault.queries.search import SearchQueries
-from genvault.queries.streams import StreamQueries
 from genvault.records import AssetState, GenerationRecord, GenerationStatus
+from genvault.store.base import A, C, G, H, retry_conflicts
+from genvault.store.queries.activity import ActivityQueries
+from genvault.store.queries.metrics import MetricsQueries
+from genvault.store.queries.operator import OperatorQueries
+from genvault.store.queries.search import SearchQueries
+from genvault.store.queries.streams import StreamQueries
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATIONS = Path(__file__).parent.parent / "migrations"
 SCHEMA_HEAD: Final = "0004"
 """The newest migration's revision. Known without Alembic so that a start on a
 database already at head (every start but the first after an upgrade) skips
