@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import hashlib
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -38,7 +37,6 @@ from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
@@ -48,7 +46,7 @@ from genvault.logging import get_logger
 from genvault.models import utcnow
 from genvault.net.throttle import CircuitState, HealthSnapshot
 from genvault.records import AssetState, GenerationRecord, GenerationStatus
-from genvault.store.base import A, C, G, H, retry_conflicts
+from genvault.store.base import A, C, G, H, lock_key, retry_conflicts
 from genvault.store.queries.activity import ActivityQueries
 from genvault.store.queries.metrics import MetricsQueries
 from genvault.store.queries.operator import OperatorQueries
@@ -241,7 +239,6 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries, Str
                 max_overflow=8,
                 connect_args=timeout,
             )
-        self._insert = sqlite.insert if self.is_sqlite else postgresql.insert
         self._locks: Engine | None = None
         self._worker_lock: tuple[str, Connection] | None = None
         self._worker_engine: Engine | None = None
@@ -266,7 +263,7 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries, Str
         with self.tx() as conn:
             if not self.is_sqlite:  # SQLite: BEGIN IMMEDIATE already serialises writers
                 conn.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key("migrate")}
+                    sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key("migrate")}
                 )
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
@@ -296,7 +293,7 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries, Str
         if self.is_sqlite:
             yield True
             return
-        key = _lock_key(job, account)
+        key = lock_key(job, account)
         with self._lock_engine().connect() as conn:
             got = bool(
                 conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
@@ -319,7 +316,7 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries, Str
         """
         if self.is_sqlite:
             return False
-        key = _lock_key(job, account) & 0xFFFFFFFFFFFFFFFF
+        key = lock_key(job, account) & 0xFFFFFFFFFFFFFFFF
         with self.engine.connect() as conn:
             return bool(
                 conn.execute(
@@ -550,16 +547,6 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries, Str
         return int(listed)
 
     # ------------------------------------------------------------------ upsert core
-
-    def _one_of(self, col: sa.ColumnElement[Any], values: Sequence[Any]) -> sa.ColumnElement[bool]:
-        """``col IN values`` for a page of keys: one array parameter on PostgreSQL.
-
-        500 bind parameters make a new statement text for every list length and
-        cost more to plan; ``= ANY(:array)`` is one statement. SQLite has no arrays.
-        """
-        if self.is_sqlite:
-            return col.in_(list(values))
-        return col == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(col.type)))
 
     # PostgreSQL plans the page lookups (``external_id = ANY(:ids)`` within an account)
     # from table statistics. A table that was never ANALYZEd, or has grown far past its
@@ -1172,7 +1159,7 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries, Str
                         ).scalars()
                     )
                 )
-                self._lock_generations(conn, gen_ids)
+                self.lock_generations(conn, gen_ids)
                 conn.execute(G.update().where(G.c.id.in_(gen_ids)).values(sidecar_due=True))
         return applied
 
@@ -1209,18 +1196,6 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries, Str
                 )
                 applied += res.rowcount
         return applied
-
-    def _lock_generations(self, conn: Connection, ids: Sequence[int]) -> None:
-        """Lock generation rows in id order before updating several of them.
-
-        Replicas finishing files of the same generations would otherwise lock
-        those rows in whatever order their plans visit them, and two opposite
-        orders are a deadlock (seen with three ``run --once`` replicas).
-        """
-        if not self.is_sqlite and ids:
-            conn.execute(
-                sa.select(G.c.id).where(G.c.id.in_(list(ids))).order_by(G.c.id).with_for_update()
-            )
 
     def enqueue_roles(self, roles: Iterable[str], *, now: datetime | None = None) -> int:
         """Queue files of ``roles`` that were skipped when those roles were not archived.
@@ -1428,7 +1403,7 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries, Str
             return 0
         with self.tx() as conn:
             if not conn.execute(
-                sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _lock_key("reap")}
+                sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": lock_key("reap")}
             ).scalar():
                 return 0
             res = conn.execute(
@@ -1541,7 +1516,7 @@ class Store(SearchQueries, ActivityQueries, MetricsQueries, OperatorQueries, Str
             return
         done = sorted(done)
         with self.tx() as conn:
-            self._lock_generations(conn, [gid for gid, _ in done])
+            self.lock_generations(conn, [gid for gid, _ in done])
             conn.execute(
                 G.update()
                 .where(G.c.id == sa.bindparam("gid"), G.c.updated_at == sa.bindparam("seen"))
@@ -1789,13 +1764,7 @@ change): the server notices a host that vanished, and drops its lock, within ~25
 
 def worker_lock_key(owner: str) -> int:
     """The advisory-lock key of worker ``owner``'s lock (the same in every replica)."""
-    return _lock_key("worker", owner)
-
-
-def _lock_key(*parts: str) -> int:
-    """A stable signed 64-bit advisory-lock key for ``parts`` (same in every replica)."""
-    digest = hashlib.blake2b(":".join(("genvault", *parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+    return lock_key("worker", owner)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

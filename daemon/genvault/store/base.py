@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from genvault.logging import get_logger
@@ -26,7 +28,7 @@ H: sa.Table = ProviderHealth.__table__  # type: ignore[attr-defined]
 
 
 class StoreBase:
-    """The attributes :class:`genvault.store.Store` gives its query mixins."""
+    """What :class:`genvault.store.Store` gives its mixins: the engine and shared helpers."""
 
     url: str
     engine: Engine
@@ -35,6 +37,32 @@ class StoreBase:
     def tx(self) -> AbstractContextManager[Connection]:  # pragma: no cover - Store's
         """A write transaction (``Store.tx``)."""
         raise NotImplementedError
+
+    def _insert(self, table: sa.Table) -> sqlite.Insert | postgresql.Insert:
+        """``INSERT`` in this database's dialect (both have ``ON CONFLICT`` clauses)."""
+        return sqlite.insert(table) if self.is_sqlite else postgresql.insert(table)
+
+    def _one_of(self, col: sa.ColumnElement[Any], values: Sequence[Any]) -> sa.ColumnElement[bool]:
+        """``col IN values`` for a page of keys: one array parameter on PostgreSQL.
+
+        500 bind parameters make a new statement text for every list length and
+        cost more to plan; ``= ANY(:array)`` is one statement. SQLite has no arrays.
+        """
+        if self.is_sqlite:
+            return col.in_(list(values))
+        return col == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(col.type)))
+
+    def lock_generations(self, conn: Connection, ids: Sequence[int]) -> None:
+        """Lock generation rows in id order before updating several of them.
+
+        Replicas finishing files of the same generations would otherwise lock
+        those rows in whatever order their plans visit them, and two opposite
+        orders are a deadlock (seen with three ``run --once`` replicas).
+        """
+        if not self.is_sqlite and ids:
+            conn.execute(
+                sa.select(G.c.id).where(G.c.id.in_(list(ids))).order_by(G.c.id).with_for_update()
+            )
 
 
 _CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
@@ -64,3 +92,9 @@ def retry_conflicts(fn: Callable[P, R]) -> Callable[P, R]:
         raise AssertionError("unreachable")
 
     return wrapper
+
+
+def lock_key(*parts: str) -> int:
+    """A stable signed 64-bit advisory-lock key for ``parts`` (same in every replica)."""
+    digest = hashlib.blake2b(":".join(("genvault", *parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
