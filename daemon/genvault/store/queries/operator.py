@@ -128,20 +128,6 @@ _EXPORT_ASSET_COLUMNS = (
 class OperatorQueries(StoreBase):
     """Reads and the one requeue behind the operator commands."""
 
-    # ------------------------------------------------------------------ schema
-
-    def schema_revision(self) -> str | None:
-        """The Alembic revision the database is at; None when it was never migrated.
-
-        Read-only commands (``verify``, ``export``, the dry run) check it instead of
-        upgrading: they must not change the database, not even create it.
-        """
-        with self.engine.connect() as conn:
-            if not sa.inspect(conn).has_table("alembic_version"):
-                return None
-            row = conn.execute(sa.text("SELECT version_num FROM alembic_version")).first()
-        return str(row[0]) if row is not None else None
-
     # ------------------------------------------------------------------ verify
 
     def archived_totals(self) -> tuple[int, int]:
