@@ -356,9 +356,9 @@ def test_hits_name_the_archived_files_of_each_generation(store: Store) -> None:
             record("no-files", prompt="an owl, failed", status=S.FAILED),
         ],
     )
-    leased = store.lease_assets("w", limit=10, lease_seconds=60)
+    leased = store.leases.acquire("w", limit=10, lease_seconds=60)
     first = min(leased, key=lambda a: a.position)
-    store.finish_assets(
+    store.leases.finish(
         "w",
         [
             Outcome(

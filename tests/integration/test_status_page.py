@@ -498,7 +498,7 @@ def test_activity_queries_on_both_databases(store: Store) -> None:
         for i in range(5)
     ]
     save(store, recs)
-    leased = store.lease_assets("w", limit=100, lease_seconds=60)
+    leased = store.leases.acquire("w", limit=100, lease_seconds=60)
     asset = {a.source_url.removeprefix(CDN + "/"): a.id for a in leased}
 
     def archived(path: str, content_type: str) -> Outcome:
@@ -528,7 +528,7 @@ def test_activity_queries_on_both_databases(store: Store) -> None:
         ),
     ]
     for o in outcomes:
-        assert store.finish_assets("w", [o]) == 1
+        assert store.leases.finish("w", [o]) == 1
 
     images = store.recent_archives(24)
     assert [(m.external_id, m.role) for m in images] == [

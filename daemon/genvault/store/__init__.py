@@ -7,9 +7,9 @@ offers the operations the jobs need, each one a short transaction:
            assets *and* moves the stream's cursor, in one commit;
 * poll:    :meth:`Store.due_for_poll`, :meth:`Store.save_polled`,
            :meth:`Store.poll_error`, :meth:`Store.register_tasks`;
-* archive: :meth:`Store.lease_assets` (earliest deadline first; ``FOR UPDATE
-           SKIP LOCKED`` on PostgreSQL), :meth:`Store.finish_assets`,
-           :meth:`Store.release_leases`, sidecar bookkeeping; a dead worker's
+* archive: :meth:`LeaseQueue.acquire` (earliest deadline first; ``FOR UPDATE
+           SKIP LOCKED`` on PostgreSQL), :meth:`LeaseQueue.finish`,
+           :meth:`LeaseQueue.release`, sidecar bookkeeping; a dead worker's
            leases are freed at once, not after they expire
            (:meth:`Store.void_other_leases` on SQLite, :meth:`Store.hold_worker_lock`
            and :meth:`Store.reap_dead_leases` on PostgreSQL);
@@ -25,7 +25,6 @@ differences (insert ... on conflict, pragmas) live here alone.
 
 from __future__ import annotations
 
-import enum
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from genvault.net.throttle import CircuitState, HealthSnapshot
 from genvault.records import AssetState
 from genvault.store.base import A, C, G, H, lock_key, retry_conflicts
 from genvault.store.cursors import CursorState, CursorUpdate, WalkEnding, WalkMark
+from genvault.store.leases import AssetLeases, LeasedAsset, LeaseOrder, LeaseQueue, Outcome
 from genvault.store.lifecycle import (
     MIGRATIONS,
     SCHEMA_HEAD,
@@ -60,60 +60,6 @@ log = get_logger("genvault.store")
 
 
 # --------------------------------------------------------------------------- value types
-
-
-@dataclass(frozen=True, slots=True)
-class LeasedAsset:
-    """Everything the archive job needs for one file, read at lease time."""
-
-    id: int
-    generation_id: int
-    provider: str
-    account: str
-    external_id: str
-    generation_created_at: datetime
-    source_url: str
-    role: str
-    kind: str
-    position: int
-    expected_size: int | None
-    expires_at: datetime
-    attempts: int
-    url_refreshed: bool
-
-
-class LeaseOrder(enum.Enum):
-    """Which pending files :meth:`Store.lease_assets` hands out first.
-
-    ``DEADLINE`` is genvault's order and the only one for production. ``FIFO`` exists
-    so a benchmark can count, on identical inputs, what the deadline order saves: it
-    is the naive archiver's order (oldest generation first, deadlines ignored, expired
-    files tried in line like any other). It is deliberately not a configuration knob.
-    """
-
-    DEADLINE = "deadline"
-    """Savable files earliest-deadline-first, then expired ones (a last chance)."""
-    FIFO = "fifo"
-    """By generation creation time, oldest first; for comparison only."""
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """The result of one archive attempt, applied by :meth:`Store.finish_assets`."""
-
-    asset_id: int
-    state: AssetState
-    """ARCHIVED, PENDING (retry later), FAILED or LOST."""
-    error: str | None = None
-    retry_at: datetime | None = None
-    size: int | None = None
-    sha256: str | None = None
-    content_type: str | None = None
-    storage_key: str | None = None
-    new_url: str | None = None
-    """A fresh URL read from the provider after a 403/404/410."""
-    new_expires_at: datetime | None = None
-    """The deadline that comes with the fresh URL (a re-signed URL lives longer)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,212 +86,10 @@ class Store(
 ):
     """The metadata database: the jobs' write path here, people's queries in the mixins."""
 
-    # ------------------------------------------------------------------ archive
-
-    @retry_conflicts
-    def lease_assets(
-        self,
-        owner: str,
-        *,
-        limit: int,
-        lease_seconds: float,
-        now: datetime | None = None,
-        accounts: Iterable[str] | None = None,
-        order: LeaseOrder = LeaseOrder.DEADLINE,
-    ) -> list[LeasedAsset]:
-        """Take up to ``limit`` pending assets: savable ones earliest-deadline-first,
-        then already-expired ones (a last chance; most recently expired first).
-
-        ``order=LeaseOrder.FIFO`` (benchmarks only) takes them by generation creation
-        time instead, oldest first, whatever their deadlines.
-        """
-        now = now or utcnow()
-        until = now + timedelta(seconds=lease_seconds)
-        account_list = list(accounts) if accounts is not None else None
-        leased: list[int] = []
-        live_ids: set[int] = set()
-        # DEADLINE: a pass over savable files, then one over expired ones; FIFO: one pass.
-        passes: tuple[bool | None, ...] = (True, False) if order is LeaseOrder.DEADLINE else (None,)
-        with self.tx() as conn:
-            for live in passes:
-                want = limit - len(leased)
-                if want <= 0:
-                    break
-                stmt = _lease_statement(owner, until, now, want, account_list, live)
-                ids = list(conn.execute(stmt).scalars())
-                leased.extend(ids)
-                if live:
-                    live_ids.update(ids)
-            if not leased:
-                return []
-            rows = conn.execute(
-                sa.select(A, G.c.external_id, G.c.created_at.label("gen_created"))
-                .join(G, G.c.id == A.c.generation_id)
-                .where(A.c.id.in_(leased))
-            ).all()
-        out = [
-            LeasedAsset(
-                id=r.id,
-                generation_id=r.generation_id,
-                provider=r.provider,
-                account=r.account,
-                external_id=r.external_id,
-                generation_created_at=r.gen_created,
-                source_url=r.source_url,
-                role=r.role,
-                kind=r.kind,
-                position=r.position,
-                expected_size=r.expected_size,
-                expires_at=r.expires_at,
-                attempts=r.attempts,
-                url_refreshed=r.url_refreshed,
-            )
-            for r in rows
-        ]
-
-        # UPDATE ... RETURNING gives rows in no particular order: restore the lease order.
-        if order is LeaseOrder.FIFO:
-            created = {r.id: r.created_at for r in rows}
-            out.sort(key=lambda a: (created[a.id], a.id))
-            return out
-
-        def deadline_first(a: LeasedAsset) -> tuple[int, float, float, int]:
-            if a.id in live_ids:
-                return (0, a.expires_at.timestamp(), a.generation_created_at.timestamp(), a.id)
-            return (1, -a.expires_at.timestamp(), 0.0, a.id)
-
-        out.sort(key=deadline_first)
-        return out
-
-    def explain_lease(self, limit: int = 64, now: datetime | None = None) -> list[str]:
-        """PostgreSQL's ``EXPLAIN ANALYZE`` of the lease statement, as run per batch.
-
-        The statement really runs (that is what ANALYZE means) inside a transaction
-        that is rolled back, so nothing is leased. It shows which index serves the
-        earliest-deadline-first scan and what one batch costs on this database.
-        """
-        if self.is_sqlite:
-            raise NotImplementedError("explain_lease is for PostgreSQL")
-        now = now or utcnow()
-        stmt = _lease_statement("explain", now, now, limit, None, live=True)
-        sql = stmt.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True})
-        with self.engine.connect() as conn, conn.begin() as tx:
-            plan = [row[0] for row in conn.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")]
-            tx.rollback()
-        return plan
-
-    @retry_conflicts
-    def extend_leases(self, owner: str, ids: Sequence[int], lease_seconds: float) -> None:
-        if not ids:
-            return
-        with self.tx() as conn:
-            conn.execute(
-                A.update()
-                .where(A.c.id.in_(list(ids)), A.c.lease_owner == owner)
-                .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
-            )
-
-    @retry_conflicts
-    def finish_assets(self, owner: str, outcomes: Sequence[Outcome]) -> int:
-        """Apply archive outcomes in one transaction; returns how many still held our lease.
-
-        An outcome for a lease that expired and moved to another worker is
-        dropped: that worker will write the same key and record it.
-        """
-        if not outcomes:
-            return 0
-        now = utcnow()
-        applied = 0
-        with self.tx() as conn:
-            for o in outcomes:
-                values: dict[str, Any] = {
-                    "state": o.state.value,
-                    "lease_owner": None,
-                    "lease_until": None,
-                    "updated_at": now,
-                }
-                if o.state is AssetState.ARCHIVED:
-                    values.update(
-                        size=o.size,
-                        sha256=o.sha256,
-                        content_type=o.content_type,
-                        storage_key=o.storage_key,
-                        archived_at=now,
-                        last_error=None,
-                        next_attempt_at=None,
-                    )
-                else:
-                    values.update(
-                        last_error=(o.error or "")[:2000],
-                        next_attempt_at=o.retry_at,
-                        attempts=A.c.attempts + 1,
-                    )
-                if o.new_url is not None:
-                    values.update(source_url=o.new_url, url_refreshed=True, attempts=A.c.attempts)
-                if o.new_expires_at is not None:
-                    values.update(expires_at=o.new_expires_at)
-                res = conn.execute(
-                    A.update()
-                    .where(A.c.id == o.asset_id, A.c.lease_owner == owner)
-                    .values(**values)
-                )
-                applied += res.rowcount
-            archived = [o.asset_id for o in outcomes if o.state is AssetState.ARCHIVED]
-            if archived:
-                gen_ids = sorted(
-                    set(
-                        conn.execute(
-                            sa.select(A.c.generation_id).where(A.c.id.in_(archived))
-                        ).scalars()
-                    )
-                )
-                self.lock_generations(conn, gen_ids)
-                conn.execute(G.update().where(G.c.id.in_(gen_ids)).values(sidecar_due=True))
-        return applied
-
-    @retry_conflicts
-    def defer_assets(self, owner: str, outcomes: Sequence[Outcome]) -> int:
-        """Hand leased files back untried through no fault of theirs: still pending, due
-        at each outcome's ``retry_at``, its error kept, ``attempts`` unchanged; returns
-        how many still held our lease.
-
-        For failures that are not the file's (the archive storage is down, see
-        :mod:`genvault.storage.guard`): ``archive.max_attempts`` exists to give up on
-        files that keep failing, and must not be used up by an outage.
-        """
-        if not outcomes:
-            return 0
-        now = utcnow()
-        applied = 0
-        with self.tx() as conn:
-            for o in outcomes:
-                res = conn.execute(
-                    A.update()
-                    .where(
-                        A.c.id == o.asset_id,
-                        A.c.lease_owner == owner,
-                        A.c.state == AssetState.PENDING.value,
-                    )
-                    .values(
-                        lease_owner=None,
-                        lease_until=None,
-                        next_attempt_at=o.retry_at,
-                        last_error=(o.error or "")[:2000],
-                        updated_at=now,
-                    )
-                )
-                applied += res.rowcount
-        return applied
-
-    def release_leases(self, owner: str) -> int:
-        """Give back every lease of ``owner`` (shutdown): another run takes them at once."""
-        with self.tx() as conn:
-            res = conn.execute(
-                A.update()
-                .where(A.c.lease_owner == owner, A.c.state == AssetState.PENDING.value)
-                .values(lease_owner=None, lease_until=None)
-            )
-        return int(res.rowcount)
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        super().__init__(url, echo=echo)
+        self.leases = AssetLeases(self)
+        """The archive queue: files leased, extended, finished and handed back."""
 
     # ------------------------------------------------------------------ leases of dead workers
     #
@@ -480,7 +224,7 @@ class Store(
         While the lock was gone a reaper may have freed them: a file still pending and
         free is taken back; one another worker has leased (or finished) since stays
         theirs, and this worker's outcome for it will be dropped by
-        :meth:`finish_assets`. At the start of a pass ``ids`` is empty: leases left by
+        :meth:`LeaseQueue.finish`. At the start of a pass ``ids`` is empty: leases left by
         an earlier pass that died with the connection are given back.
         """
         until = utcnow() + timedelta(seconds=lease_seconds)
@@ -744,45 +488,6 @@ class Store(
             return [dict(r._mapping) for r in conn.execute(q)]
 
 
-def _lease_statement(
-    owner: str,
-    until: datetime,
-    now: datetime,
-    limit: int,
-    accounts: list[str] | None,
-    live: bool | None,
-) -> sa.Update:
-    """``UPDATE asset SET lease… WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING id``.
-
-    ``live``: True takes savable files earliest deadline first (served by the
-    partial index ``ix_asset_lease``), False the already-expired ones, most
-    recently expired first, None the FIFO order of the deadlines benchmark.
-    SKIP LOCKED lets replicas lease side by side without waiting on each other's
-    rows and without ever taking the same row twice.
-    """
-    q = sa.select(A.c.id).where(
-        A.c.state == AssetState.PENDING.value,
-        sa.or_(A.c.lease_until.is_(None), A.c.lease_until < now),
-        sa.or_(A.c.next_attempt_at.is_(None), A.c.next_attempt_at <= now),
-    )
-    if accounts is not None:
-        q = q.where(A.c.account.in_(accounts))
-    if live is None:
-        q = q.order_by(A.c.created_at, A.c.id)
-    elif live:
-        q = q.where(A.c.expires_at >= now).order_by(A.c.expires_at, A.c.created_at)
-    else:
-        q = q.where(A.c.expires_at < now).order_by(A.c.expires_at.desc())
-    q = q.limit(limit).with_for_update(skip_locked=True)
-    stmt: sa.Update = (
-        A.update()
-        .where(A.c.id.in_(q.scalar_subquery()))
-        .values(lease_owner=owner, lease_until=until)
-        .returning(A.c.id)
-    )
-    return stmt
-
-
 def _lease_owners_statement() -> sa.Select[str]:
     """``SELECT DISTINCT lease_owner FROM asset WHERE lease_owner IS NOT NULL``: the
     predicate of ``ix_asset_lease_owner``, so the index alone answers it."""
@@ -801,6 +506,7 @@ __all__ = [
     "G",
     "H",
     "LeaseOrder",
+    "LeaseQueue",
     "LeasedAsset",
     "Outcome",
     "PollItem",

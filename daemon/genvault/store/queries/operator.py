@@ -326,7 +326,7 @@ class OperatorQueries(StoreBase):
         now: datetime | None = None,
         dead_owners: Sequence[str] = (),
     ) -> ArchivePlan:
-        """The archive queue as :meth:`Store.lease_assets` would take it, without leasing.
+        """The archive queue as :meth:`LeaseQueue.acquire` would take it, without leasing.
 
         The same two passes: files still savable, earliest deadline first (then the
         older generation), then already expired ones, most recently expired first.
