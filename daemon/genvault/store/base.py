@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
@@ -63,6 +64,22 @@ class StoreBase:
             conn.execute(
                 sa.select(G.c.id).where(G.c.id.in_(list(ids))).order_by(G.c.id).with_for_update()
             )
+
+
+def attach_files(
+    conn: Connection, gens: list[dict[str, Any]], columns: Iterable[Any] = (A,)
+) -> None:
+    """Give each generation row its files' rows (``columns`` of ``asset``) under
+    ``"assets"``, in position order: one query for the whole batch."""
+    files: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for r in conn.execute(
+        sa.select(*columns)
+        .where(A.c.generation_id.in_([g["id"] for g in gens]))
+        .order_by(A.c.generation_id, A.c.position)
+    ):
+        files[r.generation_id].append(dict(r._mapping))
+    for g in gens:
+        g["assets"] = files.get(g["id"], [])
 
 
 _CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})

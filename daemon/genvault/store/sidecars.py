@@ -8,7 +8,6 @@ while the sidecar was being written, so a change is never lost to a race.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from genvault.records import AssetState
-from genvault.store.base import A, G, StoreBase, retry_conflicts
+from genvault.store.base import A, G, StoreBase, attach_files, retry_conflicts
 
 
 class Sidecars(StoreBase):
@@ -38,15 +37,7 @@ class Sidecars(StoreBase):
             gens = [dict(r._mapping) for r in conn.execute(q)]
             if not gens:
                 return []
-            assets = defaultdict(list)
-            for r in conn.execute(
-                sa.select(A)
-                .where(A.c.generation_id.in_([g["id"] for g in gens]))
-                .order_by(A.c.generation_id, A.c.position)
-            ):
-                assets[r.generation_id].append(dict(r._mapping))
-        for g in gens:
-            g["assets"] = assets.get(g["id"], [])
+            attach_files(conn, gens)
         return gens
 
     def sidecar_written(self, generation_id: int, seen_updated_at: datetime) -> None:

@@ -9,7 +9,6 @@ and :meth:`requeue_damaged`, are single transactions.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +18,7 @@ import sqlalchemy as sa
 
 from genvault.models import utcnow
 from genvault.records import AssetState
-from genvault.store.base import A, G, StoreBase, retry_conflicts
+from genvault.store.base import A, G, StoreBase, attach_files, retry_conflicts
 
 _PENDING = AssetState.PENDING.value
 
@@ -209,15 +208,7 @@ class OperatorQueries(StoreBase):
                 gens = [dict(r._mapping) for r in conn.execute(q)]
                 if not gens:
                     return
-                files: dict[int, list[dict[str, Any]]] = defaultdict(list)
-                for r in conn.execute(
-                    sa.select(*(A.c[name] for name in _EXPORT_ASSET_COLUMNS))
-                    .where(A.c.generation_id.in_([g["id"] for g in gens]))
-                    .order_by(A.c.generation_id, A.c.position)
-                ):
-                    files[r.generation_id].append(dict(r._mapping))
-            for g in gens:
-                g["assets"] = files.get(g["id"], [])
+                attach_files(conn, gens, (A.c[name] for name in _EXPORT_ASSET_COLUMNS))
             yield gens
             last = gens[-1]["id"]
 
