@@ -39,7 +39,7 @@ so a new migration that forgets to bump it fails the tests."""
 
 WORKER_LOCK_TAG: Final = "+lock"
 """Ends every worker id whose leases are tied to its worker lock (see
-:meth:`Store.hold_worker_lock`); a lease owner without it is an older genvault's,
+:meth:`Lifecycle.hold_worker_lock`); a lease owner without it is an older genvault's,
 which holds no lock and is left to expire."""
 
 _LOCK_KEEPALIVES: Final[dict[str, Any]] = {
@@ -225,9 +225,10 @@ class Lifecycle(StoreBase):
         server restart, a network cut, an idle-session timeout), the lock is gone and
         the reaper may already have freed ``owner``'s leases, so it is taken again on a
         new connection and True tells the caller to re-assert the leases it still
-        works on (:meth:`reclaim_leases`). The session asks the server for TCP
-        keepalives, so the lock of a host that vanished without closing its
-        connections goes within ~25 s instead of the kernel's two hours.
+        works on (:meth:`~genvault.store.dead_leases.DeadLeases.reclaim_leases`). The
+        session asks the server for TCP keepalives, so the lock of a host that vanished
+        without closing its connections goes within ~25 s instead of the kernel's two
+        hours.
 
         A no-op returning False on SQLite (the process lock plays this part).
         """
