@@ -16,7 +16,7 @@ Seeding PostgreSQL drops the GIN index and builds it again after the load (from
 its own ``pg_get_indexdef``), in two parallel sessions: a GIN index maintained row
 by row makes a bulk load ~1.7x slower, and that is not what is measured here. It
 also times one ranked query against an *expression* GIN index over the same text,
-the alternative to the stored column (see :mod:`genvault.queries.search`): ranking
+the alternative to the stored column (see :mod:`genvault.store.queries.search`): ranking
 then has to parse every matching prompt again.
 
 Shared with ``tests/integration/test_search.py``, which seeds its large databases

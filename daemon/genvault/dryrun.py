@@ -25,15 +25,15 @@ from sqlalchemy.engine import make_url
 
 from genvault.config import Settings
 from genvault.errors import ProviderError
+from genvault.identity import fingerprint, url_key
 from genvault.instance import lock_held
 from genvault.jobs import health
 from genvault.jobs.pipeline import ExitCode
 from genvault.models import utcnow
-from genvault.queries.operator import ArchivePlan
 from genvault.readonly import open_existing_store
 from genvault.report import countdown, human_bytes
 from genvault.runtime import AccountRuntime, Runtime
-from genvault.store import fingerprint, url_key
+from genvault.store.queries.operator import ArchivePlan
 from genvault.walk import next_walk
 
 MAX_PAGES = 3

@@ -39,9 +39,9 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from genvault.errors import StorageError
-from genvault.queries.operator import EXPORT_GENERATION_FIELDS
 from genvault.status import iso
 from genvault.store import Store
+from genvault.store.queries.operator import EXPORT_GENERATION_FIELDS
 
 FORMATS = ("jsonl", "csv")
 DEFAULT_BATCH = 500

@@ -13,7 +13,7 @@ Three sources make one exposition:
   registered in the same registry): assets by state, stored bytes, files at risk,
   the earliest pending deadline, last sync, circuit state, and completeness per
   history stream (``genvault_stream_*``, labels account and stream: the figures of
-  :mod:`genvault.queries.streams`). Every replica reports
+  :mod:`genvault.store.queries.streams`). Every replica reports
   the same backlog and a restarted process is right at once. When the database
   cannot be read the scrape still answers, with ``genvault_database_up 0`` and the
   process counters: Prometheus alerts on the gauge, not on a failed scrape.
@@ -60,8 +60,8 @@ from genvault.records import AssetState, GenerationStatus
 from genvault.storage.guard import STORAGE_HEALTH_KEY
 
 if TYPE_CHECKING:
-    from genvault.queries.metrics import MetricsSnapshot
     from genvault.runtime import AccountRuntime, Runtime
+    from genvault.store.queries.metrics import MetricsSnapshot
 
 log = get_logger("genvault.metrics")
 
@@ -301,7 +301,7 @@ def circuit_state(acc: AccountRuntime, stored: str | None) -> CircuitState:
 
 
 class DatabaseCollector(Collector):
-    """Gauges read at scrape time: a few grouped queries (:mod:`genvault.queries.metrics`)."""
+    """Gauges read at scrape time: a few grouped queries (:mod:`genvault.store.queries.metrics`)."""
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt

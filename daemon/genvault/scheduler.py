@@ -176,6 +176,6 @@ def run_daemon(
         if server is not None:
             server.stop()
         notifier.close()
-    released = rt.store.release_leases(rt.worker_id)
+    released = rt.store.leases.release(rt.worker_id)
     log.info("daemon.stopped", released_leases=released)
     return 0

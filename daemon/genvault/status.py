@@ -11,8 +11,8 @@ from genvault.config import AccountSettings, Settings
 
 if TYPE_CHECKING:
     from genvault.net.api import ApiClient
-    from genvault.queries.streams import StreamReport
     from genvault.store import Store, StoredHealth
+    from genvault.store.queries.streams import StreamReport
 
 """Files whose deadline is this close are "at risk" unless configured otherwise."""
 RECENT_FAILURES = 20

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from genvault.errors import StorageError
-from genvault.queries.operator import ArchivedFile
 from genvault.storage.base import CHUNK_SIZE, Storage
 from genvault.store import Store
+from genvault.store.queries.operator import ArchivedFile
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -25,9 +25,10 @@ from genvault.demo import (
     start_simulators,
     write_demo_config,
 )
+from genvault.identity import url_key
 from genvault.providers.registry import provider_class
 from genvault.simulator import SIMULATORS, crowdcomputed, geminigen
-from genvault.store import Store, url_key
+from genvault.store import Store
 from tests.acceptance.helpers import GENVAULT, genvault, sim_account, write_config
 from tests.integration import stream_world
 from tests.integration.stream_world import DRIFT, EXPECTED, REJECTED_ERROR, figures

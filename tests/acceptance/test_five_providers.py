@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
+from genvault.identity import url_key
 from genvault.simulator import SIMULATORS, simulator_factory
-from genvault.store import Store, url_key
+from genvault.store import Store
 from tests.acceptance.helpers import genvault, run_until_quiet, sim_account, write_config
 
 KEY = "five-providers-key-24chr"  # 24 chars: Akool's AES-192 callback key is the API key

@@ -20,11 +20,11 @@ from genvault.backfill import run_backfill
 from genvault.config import load_settings, resolve_secrets
 from genvault.instance import single_process
 from genvault.jobs.sync import sync_account
-from genvault.queries.base import A, G
 from genvault.records import AssetState
 from genvault.runtime import Runtime
 from genvault.simulator import geminigen
 from genvault.store import Store
+from genvault.store.base import A, G
 from tests.acceptance.helpers import genvault, local_config
 from tests.fixtures.sims import sim_account
 

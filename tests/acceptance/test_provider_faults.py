@@ -33,12 +33,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from genvault.config import load_settings, resolve_secrets
+from genvault.identity import url_key
 from genvault.jobs.pipeline import ExitCode, RunReport, run_once
 from genvault.jobs.sync import PageCallback
 from genvault.records import Page
 from genvault.runtime import Runtime
 from genvault.simulator import SIMULATORS, Simulator, simulator_factory
-from genvault.store import Store, url_key
+from genvault.store import Store
 from tests.acceptance.helpers import genvault, sim_account, write_config
 
 KEY = "provider-faults-key-24ch"  # 24 characters: Akool's callback key is the API key

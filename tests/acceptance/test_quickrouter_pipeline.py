@@ -21,9 +21,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from genvault.expiry import url_expiry
+from genvault.identity import url_key
 from genvault.simulator import quickrouter
 from genvault.simulator.quickrouter import QuickRouterSimulator
-from genvault.store import Store, url_key
+from genvault.store import Store
 from tests.acceptance.helpers import (
     genvault,
     local_config,

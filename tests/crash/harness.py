@@ -50,10 +50,11 @@ import sqlalchemy as sa
 
 from genvault.config import DEFAULT_KEY_TEMPLATE
 from genvault.crashpoints import CRASH_POINTS, ENV_VAR
+from genvault.identity import url_key
 from genvault.simulator import Simulator, simulator_factory
 from genvault.storage.keys import sidecar_key
 from genvault.storage.local import TMP_DIR, XATTR_SHA256
-from genvault.store import A, G, Store, url_key
+from genvault.store import A, G, Store
 from tests.fixtures.sims import sim_account
 
 if TYPE_CHECKING:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from genvault.identity import url_key
 from genvault.simulator import crowdcomputed
-from genvault.store import Store, url_key
+from genvault.store import Store
 from tests.acceptance.helpers import genvault, write_config
 from tests.fixtures.sims import SimStarter, sim_account
 

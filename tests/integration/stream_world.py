@@ -34,9 +34,9 @@ from typing import Any
 from pydantic import SecretStr
 
 from genvault.config import Settings
-from genvault.queries.base import A, C, G
 from genvault.records import MediaRole
 from genvault.store import Store
+from genvault.store.base import A, C, G
 from tests.integration.store_helpers import POLL_HORIZON, media, now_utc, record, save, url
 
 WORKFLOWS = ["wf-ok", "wf-rejected", "wf-lossy", "wf-later"]

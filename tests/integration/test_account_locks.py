@@ -322,7 +322,7 @@ def test_a_write_the_server_aborts_as_a_conflict_is_run_again(postgres_url: str)
     """PostgreSQL rolls back a deadlock victim (40P01) or a serialization failure
     (40001); the store repeats such a write instead of failing the job. The error
     here is the server's own, raised with that SQLSTATE; other errors still raise."""
-    from genvault.queries.base import retry_conflicts
+    from genvault.store.base import retry_conflicts
 
     engine = sa.create_engine(postgres_url)
     calls: list[str] = []

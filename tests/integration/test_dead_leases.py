@@ -74,7 +74,7 @@ def _owners(store: Store) -> dict[int, str | None]:
 
 
 def _lease(store: Store, owner: str, n: int, seconds: float = 900) -> set[int]:
-    return {a.id for a in store.lease_assets(owner, limit=n, lease_seconds=seconds)}
+    return {a.id for a in store.leases.acquire(owner, limit=n, lease_seconds=seconds)}
 
 
 # --------------------------------------------------------------------------- SQLite
@@ -261,7 +261,7 @@ def test_postgres_a_sigkilled_worker_process_is_reaped_within_seconds(
                     from genvault.store import Store
                     s = Store({postgres_url!r})
                     s.hold_worker_lock({owner!r})
-                    n = len(s.lease_assets({owner!r}, limit=5, lease_seconds=900))
+                    n = len(s.leases.acquire({owner!r}, limit=5, lease_seconds=900))
                     print(n, flush=True)
                     time.sleep(60)
                     """

@@ -63,7 +63,7 @@ def _fill(store: Store) -> None:
         [record("o1", created_at=base, media_=[media(url("o1.png"))])],
         account="other",
     )
-    leased = store.lease_assets("t", limit=3, lease_seconds=60, accounts=["main"])
+    leased = store.leases.acquire("t", limit=3, lease_seconds=60, accounts=["main"])
     outcomes = [
         Outcome(
             a.id,
@@ -76,7 +76,7 @@ def _fill(store: Store) -> None:
         for a in leased[:2]
     ]
     outcomes.append(Outcome(leased[2].id, AssetState.FAILED, error="not media"))
-    store.finish_assets("t", outcomes)
+    store.leases.finish("t", outcomes)
 
 
 def _check_against_db(

@@ -67,7 +67,7 @@ def _three_generations(store: Store) -> None:
 
 def test_deadline_order_is_the_default_and_takes_the_earliest_deadline(store: Store) -> None:
     _three_generations(store)
-    assert _ids(store.lease_assets("w", limit=10, lease_seconds=60)) == ["new", "mid", "old"]
+    assert _ids(store.leases.acquire("w", limit=10, lease_seconds=60)) == ["new", "mid", "old"]
 
 
 @pytest.mark.parametrize(
@@ -80,7 +80,8 @@ def test_each_order_picks_its_first_files_in_sql_not_only_when_sorting(
     # one at a time: which rows the query picks, not just how a batch is sorted
     _three_generations(store)
     picked = [
-        _ids(store.lease_assets(f"w{i}", limit=1, lease_seconds=60, order=order)) for i in range(3)
+        _ids(store.leases.acquire(f"w{i}", limit=1, lease_seconds=60, order=order))
+        for i in range(3)
     ]
     assert picked == [[e] for e in expected]
 
@@ -113,17 +114,17 @@ def test_fifo_tries_expired_files_in_line_and_deadline_order_tries_them_last(
             ),
         ],
     )
-    assert _ids(store.lease_assets("w", limit=10, lease_seconds=60, order=order)) == expected
+    assert _ids(store.leases.acquire("w", limit=10, lease_seconds=60, order=order)) == expected
 
 
 def test_fifo_skips_leased_and_finished_files_like_the_deadline_order(store: Store) -> None:
     _three_generations(store)
-    first = store.lease_assets("w1", limit=1, lease_seconds=60, order=LeaseOrder.FIFO)
+    first = store.leases.acquire("w1", limit=1, lease_seconds=60, order=LeaseOrder.FIFO)
     assert _ids(first) == ["old"]
-    store.finish_assets("w1", [Outcome(first[0].id, AssetState.LOST, error="gone")])
-    second = store.lease_assets("w2", limit=1, lease_seconds=60, order=LeaseOrder.FIFO)
+    store.leases.finish("w1", [Outcome(first[0].id, AssetState.LOST, error="gone")])
+    second = store.leases.acquire("w2", limit=1, lease_seconds=60, order=LeaseOrder.FIFO)
     assert _ids(second) == ["mid"]
-    rest = store.lease_assets("w3", limit=10, lease_seconds=60, order=LeaseOrder.FIFO)
+    rest = store.leases.acquire("w3", limit=10, lease_seconds=60, order=LeaseOrder.FIFO)
     assert _ids(rest) == ["new"]  # "mid" is leased to w2, "old" is settled
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from genvault.queries.base import A
 from genvault.records import AssetState
 from genvault.store import Outcome, Store
+from genvault.store.base import A
 from tests.integration.store_helpers import media, now_utc, record, save, url
 
 
@@ -26,9 +26,9 @@ def test_retry_makes_backoff_due_and_requeues_failed_and_lost_on_request(store: 
     names = ("backoff", "leased", "failed", "lost", "archived", "held")
     save(store, [record(n, media_=[media(url(f"{n}.png"))]) for n in names])
     save(store, [record("theirs", media_=[media(url("theirs.png"))])], account="other")
-    leased = {a.external_id: a for a in store.lease_assets("w1", limit=20, lease_seconds=3600)}
+    leased = {a.external_id: a for a in store.leases.acquire("w1", limit=20, lease_seconds=3600)}
     later = now + timedelta(hours=1)
-    store.finish_assets(
+    store.leases.finish(
         "w1",
         [
             Outcome(leased["backoff"].id, AssetState.PENDING, error="503", retry_at=later),
@@ -58,7 +58,7 @@ def test_retry_makes_backoff_due_and_requeues_failed_and_lost_on_request(store: 
             .where(A.c.id.in_([leased["failed"].id, leased["lost"].id]))
             .values(attempts=5, url_refreshed=True)
         )
-    assert store.lease_assets("probe", limit=20, lease_seconds=1) == []  # nothing due yet
+    assert store.leases.acquire("probe", limit=20, lease_seconds=1) == []  # nothing due yet
 
     plain = store.requeue_assets("main")
     assert (plain.made_due, plain.failed_requeued, plain.lost_requeued) == (2, 0, 0)
@@ -83,7 +83,7 @@ def test_retry_makes_backoff_due_and_requeues_failed_and_lost_on_request(store: 
     assert rows["lost"]["url_refreshed"] is False  # one more refresh of the URL
     assert rows["archived"]["state"] == "archived"
 
-    again = {a.external_id for a in store.lease_assets("w3", limit=20, lease_seconds=60)}
+    again = {a.external_id for a in store.leases.acquire("w3", limit=20, lease_seconds=60)}
     assert again == {"backoff", "failed", "lost"}
 
 

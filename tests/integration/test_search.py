@@ -24,9 +24,9 @@ from alembic import command
 from alembic.config import Config
 from bench.search import needles, provider_of, seed
 
-from genvault.queries.search import MAX_TERMS, SearchHit, Term, fts5_match, parse_query
 from genvault.records import AssetState, GenerationRecord, GenerationStatus, MediaRole
 from genvault.store import MIGRATIONS, Outcome, Store
+from genvault.store.queries.search import MAX_TERMS, SearchHit, Term, fts5_match, parse_query
 from tests.fixtures.postgres import fresh_database
 from tests.integration.store_helpers import (
     ACCOUNT,
@@ -356,9 +356,9 @@ def test_hits_name_the_archived_files_of_each_generation(store: Store) -> None:
             record("no-files", prompt="an owl, failed", status=S.FAILED),
         ],
     )
-    leased = store.lease_assets("w", limit=10, lease_seconds=60)
+    leased = store.leases.acquire("w", limit=10, lease_seconds=60)
     first = min(leased, key=lambda a: a.position)
-    store.finish_assets(
+    store.leases.finish(
         "w",
         [
             Outcome(

@@ -34,12 +34,12 @@ from genvault.config import (
     StorageSettings,
 )
 from genvault.jobs.pipeline import run_once
-from genvault.queries.activity import LOST_WITHOUT_ERROR
 from genvault.records import AssetState, MediaKind, MediaRole
 from genvault.runtime import Runtime
 from genvault.server import ApiServer
 from genvault.simulator import akool, geminigen
 from genvault.store import Outcome, Store
+from genvault.store.queries.activity import LOST_WITHOUT_ERROR
 from genvault.web.auth import COOKIE_NAME, cookie_value
 from genvault.web.endpoints import PAGE_HEADERS
 from tests.fixtures.s3 import S3Server
@@ -494,7 +494,7 @@ def test_activity_queries_on_both_databases(store: Store) -> None:
         for i in range(5)
     ]
     save(store, recs)
-    leased = store.lease_assets("w", limit=100, lease_seconds=60)
+    leased = store.leases.acquire("w", limit=100, lease_seconds=60)
     asset = {a.source_url.removeprefix(CDN + "/"): a.id for a in leased}
 
     def archived(path: str, content_type: str) -> Outcome:
@@ -524,7 +524,7 @@ def test_activity_queries_on_both_databases(store: Store) -> None:
         ),
     ]
     for o in outcomes:
-        assert store.finish_assets("w", [o]) == 1
+        assert store.leases.finish("w", [o]) == 1
 
     images = store.recent_archives(24)
     assert [(m.external_id, m.role) for m in images] == [

@@ -247,7 +247,7 @@ def test_a_file_past_its_deadline_whose_write_meets_an_outage_is_lost_saying_why
     rt = _runtime(postgres_url, bucket, s3.url, sim)
     try:
         sync_account(rt, rt.accounts["main"])
-        [asset] = rt.store.lease_assets("test-worker", limit=1, lease_seconds=60)
+        [asset] = rt.store.leases.acquire("test-worker", limit=1, lease_seconds=60)
         s3.off()
         past = dataclasses.replace(asset, expires_at=asset.expires_at - timedelta(days=60))
         outcome = archive_one(rt, past, threading.Event())

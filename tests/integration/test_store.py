@@ -17,9 +17,10 @@ from typing import Any, NoReturn
 import pytest
 import sqlalchemy as sa
 
+from genvault.identity import url_key
 from genvault.net.throttle import CircuitState, HealthSnapshot
 from genvault.records import AssetState, GenerationStatus, MediaKind, MediaRole
-from genvault.store import CursorUpdate, LeasedAsset, Outcome, Store, url_key
+from genvault.store import CursorUpdate, LeasedAsset, Outcome, Store
 from tests.integration.store_helpers import (
     ACCOUNT,
     DEFAULT_ROLES,
@@ -62,7 +63,7 @@ def _register(store: Store, ids: list[str], source: str = "track", **kw: Any) ->
 def _lease(
     store: Store, owner: str, *, limit: int = 100, lease_seconds: float = 60, **kw: Any
 ) -> list[LeasedAsset]:
-    return store.lease_assets(owner, limit=limit, lease_seconds=lease_seconds, **kw)
+    return store.leases.acquire(owner, limit=limit, lease_seconds=lease_seconds, **kw)
 
 
 def _archived(asset_id: int, size: int = 1234) -> Outcome:
@@ -121,7 +122,7 @@ def test_migrations_match_the_models(store: Store) -> None:
     from alembic.migration import MigrationContext
     from sqlmodel import SQLModel
 
-    from genvault.queries.search import is_search_schema
+    from genvault.store.queries.search import is_search_schema
 
     def modelled(name: str | None, type_: str, _parents: object) -> bool:
         return not is_search_schema(name, type_)
@@ -656,7 +657,7 @@ def test_next_attempt_at_hides_an_asset(store: Store) -> None:
     ids = _deadline_dataset(store, n)
     [a] = _lease(store, "w1", limit=1, now=n)
     retry = Outcome(a.id, AssetState.PENDING, error="HTTP 503", retry_at=n + 10 * HOUR)
-    assert store.finish_assets("w1", [retry]) == 1
+    assert store.leases.finish("w1", [retry]) == 1
     row = next(r for r in store.assets() if r["id"] == ids["h1"])
     assert (row["state"], row["attempts"], row["last_error"]) == ("pending", 1, "HTTP 503")
     assert row["lease_owner"] is None and row["next_attempt_at"] == n + 10 * HOUR
@@ -677,7 +678,7 @@ def test_finish_archived_records_the_file(store: Store) -> None:
 
     [a] = _lease(store, "w1", now=n)
     before = now_utc()
-    assert store.finish_assets("w1", [_archived(a.id, size=4321)]) == 1
+    assert store.leases.finish("w1", [_archived(a.id, size=4321)]) == 1
     row = _one_asset(store, "g1")
     assert row["state"] == "archived"
     assert (row["size"], row["sha256"], row["storage_key"], row["content_type"]) == (
@@ -700,15 +701,15 @@ def test_finish_from_a_lost_lease_is_dropped(store: Store) -> None:
     [b] = _lease(store, "w2", lease_seconds=600, now=n + timedelta(seconds=120))
     assert a.id == b.id
 
-    assert store.finish_assets("w1", [_archived(a.id)]) == 0
+    assert store.leases.finish("w1", [_archived(a.id)]) == 0
     row = _one_asset(store, "g1")
     assert (row["state"], row["lease_owner"], row["storage_key"]) == ("pending", "w2", None)
-    assert store.finish_assets("w1", [Outcome(a.id, AssetState.LOST, error="gone")]) == 0
+    assert store.leases.finish("w1", [Outcome(a.id, AssetState.LOST, error="gone")]) == 0
     assert _one_asset(store, "g1")["state"] == "pending"
 
-    assert store.finish_assets("w2", [_archived(b.id)]) == 1
+    assert store.leases.finish("w2", [_archived(b.id)]) == 1
     assert _one_asset(store, "g1")["state"] == "archived"
-    assert store.finish_assets("w2", []) == 0
+    assert store.leases.finish("w2", []) == 0
 
 
 def test_finish_failure_states_and_url_refresh(store: Store) -> None:
@@ -727,7 +728,7 @@ def test_finish_failure_states_and_url_refresh(store: Store) -> None:
     )
     leased = {a.position: a for a in _lease(store, "w1", now=n)}
     fresh = url("1.png", v="fresh")
-    applied = store.finish_assets(
+    applied = store.leases.finish(
         "w1",
         [
             Outcome(
@@ -766,9 +767,9 @@ def test_release_and_extend_leases(store: Store) -> None:
     theirs = _lease(store, "w2", limit=2, lease_seconds=5)
     assert len(mine) == 3 and len(theirs) == 2
 
-    store.extend_leases("w1", [a.id for a in mine], 3600)
-    store.extend_leases("w1", [a.id for a in theirs], 3600)  # not ours: ignored
-    store.extend_leases("w1", [], 3600)
+    store.leases.extend("w1", [a.id for a in mine], 3600)
+    store.leases.extend("w1", [a.id for a in theirs], 3600)  # not ours: ignored
+    store.leases.extend("w1", [], 3600)
     rows = {a["id"]: a for a in store.assets()}
     soon = now_utc() + timedelta(seconds=10)
     assert all(rows[a.id]["lease_until"] > now_utc() + timedelta(seconds=3500) for a in mine)
@@ -778,8 +779,8 @@ def test_release_and_extend_leases(store: Store) -> None:
     later = now_utc() + timedelta(seconds=30)
     assert {a.id for a in _lease(store, "w3", now=later)} == {a.id for a in theirs}
 
-    assert store.release_leases("w1") == 3
-    assert store.release_leases("w1") == 0
+    assert store.leases.release("w1") == 3
+    assert store.leases.release("w1") == 0
     released = {a["id"]: a for a in store.assets()}
     assert all(released[a.id]["lease_owner"] is None for a in mine)
     assert all(released[a.id]["lease_until"] is None for a in mine)
@@ -818,13 +819,13 @@ def test_two_workers_never_lease_the_same_asset(postgres_url: str) -> None:
             start.wait(timeout=10)
             owner = f"worker-{i}"
             while True:
-                batch = workers[i].lease_assets(owner, limit=20, lease_seconds=300)
+                batch = workers[i].leases.acquire(owner, limit=20, lease_seconds=300)
                 if not batch:
                     return
                 got[i].extend(a.id for a in batch)
                 # finish half of each batch, as the archive job does while leasing more
                 done = [_archived(a.id) for a in batch[::2]]
-                applied = workers[i].finish_assets(owner, done)
+                applied = workers[i].leases.finish(owner, done)
                 archived[i] += applied
                 dropped[i] += len(done) - applied
         except BaseException as exc:  # reported by the main thread
@@ -876,9 +877,9 @@ def test_sidecars_due_waits_for_every_asset(store: Store) -> None:
     assert store.sidecars_due(100) == []  # g1 has pending files; g2, g3 have no flag
 
     a, b = sorted(_lease(store, "w1", now=n), key=lambda x: x.position)
-    store.finish_assets("w1", [_archived(a.id)])
+    store.leases.finish("w1", [_archived(a.id)])
     assert store.sidecars_due(100) == []  # b is still pending (b is leased, not settled)
-    store.finish_assets("w1", [Outcome(b.id, AssetState.FAILED, error="too big")])
+    store.leases.finish("w1", [Outcome(b.id, AssetState.FAILED, error="too big")])
 
     [due] = store.sidecars_due(100)
     assert due["external_id"] == "g1" and due["sidecar_due"] is True
@@ -954,7 +955,7 @@ def test_summary_at_risk_and_outstanding_work(store: Store) -> None:
     store.sync_failed(PROVIDER, "alt", "all", "HTTP 500 from /histories")
     [first] = _lease(store, "w1", limit=1, now=n)
     assert first.source_url == url("ok/out.png")
-    assert store.finish_assets("w1", [_archived(first.id, size=100)]) == 1
+    assert store.leases.finish("w1", [_archived(first.id, size=100)]) == 1
 
     summary = store.summary()
     assert set(summary) == {ACCOUNT, "alt"}
@@ -989,7 +990,7 @@ def test_empty_store_reports(store: Store) -> None:
     assert store.outstanding_work() == (0, 0)
     assert store.sidecars_due(10) == []
     assert _lease(store, "w1") == []
-    assert store.release_leases("w1") == 0
+    assert store.leases.release("w1") == 0
 
 
 # --------------------------------------------------------------------------- provider health

@@ -12,8 +12,8 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from genvault.queries.streams import TRACKED, StreamReport, with_configured
 from genvault.store import Store
+from genvault.store.queries.streams import TRACKED, StreamReport, with_configured
 from tests.integration import stream_world
 from tests.integration.stream_world import EXPECTED, figures
 

@@ -160,7 +160,7 @@ def _archived_rows(store: Store, storage: Storage, n: int) -> dict[int, str]:
     """``n`` generations with one archived file each, written through the store's own
     lease/finish path and the storage backend; returns asset id -> key."""
     save(store, [record(f"g{i:02d}", media_=[media(url(f"g{i:02d}.png"))]) for i in range(n)])
-    leased = store.lease_assets("tester", limit=n, lease_seconds=60)
+    leased = store.leases.acquire("tester", limit=n, lease_seconds=60)
     outcomes, keys = [], {}
     for a in leased:
         data = f"file {a.external_id}".encode() * 50
@@ -173,7 +173,7 @@ def _archived_rows(store: Store, storage: Storage, n: int) -> dict[int, str]:
             )
         )
         keys[a.id] = key
-    assert store.finish_assets("tester", outcomes) == n
+    assert store.leases.finish("tester", outcomes) == n
     return keys
 
 

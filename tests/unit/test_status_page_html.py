@@ -7,8 +7,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from genvault.queries.activity import ArchivedMedia
-from genvault.queries.search import SearchHit
+from genvault.store.queries.activity import ArchivedMedia
+from genvault.store.queries.search import SearchHit
 from genvault.web.page import (
     MAX_AT_RISK,
     MAX_FAILURES,

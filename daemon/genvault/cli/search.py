@@ -4,7 +4,7 @@ It reads the database and names where each file is archived (``Storage.location`
 it builds no Runtime (no API keys, no HTTP client) and writes nothing, not even a
 schema upgrade (like ``export`` and ``verify``: a database that is missing or at
 another revision stops it with exit 2), so it may run beside the daemon. The query
-language and the indexes are described in :mod:`genvault.queries.search`.
+language and the indexes are described in :mod:`genvault.store.queries.search`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import click
 from genvault.cli.common import Ctx, config_errors_exit_2, parse_since
 
 if TYPE_CHECKING:
-    from genvault.queries.search import SearchHit
     from genvault.storage import Storage
+    from genvault.store.queries.search import SearchHit
 
 SNIPPET_CHARS = 90
 """How much of a prompt the table shows, around the first word that matched."""
@@ -109,7 +109,7 @@ def _document(query: str, hits: list[SearchHit], storage: Storage) -> dict[str, 
 
 def snippet(prompt: str, query: str, width: int = SNIPPET_CHARS) -> str:
     """``width`` characters of ``prompt`` on one line, around the first matching word."""
-    from genvault.queries.search import parse_query
+    from genvault.store.queries.search import parse_query
 
     flat = " ".join(prompt.split())
     if len(flat) <= width:
@@ -132,7 +132,7 @@ def _render(query: str, hits: list[SearchHit], storage: Storage) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from genvault.queries.search import parse_query
+    from genvault.store.queries.search import parse_query
 
     # Piped into a file or another program, nothing is folded: locations stay whole.
     console = Console(width=None if sys.stdout.isatty() else 10_000)

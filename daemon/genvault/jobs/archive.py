@@ -47,6 +47,7 @@ from genvault.errors import (
     TransientProviderError,
 )
 from genvault.expiry import earliest
+from genvault.identity import url_key
 from genvault.logging import get_logger
 from genvault.metrics import JobOutcome
 from genvault.models import utcnow
@@ -55,7 +56,7 @@ from genvault.records import AssetState
 from genvault.runtime import Runtime
 from genvault.storage.guard import STORAGE_HEALTH_KEY, STORAGE_HEALTH_PROVIDER
 from genvault.storage.keys import build_key, extension_for, sidecar_key
-from genvault.store import LeasedAsset, LeaseOrder, Outcome, url_key
+from genvault.store import LeasedAsset, LeaseOrder, Outcome
 
 log = get_logger("genvault.archive")
 
@@ -128,7 +129,7 @@ def _retry_at(rt: Runtime, asset: LeasedAsset, now: datetime) -> datetime:
 @dataclass(frozen=True, slots=True)
 class Deferred(Outcome):
     """A file handed back untried because of storage, not of itself: recorded by
-    :meth:`~genvault.store.Store.defer_assets`, so its attempts stay as they were."""
+    :meth:`~genvault.store.leases.LeaseQueue.defer`, so its attempts stay as they were."""
 
 
 def archive_one(rt: Runtime, asset: LeasedAsset, abort: Event) -> Outcome:
@@ -485,7 +486,7 @@ def archive_pending(
                     if max_assets is not None:
                         want = min(want, max_assets - leased_total)
                     batch = (
-                        rt.store.lease_assets(
+                        rt.store.leases.acquire(
                             owner,
                             limit=min(want, cfg.batch_size),
                             lease_seconds=cfg.lease_seconds,
@@ -519,7 +520,7 @@ def archive_pending(
                     _persist_storage_health(rt)
 
                 if time.monotonic() - last_extend > cfg.lease_seconds / 3:
-                    rt.store.extend_leases(
+                    rt.store.leases.extend(
                         owner, [a.id for a in in_flight.values()], cfg.lease_seconds
                     )
                     last_extend = time.monotonic()
@@ -533,7 +534,7 @@ def archive_pending(
             if grace_timer is not None:
                 grace_timer.cancel()
             if stop.is_set():
-                rt.store.release_leases(owner)
+                rt.store.leases.release(owner)
     result.storage_down = rt.storage_guard.is_open()
     _persist_storage_health(rt)
     if not result.storage_down:
@@ -594,8 +595,8 @@ def _collect(
 
 def _record(rt: Runtime, owner: str, outcomes: list[Outcome]) -> None:
     """Write outcomes: files deferred for storage keep their attempts, the rest count one."""
-    rt.store.finish_assets(owner, [o for o in outcomes if not isinstance(o, Deferred)])
-    rt.store.defer_assets(owner, [o for o in outcomes if isinstance(o, Deferred)])
+    rt.store.leases.finish(owner, [o for o in outcomes if not isinstance(o, Deferred)])
+    rt.store.leases.defer(owner, [o for o in outcomes if isinstance(o, Deferred)])
 
 
 def _record_remaining(

@@ -11,7 +11,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import genvault.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from genvault.queries.search import is_search_schema
+from genvault.store.queries.search import is_search_schema
 
 connection = context.config.attributes.get("connection")
 if connection is None:

@@ -54,11 +54,6 @@ class ExpectedFile:
     source_field: str
     """Where the URL appears in the payload, e.g. ``generated_video[].last_frame``."""
 
-    @property
-    def generation_uuid(self) -> str:
-        """Alias of ``generation_id`` for providers whose ids are uuids."""
-        return self.generation_id
-
 
 def expected_file(
     url: str,

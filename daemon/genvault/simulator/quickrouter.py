@@ -373,7 +373,7 @@ class QuickRouterSimulator(ProviderSim[QuickRouterSimConfig]):
     def expected_media(self) -> list[ExpectedFile]:
         """Every file of every task that is or will be completed (URLs signed now).
 
-        Signatures change on every read, so compare with ``store.url_key`` or the path.
+        Signatures change on every read, so compare with ``identity.url_key`` or the path.
         """
         return [
             expected_file(

@@ -9,5 +9,5 @@
 * :mod:`.files` archived images streamed from storage for the thumbnail grid.
 
 :mod:`genvault.server` routes requests here; nothing in this package opens a
-socket or issues SQL (the queries live in :mod:`genvault.queries.activity`).
+socket or issues SQL (the queries live in :mod:`genvault.store.queries.activity`).
 """

@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from genvault.queries.activity import StoredFile
 from genvault.store import Store
+from genvault.store.queries.activity import StoredFile
 
 CHUNK = 64 * 1024
 """Bytes per write: small enough to bound memory per request, big enough to be fast."""

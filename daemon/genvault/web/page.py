@@ -33,7 +33,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from genvault.formatting import ago, countdown, human_bytes, until, utc_minute
-from genvault.queries.activity import ArchivedMedia
+from genvault.store.queries.activity import ArchivedMedia
 
 MAX_CARDS = 60
 MAX_AT_RISK = 50

@@ -4,11 +4,11 @@ SQLite: ``gen_fts``, an FTS5 external-content table (the text stays in ``generat
 filled from the existing rows; new rows are indexed by the store in the transaction
 that inserts them, changed and deleted ones by triggers. PostgreSQL: a stored
 generated ``tsvector`` column with a GIN index. Why these, and how queries use them:
-:mod:`genvault.queries.search`.
+:mod:`genvault.store.queries.search`.
 
 Neither is declared in the SQLModel metadata (it cannot say "FTS5 table" or "this
 column exists on PostgreSQL only"), so model comparisons skip them with
-:func:`genvault.queries.search.is_search_schema`.
+:func:`genvault.store.queries.search.is_search_schema`.
 
 Once, on an existing database: PostgreSQL rewrites ``generation`` under an exclusive
 lock to fill the generated column, then builds the GIN index; SQLite reads every

@@ -17,8 +17,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from genvault.queries.base import A, G, StoreBase
 from genvault.records import AssetState, MediaRole
+from genvault.store.base import A, G, StoreBase
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
 """The store's queries, one module per concern, mixed into :class:`genvault.store.Store`.
 
-``store.py`` keeps the write path the jobs depend on (sync, poll, lease, finish).
-The read-side and maintenance queries that serve people live here, each in its
-own mixin so a reader finds "how does search work" in one file:
+The write path the jobs depend on (sync, poll, the lease queue) lives beside this
+package in :mod:`genvault.store`. The read-side and maintenance queries that serve
+people live here, each in its own mixin so a reader finds "how does search work"
+in one file:
 
 * :mod:`.search`   full-text search over prompts and models (FTS5 / tsvector);
 * :mod:`.activity` recent archives and failures (status page, ``status``);
@@ -10,5 +11,5 @@ own mixin so a reader finds "how does search work" in one file:
 * :mod:`.streams`  completeness per account and history stream (the reconciliation);
 * :mod:`.operator` ``verify``, ``export``, ``retry``, ``backfill`` and the dry run.
 
-All SQL in genvault is still in ``store.py`` and this package: nowhere else.
+All SQL in genvault is in :mod:`genvault.store` (this package included): nowhere else.
 """

@@ -64,8 +64,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from genvault.queries.base import A, C, G, StoreBase
 from genvault.records import AssetState
+from genvault.store.base import A, C, G, StoreBase
 
 TRACKED = "(tracked)"
 """The name of the pseudo-stream of generations no listing walks (``stream`` NULL)."""

@@ -9,7 +9,6 @@ and :meth:`requeue_damaged`, are single transactions.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,8 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from genvault.models import utcnow
-from genvault.queries.base import A, G, StoreBase, retry_conflicts
 from genvault.records import AssetState
+from genvault.store.base import A, G, StoreBase, attach_files, retry_conflicts
 
 _PENDING = AssetState.PENDING.value
 
@@ -128,20 +127,6 @@ _EXPORT_ASSET_COLUMNS = (
 class OperatorQueries(StoreBase):
     """Reads and the one requeue behind the operator commands."""
 
-    # ------------------------------------------------------------------ schema
-
-    def schema_revision(self) -> str | None:
-        """The Alembic revision the database is at; None when it was never migrated.
-
-        Read-only commands (``verify``, ``export``, the dry run) check it instead of
-        upgrading: they must not change the database, not even create it.
-        """
-        with self.engine.connect() as conn:
-            if not sa.inspect(conn).has_table("alembic_version"):
-                return None
-            row = conn.execute(sa.text("SELECT version_num FROM alembic_version")).first()
-        return str(row[0]) if row is not None else None
-
     # ------------------------------------------------------------------ verify
 
     def archived_totals(self) -> tuple[int, int]:
@@ -223,15 +208,7 @@ class OperatorQueries(StoreBase):
                 gens = [dict(r._mapping) for r in conn.execute(q)]
                 if not gens:
                     return
-                files: dict[int, list[dict[str, Any]]] = defaultdict(list)
-                for r in conn.execute(
-                    sa.select(*(A.c[name] for name in _EXPORT_ASSET_COLUMNS))
-                    .where(A.c.generation_id.in_([g["id"] for g in gens]))
-                    .order_by(A.c.generation_id, A.c.position)
-                ):
-                    files[r.generation_id].append(dict(r._mapping))
-            for g in gens:
-                g["assets"] = files.get(g["id"], [])
+                attach_files(conn, gens, (A.c[name] for name in _EXPORT_ASSET_COLUMNS))
             yield gens
             last = gens[-1]["id"]
 
@@ -340,7 +317,7 @@ class OperatorQueries(StoreBase):
         now: datetime | None = None,
         dead_owners: Sequence[str] = (),
     ) -> ArchivePlan:
-        """The archive queue as :meth:`Store.lease_assets` would take it, without leasing.
+        """The archive queue as :meth:`LeaseQueue.acquire` would take it, without leasing.
 
         The same two passes: files still savable, earliest deadline first (then the
         older generation), then already expired ones, most recently expired first.

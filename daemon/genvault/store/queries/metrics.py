@@ -12,7 +12,7 @@ connection, whatever the number of rows, and no per-row work in Python:
   the partial index ``ix_asset_lease`` (it holds exactly the pending rows);
 * generations by account and status (the columns of ``ix_generation_account_status``);
 * the last completed sync per account, and the stored circuit states (small tables);
-* completeness per account and history stream (:mod:`genvault.queries.streams`: the
+* completeness per account and history stream (:mod:`genvault.store.queries.streams`: the
   cursors, generations by stream, and files joined to their generation by stream; the
   join makes it about as costly as the five above together: ~0.3 s for 1M files on
   PostgreSQL, the same as ``Store.summary``).
@@ -27,9 +27,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from genvault.queries.base import A, C, G, H, StoreBase
-from genvault.queries.streams import StreamReport, read_stream_report, with_configured
 from genvault.records import AssetState
+from genvault.store.base import A, C, G, H, StoreBase
+from genvault.store.queries.streams import StreamReport, read_stream_report, with_configured
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +93,7 @@ class MetricsQueries(StoreBase):
         """Everything the scrape-time gauges need, read on one connection.
 
         ``configured``: each account's history streams, so a stream never walked is
-        reported too (see :func:`genvault.queries.streams.with_configured`).
+        reported too (see :func:`genvault.store.queries.streams.with_configured`).
         """
         snap = MetricsSnapshot()
         q = _statements(at_risk_within, now)

@@ -65,8 +65,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from genvault.models import UTCDateTime
-from genvault.queries.base import A, G, StoreBase
 from genvault.records import AssetState
+from genvault.store.base import A, G, StoreBase
 
 MAX_QUERY_CHARS: Final = 2000
 """Longer queries are cut here: nobody types more, and it bounds the work."""
