@@ -223,3 +223,19 @@ class ProviderHealth(SQLModel, table=True):
     rate_limited_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     """A Retry-After too long to wait out: no request before this time."""
     updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Notification(SQLModel, table=True):
+    """What :mod:`genvault.notify` has said, so nothing is said twice.
+
+    One row per event kind and subject (an asset id, ``account/stream``, an account,
+    ``storage``, an archive key), written only after Apprise reported the message
+    delivered. In the database, not in memory, so a cron run does not repeat what the
+    previous run said, and replicas sharing the database do not repeat each other.
+    """
+
+    __tablename__ = "notification"
+
+    kind: str = Field(primary_key=True, max_length=16)
+    subject: str = Field(primary_key=True, max_length=512)
+    sent_at: datetime = Field(sa_type=UTCDateTime)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import structlog
@@ -37,12 +37,17 @@ from genvault.errors import ConfigError
 
 if TYPE_CHECKING:
     from genvault.config import Settings
+    from genvault.runtime import Runtime
+    from genvault.store import Store
 
 log = structlog.get_logger(__name__)
 
 ONCE_PER_SUBJECT: frozenset[str] = frozenset({"at_risk", "lost", "verify"})
 """Events about one file: said once. The others are conditions: said again after the
 quiet period while they last."""
+AT_RISK_LIMIT = 1000
+"""Files at risk or lost read per digest (the oldest deadlines first); the rest are
+news for the next digest."""
 MAX_LINES_PER_KIND = 25
 """A digest names at most this many files or streams per event; the rest are counted."""
 HEADINGS: dict[str, str] = {
@@ -84,6 +89,8 @@ class Digest:
     """The events one message carries, in the order of :data:`HEADINGS`."""
 
     events: list[Event] = field(default_factory=list)
+    delivered: bool = False
+    """Set once Apprise reported the message delivered (and the ledger recorded it)."""
 
     def __bool__(self) -> bool:
         return bool(self.events)
@@ -176,9 +183,13 @@ def events_from_status(
                 )
             )
         for s in acc.get("streams", []):
-            # Missing files are said as lost, file by file; here only the sync itself.
-            problems = [p for p in s.get("problems", []) if "missing file" not in p]
-            if problems and not s.get("walking"):
+            # The sync itself failing or ending short; missing files are said as lost,
+            # file by file, and a stream not walked yet is no news.
+            problems = [
+                p for p in s.get("problems", [])
+                if p.startswith(("sync error", "last walk incomplete"))
+            ]
+            if problems:
                 events.append(
                     Event("stream", f"{acc['name']}/{s['stream']}",
                           f"{acc['name']}/{s['stream']}: {'; '.join(problems)}")
@@ -194,7 +205,7 @@ def verify_events(damaged: Iterable[tuple[str, str]]) -> list[Event]:
 # --------------------------------------------------------------------------- the notifier
 
 
-class Notifier:
+class Messenger:
     """Decides what is news, sends it as one digest, and records what was delivered."""
 
     def __init__(
@@ -252,6 +263,7 @@ class Notifier:
             return False
         for k in {e.kind for e in digest.events}:
             self.ledger.mark_notified(k, [e.subject for e in digest.events if e.kind == k], now)
+        digest.delivered = True
         log.info("notify.sent", counts=digest.counts())
         return True
 
@@ -282,24 +294,58 @@ def _apprise_for(urls: Sequence[str]) -> Any:
 
     import apprise
 
-    # Apprise logs the endpoints it talks to; they can carry tokens.
-    logging.getLogger("apprise").setLevel(logging.ERROR)
+    from genvault.logging import register_secret
+
+    # Apprise logs the endpoints it talks to, and they can carry tokens: only its
+    # errors pass (masked like every secret), and none while URLs are parsed, where
+    # the one-line config error says it all.
+    apprise_log = logging.getLogger("apprise")
+    apprise_log.setLevel(logging.CRITICAL)
     ap = apprise.Apprise()
     for i, url in enumerate(urls):
+        register_secret(url)
         if not ap.add(url):
             scheme = url.split("://", 1)[0] if "://" in url else "(no scheme)"
             raise ConfigError(f"notify.urls[{i}]", f"not an Apprise URL (scheme {scheme!r})")
+    apprise_log.setLevel(logging.ERROR)
     return ap
 
 
-def notifier_for(settings: Settings, ledger: NotificationLedger) -> Notifier:
+def messenger_for(settings: Settings, ledger: NotificationLedger) -> Messenger:
     """The configured notifier (disabled when no URL is configured)."""
     from genvault.config import resolve_notify_urls
 
     n = settings.notify
-    return Notifier(
+    return Messenger(
         resolve_notify_urls(settings),
         ledger,
         events=n.events,
         repeat=timedelta(hours=n.repeat_hours),
     )
+
+
+def notify_after_pass(rt: Runtime) -> Digest:
+    """After a pass (or on the daemon's interval): :func:`notify_state` for a runtime."""
+    return notify_state(rt.settings, rt.store, rt.messenger)
+
+
+def notify_state(settings: Settings, store: Store, messenger: Messenger) -> Digest:
+    """Tell what the database holds now that was not said yet (no-op without URLs).
+
+    Never raises: a notification service or a query failing must not fail the pass
+    whose files are safe; the failure is logged and the news stays news for next time.
+    """
+    if not messenger.enabled:
+        return Digest()
+    try:
+        from genvault.status import at_risk_window, read_status
+
+        window = at_risk_window(settings)
+        doc = read_status(store, settings, window, failures=0)
+        events = events_from_status(
+            doc, store.at_risk(window, limit=AT_RISK_LIMIT), store.lost_assets(AT_RISK_LIMIT)
+        )
+        return messenger.notify(events, datetime.now(UTC))
+    except Exception as exc:
+        log.warning("notify.failed", error=repr(exc)[:300])
+        return Digest()

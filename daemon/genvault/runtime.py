@@ -25,6 +25,7 @@ from genvault.net.client import HttpClient, build_client
 from genvault.net.media import DownloadLimits
 from genvault.net.policy import NetworkPolicy
 from genvault.net.throttle import ProviderGuard
+from genvault.notify import Messenger, messenger_for
 from genvault.providers.base import Provider
 from genvault.providers.registry import provider_class, validate_options
 from genvault.records import MediaRole
@@ -84,9 +85,12 @@ class Runtime:
     storage_guard: StorageGuard = field(init=False)
     """The storage circuit breaker (:mod:`genvault.storage.guard`): archiving pauses
     while ``storage`` cannot be written."""
+    messenger: Messenger = field(init=False)
+    """Notifications through Apprise (:mod:`genvault.notify`); disabled without URLs."""
 
     def __post_init__(self) -> None:
         self.storage_guard = StorageGuard(self.storage)
+        self.messenger = messenger_for(self.settings, self.store)
         self.metrics.prepare(self.accounts)
         self.metrics.watch_database(self)
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from types import FrameType
 
@@ -47,6 +47,7 @@ from genvault.jobs.poll import poll_account
 from genvault.jobs.sync import sync_account
 from genvault.logging import get_logger, register_secret
 from genvault.metrics import ALL_ACCOUNTS, JobName, JobReport, timed_job
+from genvault.notify import notify_after_pass
 from genvault.runtime import Runtime
 from genvault.sdnotify import Notifier
 from genvault.server import ApiServer
@@ -108,6 +109,17 @@ def build_scheduler(rt: Runtime, stop: threading.Event) -> BackgroundScheduler:
         name="archive",
         next_run_time=now,
     )
+    if rt.messenger.enabled:
+        every = rt.settings.notify.interval_minutes * 60 or s.archive_seconds
+        sched.add_job(
+            partial(notify_after_pass, rt),  # never raises: it logs its own failures
+            "interval",
+            seconds=every,
+            jitter=s.jitter_seconds,
+            id="notify",
+            name="notify",
+            next_run_time=now + timedelta(seconds=every),
+        )
     return sched
 
 

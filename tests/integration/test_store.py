@@ -108,7 +108,7 @@ def test_upgrade_is_idempotent_and_creates_tables_and_indexes(db_url: str) -> No
         assert "next_poll_at" in str(where_poll).lower()
         with store.engine.connect() as conn:
             versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
-        assert [v[0] for v in versions] == ["0004"]
+        assert [v[0] for v in versions] == ["0005"]
         # the schema is usable after the double upgrade
         assert save(store, [record("g1")]).generations_new == 1
     finally:

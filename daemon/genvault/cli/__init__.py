@@ -12,7 +12,19 @@ from __future__ import annotations
 import click
 
 from genvault import __version__
-from genvault.cli import backfill, db, demo, export, retry, run, search, status, track, verify
+from genvault.cli import (
+    backfill,
+    db,
+    demo,
+    export,
+    notify,
+    retry,
+    run,
+    search,
+    status,
+    track,
+    verify,
+)
 from genvault.cli.common import Ctx
 from genvault.cli.doctor import doctor as doctor_command
 from genvault.malloc import pin_mmap_threshold
@@ -61,6 +73,7 @@ for command in (
     retry.retry,
     verify.verify,
     doctor_command,
+    notify.notify,
     export.export,
     demo.demo,
     db.db,

@@ -35,6 +35,7 @@ from genvault.jobs.poll import PollResult, poll_account
 from genvault.jobs.sync import PageCallback, SyncResult, sync_account
 from genvault.logging import get_logger
 from genvault.metrics import ALL_ACCOUNTS, JobName, timed_job
+from genvault.notify import notify_after_pass
 from genvault.runtime import Runtime
 
 log = get_logger("genvault.pipeline")
@@ -146,4 +147,5 @@ def run_once(
     # URL refreshes by the archive workers may have moved a breaker or a budget: the
     # main thread writes them, so the next run (and ``status``) sees them.
     health.persist_all(rt)
+    notify_after_pass(rt)  # a digest of what is at risk or lost now (no-op without URLs)
     return report

@@ -21,6 +21,8 @@ from one mixin per job, each in its own module:
 * :mod:`.sidecars`    which generations need their sidecar (re)written;
 * :mod:`.health`      circuit breaker and request budget per account;
 * :mod:`.reports`     :meth:`Store.summary`, :meth:`Store.at_risk` and listings;
+* :mod:`.notifications` what :mod:`genvault.notify` has said, and the lost files
+                      it has not said yet;
 * :mod:`.queries`     the read side that serves people: search, activity,
                       metrics, streams, operator commands.
 
@@ -42,6 +44,7 @@ from genvault.store.lifecycle import (
     Lifecycle,
     worker_lock_key,
 )
+from genvault.store.notifications import NotificationRecords
 from genvault.store.queries.activity import ActivityQueries
 from genvault.store.queries.metrics import MetricsQueries
 from genvault.store.queries.operator import OperatorQueries
@@ -59,6 +62,7 @@ class Store(
     Sidecars,
     HealthRecords,
     Reports,
+    NotificationRecords,
     SearchQueries,
     ActivityQueries,
     MetricsQueries,

@@ -30,7 +30,7 @@ from genvault.store.base import StoreBase, lock_key
 log = get_logger("genvault.store")
 
 MIGRATIONS = Path(__file__).parent.parent / "migrations"
-SCHEMA_HEAD: Final = "0004"
+SCHEMA_HEAD: Final = "0005"
 """The newest migration's revision. Known without Alembic so that a start on a
 database already at head (every start but the first after an upgrade) skips
 loading Alembic, its script directory and Mako: ~10 MB of resident memory and
