@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, settings
 
 from genvault import logging as gvlog
 from tests.fixtures.postgres import postgres_server_url, postgres_url  # noqa: F401
+from tests.fixtures.receiver import receiver  # noqa: F401
 from tests.fixtures.s3 import s3_bucket, s3_server  # noqa: F401
 from tests.fixtures.sims import start_sim  # noqa: F401
-from tests.fixtures.receiver import receiver  # noqa: F401
 
 # Property tests check what parsers and key builders accept, not how fast: on a busy
 # 2-core CI box the default 200 ms per-example deadline only produces flakes.
