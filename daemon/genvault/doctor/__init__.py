@@ -21,7 +21,8 @@ from datetime import datetime
 
 from genvault.config import Settings
 from genvault.doctor.findings import AccountReport, DoctorReport, Finding, Level
-from genvault.doctor.probe import AccountDoctor, Limits, doctor_network
+from genvault.doctor.probe import AccountDoctor
+from genvault.doctor.session import Limits, doctor_network
 from genvault.net.policy import NetworkPolicy
 
 
