@@ -11,8 +11,6 @@ takes is both suggested and used for the checks that follow.
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-
 from genvault.config import read_secret
 from genvault.doctor.findings import Level
 from genvault.doctor.options import (
@@ -20,7 +18,7 @@ from genvault.doctor.options import (
     alternatives,
     size_option,
     toml_value,
-    with_option,
+    valid_alternatives,
 )
 from genvault.doctor.policy_refusal import report_refusal
 from genvault.doctor.session import PROBE_SIZE, ProbeSession
@@ -134,21 +132,17 @@ def _other_auth(session: ProbeSession, error: AuthError, style: str) -> bool:
     """Try the key in every other header style; True (and the fix) if one is taken."""
     words, key = session.key_source()
     options = session.options
-    for option, value in alternatives(options, AUTH_WORD):
-        try:
-            alt = with_option(options, **{option: value})
-        except ValidationError:
-            continue
+    for option, value, alt in valid_alternatives(options, alternatives(options, AUTH_WORD)):
         if _contact(session, alt) is None:
             alt_style = session.style(alt)
             current = getattr(options, option)
-            session.report.add(
+            session.add_fix(
                 "auth",
                 Level.FAIL,
                 f"the API refuses the key sent as `{style}` ({option} = "
                 f"{toml_value(current)}) but accepts it as `{alt_style}`",
-                key=f"{session.where}.{option}",
-                suggest=session.line(option, value),
+                option,
+                value,
             )
             session.report.facts["auth_header"] = alt_style
             session.options = alt

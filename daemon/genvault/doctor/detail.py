@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from typing import Final
 
-from pydantic import ValidationError
-
 from genvault.doctor.findings import Level
 from genvault.doctor.media_urls import bare_url
-from genvault.doctor.options import other_literal_alternatives, toml_value, with_option
+from genvault.doctor.options import (
+    other_literal_alternatives,
+    toml_value,
+    valid_alternatives,
+)
 from genvault.doctor.session import ProbeSession
 from genvault.errors import ProviderError
 from genvault.net.errors import short_error
@@ -85,22 +87,18 @@ def _detail_missed(session: ProbeSession, listed: GenerationRecord, extra: int) 
         "entry, and the sync would not read it: those files would not be archived"
     )
     options = session.options
-    for option, value in other_literal_alternatives(options):
-        try:
-            alt = with_option(options, **{option: value})
-        except ValidationError:
-            continue
+    for option, value, alt in valid_alternatives(options, other_literal_alternatives(options)):
         try:
             reparsed = session.offline(alt).parse(listed.raw)
         except ProviderError:
             continue
         if reparsed.needs_detail:
-            session.report.add(
+            session.add_fix(
                 "detail",
                 Level.FAIL,
                 f"{text}; with {option} = {toml_value(value)} it would",
-                key=f"{session.where}.{option}",
-                suggest=session.line(option, value),
+                option,
+                value,
             )
             return
     session.report.add("detail", Level.FAIL, text)

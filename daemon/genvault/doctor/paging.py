@@ -11,10 +11,8 @@ asked for at the configured size.
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-
 from genvault.doctor.findings import Level
-from genvault.doctor.options import PAGING_WORD, alternatives, toml_value, with_option
+from genvault.doctor.options import PAGING_WORD, alternatives, toml_value, valid_alternatives
 from genvault.doctor.session import PROBE_SIZE, ProbeSession, page_ids
 from genvault.errors import MalformedResponseError, ProviderError
 from genvault.net.errors import short_error
@@ -75,11 +73,7 @@ def check_paging(session: ProbeSession, stream: str, page: Page) -> Page:
     if ok is None:
         report.add("paging", Level.SKIP, why)
         return page
-    for option, value in alternatives(options, PAGING_WORD):
-        try:
-            alt = with_option(options, **{option: value})
-        except ValidationError:
-            continue
+    for option, value, alt in valid_alternatives(options, alternatives(options, PAGING_WORD)):
         provider = session.provider(alt, size=PROBE_SIZE)
         session.spend()
         try:
@@ -88,13 +82,13 @@ def check_paging(session: ProbeSession, stream: str, page: Page) -> Page:
             continue
         alt_ok, _ = _paging_verdict(session, provider, stream, first)
         if alt_ok:
-            report.add(
+            session.add_fix(
                 "paging",
                 Level.FAIL,
                 f"the server ignores the paging parameters{setting}: {why}; with "
                 f"{option} = {toml_value(value)} it honours them",
-                key=f"{session.where}.{option}",
-                suggest=session.line(option, value),
+                option,
+                value,
             )
             report.facts["paging"] = f"{option} = {value}"
             session.options = alt

@@ -19,12 +19,12 @@ def report_refusal(session: ProbeSession, check: str, error: str, url: str) -> N
     if "allowlist" in error:
         host = (urlsplit(url).hostname or "").lower()
         hosts = [*(session.acc.allowed_hosts or ()), host]
-        session.report.add(
+        session.add_fix(
             check,
             Level.FAIL,
             f"{url}: the host is not in this account's allowed_hosts ({error})",
-            key=f"{session.where}.allowed_hosts",
-            suggest=session.line("allowed_hosts", hosts),
+            "allowed_hosts",
+            hosts,
         )
     elif "private" in error or "shared" in error:
         session.report.add(

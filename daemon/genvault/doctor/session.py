@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from genvault.config import AccountSettings, NetworkSettings
-from genvault.doctor.findings import AccountReport
+from genvault.doctor.findings import AccountReport, Level
 from genvault.doctor.options import config_line, with_option
 from genvault.errors import ProviderError
 from genvault.net.api import ApiClient
@@ -190,6 +190,16 @@ class ProbeSession:
     def line(self, option: str, value: Any) -> str:
         """The config line that sets this account's ``option`` to ``value``."""
         return config_line(self.acc.name, option, value)
+
+    def add_fix(self, check: str, level: Level, message: str, option: str, value: Any) -> None:
+        """A finding about this account's ``option``, with the line that sets ``value``."""
+        self.report.add(
+            check,
+            level,
+            message,
+            key=f"{self.where}.{option}",
+            suggest=self.line(option, value),
+        )
 
 
 __all__ = [
