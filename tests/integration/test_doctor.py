@@ -19,7 +19,8 @@ import pytest
 from genvault.config import AccountSettings, NetworkSettings, Settings
 from genvault.doctor import DoctorReport, Level, Limits, diagnose
 from genvault.doctor.findings import AccountReport, Finding
-from genvault.doctor.probe import MAX_REQUESTS, relative_source
+from genvault.doctor.media_urls import relative_source
+from genvault.doctor.session import MAX_REQUESTS
 from genvault.errors import ConfigError
 from genvault.simulator import SIMULATORS, simulator_factory
 from genvault.simulator.base import Simulator

@@ -21,7 +21,8 @@ from datetime import datetime
 
 from genvault.config import Settings
 from genvault.doctor.findings import AccountReport, DoctorReport, Finding, Level
-from genvault.doctor.probe import AccountDoctor, Limits, doctor_network
+from genvault.doctor.probe import probe_account
+from genvault.doctor.session import DEFAULT_LIMITS, Limits, ProbeSession, doctor_network
 from genvault.net.policy import NetworkPolicy
 
 
@@ -48,10 +49,10 @@ def diagnose(
     policy = NetworkPolicy(allow_private=network.allow_private)
     report = DoctorReport()
     for acc in chosen:
-        doctor = AccountDoctor(
-            acc, network, policy, environ=environ, limits=limits or Limits(), now=now
+        session = ProbeSession(
+            acc, network, policy, environ=environ, limits=limits or DEFAULT_LIMITS, now=now
         )
-        report.accounts.append(doctor.run())
+        report.accounts.append(probe_account(session))
     return report
 
 

@@ -12,7 +12,7 @@ the alternative-finding checks without code of its own:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, get_args, get_origin
 
 from pydantic import ValidationError
@@ -70,6 +70,22 @@ def with_option(options: ProviderOptions, **changes: Any) -> ProviderOptions:
     return type(options).model_validate(data)
 
 
+def valid_alternatives(
+    options: ProviderOptions, changes: Iterable[tuple[str, Any]]
+) -> Iterator[tuple[str, Any, ProviderOptions]]:
+    """``(option, value, options with it)`` for each change the config would accept.
+
+    The checks that look for a setting that works try each of these in turn; a change
+    the options model refuses (a value that clashes with another option) is passed over.
+    """
+    for option, value in changes:
+        try:
+            changed = with_option(options, **{option: value})
+        except ValidationError:
+            continue
+        yield option, value, changed
+
+
 def size_option(
     options: ProviderOptions, make: Callable[[ProviderOptions], Provider]
 ) -> str | None:
@@ -112,5 +128,6 @@ __all__ = [
     "other_literal_alternatives",
     "size_option",
     "toml_value",
+    "valid_alternatives",
     "with_option",
 ]
