@@ -186,13 +186,17 @@ def events_from_status(
             # The sync itself failing or ending short; missing files are said as lost,
             # file by file, and a stream not walked yet is no news.
             problems = [
-                p for p in s.get("problems", [])
+                p
+                for p in s.get("problems", [])
                 if p.startswith(("sync error", "last walk incomplete"))
             ]
             if problems:
                 events.append(
-                    Event("stream", f"{acc['name']}/{s['stream']}",
-                          f"{acc['name']}/{s['stream']}: {'; '.join(problems)}")
+                    Event(
+                        "stream",
+                        f"{acc['name']}/{s['stream']}",
+                        f"{acc['name']}/{s['stream']}: {'; '.join(problems)}",
+                    )
                 )
     return events
 
@@ -248,8 +252,10 @@ class Messenger:
             return False
         import apprise
 
-        kind = apprise.NotifyType.FAILURE if digest.severity() == "failure" else (
-            apprise.NotifyType.WARNING
+        kind = (
+            apprise.NotifyType.FAILURE
+            if digest.severity() == "failure"
+            else (apprise.NotifyType.WARNING)
         )
         try:
             delivered = bool(

@@ -157,8 +157,11 @@ def test_help_lists_every_command() -> None:
 
     proc = genvault("--help")
     assert proc.returncode == 0
-    listed = {line.split()[0] for line in proc.stdout.split("Commands:", 1)[1].splitlines()
-              if line.strip()}
+    listed = {
+        line.split()[0]
+        for line in proc.stdout.split("Commands:", 1)[1].splitlines()
+        if line.strip()
+    }
     assert listed == set(main.commands)
 
 

@@ -42,10 +42,7 @@ def _config(tmp_path: Path, sim: geminigen.GeminiGenSimulator, notify: str, **kw
 
 
 def _notify_table(receiver: Receiver, at_risk_hours: float = 24) -> str:
-    return (
-        f'[notify]\nurls = ["{receiver.url}"]\n'
-        f"[metrics]\nat_risk_hours = {at_risk_hours}\n"
-    )
+    return f'[notify]\nurls = ["{receiver.url}"]\n[metrics]\nat_risk_hours = {at_risk_hours}\n'
 
 
 def test_lost_files_are_named_once(
@@ -89,7 +86,9 @@ def test_files_at_risk_are_named_and_an_undelivered_digest_is_sent_again(
     sim = _sim(start_sim)
     sim.faults.media_truncate = True
     config = _config(
-        tmp_path, sim, _notify_table(receiver, at_risk_hours=24 * 365),
+        tmp_path,
+        sim,
+        _notify_table(receiver, at_risk_hours=24 * 365),
         network="media_resume_attempts = 0",
     )
     receiver.fail_next = 1
@@ -104,8 +103,9 @@ def test_files_at_risk_are_named_and_an_undelivered_digest_is_sent_again(
     message = receiver.messages[0]
     assert message["type"] == "warning" and "at risk" in message["title"]
     pending = _pending(tmp_path)
-    assert pending and f"At risk (deadline close, not archived yet): {len(pending)}" in (
-        message["message"]
+    assert (
+        pending
+        and f"At risk (deadline close, not archived yet): {len(pending)}" in (message["message"])
     )
     for external_id in {ext for ext, _role in pending}:
         assert external_id in message["message"]

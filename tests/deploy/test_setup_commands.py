@@ -38,7 +38,8 @@ def test_the_quick_start_is_two_commands_and_the_second_is_tests_run() -> None:
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:
     marked = [
-        line for line in CI_RUN.read_text(encoding="utf-8").splitlines()
+        line
+        for line in CI_RUN.read_text(encoding="utf-8").splitlines()
         if "README TEST COMMAND" in line
     ]
     assert len(marked) == 1, marked
@@ -48,7 +49,10 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 def test_tests_run_is_executable_for_a_fresh_clone() -> None:
     assert TESTS_RUN.stat().st_mode & stat.S_IXUSR
     mode = subprocess.run(
-        ["git", "ls-files", "-s", "tests/run"], cwd=ROOT, capture_output=True, text=True,
+        ["git", "ls-files", "-s", "tests/run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         check=True,
     ).stdout.split()[0]
     assert mode == "100755", "git must record tests/run as executable, or a clone cannot run it"
@@ -57,16 +61,38 @@ def test_tests_run_is_executable_for_a_fresh_clone() -> None:
 def test_tests_run_hands_its_arguments_to_pytest_and_returns_its_code() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     passed = subprocess.run(
-        [str(TESTS_RUN), "-q", "-p", "no:cacheprovider", "tests/unit/test_walk.py",
-         "-k", "overlap"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+        [
+            str(TESTS_RUN),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/unit/test_walk.py",
+            "-k",
+            "overlap",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert re.search(r"\d+ passed", passed.stdout), passed.stdout
 
     nothing = subprocess.run(
-        [str(TESTS_RUN), "-q", "-p", "no:cacheprovider", "tests/unit/test_walk.py",
-         "-k", "no_test_has_this_name"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+        [
+            str(TESTS_RUN),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/unit/test_walk.py",
+            "-k",
+            "no_test_has_this_name",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert nothing.returncode == 5, nothing.stdout + nothing.stderr

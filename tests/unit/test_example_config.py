@@ -78,7 +78,8 @@ def test_each_block_uncommented_is_a_valid_account(provider: str) -> None:
     keys = dict(_block_of(provider))
     # Alternatives documented side by side: a real account sets one of each pair.
     for env_key, file_key in (
-        ("api_key_env", "api_key_file"), ("webhook_secret_env", "webhook_secret_file")
+        ("api_key_env", "api_key_file"),
+        ("webhook_secret_env", "webhook_secret_file"),
     ):
         if env_key in keys:
             keys.pop(file_key, None)
