@@ -32,3 +32,8 @@ def check_record(rec: GenerationRecord) -> None:
     assert all(u.startswith(("http://", "https://")) for u in urls)
     for dt in (rec.created_at, rec.updated_at, rec.completed_at, rec.expires_at):
         assert dt is None or dt.tzinfo is not None
+    # Every deadline says where it comes from, so a guess never looks like a fact.
+    assert (rec.expires_at is None) == (rec.expires_source is None), (
+        rec.expires_at,
+        rec.expires_source,
+    )

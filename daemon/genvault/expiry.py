@@ -1,16 +1,20 @@
-"""Deadlines: when a provider will stop serving a file.
+"""Deadlines: when a provider will stop serving a file, and how genvault knows.
 
 Two sources, and an asset's deadline is the earlier of them: the provider's
 rule (an ``expired_at`` field, or a documented retention such as Akool's 7
 days) and the expiry signed into the URL itself (S3 SigV4, CloudFront,
-Discord-style CDNs), which is often much shorter.
+Discord-style CDNs), which is often much shorter. Each deadline keeps its
+:class:`~genvault.records.DeadlineSource`, so a guess never passes for a fact.
 """
 
 from __future__ import annotations
 
 import contextlib
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from genvault.records import DeadlineSource, MediaRecord
 
 # Query parameters that make a URL *signed*: they change on every refresh of
 # the same file, so they are dropped when deciding whether two URLs are one file.
@@ -82,3 +86,18 @@ def earliest(*candidates: datetime | None) -> datetime | None:
     """The earliest of the given deadlines that are set."""
     known = [c for c in candidates if c is not None]
     return min(known) if known else None
+
+
+
+def file_deadline(
+    generation: Any, media: MediaRecord, retention: timedelta, retention_source: DeadlineSource
+) -> tuple[datetime, str | None]:
+    """A file's deadline and where it comes from: the expiry signed into its URL when
+    that is the earlier, else its generation's (with the generation's source), else the
+    account's retention rule after creation."""
+    signed = media.url_expires_at
+    if signed is not None and (generation.expires_at is None or signed < generation.expires_at):
+        return signed, DeadlineSource.SIGNED_URL.value
+    if generation.expires_at is not None:
+        return generation.expires_at, generation.expires_source
+    return generation.created_at + retention, retention_source.value

@@ -85,6 +85,8 @@ class Generation(SQLModel, table=True):
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     provider_updated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    expires_source: str | None = Field(default=None, max_length=16)
+    """Where ``expires_at`` comes from (:class:`genvault.records.DeadlineSource`)."""
     next_poll_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     poll_attempts: int = 0
     poll_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -137,6 +139,9 @@ class Asset(SQLModel, table=True):
     position: int
     expected_size: int | None = Field(default=None, sa_type=sa.BigInteger)
     expires_at: datetime = Field(sa_type=UTCDateTime)
+    expires_source: str | None = Field(default=None, max_length=16)
+    """Where the deadline comes from (:class:`genvault.records.DeadlineSource`); None
+    for files recorded before genvault kept it."""
     created_at: datetime = Field(sa_type=UTCDateTime)
     """The generation's creation time: the tie-breaker after the deadline."""
     state: str = Field(max_length=16)

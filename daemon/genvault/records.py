@@ -61,6 +61,26 @@ class MediaKind(enum.StrEnum):
     OTHER = "other"
 
 
+class DeadlineSource(enum.StrEnum):
+    """Where a file's deadline comes from, so a guessed deadline never looks like a fact.
+
+    ``status``, the sidecar and ``export`` show it beside every deadline.
+    """
+
+    PROVIDER = "provider"
+    """The provider said so for this item (GeminiGen's ``expired_at``)."""
+    RULE = "rule"
+    """A retention its documents state (Akool's 7 days, Tengr.ai's 8 days)."""
+    SIGNED_URL = "signed_url"
+    """The expiry signed into the file's URL (S3 SigV4, CloudFront, ``ex=``)."""
+    ASSUMED = "assumed"
+    """A configurable guess where the documents are silent (CrowdComputed's
+    ``retention_hours``, QuickRouter's ``url_lifetime_hours``, GeminiGen without
+    ``expired_at``)."""
+    DEFAULT = "default"
+    """Nothing known at all: genvault's own fallback, the weakest guess."""
+
+
 @dataclass(frozen=True, slots=True)
 class MediaRecord:
     """One file of a generation, as the provider lists it."""
@@ -88,6 +108,8 @@ class GenerationRecord:
     """The provider's own last-change time, used as the incremental-sync watermark."""
     expires_at: datetime | None = None
     """When the provider deletes the results (provider value, else its documented rule)."""
+    expires_source: DeadlineSource | None = None
+    """Where ``expires_at`` comes from (None when it is None)."""
     kind: str | None = None
     model: str | None = None
     prompt: str | None = None

@@ -28,7 +28,7 @@ from genvault.net.throttle import ProviderGuard
 from genvault.notify import Messenger, messenger_for
 from genvault.providers.base import Provider
 from genvault.providers.registry import provider_class, validate_options
-from genvault.records import MediaRole
+from genvault.records import DeadlineSource, MediaRole
 from genvault.storage import Storage, open_storage
 from genvault.storage.guard import StorageGuard
 from genvault.store import WORKER_LOCK_TAG, Store
@@ -65,6 +65,14 @@ class AccountRuntime:
     @property
     def retention(self) -> timedelta:
         return self.provider.retention or DEFAULT_RETENTION
+
+    @property
+    def retention_source(self) -> DeadlineSource:
+        """Where :attr:`retention` comes from: the provider's documented rule, its
+        assumption, or genvault's own default when the provider states none."""
+        if self.provider.retention is None:
+            return DeadlineSource.DEFAULT
+        return self.provider.retention_source
 
 
 @dataclass

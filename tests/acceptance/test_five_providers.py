@@ -40,6 +40,16 @@ def sims() -> Iterator[dict[str, Any]]:
             sim.stop()
 
 
+EXPECTED_SOURCES = {
+    "crowdcomputed": {"assumed"},
+    "geminigen": {"provider"},
+    "akool": {"rule", "signed_url"},
+    "tengrai": {"rule", "signed_url"},
+    "quickrouter": {"signed_url", "assumed", "provider"},
+}
+"""The deadline sources each simulator's files may have: their adapters' rules."""
+
+
 def test_five_accounts_archive_everything_verified(sims: dict[str, Any], tmp_path: Path) -> None:
     assert set(sims) == {"crowdcomputed", "geminigen", "akool", "tengrai", "quickrouter"}
     db = tmp_path / "gv.db"
@@ -81,6 +91,8 @@ def test_five_accounts_archive_everything_verified(sims: dict[str, Any], tmp_pat
             assert hashlib.sha256(data).hexdigest() == exp.sha256 == row["sha256"]
             if exp.expires_at is not None:
                 assert row["expires_at"] <= exp.expires_at, (name, exp.url)
+            # every deadline says where it comes from (a guess never looks like a fact)
+            assert row["expires_source"] in EXPECTED_SOURCES[name], (name, row["expires_source"])
         failed = [g for g in gens if g["account"] == name and g["status"] == "failed"]
         assert all(g["error"] for g in failed), f"{name}: a failed task without its reason"
 

@@ -215,6 +215,7 @@ def _poll_account(
                 poll_attempts=attempts,
                 archive_roles=rt.archive_roles,
                 retention=acc.retention,
+                retention_source=acc.retention_source,
                 poll_horizon=rt.poll_horizon,
             )
             result.assets_new += saved.assets_new

@@ -236,6 +236,7 @@ def _sync_stream(
                 cursor=CursorUpdate(stream, step.resume_at, scan_high, walk=mark, ended=ending),
                 archive_roles=rt.archive_roles,
                 retention=acc.retention,
+                retention_source=acc.retention_source,
                 poll_horizon=rt.poll_horizon,
             )
             crash_point("sync.page_saved")

@@ -50,6 +50,7 @@ from genvault.providers import _parse as p
 from genvault.providers._parse import dedupe_by_url
 from genvault.providers.base import Provider, ProviderOptions
 from genvault.records import (
+    DeadlineSource,
     GenerationRecord,
     GenerationStatus,
     MediaKind,
@@ -163,6 +164,7 @@ class Akool(Provider):
     Options: ClassVar[type[ProviderOptions]] = AkoolOptions
     has_history: ClassVar[bool] = False
     retention: ClassVar[timedelta | None] = RETENTION
+    retention_source: ClassVar[DeadlineSource] = DeadlineSource.RULE  # "valid for 7 days"
     webhook_auth: ClassVar[Literal["none", "token", "signature"]] = "signature"
     doctor_probe_id: ClassVar[str] = "0" * 24  # a well-formed ObjectId no task has
 
@@ -280,12 +282,14 @@ def parse_item(
         else:
             status = GenerationStatus.RUNNING  # poll again: the URL should follow
     created = p.epoch_millis(item.get("create_time"))
+    expires = _plus(created, RETENTION)
     return GenerationRecord(
         external_id=external_id,
         status=status,
         provider_status=str(item.get("image_status")),
         created_at=created,
-        expires_at=_plus(created, RETENTION),
+        expires_at=expires,
+        expires_source=DeadlineSource.RULE if expires else None,
         kind="image",
         error=error,
         media=media,

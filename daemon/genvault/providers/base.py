@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict
 
 from genvault.net.api import ApiClient
-from genvault.records import GenerationRecord, Page
+from genvault.records import DeadlineSource, GenerationRecord, Page
 
 
 class ProviderOptions(BaseModel):
@@ -84,6 +84,8 @@ class Provider(ABC):
     """False for APIs with no listing: ids arrive by ``track``, intake or webhook."""
     retention: ClassVar[timedelta | None] = None
     """How long results live when the API gives no per-item expiry."""
+    retention_source: ClassVar[DeadlineSource] = DeadlineSource.ASSUMED
+    """Whether ``retention`` is documented (``RULE``) or a guess (``ASSUMED``)."""
     full_file_set: ClassVar[Literal["listing", "detail"]] = "listing"
     """Which endpoint names *every* file of a generation. "listing": a listing entry
     provably lists them all. "detail": only :meth:`fetch` does, so the sync marks every

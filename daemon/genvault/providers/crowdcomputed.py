@@ -43,6 +43,7 @@ from genvault.providers import _parse as p
 from genvault.providers._parse import dedupe_by_url
 from genvault.providers.base import PageNumberPaging, Provider, ProviderOptions
 from genvault.records import (
+    DeadlineSource,
     GenerationRecord,
     GenerationStatus,
     MediaKind,
@@ -325,6 +326,7 @@ def parse_task(
         completed_at=completed,
         updated_at=max([*starts, *ends], default=None),
         expires_at=expires,
+        expires_source=DeadlineSource.ASSUMED if expires else None,
         kind=workflow,
         model=workflow,
         error=error,

@@ -33,6 +33,7 @@ from genvault.expiry import url_expiry
 from genvault.providers import _parse as p
 from genvault.providers.base import PageNumberPaging, Provider, ProviderOptions
 from genvault.records import (
+    DeadlineSource,
     GenerationRecord,
     GenerationStatus,
     MediaKind,
@@ -147,9 +148,11 @@ def parse_item(
     created = p.iso_datetime(item.get("created_at"))
     updated = p.iso_datetime(item.get("updated_at"))
     expires = p.iso_datetime(item.get("expired_at"))
+    source = DeadlineSource.PROVIDER if expires is not None else None
     if expires is None and created is not None:
         with contextlib.suppress(OverflowError):  # created_at near datetime.max
             expires = created + timedelta(days=30)
+            source = DeadlineSource.ASSUMED  # the seed example's +30 d, not a documented rule
     is_detail = any(k in item for k in DETAIL_KEYS)
     kind = p.as_str(item.get("type")) or p.as_str(item.get("inference_type"))
     media = _media(item, media_base) if status is GenerationStatus.SUCCEEDED else ()
@@ -168,6 +171,7 @@ def parse_item(
         updated_at=updated,
         completed_at=updated if status is GenerationStatus.SUCCEEDED else None,
         expires_at=expires,
+        expires_source=source,
         kind=kind,
         model=p.as_str(item.get("model_name")),
         prompt=p.as_str(item.get("input_text")),

@@ -35,12 +35,19 @@ from typing import Any, ClassVar, Final, Literal
 from pydantic import Field
 
 from genvault.errors import BusinessError, MalformedResponseError, NotFoundError
-from genvault.expiry import earliest, url_expiry
+from genvault.expiry import url_expiry
 from genvault.logging import get_logger
 from genvault.providers import _parse as p
 from genvault.providers._parse import dedupe_by_url
 from genvault.providers.base import Provider, ProviderOptions
-from genvault.records import GenerationRecord, GenerationStatus, MediaKind, MediaRecord, MediaRole
+from genvault.records import (
+    DeadlineSource,
+    GenerationRecord,
+    GenerationStatus,
+    MediaKind,
+    MediaRecord,
+    MediaRole,
+)
 
 log = get_logger("genvault.providers.quickrouter")
 
@@ -185,6 +192,11 @@ def parse_task(
     completed = _completed_at(top, detail) if status is GenerationStatus.SUCCEEDED else None
     media = _media(detail, url, signed_deadline) if status is GenerationStatus.SUCCEEDED else ()
     prefix = ext.partition(":")[0] if ":" in ext else None
+    deadline, deadline_source = (
+        _deadline(top, detail, completed, url, lifetime, signed_deadline)
+        if status is GenerationStatus.SUCCEEDED
+        else (None, None)
+    )
     req = p.as_dict(detail.get("req"))
     sora_input = p.as_dict(detail.get("input"))
     return GenerationRecord(
@@ -200,9 +212,8 @@ def parse_task(
         updated_at=_first_time(
             top.get("status_update_time"), detail.get("updated_at"), top.get("updated_at")
         ),
-        expires_at=_deadline(top, detail, completed, url, lifetime, signed_deadline)
-        if status is GenerationStatus.SUCCEEDED
-        else None,
+        expires_at=deadline,
+        expires_source=deadline_source,
         kind=prefix,
         # Sora's input.model is an upstream code name ("sy_ore"): the id prefix says more.
         model=p.as_str(req.get("model")) or p.as_str(top.get("model")) or prefix,
@@ -313,17 +324,20 @@ def _deadline(
     url: str | None,
     lifetime: timedelta,
     signed_deadline: bool,
-) -> datetime | None:
-    """The earlier of a stated ``expires_at`` and the URL's signed expiry, else the rule."""
+) -> tuple[datetime | None, DeadlineSource | None]:
+    """The earlier of a stated ``expires_at`` and the URL's signed expiry, else the
+    assumed lifetime after completion; with where it comes from."""
     stated = _first_time(top.get("expires_at"), detail.get("expires_at"))
     signed = url_expiry(url) if signed_deadline and url else None
     if stated or signed:
-        return earliest(stated, signed)
+        if signed is not None and (stated is None or signed < stated):
+            return signed, DeadlineSource.SIGNED_URL
+        return stated, DeadlineSource.PROVIDER
     if completed is None:
-        return None  # the store falls back to first-seen + retention
+        return None, None  # the store falls back to first-seen + retention
     with contextlib.suppress(OverflowError):
-        return completed + lifetime
-    return None
+        return completed + lifetime, DeadlineSource.ASSUMED
+    return None, None
 
 
 def _error(top: dict[str, Any], detail: dict[str, Any]) -> str:

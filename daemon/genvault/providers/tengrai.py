@@ -56,6 +56,7 @@ from genvault.providers import _parse as p
 from genvault.providers._parse import dedupe_by_url
 from genvault.providers.base import OffsetPaging, Provider, ProviderOptions
 from genvault.records import (
+    DeadlineSource,
     GenerationRecord,
     GenerationStatus,
     MediaKind,
@@ -95,6 +96,7 @@ class TengrAI(Provider):
     default_base_url: ClassVar[str] = "https://api.tengr.ai"  # a GUESS: see the docstring
     Options: ClassVar[type[ProviderOptions]] = TengrAIOptions
     retention: ClassVar[timedelta | None] = RETENTION
+    retention_source: ClassVar[DeadlineSource] = DeadlineSource.RULE  # v2.2.0: 8 days
     webhook_auth: ClassVar[Literal["none", "token", "signature"]] = "token"
 
     options: TengrAIOptions
@@ -190,6 +192,7 @@ def parse_artwork(payload: Any, *, duration_unit: str = "s") -> GenerationRecord
     raw_status = p.as_str(item.get("status"))
     status = STATUS.get((raw_status or "").lower(), GenerationStatus.UNKNOWN)
     created = _timestamp(item.get("createdAt"))
+    expires = _plus(created, RETENTION)
     params = p.as_dict(item.get("parameters"))
     media = _media(item) if status is GenerationStatus.SUCCEEDED else ()
     error = None
@@ -206,7 +209,8 @@ def parse_artwork(payload: Any, *, duration_unit: str = "s") -> GenerationRecord
         if status is GenerationStatus.SUCCEEDED
         else None,
         updated_at=None,
-        expires_at=_plus(created, RETENTION),
+        expires_at=expires,
+        expires_source=DeadlineSource.RULE if expires else None,
         kind=p.as_str(item.get("artworkType")),
         model=p.as_str(params.get("model")),
         prompt=p.as_str(params.get("prompt")),

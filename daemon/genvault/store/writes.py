@@ -24,10 +24,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from genvault.expiry import earliest
+from genvault.expiry import file_deadline
 from genvault.identity import fingerprint, url_key
 from genvault.models import utcnow
-from genvault.records import AssetState, GenerationRecord, GenerationStatus
+from genvault.records import (
+    AssetState,
+    DeadlineSource,
+    GenerationRecord,
+    GenerationStatus,
+)
 from genvault.store.base import A, G, retry_conflicts
 from genvault.store.cursors import CursorUpdate, CursorWrites
 from genvault.store.queries.search import SearchQueries
@@ -67,8 +72,13 @@ class WritePath(CursorWrites, SearchQueries):
         poll_horizon: timedelta,
         source: str = "history",
         now: datetime | None = None,
+        retention_source: DeadlineSource = DeadlineSource.DEFAULT,
     ) -> SaveResult:
-        """Upsert one page of listing results and advance the cursor, in one transaction."""
+        """Upsert one page of listing results and advance the cursor, in one transaction.
+
+        ``retention`` is the deadline of items whose record names none, and
+        ``retention_source`` where that rule comes from (documented or assumed).
+        """
         now = now or utcnow()
         with self.tx() as conn:
             result = self._upsert(
@@ -86,6 +96,7 @@ class WritePath(CursorWrites, SearchQueries):
                 # A reconciliation walk notes every item it sees, unchanged ones too:
                 # what it did not see by its end is gone at the provider.
                 mark_unchanged=cursor is not None and cursor.walk is not None and cursor.walk.full,
+                retention_source=retention_source,
             )
             if cursor is not None:
                 self._write_cursor(conn, provider, account, cursor, len(records), now)
@@ -154,6 +165,7 @@ class WritePath(CursorWrites, SearchQueries):
         next_poll: dict[str, datetime | None] | None = None,
         stream: str | None = None,
         mark_unchanged: bool = False,
+        retention_source: DeadlineSource = DeadlineSource.DEFAULT,
     ) -> SaveResult:
         if not records:
             return SaveResult()
@@ -201,6 +213,11 @@ class WritePath(CursorWrites, SearchQueries):
                     "completed_at": r.completed_at,
                     "provider_updated_at": r.updated_at,
                     "expires_at": r.expires_at or created + retention,
+                    "expires_source": (
+                        (r.expires_source or DeadlineSource.ASSUMED)
+                        if r.expires_at
+                        else retention_source
+                    ).value,
                     "next_poll_at": due,
                     "poll_attempts": 0,
                     "poll_until": now + poll_horizon if not r.status.terminal else None,
@@ -229,6 +246,7 @@ class WritePath(CursorWrites, SearchQueries):
             "completed_at",
             "provider_updated_at",
             "expires_at",
+            "expires_source",
             "next_poll_at",
             "fingerprint",
             "sidecar_due",
@@ -270,6 +288,7 @@ class WritePath(CursorWrites, SearchQueries):
             retention,
             now,
             authoritative=not listing,
+            retention_source=retention_source,
         )
         return SaveResult(new, len(rows) - new, assets_new)
 
@@ -284,6 +303,7 @@ class WritePath(CursorWrites, SearchQueries):
         now: datetime,
         *,
         authoritative: bool = False,
+        retention_source: DeadlineSource = DeadlineSource.DEFAULT,
     ) -> int:
         """Insert new files, refresh URLs of pending ones. ``authoritative`` (a detail
         read, which knows more than a listing) may also correct a pending file's role."""
@@ -292,7 +312,9 @@ class WritePath(CursorWrites, SearchQueries):
         gens = {
             row.external_id: row
             for row in conn.execute(
-                sa.select(G.c.id, G.c.external_id, G.c.created_at, G.c.expires_at).where(
+                sa.select(
+                    G.c.id, G.c.external_id, G.c.created_at, G.c.expires_at, G.c.expires_source
+                ).where(
                     G.c.provider == provider,
                     G.c.account == account,
                     self._one_of(G.c.external_id, [r.external_id for r in records]),
@@ -322,7 +344,7 @@ class WritePath(CursorWrites, SearchQueries):
             next_pos = max((row.position for row in have.values()), default=-1) + 1
             for m in r.media:
                 key = url_key(m.url)
-                deadline = earliest(g.expires_at, m.url_expires_at) or g.created_at + retention
+                deadline, deadline_source = file_deadline(g, m, retention, retention_source)
                 wanted = m.role.value in archive_roles
                 old = have.get(key)
                 if key not in have:
@@ -338,6 +360,7 @@ class WritePath(CursorWrites, SearchQueries):
                             "position": next_pos,
                             "expected_size": m.size,
                             "expires_at": deadline,
+                            "expires_source": deadline_source,
                             "created_at": g.created_at,
                             "state": (AssetState.PENDING if wanted else AssetState.SKIPPED).value,
                             "attempts": 0,
@@ -369,6 +392,7 @@ class WritePath(CursorWrites, SearchQueries):
                                 "b_seen": old.state,
                                 "b_url": m.url,
                                 "b_exp": deadline,
+                                "b_src": deadline_source,
                                 "b_state": state,
                                 "b_role": role,
                                 "b_kind": kind,
@@ -390,6 +414,7 @@ class WritePath(CursorWrites, SearchQueries):
                 .values(
                     source_url=sa.bindparam("b_url"),
                     expires_at=sa.bindparam("b_exp"),
+                    expires_source=sa.bindparam("b_src"),
                     state=sa.bindparam("b_state"),
                     role=sa.bindparam("b_role"),
                     kind=sa.bindparam("b_kind"),
@@ -497,6 +522,7 @@ class WritePath(CursorWrites, SearchQueries):
         retention: timedelta,
         poll_horizon: timedelta,
         now: datetime | None = None,
+        retention_source: DeadlineSource = DeadlineSource.DEFAULT,
     ) -> SaveResult:
         now = now or utcnow()
         with self.tx() as conn:
@@ -512,6 +538,7 @@ class WritePath(CursorWrites, SearchQueries):
                 now,
                 listing=False,
                 next_poll={record.external_id: next_poll_at},
+                retention_source=retention_source,
             )
             conn.execute(
                 G.update()
@@ -563,3 +590,4 @@ class WritePath(CursorWrites, SearchQueries):
                 .values(state=AssetState.PENDING.value, updated_at=now)
             )
             return int(result.rowcount or 0)
+

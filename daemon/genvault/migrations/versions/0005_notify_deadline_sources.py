@@ -1,4 +1,4 @@
-"""notification: what genvault notify has said (kind, subject, when)
+"""notification: what genvault notify has said; where each deadline comes from
 
 Revision ID: 0005
 Revises: 0004
@@ -28,7 +28,12 @@ def upgrade() -> None:
         sa.Column("sent_at", genvault.models.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("kind", "subject"),
     )
+    for table in ("generation", "asset"):
+        op.add_column(table, sa.Column("expires_source", sa.String(length=16), nullable=True))
 
 
 def downgrade() -> None:
+    for table in ("asset", "generation"):
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column("expires_source")
     op.drop_table("notification")
