@@ -88,7 +88,6 @@ def earliest(*candidates: datetime | None) -> datetime | None:
     return min(known) if known else None
 
 
-
 def file_deadline(
     generation: Any, media: MediaRecord, retention: timedelta, retention_source: DeadlineSource
 ) -> tuple[datetime, str | None]:

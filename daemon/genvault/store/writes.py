@@ -590,4 +590,3 @@ class WritePath(CursorWrites, SearchQueries):
                 .values(state=AssetState.PENDING.value, updated_at=now)
             )
             return int(result.rowcount or 0)
-
