@@ -48,6 +48,13 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()[:40]}-{_secrets.token_hex(6)}{WORKER_LOCK_TAG}"
 
 
+def account_policy(policy: NetworkPolicy, acc: AccountSettings) -> NetworkPolicy:
+    """``policy`` with the account's host allowlist (``allowed_hosts``), if it has one."""
+    if acc.allowed_hosts is None:
+        return policy
+    return replace(policy, allowed_hosts=frozenset(acc.allowed_hosts))
+
+
 @dataclass
 class AccountRuntime:
     settings: AccountSettings
@@ -131,11 +138,7 @@ class Runtime:
             options = validate_options(acc, f"accounts[{acc.name}]")
             key = secrets[acc.name].get_secret_value()
             register_secret(key)
-            acc_policy = (
-                replace(policy, allowed_hosts=frozenset(acc.allowed_hosts))
-                if acc.allowed_hosts is not None
-                else policy
-            )
+            acc_policy = account_policy(policy, acc)
             api = ApiClient(
                 http=api_http,
                 base_url=acc.base_url or cls_.default_base_url,

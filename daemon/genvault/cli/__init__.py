@@ -4,7 +4,8 @@ Exit codes (a CronJob or systemd can act on them): 0 fine, 2 bad configuration,
 3 some items failed and will be retried, 4 a file was lost, 5 another genvault
 process already runs on this SQLite database, 6 ``verify`` found an archived
 object missing, unreadable or not matching its size and sha256, 7 ``doctor`` found
-an account whose configuration (or clock) needs changing.
+an account whose configuration (or clock) needs changing. ``import`` exits 3 when
+a file was refused (a partial download, no media) or could not be stored.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from genvault.cli import (
     db,
     demo,
     export,
+    import_files,
     notify,
     retry,
     run,
@@ -69,6 +71,7 @@ for command in (
     status.status,
     search.search,
     track.track,
+    import_files.import_files,
     backfill.backfill,
     retry.retry,
     verify.verify,

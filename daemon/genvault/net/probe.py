@@ -109,6 +109,8 @@ class RangeAnswer:
     """HTTP status; None when there was no answer (see :attr:`error`)."""
     content_type: str | None = None
     content_range: str | None = None
+    content_length: int | None = None
+    """The ``Content-Length`` header (a 200 to a server that ignores ``Range``)."""
     error: str | None = None
     """Why there was no answer: refused by the network policy, unreachable, timed out."""
     refused: bool = False
@@ -145,10 +147,12 @@ def range_probe(http: httpx.Client, url: str, policy: NetworkPolicy) -> RangeAns
                 extensions=policy_extensions(policy),
             ) as resp:
                 ctype = (resp.headers.get("content-type") or "").split(";")[0].strip()
+                length = resp.headers.get("content-length", "").strip()
                 return RangeAnswer(
                     status=resp.status_code,
                     content_type=ctype.lower() or None,
                     content_range=resp.headers.get("content-range"),
+                    content_length=int(length) if length.isdigit() else None,
                 )
     except _NoAnswer as exc:
         return RangeAnswer(status=None, error=str(exc), refused=exc.fault is Fault.REFUSED)

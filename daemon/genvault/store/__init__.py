@@ -23,6 +23,8 @@ from one mixin per job, each in its own module:
 * :mod:`.reports`     :meth:`Store.summary`, :meth:`Store.at_risk` and listings;
 * :mod:`.notifications` what :mod:`genvault.notify` has said, and the lost files
                       it has not said yet;
+* :mod:`.imports`     ``genvault import``: the files a local copy may be, and
+                      recording one as archived after it was stored;
 * :mod:`.queries`     the read side that serves people: search, activity,
                       metrics, streams, operator commands.
 
@@ -36,6 +38,7 @@ from genvault.store.base import A, C, G, H
 from genvault.store.cursors import CursorState, CursorUpdate, WalkEnding, WalkMark
 from genvault.store.dead_leases import DeadLeases
 from genvault.store.health import HealthRecords, StoredHealth
+from genvault.store.imports import ImportRecords
 from genvault.store.leases import AssetLeases, LeasedAsset, LeaseOrder, LeaseQueue, Outcome
 from genvault.store.lifecycle import (
     MIGRATIONS,
@@ -68,6 +71,7 @@ class Store(
     MetricsQueries,
     OperatorQueries,
     StreamQueries,
+    ImportRecords,
 ):
     """The metadata database: the jobs' write path and lease queue, people's queries."""
 
