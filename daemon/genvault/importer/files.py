@@ -190,6 +190,8 @@ class ExactReader:
         return True
 
     def read(self, n: int = -1) -> bytes:
+        if n == 0:
+            return b""
         left = self._size - self._pos
         if left <= 0:
             if os.pread(self._fd, 1, self._pos):
