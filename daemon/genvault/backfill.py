@@ -50,7 +50,7 @@ from genvault.jobs.archive import archive_pending
 from genvault.jobs.pipeline import ExitCode, RunReport
 from genvault.jobs.poll import PollResult, poll_account
 from genvault.jobs.sync import SyncResult, sync_account
-from genvault.logging import get_logger
+from genvault.logs import get_logger
 from genvault.records import AssetState, Page
 from genvault.report import human_bytes
 from genvault.runtime import AccountRuntime, Runtime

@@ -53,7 +53,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from genvault import __version__
-from genvault.logging import get_logger
+from genvault.logs import get_logger
 from genvault.models import utcnow
 from genvault.net.throttle import CircuitState
 from genvault.records import AssetState, GenerationStatus

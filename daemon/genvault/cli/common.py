@@ -15,8 +15,8 @@ import click
 from genvault.config import Settings, load_settings, world_readable_secret_files
 from genvault.errors import AlreadyRunningError, ConfigError
 from genvault.instance import single_process
-from genvault.logging import configure as configure_logging
-from genvault.logging import get_logger
+from genvault.logs import configure as configure_logging
+from genvault.logs import get_logger
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = get_logger("genvault.cli")

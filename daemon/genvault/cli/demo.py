@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from genvault.cli.common import single_process_or_exit
-from genvault.logging import configure as configure_logging
+from genvault.logs import configure as configure_logging
 
 
 @click.command()

@@ -22,7 +22,7 @@ from datetime import datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from genvault.logging import get_logger
+from genvault.logs import get_logger
 from genvault.net.throttle import CircuitState
 from genvault.runtime import AccountRuntime, Runtime
 

@@ -33,7 +33,7 @@ from genvault.jobs import health
 from genvault.jobs.archive import ArchiveResult, ProgressCallback, archive_pending
 from genvault.jobs.poll import PollResult, poll_account
 from genvault.jobs.sync import PageCallback, SyncResult, sync_account
-from genvault.logging import get_logger
+from genvault.logs import get_logger
 from genvault.metrics import ALL_ACCOUNTS, JobName, timed_job
 from genvault.notify import notify_after_pass
 from genvault.runtime import Runtime

@@ -27,7 +27,7 @@ from genvault.errors import (
     TransientProviderError,
 )
 from genvault.jobs import health
-from genvault.logging import get_logger
+from genvault.logs import get_logger
 from genvault.metrics import JobOutcome
 from genvault.models import utcnow
 from genvault.records import GenerationStatus
