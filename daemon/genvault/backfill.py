@@ -45,9 +45,10 @@ from rich.progress import (
 
 from genvault.config import Settings
 from genvault.errors import ConfigError
+from genvault.exitcodes import ExitCode
 from genvault.jobs import health
 from genvault.jobs.archive import archive_pending
-from genvault.jobs.pipeline import ExitCode, RunReport
+from genvault.jobs.pipeline import RunReport
 from genvault.jobs.poll import PollResult, poll_account
 from genvault.jobs.sync import SyncResult, sync_account
 from genvault.logs import get_logger

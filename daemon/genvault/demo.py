@@ -31,7 +31,8 @@ from genvault.config import (
     Settings,
     StorageSettings,
 )
-from genvault.jobs.pipeline import ExitCode, RunReport, run_once
+from genvault.exitcodes import ExitCode
+from genvault.jobs.pipeline import RunReport, run_once
 from genvault.records import AssetState
 from genvault.report import human_bytes
 from genvault.runtime import Runtime

@@ -25,10 +25,10 @@ from sqlalchemy.engine import make_url
 
 from genvault.config import Settings
 from genvault.errors import ProviderError
+from genvault.exitcodes import ExitCode
 from genvault.identity import fingerprint, url_key
 from genvault.instance import lock_held
 from genvault.jobs import health
-from genvault.jobs.pipeline import ExitCode
 from genvault.models import utcnow
 from genvault.readonly import open_existing_store
 from genvault.report import countdown, human_bytes

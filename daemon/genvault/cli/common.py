@@ -69,7 +69,7 @@ def single_process_or_exit(database_url: str) -> Iterator[None]:
         try:
             held.enter_context(single_process(database_url))
         except AlreadyRunningError as exc:
-            from genvault.jobs.pipeline import ExitCode
+            from genvault.exitcodes import ExitCode
 
             click.echo(f"genvault: {exc}", err=True)
             sys.exit(int(ExitCode.BUSY))

@@ -51,7 +51,7 @@ def verify(obj: Ctx, sample: int | None, as_json: bool, repair: bool, workers: i
     """
     from rich.console import Console
 
-    from genvault.jobs.pipeline import ExitCode
+    from genvault.exitcodes import ExitCode
     from genvault.readonly import open_existing_store
     from genvault.report import human_bytes
     from genvault.storage import open_storage

@@ -14,7 +14,8 @@ The exit code tells the caller what happened:
 
 (2 is the CLI's code for bad configuration, 5 for "another genvault process
 already runs on this SQLite database", 6 for ``genvault verify`` finding an
-archived object missing, unreadable, or with another size or sha256.)
+archived object missing, unreadable, or with another size or sha256; the enum
+of them all is the CLI's, in :mod:`genvault.exitcodes`.)
 
 Replicas on PostgreSQL: an account another replica is syncing right now is
 skipped (not an error), and the archive pass keeps taking that replica's new
@@ -23,12 +24,12 @@ files until it is done, so several ``run --once`` pods share one backlog.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from threading import Event
 
+from genvault.exitcodes import ExitCode
 from genvault.jobs import health
 from genvault.jobs.archive import ArchiveResult, ProgressCallback, archive_pending
 from genvault.jobs.poll import PollResult, poll_account
@@ -39,19 +40,6 @@ from genvault.notify import notify_after_pass
 from genvault.runtime import Runtime
 
 log = get_logger("genvault.pipeline")
-
-
-class ExitCode(enum.IntEnum):
-    OK = 0
-    CONFIG = 2
-    RETRYING = 3
-    LOST = 4
-    BUSY = 5
-    """Another genvault process already runs on this SQLite database (nothing was done)."""
-    VERIFY_FAILED = 6
-    """``genvault verify``: an archived object is missing, unreadable or does not match."""
-    DOCTOR_FAILED = 7
-    """``genvault doctor``: a check of an account failed (the report says what to change)."""
 
 
 @dataclass
