@@ -46,6 +46,7 @@ from rich.progress import (
 from genvault.config import Settings
 from genvault.errors import ConfigError
 from genvault.exitcodes import ExitCode
+from genvault.formatting import human_bytes
 from genvault.jobs import health
 from genvault.jobs.archive import archive_pending
 from genvault.jobs.pipeline import RunReport
@@ -53,7 +54,6 @@ from genvault.jobs.poll import PollResult, poll_account
 from genvault.jobs.sync import SyncResult, sync_account
 from genvault.logs import get_logger
 from genvault.records import AssetState, Page
-from genvault.report import human_bytes
 from genvault.runtime import AccountRuntime, Runtime
 from genvault.store import LeasedAsset, Outcome
 

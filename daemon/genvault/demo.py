@@ -32,9 +32,9 @@ from genvault.config import (
     StorageSettings,
 )
 from genvault.exitcodes import ExitCode
+from genvault.formatting import human_bytes
 from genvault.jobs.pipeline import RunReport, run_once
 from genvault.records import AssetState
-from genvault.report import human_bytes
 from genvault.runtime import Runtime
 from genvault.simulator import SIMULATORS, simulator_factory
 

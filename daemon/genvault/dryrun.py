@@ -26,12 +26,12 @@ from sqlalchemy.engine import make_url
 from genvault.config import Settings
 from genvault.errors import ProviderError
 from genvault.exitcodes import ExitCode
+from genvault.formatting import countdown, human_bytes, iso
 from genvault.identity import fingerprint, url_key
 from genvault.instance import lock_held
 from genvault.jobs import health
 from genvault.models import utcnow
 from genvault.readonly import open_existing_store
-from genvault.report import countdown, human_bytes
 from genvault.runtime import AccountRuntime, Runtime
 from genvault.store.queries.operator import ArchivePlan
 from genvault.walk import next_walk
@@ -106,10 +106,6 @@ def _more(shown: int, total: int) -> str | None:
     return f"    and {total - shown} more" if total > shown else None
 
 
-def _iso(v: datetime | None) -> str | None:
-    return v.isoformat() if v is not None else None
-
-
 def _account(rt: Runtime, acc: AccountRuntime, now: datetime, echo: Echo) -> bool:
     """Print one account's section; True when something went wrong (exit 3)."""
     echo(f"\naccount {acc.name} ({acc.provider.name})")
@@ -171,7 +167,7 @@ def _plan(plan: ArchivePlan, now: datetime, echo: Echo) -> None:
     width = len(str(len(plan.files)))
     for i, f in enumerate(plan.files, 1):
         size = human_bytes(f.expected_size) if f.expected_size is not None else "size ?"
-        left = countdown(_iso(f.expires_at), now)
+        left = countdown(iso(f.expires_at), now)
         retry = f", attempt {f.attempts + 1}" if f.attempts else ""
         echo(
             f"  {i:>{width}}. {f.account}  {f.external_id}  {f.role}/{f.kind}  {size}  "

@@ -52,8 +52,8 @@ def verify(obj: Ctx, sample: int | None, as_json: bool, repair: bool, workers: i
     from rich.console import Console
 
     from genvault.exitcodes import ExitCode
+    from genvault.formatting import human_bytes
     from genvault.readonly import open_existing_store
-    from genvault.report import human_bytes
     from genvault.storage import open_storage
     from genvault.verify import verify_archive, verify_with_progress
 

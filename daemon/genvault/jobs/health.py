@@ -22,6 +22,7 @@ from datetime import datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from genvault.formatting import iso
 from genvault.logs import get_logger
 from genvault.net.throttle import CircuitState
 from genvault.runtime import AccountRuntime, Runtime
@@ -46,7 +47,7 @@ def restore(rt: Runtime, acc: AccountRuntime) -> None:
                 "health.restored",
                 account=acc.name,
                 circuit=h.circuit.value,
-                retry_at=h.retry_at.isoformat() if h.retry_at else None,
+                retry_at=iso(h.retry_at),
                 budget_interval=h.budget_interval,
             )
 

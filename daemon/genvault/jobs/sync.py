@@ -32,6 +32,7 @@ from genvault.errors import (
     RateLimitedError,
     TransientProviderError,
 )
+from genvault.formatting import iso
 from genvault.jobs import health
 from genvault.logs import get_logger
 from genvault.metrics import JobOutcome
@@ -287,7 +288,7 @@ def _sync_stream(
             account=acc.name,
             stream=stream,
             position=walk.last_position,
-            retry_at=exc.retry_at.isoformat() if exc.retry_at else None,
+            retry_at=iso(exc.retry_at),
         )
         return
     except ProviderError as exc:
