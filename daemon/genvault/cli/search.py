@@ -61,7 +61,7 @@ def search(
     Exit codes (like grep): 0 something matched, 1 nothing matched,
     2 bad configuration or a database not at this genvault's schema.
     """
-    from genvault.readonly import open_existing_store
+    from genvault.ops.readonly import open_existing_store
     from genvault.storage import open_storage
 
     text = " ".join(query)

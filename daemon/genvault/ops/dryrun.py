@@ -8,7 +8,7 @@ the files the next pass would download, in its order (earliest deadline first),
 with the announced size and the time left, and the totals.
 
 Nothing is written anywhere: the database is opened only if it exists at the
-latest schema (no file created, no migration: :mod:`genvault.readonly`), no row
+latest schema (no file created, no migration: :mod:`genvault.ops.readonly`), no row
 is leased or updated, the circuit-breaker state is read but never saved, no
 media URL is requested and storage is not touched (not even the clean-up of
 stale uploads). The only requests are the listing GETs themselves.
@@ -31,7 +31,7 @@ from genvault.identity import fingerprint, url_key
 from genvault.instance import lock_held
 from genvault.jobs import health
 from genvault.models import utcnow
-from genvault.readonly import open_existing_store
+from genvault.ops.readonly import open_existing_store
 from genvault.runtime import AccountRuntime, Runtime
 from genvault.store.queries.operator import ArchivePlan
 from genvault.walk import next_walk
