@@ -5,6 +5,14 @@ runs last before rendering, so no code path can print an API key: it masks the
 values of sensitive-looking keys and, more importantly, any occurrence of a
 registered secret value anywhere in any string of the event, including
 exception text and tracebacks.
+
+Context is bound once, not repeated on every call: a job that starts on an
+account binds ``job`` and ``account`` with
+:func:`structlog.contextvars.bound_contextvars`, and ``merge_contextvars`` (first
+in the chain) adds them to every line logged inside, a keyword given on the call
+itself still winning. Context variables do not follow work handed to another
+thread (a ``ThreadPoolExecutor`` worker starts with an empty context): bind inside
+the worker, or run it in :func:`contextvars.copy_context`.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from datetime import datetime
 
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
+from structlog.contextvars import bound_contextvars
 
 from genvault.config import Settings
 from genvault.errors import ProviderError
@@ -200,7 +201,8 @@ def dry_run(
         now = utcnow()
         trouble = False
         for acc in rt.accounts.values():
-            trouble |= _account(rt, acc, now, echo)
+            with bound_contextvars(account=acc.name):  # health.restore's lines name it
+                trouble |= _account(rt, acc, now, echo)
         # a killed run's leases do not hold the real pass back: do not count them here
         dead = rt.store.dead_lease_owners(process_alive=lock_held(settings.database.url))
         plan = rt.store.archive_plan(roles=rt.archive_roles, limit=SHOW, now=now, dead_owners=dead)
