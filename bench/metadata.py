@@ -135,7 +135,7 @@ def child_main(argv: list[str]) -> int:
         StorageSettings,
     )
     from genvault.jobs.sync import sync_account
-    from genvault.logging import configure
+    from genvault.logs import configure
     from genvault.runtime import Runtime
 
     configure("warning", "json")

@@ -337,7 +337,7 @@ def classify(frames: list[str]) -> str:
         return f"download.py: {stmt}"
     if "sqlalchemy" in below or "sqlite3" in below or rel.endswith("store.py"):
         return "database (store, SQLAlchemy, sqlite3)"
-    if "structlog" in below or rel.endswith("logging.py"):
+    if "structlog" in below or rel.endswith(("logs.py", "logging.py")):
         return "logging (structlog)"
     if rel.endswith(("guard.py", "throttle.py")):
         return "storage guard / throttle"

@@ -62,7 +62,7 @@ CANDIDATES: Final[dict[str, str]] = {
     "genvault": """
 import sys, tempfile
 from genvault.config import DatabaseSettings, ServerSettings, Settings, StorageSettings
-from genvault.logging import configure
+from genvault.logs import configure
 configure(level="info", fmt="json")  # as ``genvault run`` logs (stderr)
 from genvault.runtime import Runtime
 from genvault.server import ApiServer

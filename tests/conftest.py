@@ -23,7 +23,7 @@ import pytest
 import structlog
 from hypothesis import HealthCheck, settings
 
-from genvault import logging as gvlog
+from genvault import logs as gvlog
 from tests.fixtures.postgres import postgres_server_url, postgres_url  # noqa: F401
 from tests.fixtures.receiver import receiver  # noqa: F401
 from tests.fixtures.s3 import s3_bucket, s3_server  # noqa: F401

@@ -2,12 +2,26 @@
 
 One module so the terminal tables and the web page say "3h 05m" and "1.2 MB"
 the same way for the same document; plain strings, no markup, so each renderer
-adds its own (rich colours, HTML escaping).
+adds its own (rich colours, HTML escaping). :func:`iso` is the machines' side of
+the same question: how a datetime is spelled in ``status --json``, exports and
+the dry run's countdowns.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TypeVar, overload
+
+T = TypeVar("T")
+
+
+@overload
+def iso(v: datetime) -> str: ...
+@overload
+def iso(v: T) -> T: ...
+def iso(v: object) -> object:
+    """Datetimes as ISO 8601 strings (JSON has no datetime); anything else (None too) as is."""
+    return v.isoformat() if isinstance(v, datetime) else v
 
 
 def human_bytes(n: float) -> str:

@@ -18,7 +18,8 @@ Three sources make one exposition:
   cannot be read the scrape still answers, with ``genvault_database_up 0`` and the
   process counters: Prometheus alerts on the gauge, not on a failed scrape.
 * **the HTTP server's counters** (intake and webhook acceptances and refusals),
-  handed to :func:`exposition` with each scrape.
+  handed to :func:`exposition` with each scrape and rendered by
+  :mod:`genvault.httpd.counters`.
 
 **Job outcomes** (:class:`JobOutcome`). A job run *succeeded* when it ran without
 an exception and its result reports nothing that would make ``run --once`` exit
@@ -49,11 +50,12 @@ from prometheus_client import (
     write_to_textfile,
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from genvault import __version__
-from genvault.logging import get_logger
+from genvault.httpd.counters import server_families
+from genvault.logs import get_logger
 from genvault.models import utcnow
 from genvault.net.throttle import CircuitState
 from genvault.records import AssetState, GenerationStatus
@@ -519,36 +521,6 @@ def _stream_families(snap: MetricsSnapshot | None) -> Iterator[Metric]:
     yield from (complete, error, walked, full)
 
 
-# --------------------------------------------------------------------------- server counters
-
-
-def server_families(counters: Mapping[str, int]) -> list[Metric]:
-    """The HTTP server's counters (``intake.accepted``, ``webhook.refused.bad_token``,
-    ``intake.ids_new``, ``http.refused.busy``...) as two counter families.
-
-    Requests: ``<endpoint>.<outcome>[.<reason>]``; ids: ``<endpoint>.ids[_<result>]``.
-    """
-    requests = CounterMetricFamily(
-        "genvault_http_requests",
-        "Requests to the intake and webhook endpoints by outcome (accepted, refused) "
-        "and refusal reason.",
-        labels=["endpoint", "outcome", "reason"],
-    )
-    ids = CounterMetricFamily(
-        "genvault_registered_ids",
-        "Task ids handed over by intake (new, known) and webhooks (received).",
-        labels=["endpoint", "result"],
-    )
-    for key, value in sorted(counters.items()):
-        endpoint, _, rest = key.partition(".")
-        if rest == "ids" or rest.startswith("ids_"):
-            ids.add_metric([endpoint, rest.removeprefix("ids").lstrip("_") or "received"], value)
-            continue
-        outcome, _, reason = rest.partition(".")
-        requests.add_metric([endpoint, outcome or "unknown", reason], value)
-    return [requests, ids]
-
-
 class _Scrape(Collector):
     """One exposition: the runtime's registry plus the server's counters."""
 
@@ -598,7 +570,6 @@ __all__ = [
     "JobOutcome",
     "ProcessMetrics",
     "exposition",
-    "server_families",
     "timed_job",
     "write_textfile",
 ]

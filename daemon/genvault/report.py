@@ -14,7 +14,7 @@ from rich.table import Table
 
 from genvault.formatting import ago, countdown, human_bytes, until, utc_minute
 
-__all__ = ["circuit_cell", "countdown", "human_bytes", "render_status", "until"]
+__all__ = ["circuit_cell", "render_status"]
 
 
 def circuit_cell(c: dict[str, Any] | None) -> str:

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from genvault.config import AccountSettings, Settings
 from genvault.errors import StorageError
 from genvault.instance import holds_process_lock
-from genvault.logging import get_logger, register_secret
+from genvault.logs import get_logger, register_secret
 from genvault.metrics import ProcessMetrics
 from genvault.net.api import ApiClient
 from genvault.net.client import HttpClient, build_client

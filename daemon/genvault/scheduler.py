@@ -25,7 +25,7 @@ when another replica or an open circuit kept it from running), and
 APScheduler's own chatter stays below info: its "Running job" lines are INFO on
 a logger held at WARNING, and "maximum number of running instances reached" is
 expected with ``max_instances=1`` (a pass that outlasts its interval), so
-:mod:`genvault.logging` demotes it to debug.
+:mod:`genvault.logs` demotes it to debug.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from genvault.config import resolve_server_token
 from genvault.jobs.archive import archive_pending
 from genvault.jobs.poll import poll_account
 from genvault.jobs.sync import sync_account
-from genvault.logging import get_logger, register_secret
+from genvault.logs import get_logger, register_secret
 from genvault.metrics import ALL_ACCOUNTS, JobName, JobReport, timed_job
 from genvault.notify import notify_after_pass
 from genvault.runtime import Runtime

@@ -23,7 +23,7 @@ import socket
 import time
 from collections.abc import Mapping
 
-from genvault.logging import get_logger
+from genvault.logs import get_logger
 
 log = get_logger("genvault.sdnotify")
 

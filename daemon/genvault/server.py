@@ -72,7 +72,7 @@ from genvault.httpd.intake import Intake
 from genvault.httpd.probes import Probes
 from genvault.httpd.request import Refused, Request
 from genvault.httpd.transport import STOP_WAIT_SECONDS, Server, adjustments
-from genvault.logging import get_logger, register_secret
+from genvault.logs import get_logger, register_secret
 from genvault.runtime import Runtime
 from genvault.web.endpoints import StatusPage
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from genvault.config import AccountSettings, Settings
+from genvault.formatting import iso
 
 if TYPE_CHECKING:
     from genvault.net.api import ApiClient
@@ -17,11 +18,6 @@ if TYPE_CHECKING:
 """Files whose deadline is this close are "at risk" unless configured otherwise."""
 RECENT_FAILURES = 20
 """How many recent failures the document carries (newest first)."""
-
-
-def iso(v: Any) -> Any:
-    """Datetimes as ISO 8601 strings (JSON has no datetime), anything else as is."""
-    return v.isoformat() if isinstance(v, datetime) else v
 
 
 def _circuit(stored: StoredHealth | None) -> dict[str, Any]:

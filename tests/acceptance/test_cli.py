@@ -17,7 +17,8 @@ from typing import Any
 from rich.console import Console
 
 from genvault.config import load_settings
-from genvault.demo import (
+from genvault.identity import url_key
+from genvault.ops.demo import (
     DEMO_KEY,
     DEMO_KEY_ENV,
     demo_pipeline,
@@ -25,7 +26,6 @@ from genvault.demo import (
     start_simulators,
     write_demo_config,
 )
-from genvault.identity import url_key
 from genvault.providers.registry import provider_class
 from genvault.simulator import SIMULATORS, crowdcomputed, geminigen
 from genvault.store import Store

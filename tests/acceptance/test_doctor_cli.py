@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from genvault.jobs.pipeline import ExitCode
+from genvault.exitcodes import ExitCode
 from genvault.simulator import SIMULATORS, simulator_factory
 from genvault.simulator.base import Simulator
 from tests.acceptance.helpers import genvault, local_config, sim_account

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from genvault.backfill import run_backfill
 from genvault.config import load_settings, resolve_secrets
 from genvault.instance import single_process
 from genvault.jobs.sync import sync_account
+from genvault.ops.backfill import run_backfill
 from genvault.records import AssetState
 from genvault.runtime import Runtime
 from genvault.simulator import geminigen

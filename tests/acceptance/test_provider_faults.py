@@ -33,8 +33,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from genvault.config import load_settings, resolve_secrets
+from genvault.exitcodes import ExitCode
 from genvault.identity import url_key
-from genvault.jobs.pipeline import ExitCode, RunReport, run_once
+from genvault.jobs.pipeline import RunReport, run_once
 from genvault.jobs.sync import PageCallback
 from genvault.records import Page
 from genvault.runtime import Runtime

@@ -21,8 +21,8 @@ import sqlalchemy as sa
 
 from genvault.config import StorageSettings
 from genvault.errors import ConfigError
-from genvault.export import CSV_COLUMNS, export_records, write_export
-from genvault.readonly import open_existing_store
+from genvault.ops.export import CSV_COLUMNS, export_records, write_export
+from genvault.ops.readonly import open_existing_store
 from genvault.records import AssetState, GenerationStatus, MediaRole
 from genvault.storage import Storage, open_storage
 from genvault.store import MIGRATIONS, Outcome, Store

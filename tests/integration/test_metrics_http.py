@@ -30,7 +30,8 @@ from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from genvault.config import Settings
-from genvault.jobs.pipeline import ExitCode, run_once
+from genvault.exitcodes import ExitCode
+from genvault.jobs.pipeline import run_once
 from genvault.metrics import write_textfile
 from genvault.records import AssetState, GenerationRecord, GenerationStatus, MediaKind, MediaRecord
 from genvault.runtime import Runtime

@@ -35,7 +35,8 @@ from genvault.errors import (
     RateLimitedError,
     TransientProviderError,
 )
-from genvault.jobs.pipeline import ExitCode, run_once
+from genvault.exitcodes import ExitCode
+from genvault.jobs.pipeline import run_once
 from genvault.net.api import ApiClient
 from genvault.net.client import build_client
 from genvault.net.policy import NetworkPolicy

@@ -26,12 +26,12 @@ from genvault.config import (
     StorageSettings,
 )
 from genvault.jobs.pipeline import run_once
+from genvault.ops.verify import ProblemKind, verify_archive, verify_with_progress
 from genvault.records import AssetState
 from genvault.runtime import Runtime
 from genvault.simulator import geminigen
 from genvault.storage import Storage, open_storage
 from genvault.store import Outcome, Store
-from genvault.verify import ProblemKind, verify_archive, verify_with_progress
 from tests.fixtures.s3 import S3Server
 from tests.fixtures.sims import SimStarter, sim_account
 from tests.integration.store_helpers import media, record, save, url

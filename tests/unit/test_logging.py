@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import structlog
 
-import genvault.logging as gvlog
+import genvault.logs as gvlog
 
 SECRET = "sk-live-abcdef123456"
 MASK = "***"

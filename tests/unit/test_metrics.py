@@ -19,13 +19,13 @@ from pydantic import SecretStr
 
 from genvault import __version__
 from genvault.config import NetworkSettings, Settings
+from genvault.httpd.counters import server_families
 from genvault.metrics import (
     CIRCUIT_VALUES,
     JobName,
     JobOutcome,
     ProcessMetrics,
     circuit_state,
-    server_families,
     status_label,
     timed_job,
     write_textfile,

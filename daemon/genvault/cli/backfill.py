@@ -27,8 +27,8 @@ def backfill(obj: Ctx, account: str | None, since: str | None) -> None:
     """
     from rich.console import Console
 
-    from genvault.backfill import run_backfill
     from genvault.config import resolve_secrets
+    from genvault.ops.backfill import run_backfill
 
     settings = obj.settings()
     since_at = parse_since(since)

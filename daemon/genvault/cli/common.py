@@ -15,8 +15,8 @@ import click
 from genvault.config import Settings, load_settings, world_readable_secret_files
 from genvault.errors import AlreadyRunningError, ConfigError
 from genvault.instance import single_process
-from genvault.logging import configure as configure_logging
-from genvault.logging import get_logger
+from genvault.logs import configure as configure_logging
+from genvault.logs import get_logger
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = get_logger("genvault.cli")
@@ -69,7 +69,7 @@ def single_process_or_exit(database_url: str) -> Iterator[None]:
         try:
             held.enter_context(single_process(database_url))
         except AlreadyRunningError as exc:
-            from genvault.jobs.pipeline import ExitCode
+            from genvault.exitcodes import ExitCode
 
             click.echo(f"genvault: {exc}", err=True)
             sys.exit(int(ExitCode.BUSY))

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from genvault.cli.common import single_process_or_exit
-from genvault.logging import configure as configure_logging
+from genvault.logs import configure as configure_logging
 
 
 @click.command()
@@ -24,7 +24,7 @@ from genvault.logging import configure as configure_logging
 @click.option("--timeout", default=90.0, show_default=True, help="Give up after this many seconds.")
 def demo(directory: Path, count: int, timeout: float) -> None:
     """Archive from built-in provider simulators into a local folder: no config, no network."""
-    from genvault.demo import run_demo
+    from genvault.ops.demo import run_demo
 
     configure_logging("warning", "auto")
     with single_process_or_exit(f"sqlite:///{(directory / 'genvault.db').resolve()}"):

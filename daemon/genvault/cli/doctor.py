@@ -40,7 +40,7 @@ def doctor(
     when every account passes, 7 when any check failed (2: bad configuration).
     """
     from genvault.doctor import Limits, diagnose
-    from genvault.jobs.pipeline import ExitCode
+    from genvault.exitcodes import ExitCode
 
     settings = obj.settings()
     report = diagnose(settings, accounts, limits=Limits(timeout=timeout))

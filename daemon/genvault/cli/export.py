@@ -48,8 +48,8 @@ def export(
     the source's deadline). Streamed in batches: any archive size fits in memory.
     Reads only: it may run beside the daemon.
     """
-    from genvault.export import ExportCounts, write_export
-    from genvault.readonly import open_existing_store
+    from genvault.ops.export import ExportCounts, write_export
+    from genvault.ops.readonly import open_existing_store
     from genvault.storage import open_storage
 
     settings = obj.settings()

@@ -38,7 +38,7 @@ def run(obj: Ctx, once: bool, dry_run: bool, metrics_file: Path | None) -> None:
     if not settings.accounts:
         raise ConfigError("accounts", "no accounts configured")
     if dry_run:
-        from genvault.dryrun import dry_run as preview
+        from genvault.ops.dryrun import dry_run as preview
 
         sys.exit(preview(settings, resolve_secrets(settings), echo=click.echo))
     with single_process_or_exit(settings.database.url):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from genvault.cli.common import Ctx, config_errors_exit_2, parse_since
+from genvault.formatting import iso
 
 if TYPE_CHECKING:
     from genvault.storage import Storage
@@ -61,7 +62,7 @@ def search(
     Exit codes (like grep): 0 something matched, 1 nothing matched,
     2 bad configuration or a database not at this genvault's schema.
     """
-    from genvault.readonly import open_existing_store
+    from genvault.ops.readonly import open_existing_store
     from genvault.storage import open_storage
 
     text = " ".join(query)
@@ -92,7 +93,7 @@ def _document(query: str, hits: list[SearchHit], storage: Storage) -> dict[str, 
                 "provider": h.provider,
                 "account": h.account,
                 "external_id": h.external_id,
-                "created_at": h.created_at.isoformat() if h.created_at else None,
+                "created_at": iso(h.created_at),
                 "model": h.model,
                 "prompt": h.prompt,
                 "status": h.status,

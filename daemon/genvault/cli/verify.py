@@ -11,8 +11,8 @@ import click
 from genvault.cli.common import Ctx, config_errors_exit_2
 
 if TYPE_CHECKING:
+    from genvault.ops.verify import VerifyReport
     from genvault.store import Store
-    from genvault.verify import VerifyReport
 
 
 @click.command()
@@ -51,11 +51,11 @@ def verify(obj: Ctx, sample: int | None, as_json: bool, repair: bool, workers: i
     """
     from rich.console import Console
 
-    from genvault.jobs.pipeline import ExitCode
-    from genvault.readonly import open_existing_store
-    from genvault.report import human_bytes
+    from genvault.exitcodes import ExitCode
+    from genvault.formatting import human_bytes
+    from genvault.ops.readonly import open_existing_store
+    from genvault.ops.verify import verify_archive, verify_with_progress
     from genvault.storage import open_storage
-    from genvault.verify import verify_archive, verify_with_progress
 
     settings = obj.settings()
     store = open_existing_store(settings.database.url)
@@ -92,7 +92,7 @@ def verify(obj: Ctx, sample: int | None, as_json: bool, repair: bool, workers: i
 def _repair(obj: Ctx, store: Store, report: VerifyReport) -> int:
     """Requeue what can be fetched again, under the SQLite single-process lock (a write)."""
     from genvault.cli.common import single_process_or_exit
-    from genvault.verify import ProblemKind
+    from genvault.ops.verify import ProblemKind
 
     fixable = [
         (p.asset_id, p.kind.value) for p in report.problems if p.kind is not ProblemKind.UNREADABLE

@@ -6,7 +6,8 @@
   and JSON refusals it lacks;
 * :mod:`.request`  one request as a handler sees it, and its answer;
 * :mod:`.credentials`  reading an offered token and comparing it in constant time
-  (the one copy, for the intake, webhooks, ``/metrics`` and the status page).
+  (the one copy, for the intake, webhooks, ``/metrics`` and the status page);
+* :mod:`.counters`  the server's acceptance and refusal counters as Prometheus families.
 
 :mod:`genvault.server` owns the listening socket, the routes, the counters and the
 refusal log; the status page and its files are :mod:`genvault.web`.

@@ -23,7 +23,7 @@ from genvault.errors import WebhookRejectedError
 from genvault.httpd.credentials import query_token, same_secret
 from genvault.httpd.request import Desk, Refused, Request
 from genvault.intake import IntakeError, parse_task_objects
-from genvault.logging import get_logger
+from genvault.logs import get_logger
 
 log = get_logger("genvault.server")
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from genvault.httpd.credentials import same_secret
 from genvault.httpd.request import Desk, Request
-from genvault.logging import get_logger
+from genvault.logs import get_logger
 
 log = get_logger("genvault.server")
 

@@ -13,7 +13,9 @@ threads, never archive workers, so a download pool never queues on database writ
 
 Both directions are best-effort: the table is advice (for the next run and for
 ``status``), so a database hiccup here is logged and never fails a pass that
-otherwise went well; the jobs' own writes report real database trouble.
+otherwise went well; the jobs' own writes report real database trouble. Its lines
+name the account the caller bound (a sync or poll pass binds its own, and
+:func:`persist_all` binds each in turn; see :mod:`genvault.logs`).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy.exc import SQLAlchemyError
+from structlog.contextvars import bound_contextvars
 
-from genvault.logging import get_logger
+from genvault.formatting import iso
+from genvault.logs import get_logger
 from genvault.net.throttle import CircuitState
 from genvault.runtime import AccountRuntime, Runtime
 
@@ -37,16 +41,15 @@ def restore(rt: Runtime, acc: AccountRuntime) -> None:
     try:
         stored = rt.store.provider_health(acc.name).get(acc.name)
     except SQLAlchemyError as exc:
-        log.warning("health.restore_failed", account=acc.name, error=str(exc)[:300])
+        log.warning("health.restore_failed", error=str(exc)[:300])
         stored = None
     if guard.restore(stored.health if stored is not None else None) and stored is not None:
         h = stored.health
         if h.circuit is not CircuitState.CLOSED or h.budget_interval or h.rate_limited_until:
             log.info(
                 "health.restored",
-                account=acc.name,
                 circuit=h.circuit.value,
-                retry_at=h.retry_at.isoformat() if h.retry_at else None,
+                retry_at=iso(h.retry_at),
                 budget_interval=h.budget_interval,
             )
 
@@ -66,11 +69,12 @@ def persist(rt: Runtime, acc: AccountRuntime) -> None:
     try:
         rt.store.save_provider_health(acc.name, acc.provider.name, snap)
     except SQLAlchemyError as exc:  # the next pass tries again: the snapshot stays unsaved
-        log.warning("health.persist_failed", account=acc.name, error=str(exc)[:300])
+        log.warning("health.persist_failed", error=str(exc)[:300])
         return
     guard.mark_saved(snap)
 
 
 def persist_all(rt: Runtime) -> None:
     for acc in rt.accounts.values():
-        persist(rt, acc)
+        with bound_contextvars(account=acc.name):
+            persist(rt, acc)

@@ -14,7 +14,8 @@ The exit code tells the caller what happened:
 
 (2 is the CLI's code for bad configuration, 5 for "another genvault process
 already runs on this SQLite database", 6 for ``genvault verify`` finding an
-archived object missing, unreadable, or with another size or sha256.)
+archived object missing, unreadable, or with another size or sha256; the enum
+of them all is the CLI's, in :mod:`genvault.exitcodes`.)
 
 Replicas on PostgreSQL: an account another replica is syncing right now is
 skipped (not an error), and the archive pass keeps taking that replica's new
@@ -23,35 +24,24 @@ files until it is done, so several ``run --once`` pods share one backlog.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from threading import Event
 
+from structlog.contextvars import bound_contextvars
+
+from genvault.exitcodes import ExitCode
 from genvault.jobs import health
 from genvault.jobs.archive import ArchiveResult, ProgressCallback, archive_pending
 from genvault.jobs.poll import PollResult, poll_account
 from genvault.jobs.sync import PageCallback, SyncResult, sync_account
-from genvault.logging import get_logger
+from genvault.logs import get_logger
 from genvault.metrics import ALL_ACCOUNTS, JobName, timed_job
 from genvault.notify import notify_after_pass
-from genvault.runtime import Runtime
+from genvault.runtime import AccountRuntime, Runtime
 
 log = get_logger("genvault.pipeline")
-
-
-class ExitCode(enum.IntEnum):
-    OK = 0
-    CONFIG = 2
-    RETRYING = 3
-    LOST = 4
-    BUSY = 5
-    """Another genvault process already runs on this SQLite database (nothing was done)."""
-    VERIFY_FAILED = 6
-    """``genvault verify``: an archived object is missing, unreadable or does not match."""
-    DOCTOR_FAILED = 7
-    """``genvault doctor``: a check of an account failed (the report says what to change)."""
 
 
 @dataclass
@@ -92,6 +82,38 @@ def _peers_busy(rt: Runtime, report: RunReport) -> Callable[[], bool] | None:
     return lambda: any(rt.store.account_lock_taken(job, account) for job, account in held)
 
 
+def _sync_and_poll(
+    rt: Runtime,
+    acc: AccountRuntime,
+    report: RunReport,
+    *,
+    stop: Event,
+    on_page: PageCallback | None,
+) -> None:
+    """One account's sync (if it has a listing) and poll, timed; a crash is logged and
+    reported, never raised (the caller bound ``account`` for every line)."""
+    if acc.provider.has_history:
+        try:
+            report.syncs.append(
+                timed_job(
+                    rt.metrics,
+                    JobName.SYNC,
+                    acc.name,
+                    partial(sync_account, rt, acc, stop=stop, on_page=on_page),
+                )
+            )
+        except Exception as exc:  # a bug in one adapter must not cost the other accounts
+            log.exception("sync.crashed")
+            report.syncs.append(SyncResult(acc.name, complete=False, error=repr(exc)))
+    try:
+        report.polls.append(
+            timed_job(rt.metrics, JobName.POLL, acc.name, partial(poll_account, rt, acc, stop=stop))
+        )
+    except Exception as exc:
+        log.exception("poll.crashed")
+        report.polls.append(PollResult(acc.name, errors=1, error=repr(exc)))
+
+
 def run_once(
     rt: Runtime,
     *,
@@ -109,28 +131,8 @@ def run_once(
     for acc in rt.accounts.values():
         if stop.is_set():
             break
-        if acc.provider.has_history:
-            try:
-                report.syncs.append(
-                    timed_job(
-                        rt.metrics,
-                        JobName.SYNC,
-                        acc.name,
-                        partial(sync_account, rt, acc, stop=stop, on_page=on_page),
-                    )
-                )
-            except Exception as exc:  # a bug in one adapter must not cost the other accounts
-                log.exception("sync.crashed", account=acc.name)
-                report.syncs.append(SyncResult(acc.name, complete=False, error=repr(exc)))
-        try:
-            report.polls.append(
-                timed_job(
-                    rt.metrics, JobName.POLL, acc.name, partial(poll_account, rt, acc, stop=stop)
-                )
-            )
-        except Exception as exc:
-            log.exception("poll.crashed", account=acc.name)
-            report.polls.append(PollResult(acc.name, errors=1, error=repr(exc)))
+        with bound_contextvars(account=acc.name):
+            _sync_and_poll(rt, acc, report, stop=stop, on_page=on_page)
     if not stop.is_set():
         report.archive = timed_job(
             rt.metrics,

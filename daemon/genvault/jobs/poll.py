@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from threading import Event
 
+from structlog.contextvars import bound_contextvars
+
 from genvault.crashpoints import crash_point
 from genvault.errors import (
     AuthError,
@@ -27,8 +29,8 @@ from genvault.errors import (
     TransientProviderError,
 )
 from genvault.jobs import health
-from genvault.logging import get_logger
-from genvault.metrics import JobOutcome
+from genvault.logs import get_logger
+from genvault.metrics import JobName, JobOutcome
 from genvault.models import utcnow
 from genvault.records import GenerationStatus
 from genvault.runtime import AccountRuntime, Runtime
@@ -71,10 +73,17 @@ def next_delay(attempts: int, ladder: tuple[float, ...]) -> timedelta:
 def poll_account(
     rt: Runtime, acc: AccountRuntime, *, stop: Event | None = None, now: datetime | None = None
 ) -> PollResult:
-    """Read every due generation of ``acc`` once, unless another replica is at it."""
-    with rt.store.account_lock("poll", acc.name) as ours:
+    """Read every due generation of ``acc`` once, unless another replica is at it.
+
+    Every line logged during the pass carries ``job=poll`` and ``account``, bound
+    here once (:mod:`genvault.logs`).
+    """
+    with (
+        bound_contextvars(job=JobName.POLL.value, account=acc.name),
+        rt.store.account_lock("poll", acc.name) as ours,
+    ):
         if not ours:
-            log.info("poll.skipped", account=acc.name, reason="another_replica")
+            log.info("poll.skipped", reason="another_replica")
             return PollResult(account=acc.name, elsewhere=True)
         return _poll_account(rt, acc, stop=stop, now=now)
 
@@ -90,9 +99,7 @@ def _poll_account(
     if retry_at is not None:
         # The provider is down: leave every item due, ask again after the cooldown.
         result.circuit_open = True
-        log.info(
-            "poll.skipped", account=acc.name, reason="circuit_open", retry_at=retry_at.isoformat()
-        )
+        log.info("poll.skipped", reason="circuit_open", retry_at=retry_at.isoformat())
         return result
     while True:
         now_ = now or utcnow()
@@ -129,9 +136,9 @@ def _poll_account(
                 # provider's state, already in this pass's job.poll line (and the
                 # throttle logged the change once): no warning every 15 s.
                 if isinstance(exc, AuthError):
-                    log.warning("poll.account_paused", account=acc.name, error=result.error)
+                    log.warning("poll.account_paused", error=result.error)
                 else:
-                    log.debug("poll.account_paused", account=acc.name, error=result.error)
+                    log.debug("poll.account_paused", error=result.error)
                 _log_done(result, provider.name, started)
                 health.persist(rt, acc)
                 return result
@@ -150,7 +157,6 @@ def _poll_account(
                     )
                     log.warning(
                         "poll.detail_failed",
-                        account=acc.name,
                         external_id=item.external_id,
                         error=f"{type(exc).__name__}: {exc}",
                         settled=settle,
@@ -179,7 +185,6 @@ def _poll_account(
                 )
                 log.warning(
                     "poll.failed",
-                    account=acc.name,
                     external_id=item.external_id,
                     error=reason,
                     gave_up=give_up,
@@ -232,7 +237,6 @@ def _log_done(result: PollResult, provider: str, started: float) -> None:
     """The one line of a pass that ran, idle or not (the poll job's heartbeat)."""
     log.info(
         "job.poll",
-        account=result.account,
         provider=provider,
         outcome=result.outcome.value,
         polled=result.polled,

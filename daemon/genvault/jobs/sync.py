@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from threading import Event
 
+from structlog.contextvars import bound_contextvars
+
 from genvault.crashpoints import crash_point
 from genvault.errors import (
     AuthError,
@@ -32,9 +34,10 @@ from genvault.errors import (
     RateLimitedError,
     TransientProviderError,
 )
+from genvault.formatting import iso
 from genvault.jobs import health
-from genvault.logging import get_logger
-from genvault.metrics import JobOutcome
+from genvault.logs import get_logger
+from genvault.metrics import JobName, JobOutcome
 from genvault.records import Page
 from genvault.runtime import AccountRuntime, Runtime
 from genvault.store import CursorUpdate, WalkEnding, WalkMark
@@ -131,10 +134,16 @@ def sync_account(
     Replicas on one PostgreSQL database take a per-account advisory lock
     (:meth:`Store.account_lock`), so one of them pages an account at a time and
     the others skip the pass rather than fetch the same pages again.
+
+    Every line logged during the pass carries ``job=sync`` and ``account``, bound
+    here once (:mod:`genvault.logs`).
     """
-    with rt.store.account_lock("sync", acc.name) as ours:
+    with (
+        bound_contextvars(job=JobName.SYNC.value, account=acc.name),
+        rt.store.account_lock("sync", acc.name) as ours,
+    ):
         if not ours:
-            log.info("sync.skipped", account=acc.name, reason="another_replica")
+            log.info("sync.skipped", reason="another_replica")
             return SyncResult(account=acc.name, complete=False, elsewhere=True)
         return _sync_account(rt, acc, full=full, since=since, stop=stop, on_page=on_page)
 
@@ -156,9 +165,7 @@ def _sync_account(
         # The provider is down (a previous pass or run opened its circuit): no request.
         result.circuit_open = True
         result.complete = False
-        log.warning(
-            "sync.skipped", account=acc.name, reason="circuit_open", retry_at=retry_at.isoformat()
-        )
+        log.warning("sync.skipped", reason="circuit_open", retry_at=retry_at.isoformat())
         return result
     for stream in provider.streams():
         sr = StreamResult(stream)
@@ -166,7 +173,7 @@ def _sync_account(
         try:
             _sync_stream(rt, acc, sr, result, full=full, since=since, stop=stop, on_page=on_page)
         except Exception as exc:  # an adapter's bug costs this stream, not the others
-            log.exception("sync.stream_crashed", account=acc.name, stream=stream)
+            log.exception("sync.stream_crashed", stream=stream)
             sr.error = f"{type(exc).__name__}: {exc}"
             rt.store.sync_failed(provider.name, acc.name, stream, sr.error)
         if sr.error is not None:
@@ -180,7 +187,6 @@ def _sync_account(
     troubled = result.troubled_streams
     log.info(
         "job.sync",
-        account=acc.name,
         provider=provider.name,
         outcome=result.outcome.value,
         pages=result.pages,
@@ -251,7 +257,6 @@ def _sync_stream(
             result.item_errors += page.errors
             log.debug(
                 "sync.page",
-                account=acc.name,
                 stream=stream,
                 position=page.position,
                 items=len(page.records),
@@ -272,7 +277,6 @@ def _sync_stream(
         rt.store.sync_failed(provider.name, acc.name, stream, f"rate limited: {exc}")
         log.info(
             "sync.rate_limited",
-            account=acc.name,
             stream=stream,
             position=walk.last_position,
             retry_after=exc.retry_after,
@@ -284,10 +288,9 @@ def _sync_stream(
         sr.paused = "circuit_open"
         log.warning(
             "sync.circuit_open",
-            account=acc.name,
             stream=stream,
             position=walk.last_position,
-            retry_at=exc.retry_at.isoformat() if exc.retry_at else None,
+            retry_at=iso(exc.retry_at),
         )
         return
     except ProviderError as exc:
@@ -299,7 +302,6 @@ def _sync_stream(
         rt.store.sync_failed(provider.name, acc.name, stream, sr.error)
         log.warning(
             "sync.page_failed",
-            account=acc.name,
             stream=stream,
             position=walk.last_position,
             error=sr.error,
@@ -311,7 +313,6 @@ def _sync_stream(
         sr.paused = "page_cap"
         log.warning(
             "sync.page_cap",
-            account=acc.name,
             stream=stream,
             pages=walk.requests,
             resume_at=walk.last_position,
@@ -319,7 +320,6 @@ def _sync_stream(
     elif walk.end is not None and not walk.end.complete:
         log.warning(
             "sync.walk_incomplete",
-            account=acc.name,
             stream=stream,
             reason=walk.end.value,
             detail=walk.end.explain(walk),
@@ -342,7 +342,6 @@ def _note_order(acc: AccountRuntime, stream: str, walk: Walk, before: str | None
     if seen is not None and seen.value != "newest_first" and seen.value != before:
         log.warning(
             "sync.order_unexpected",
-            account=acc.name,
             stream=stream,
             order=seen.value,
             consequence="walks never stop early: each reads the whole listing",

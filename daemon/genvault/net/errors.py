@@ -19,7 +19,7 @@ from typing import Literal
 import httpx
 
 from genvault.errors import UnsafeURLError
-from genvault.logging import scrub
+from genvault.logs import scrub
 
 
 class Fault(enum.Enum):

@@ -49,7 +49,7 @@ from genvault.errors import (
     PermanentDownloadError,
     TransientDownloadError,
 )
-from genvault.logging import get_logger
+from genvault.logs import get_logger
 from genvault.net.errors import Fault, map_httpx_errors
 from genvault.net.policy import NetworkPolicy, policy_extensions
 

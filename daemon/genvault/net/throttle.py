@@ -42,6 +42,7 @@ import structlog
 
 from genvault.config import NetworkSettings
 from genvault.errors import CircuitOpenError
+from genvault.formatting import iso
 
 log = structlog.get_logger("genvault.throttle")
 
@@ -364,7 +365,7 @@ class CircuitBreaker:
                 f"{self._events}.{event}",
                 **self._who,
                 failures=failures,
-                retry_at=retry_at.isoformat() if retry_at else None,
+                retry_at=iso(retry_at),
                 error=last_error,
             )
         elif event is not None:

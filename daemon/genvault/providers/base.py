@@ -149,7 +149,7 @@ class Provider(ABC):
     def parse_items(self, items: Sequence[Any]) -> tuple[list[GenerationRecord], int]:
         """Parse a page's items, skipping (and counting) the ones that do not parse."""
         from genvault.errors import MalformedResponseError
-        from genvault.logging import get_logger
+        from genvault.logs import get_logger
 
         out: list[GenerationRecord] = []
         bad = 0

@@ -37,7 +37,7 @@ from genvault.errors import (
     WebhookRejectedError,
 )
 from genvault.expiry import url_expiry
-from genvault.logging import get_logger
+from genvault.logs import get_logger
 from genvault.net.api import ApiClient
 from genvault.providers import _parse as p
 from genvault.providers._parse import dedupe_by_url

@@ -36,7 +36,7 @@ from pydantic import Field
 
 from genvault.errors import BusinessError, MalformedResponseError, NotFoundError
 from genvault.expiry import url_expiry
-from genvault.logging import get_logger
+from genvault.logs import get_logger
 from genvault.providers import _parse as p
 from genvault.providers._parse import dedupe_by_url
 from genvault.providers.base import Provider, ProviderOptions

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from genvault.errors import CircuitOpenError, StorageError
-from genvault.logging import get_logger
+from genvault.logs import get_logger
 from genvault.net.throttle import (
     Admission,
     CallOutcome,

@@ -45,7 +45,7 @@ from typing import BinaryIO
 
 from genvault.crashpoints import crash_point
 from genvault.errors import StorageError
-from genvault.logging import get_logger
+from genvault.logs import get_logger
 from genvault.storage.base import CHUNK_SIZE, HashingReader, StoredObject
 from genvault.storage.keys import check_key
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from genvault.errors import StorageError
 from genvault.httpd.request import Desk, Refused, Request
-from genvault.logging import get_logger
+from genvault.logs import get_logger
 from genvault.web.auth import Verdict, check_access
 from genvault.web.files import FILE_HEADERS, find_image, iter_chunks
 

@@ -32,7 +32,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from genvault.formatting import ago, countdown, human_bytes, until, utc_minute
+from genvault.formatting import ago, countdown, human_bytes, iso, until, utc_minute
 from genvault.store.queries.activity import ArchivedMedia
 
 MAX_CARDS = 60
@@ -207,7 +207,7 @@ def _hit(hit: Any, data: PageData) -> _Hit:
     """One search hit. Read with getattr: the hit type may gain or lose fields."""
     created = getattr(hit, "created_at", None)
     try:
-        created_text = utc_minute(created.isoformat() if isinstance(created, datetime) else created)
+        created_text = utc_minute(iso(created))
     except (TypeError, ValueError):
         created_text = str(created or "")
     keys = tuple(getattr(hit, "storage_keys", ()) or ())

@@ -42,17 +42,19 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+from structlog.contextvars import bound_contextvars
 
 from genvault.config import Settings
 from genvault.errors import ConfigError
+from genvault.exitcodes import ExitCode
+from genvault.formatting import human_bytes
 from genvault.jobs import health
 from genvault.jobs.archive import archive_pending
-from genvault.jobs.pipeline import ExitCode, RunReport
+from genvault.jobs.pipeline import RunReport
 from genvault.jobs.poll import PollResult, poll_account
 from genvault.jobs.sync import SyncResult, sync_account
-from genvault.logging import get_logger
+from genvault.logs import get_logger
 from genvault.records import AssetState, Page
-from genvault.report import human_bytes
 from genvault.runtime import AccountRuntime, Runtime
 from genvault.store import LeasedAsset, Outcome
 
@@ -195,6 +197,32 @@ def select_accounts(
     )
 
 
+def _walk_and_poll(
+    rt: Runtime,
+    acc: AccountRuntime,
+    report: RunReport,
+    *,
+    since: datetime | None,
+    display: Display,
+    stop: Event,
+) -> None:
+    """One account's full walk and poll; a crash is logged and reported, never raised
+    (the caller bound ``account`` for every line)."""
+    display.paging(acc.name)
+    try:
+        synced = sync_account(rt, acc, full=True, since=since, stop=stop, on_page=display.page)
+    except Exception as exc:  # one adapter's bug must not cost the other accounts
+        log.exception("sync.crashed")
+        synced = SyncResult(acc.name, complete=False, error=repr(exc))
+    report.syncs.append(synced)
+    display.paged(synced)
+    try:
+        report.polls.append(poll_account(rt, acc, stop=stop))
+    except Exception as exc:
+        log.exception("poll.crashed")
+        report.polls.append(PollResult(acc.name, errors=1, error=repr(exc)))
+
+
 def backfill(
     rt: Runtime,
     accounts: list[AccountRuntime],
@@ -210,19 +238,8 @@ def backfill(
     for acc in accounts:
         if stop.is_set():
             break
-        display.paging(acc.name)
-        try:
-            synced = sync_account(rt, acc, full=True, since=since, stop=stop, on_page=display.page)
-        except Exception as exc:  # one adapter's bug must not cost the other accounts
-            log.exception("sync.crashed", account=acc.name)
-            synced = SyncResult(acc.name, complete=False, error=repr(exc))
-        report.syncs.append(synced)
-        display.paged(synced)
-        try:
-            report.polls.append(poll_account(rt, acc, stop=stop))
-        except Exception as exc:
-            log.exception("poll.crashed", account=acc.name)
-            report.polls.append(PollResult(acc.name, errors=1, error=repr(exc)))
+        with bound_contextvars(account=acc.name):
+            _walk_and_poll(rt, acc, report, since=since, display=display, stop=stop)
     names = [a.name for a in accounts]
     if not stop.is_set() and names:
         plan = rt.store.archive_plan(

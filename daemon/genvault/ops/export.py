@@ -39,7 +39,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from genvault.errors import StorageError
-from genvault.status import iso
+from genvault.formatting import iso
 from genvault.store import Store
 from genvault.store.queries.operator import EXPORT_GENERATION_FIELDS
 

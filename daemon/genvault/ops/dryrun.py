@@ -8,7 +8,7 @@ the files the next pass would download, in its order (earliest deadline first),
 with the announced size and the time left, and the totals.
 
 Nothing is written anywhere: the database is opened only if it exists at the
-latest schema (no file created, no migration: :mod:`genvault.readonly`), no row
+latest schema (no file created, no migration: :mod:`genvault.ops.readonly`), no row
 is leased or updated, the circuit-breaker state is read but never saved, no
 media URL is requested and storage is not touched (not even the clean-up of
 stale uploads). The only requests are the listing GETs themselves.
@@ -22,16 +22,17 @@ from datetime import datetime
 
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
+from structlog.contextvars import bound_contextvars
 
 from genvault.config import Settings
 from genvault.errors import ProviderError
+from genvault.exitcodes import ExitCode
+from genvault.formatting import countdown, human_bytes, iso
 from genvault.identity import fingerprint, url_key
 from genvault.instance import lock_held
 from genvault.jobs import health
-from genvault.jobs.pipeline import ExitCode
 from genvault.models import utcnow
-from genvault.readonly import open_existing_store
-from genvault.report import countdown, human_bytes
+from genvault.ops.readonly import open_existing_store
 from genvault.runtime import AccountRuntime, Runtime
 from genvault.store.queries.operator import ArchivePlan
 from genvault.walk import next_walk
@@ -106,10 +107,6 @@ def _more(shown: int, total: int) -> str | None:
     return f"    and {total - shown} more" if total > shown else None
 
 
-def _iso(v: datetime | None) -> str | None:
-    return v.isoformat() if v is not None else None
-
-
 def _account(rt: Runtime, acc: AccountRuntime, now: datetime, echo: Echo) -> bool:
     """Print one account's section; True when something went wrong (exit 3)."""
     echo(f"\naccount {acc.name} ({acc.provider.name})")
@@ -171,7 +168,7 @@ def _plan(plan: ArchivePlan, now: datetime, echo: Echo) -> None:
     width = len(str(len(plan.files)))
     for i, f in enumerate(plan.files, 1):
         size = human_bytes(f.expected_size) if f.expected_size is not None else "size ?"
-        left = countdown(_iso(f.expires_at), now)
+        left = countdown(iso(f.expires_at), now)
         retry = f", attempt {f.attempts + 1}" if f.attempts else ""
         echo(
             f"  {i:>{width}}. {f.account}  {f.external_id}  {f.role}/{f.kind}  {size}  "
@@ -204,7 +201,8 @@ def dry_run(
         now = utcnow()
         trouble = False
         for acc in rt.accounts.values():
-            trouble |= _account(rt, acc, now, echo)
+            with bound_contextvars(account=acc.name):  # health.restore's lines name it
+                trouble |= _account(rt, acc, now, echo)
         # a killed run's leases do not hold the real pass back: do not count them here
         dead = rt.store.dead_lease_owners(process_alive=lock_held(settings.database.url))
         plan = rt.store.archive_plan(roles=rt.archive_roles, limit=SHOW, now=now, dead_owners=dead)

@@ -31,9 +31,10 @@ from genvault.config import (
     Settings,
     StorageSettings,
 )
-from genvault.jobs.pipeline import ExitCode, RunReport, run_once
+from genvault.exitcodes import ExitCode
+from genvault.formatting import human_bytes
+from genvault.jobs.pipeline import RunReport, run_once
 from genvault.records import AssetState
-from genvault.report import human_bytes
 from genvault.runtime import Runtime
 from genvault.simulator import SIMULATORS, simulator_factory
 

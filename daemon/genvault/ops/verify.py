@@ -242,7 +242,7 @@ def verify_with_progress(
         TimeRemainingColumn,
     )
 
-    from genvault.report import human_bytes
+    from genvault.formatting import human_bytes
 
     files, _ = store.archived_totals()
     total = min(files, sample) if sample is not None else files
