@@ -300,7 +300,7 @@ def _apprise_for(urls: Sequence[str]) -> Any:
 
     import apprise
 
-    from genvault.logging import register_secret
+    from genvault.logs import register_secret
 
     # Apprise logs the endpoints it talks to, and they can carry tokens: only its
     # errors pass (masked like every secret), and none while URLs are parsed, where

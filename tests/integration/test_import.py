@@ -34,8 +34,8 @@ from genvault.config import (
     Settings,
     StorageSettings,
 )
-from genvault.importer import ImportReport, Verdict, import_folder, import_runtime
 from genvault.jobs.pipeline import run_once
+from genvault.ops.importer import ImportReport, Verdict, import_folder, import_runtime
 from genvault.runtime import Runtime
 from genvault.simulator import geminigen, media
 from genvault.simulator.base import ExpectedFile

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from genvault.importer.files import (
+from genvault.ops.importer.files import (
     OpenedFile,
     completeness,
     genvault_name,
@@ -17,7 +17,7 @@ from genvault.importer.files import (
     spans,
     walk,
 )
-from genvault.importer.matching import IdIndex, id_variants
+from genvault.ops.importer.matching import IdIndex, id_variants
 from genvault.store.imports import KnownFile
 
 

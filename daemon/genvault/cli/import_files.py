@@ -13,7 +13,7 @@ import click
 from genvault.cli.common import Ctx, config_errors_exit_2, single_process_or_exit
 
 if TYPE_CHECKING:
-    from genvault.importer import FileReport, ImportReport
+    from genvault.ops.importer import FileReport, ImportReport
 
 _LABELS = {
     "imported": "imported",
@@ -56,7 +56,7 @@ def import_files(obj: Ctx, account: str, directory: Path, dry_run: bool, as_json
     Exit 0 when every file that matched was imported (or was archived already), 3
     when one was refused or could not be stored; 2 for a bad config or account.
     """
-    from genvault.importer import import_folder, import_runtime
+    from genvault.ops.importer import import_folder, import_runtime
 
     settings = obj.settings()
     acc = settings.account(account)  # an unknown name: exit 2, one line naming it

@@ -34,7 +34,7 @@ from genvault.errors import (
     RateLimitedError,
     TransientProviderError,
 )
-from genvault.logging import register_secret
+from genvault.logs import register_secret
 from genvault.net.errors import short_error
 from genvault.providers.base import ProviderOptions
 from genvault.providers.registry import PROVIDERS, provider_class, validate_options

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from genvault.logging import scrub
+from genvault.logs import scrub
 
 
 class Level(enum.StrEnum):

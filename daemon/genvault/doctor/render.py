@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from genvault.doctor.findings import AccountReport, DoctorReport, Level
-from genvault.logging import scrub
+from genvault.logs import scrub
 
 _STYLE = {Level.OK: "green", Level.WARN: "yellow", Level.FAIL: "bold red", Level.SKIP: "dim"}
 

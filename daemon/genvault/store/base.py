@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from genvault.logging import get_logger
+from genvault.logs import get_logger
 from genvault.models import Asset, Generation, ProviderHealth, SyncCursor
 
 P = ParamSpec("P")

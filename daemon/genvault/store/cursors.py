@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from genvault.logging import get_logger
+from genvault.logs import get_logger
 from genvault.models import utcnow
 from genvault.store.base import C, G, StoreBase
 

@@ -29,7 +29,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from genvault.logging import get_logger
+from genvault.logs import get_logger
 from genvault.models import utcnow
 from genvault.records import AssetState
 from genvault.store.base import A, StoreBase, lock_key, retry_conflicts

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
-from genvault.logging import get_logger
+from genvault.logs import get_logger
 from genvault.store.base import StoreBase, lock_key
 
 log = get_logger("genvault.store")

@@ -1,11 +1,11 @@
 """``genvault import ACCOUNT DIR``: adopt files the user downloaded earlier.
 
-For each media file under the folder (:func:`genvault.importer.files.walk`):
+For each media file under the folder (:func:`genvault.ops.importer.files.walk`):
 
 1. its bytes must be media (the sniffing a download gets: an HTML or JSON error
    page saved as ``.jpg`` is refused);
 2. it is matched to a generation of the account and to one of its files
-   (:mod:`genvault.importer.matching`), its size compared with the size the
+   (:mod:`genvault.ops.importer.matching`), its size compared with the size the
    provider reports: the listing's, else a one-byte Range GET of the file's URL
    (no API key is sent, the account's network policy applies). Where the provider
    still serves the file, the sizes must be equal, else it is refused (a partial
@@ -38,7 +38,14 @@ from typing import Any, Final
 
 from genvault.config import AccountSettings, Settings
 from genvault.errors import StorageError
-from genvault.importer.files import (
+from genvault.exitcodes import ExitCode
+from genvault.instance import holds_process_lock
+from genvault.jobs.archive import write_sidecars
+from genvault.logs import get_logger
+from genvault.net.client import build_client
+from genvault.net.policy import NetworkPolicy
+from genvault.net.probe import range_probe
+from genvault.ops.importer.files import (
     Content,
     FileChangedError,
     LocalFile,
@@ -50,7 +57,7 @@ from genvault.importer.files import (
     sniff,
     walk,
 )
-from genvault.importer.matching import (
+from genvault.ops.importer.matching import (
     Choice,
     Hints,
     IdIndex,
@@ -60,14 +67,7 @@ from genvault.importer.matching import (
     choose,
     describe,
 )
-from genvault.instance import holds_process_lock
-from genvault.jobs.archive import write_sidecars
-from genvault.jobs.pipeline import ExitCode
-from genvault.logging import get_logger
-from genvault.net.client import build_client
-from genvault.net.policy import NetworkPolicy
-from genvault.net.probe import range_probe
-from genvault.readonly import open_existing_store
+from genvault.ops.readonly import open_existing_store
 from genvault.records import AssetState
 from genvault.runtime import Runtime, account_policy
 from genvault.storage import open_storage

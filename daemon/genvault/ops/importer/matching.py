@@ -31,7 +31,7 @@ from typing import Final
 from urllib.parse import quote, unquote, urlsplit
 
 from genvault.identity import url_key
-from genvault.importer.files import Content, spans
+from genvault.ops.importer.files import Content, spans
 from genvault.records import AssetState
 from genvault.storage.keys import sanitize_component
 from genvault.store.imports import ImportCandidate, KnownFile

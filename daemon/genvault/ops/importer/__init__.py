@@ -7,12 +7,12 @@
                    commit, the report.
 """
 
-from genvault.importer.job import (
+from genvault.ops.importer.job import (
     FileReport,
     ImportReport,
     import_folder,
     import_runtime,
 )
-from genvault.importer.matching import Verdict
+from genvault.ops.importer.matching import Verdict
 
 __all__ = ["FileReport", "ImportReport", "Verdict", "import_folder", "import_runtime"]
