@@ -179,3 +179,25 @@ def test_urls_from_a_file_are_read_like_keys_and_never_logged(
     assert proc.returncode == 4, proc.stderr[-3000:]
     assert len(receiver.messages) == 1
     assert receiver.url.split("//", 1)[1] not in proc.stderr + proc.stdout
+
+
+def test_verify_damage_is_said_once(
+    tmp_path: Path, start_sim: SimStarter, receiver: Receiver
+) -> None:
+    sim = _sim(start_sim)
+    config = _config(tmp_path, sim, _notify_table(receiver))
+    run = genvault("--config", str(config), "run", "--once", env=ENV)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert receiver.messages == [], "a clean run has nothing to say"
+    root = tmp_path / "archive"
+    victim = next(p for p in sorted(root.rglob("*-result.jpg")))
+    victim.write_bytes(b"\xff\xd8\xff not the archived bytes")
+    found = genvault("--config", str(config), "verify", env=ENV)
+    assert found.returncode == 6, found.stdout + found.stderr
+    assert len(receiver.messages) == 1
+    message = receiver.messages[0]
+    assert message["type"] == "failure" and "damaged" in message["title"]
+    assert str(victim.relative_to(root)) in message["message"]
+    again = genvault("--config", str(config), "verify", env=ENV)
+    assert again.returncode == 6
+    assert len(receiver.messages) == 1, "the same damage was said twice"

@@ -11,6 +11,7 @@ import click
 from genvault.cli.common import Ctx, config_errors_exit_2
 
 if TYPE_CHECKING:
+    from genvault.config import Settings
     from genvault.ops.verify import VerifyReport
     from genvault.store import Store
 
@@ -67,6 +68,8 @@ def verify(obj: Ctx, sample: int | None, as_json: bool, repair: bool, workers: i
         else:
             report = verify_with_progress(store, storage, sample, workers=workers, console=console)
         repaired = _repair(obj, store, report) if repair and report.problems else 0
+        if report.problems:
+            _notify_damage(settings, store, report)
     finally:
         store.dispose()
     if as_json:
@@ -99,3 +102,19 @@ def _repair(obj: Ctx, store: Store, report: VerifyReport) -> int:
     ]
     with single_process_or_exit(obj.settings().database.url):
         return store.requeue_damaged(fixable)
+
+
+def _notify_damage(settings: Settings, store: Store, report: VerifyReport) -> None:
+    """Tell the ``[notify]`` URLs about damage found (each object once; no-op without
+    URLs). The one write verify makes: the notification ledger, so it is said once."""
+    from datetime import UTC, datetime
+
+    from genvault.notify import messenger_for, verify_events
+
+    messenger = messenger_for(settings, store)
+    if messenger.enabled:
+        found = [
+            (p.key or f"asset {p.asset_id}", p.describe().split(":", 1)[-1].strip())
+            for p in report.problems
+        ]
+        messenger.notify(verify_events(found), datetime.now(UTC))
