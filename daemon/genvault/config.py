@@ -222,6 +222,8 @@ class MetricsSettings(_Section):
     ``genvault_assets_at_risk`` (overdue ones included): the alert's lead time."""
 
 
+MediaRoleName = Literal["result", "thumbnail", "last_frame", "upscale", "reference"]
+"""The values of :class:`genvault.records.MediaRole` (config stays free of records)."""
 NotifyEvent = Literal["at_risk", "lost", "stream", "circuit", "storage", "verify"]
 NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
 """What can be notified: files at risk, files lost, a stream whose sync fails or stays
@@ -271,6 +273,14 @@ class AccountSettings(BaseModel):
     callback URL given to the provider. Its own secret, never the server token: a
     callback URL is handed to a third party and sits in its logs, so what it carries
     must open this account's webhook and nothing else (not the intake, not the page)."""
+    roles: tuple[MediaRoleName, ...] | None = None
+    """Which of this account's files to archive, by role; unset: results, last frames and
+    upscales, plus thumbnails and references as ``[archive] thumbnails``/``references``
+    say. Files left out are recorded as skipped (``status`` says why), never fetched."""
+    kinds: tuple[Literal["image", "video", "audio", "other"], ...] | None = None
+    """Which media kinds to archive (``["video"]``: only videos); unset: every kind."""
+    backfill_days: int | None = Field(default=None, ge=1)
+    """This account's ``sync.backfill_days``: how far back its first walk reaches."""
     webhook_secret_file: Path | None = None
     """File holding that secret; set this or ``webhook_secret_env``. Token webhooks
     (CrowdComputed, GeminiGen, Tengr.ai) are refused until one is set; for Akool it

@@ -132,7 +132,15 @@ def render_status(doc: dict[str, Any], console: Console | None = None) -> None:
         console.print(circuits)
     if doc["at_risk"]:
         risk = Table(title="at risk (pending, deadline soon)", header_style="bold red")
-        for col in ("account", "external id", "role", "time left", "attempts", "last error"):
+        for col in (
+            "account",
+            "external id",
+            "role",
+            "time left",
+            "deadline from",
+            "attempts",
+            "last error",
+        ):
             risk.add_column(col)
         for r in doc["at_risk"]:
             risk.add_row(
@@ -140,12 +148,14 @@ def render_status(doc: dict[str, Any], console: Console | None = None) -> None:
                 escape(r["external_id"]),
                 r["role"],
                 countdown(r["expires_at"]),
+                deadline_source_cell(r.get("expires_source")),
                 str(r["attempts"]),
                 escape((r["last_error"] or "")[:60]),
             )
         console.print(risk)
     else:
         console.print("[green]nothing at risk[/green]")
+    _render_skipped(doc["accounts"], console)
     _render_failures(doc.get("recent_failures") or [], console)
 
 
@@ -244,4 +254,25 @@ def _render_streams(accounts: list[dict[str, Any]], console: Console) -> None:
             _walk_cell(s),
             _state_cell(s),
         )
+    console.print(table)
+
+
+def deadline_source_cell(source: str | None) -> str:
+    """Where a deadline comes from; a guess is marked as one."""
+    if source in ("provider", "rule", "signed_url"):
+        return source.replace("_", " ")
+    return f"[yellow]{source or 'unknown'} (a guess)[/yellow]"
+
+
+def _render_skipped(accounts: list[dict[str, Any]], console: Console) -> None:
+    """Files left out by choice (their role or kind is not archived), with the setting
+    that leaves them out: a skipped file must never look like a missed one."""
+    rows = [(a["name"], s) for a in accounts for s in a.get("skipped") or []]
+    if not rows:
+        return
+    table = Table(title="skipped (not archived, by choice)", header_style="bold")
+    for col in ("account", "role", "kind", "files", "why"):
+        table.add_column(col)
+    for account, s in rows:
+        table.add_row(escape(account), s["role"], s["kind"], str(s["files"]), escape(s["why"]))
     console.print(table)

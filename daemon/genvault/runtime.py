@@ -15,7 +15,7 @@ from functools import partial
 
 from pydantic import SecretStr
 
-from genvault.config import AccountSettings, Settings
+from genvault.config import AccountSettings, ArchiveSettings, Settings
 from genvault.errors import StorageError
 from genvault.instance import holds_process_lock
 from genvault.logs import get_logger, register_secret
@@ -55,6 +55,17 @@ def account_policy(policy: NetworkPolicy, acc: AccountSettings) -> NetworkPolicy
     return replace(policy, allowed_hosts=frozenset(acc.allowed_hosts))
 
 
+def default_roles(archive: ArchiveSettings) -> frozenset[str]:
+    """The roles archived unless an account names its own: results, last frames and
+    upscales always; thumbnails and references as ``[archive]`` says."""
+    roles = {MediaRole.RESULT, MediaRole.LAST_FRAME, MediaRole.UPSCALE}
+    if archive.thumbnails:
+        roles.add(MediaRole.THUMBNAIL)
+    if archive.references:
+        roles.add(MediaRole.REFERENCE)
+    return frozenset(r.value for r in roles)
+
+
 @dataclass
 class AccountRuntime:
     settings: AccountSettings
@@ -72,6 +83,24 @@ class AccountRuntime:
     @property
     def retention(self) -> timedelta:
         return self.provider.retention or DEFAULT_RETENTION
+
+    def archive_roles(self, archive: ArchiveSettings) -> frozenset[str]:
+        """The roles of this account's files to archive: its ``roles``, else the
+        ``[archive]`` defaults (results always; thumbnails and references as set)."""
+        if self.settings.roles is not None:
+            return frozenset(self.settings.roles)
+        return default_roles(archive)
+
+    @property
+    def archive_kinds(self) -> frozenset[str] | None:
+        """The media kinds to archive (None: every kind)."""
+        kinds = self.settings.kinds
+        return frozenset(kinds) if kinds is not None else None
+
+    def wants(self, role: str, kind: str, archive: ArchiveSettings) -> bool:
+        """Whether this account archives a file of ``role`` and ``kind``."""
+        kinds = self.archive_kinds
+        return role in self.archive_roles(archive) and (kinds is None or kind in kinds)
 
     @property
     def retention_source(self) -> DeadlineSource:
@@ -197,12 +226,28 @@ class Runtime:
 
     @property
     def archive_roles(self) -> frozenset[str]:
-        roles = {MediaRole.RESULT, MediaRole.LAST_FRAME, MediaRole.UPSCALE}
-        if self.settings.archive.thumbnails:
-            roles.add(MediaRole.THUMBNAIL)
-        if self.settings.archive.references:
-            roles.add(MediaRole.REFERENCE)
-        return frozenset(r.value for r in roles)
+        """Every role some account archives (what the queue may hold)."""
+        roles = default_roles(self.settings.archive)
+        for acc in self.accounts.values():
+            roles |= acc.archive_roles(self.settings.archive)
+        return roles
+
+    def apply_archive_choices(self) -> None:
+        """Bring files already known in line with each account's choice of roles and
+        kinds (which may have changed since they were recorded): queue what is wanted
+        now, skip what no longer is. Once per process, before its first archive pass."""
+        for acc in self.accounts.values():
+            roles = acc.archive_roles(self.settings.archive)
+            queued, skipped = self.store.apply_archive_choice(acc.name, roles, acc.archive_kinds)
+            if queued or skipped:
+                log.info(
+                    "archive.choice_applied",
+                    account=acc.name,
+                    queued=queued,
+                    skipped=skipped,
+                    roles=sorted(roles),
+                    kinds=sorted(acc.archive_kinds or ()),
+                )
 
     @property
     def poll_horizon(self) -> timedelta:

@@ -89,6 +89,7 @@ def read_status(
     risky = store.at_risk(within)
     recent = store.recent_failures(failures)
     health = store.provider_health()
+    skipped = store.skipped_files()
     accounts = []
     for acc in settings.accounts:
         s = summary.get(acc.name, {})
@@ -108,6 +109,7 @@ def read_status(
                 "circuit": _circuit(health.get(acc.name)),
                 "streams": streams.get(acc.name, []),
                 "complete": all(st["complete"] for st in streams.get(acc.name, [])),
+                "skipped": skipped_entries(settings, acc, skipped.get(acc.name, {})),
             }
         )
     return {
@@ -170,4 +172,32 @@ def account_streams(store: Store, settings: Settings) -> dict[str, list[dict[str
     out: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     for s in store.stream_report(names, datetime.now(UTC), configured=configured):
         out.setdefault(s.account, []).append(stream_entry(s))
+    return out
+
+
+# --------------------------------------------------------------------------- skipped
+
+
+def skipped_entries(
+    settings: Settings, acc: AccountSettings, counts: dict[tuple[str, str], int]
+) -> list[dict[str, Any]]:
+    """An account's skipped files by role and kind, each with the setting that leaves
+    them out (so a skipped file never looks like a missed one)."""
+    from genvault.runtime import default_roles
+
+    roles = frozenset(acc.roles) if acc.roles is not None else default_roles(settings.archive)
+    out = []
+    for (role, kind), files in sorted(counts.items()):
+        if role not in roles:
+            if acc.roles is not None:
+                why = f"accounts[{acc.name}].roles leaves out {role}"
+            elif role in ("thumbnail", "reference"):
+                why = f"archive.{role}s = false"
+            else:
+                why = f"role {role} is not archived"
+        elif acc.kinds is not None and kind not in acc.kinds:
+            why = f"accounts[{acc.name}].kinds leaves out {kind}"
+        else:
+            why = "wanted now: queued by the next archive pass"
+        out.append({"role": role, "kind": kind, "files": files, "why": why})
     return out

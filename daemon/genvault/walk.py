@@ -196,9 +196,11 @@ def next_walk(
     max_pages: int | None = None,
     full: bool = False,
     since: datetime | None = None,
+    backfill_days: int | None = None,
 ) -> Walk:
     """The walk a pass makes of ``stream`` now: planned from its cursor and the sync
-    settings (:func:`plan_walk`), with what earlier walks learned (order, page size).
+    settings (:func:`plan_walk`; ``backfill_days``: the account's own, over the sync
+    setting), with what earlier walks learned (order, page size).
     The sync job and the dry run both start here, so they walk alike."""
     from genvault.models import utcnow
 
@@ -208,7 +210,7 @@ def next_walk(
         now=utcnow(),
         overlap=timedelta(seconds=settings.overlap_seconds),
         full_walk_every=timedelta(hours=settings.full_walk_hours),
-        backfill_days=settings.backfill_days,
+        backfill_days=backfill_days or settings.backfill_days,
         full=full,
         since=since,
     )
@@ -219,6 +221,17 @@ def next_walk(
         order_seen=cursor.order_seen,
         page_size_seen=cursor.page_size_seen,
     )
+
+
+def within_floor(
+    records: tuple[GenerationRecord, ...], floor: datetime | None
+) -> tuple[GenerationRecord, ...]:
+    """The records a walk bounded by ``floor`` (``backfill_days``, ``--since``) keeps: the
+    page that reaches the floor also lists older items, and those were not asked for.
+    Items with no creation time are kept (nothing says they are older)."""
+    if floor is None:
+        return records
+    return tuple(r for r in records if r.created_at is None or r.created_at >= floor)
 
 
 @dataclass(frozen=True, slots=True)

@@ -323,7 +323,8 @@ def test_at_risk_lists_the_pending_files_with_time_left(browser: WebDriver, scen
         minutes = int(left.group(1)) * 60 + int(left.group(2))
         expected = (asset["expires_at"] - datetime.now(UTC)).total_seconds() / 60
         assert abs(minutes - expected) <= 2
-        assert "HTTP 503" in cells[5]
+        assert cells[4] == "signed url", "the deadline says where it comes from"
+        assert "HTTP 503" in cells[6]
     at_risk = browser.find_element(By.CSS_SELECTOR, '[data-total="at-risk"] .n').text
     assert at_risk == "2"
 

@@ -362,3 +362,32 @@ def test_world_readable_server_token_file(tmp_path: Path) -> None:
     assert world_readable_secret_files(_load(tmp_path, text)) == [token]
     token.chmod(0o600)
     assert world_readable_secret_files(_load(tmp_path, text)) == []
+
+
+def test_account_role_and_kind_names_are_the_records_enums() -> None:
+    """Config names roles and kinds without importing records; they must not drift."""
+    from typing import get_args
+
+    from genvault.config import AccountSettings, MediaRoleName
+    from genvault.records import MediaKind, MediaRole
+
+    assert set(get_args(MediaRoleName)) == {r.value for r in MediaRole}
+    kinds = AccountSettings.model_fields["kinds"].annotation
+    literal = get_args(get_args(kinds)[0])[0]
+    assert set(get_args(literal)) == {k.value for k in MediaKind}
+
+
+def test_account_roles_kinds_and_backfill_days_are_checked(tmp_path: Path) -> None:
+    from genvault.errors import ConfigError
+
+    base = '[[accounts]]\nname = "a"\nprovider = "geminigen"\napi_key_env = "K"\n'
+    for line, key in (
+        ('roles = ["results"]', "roles"),
+        ('kinds = ["picture"]', "kinds"),
+        ("backfill_days = 0", "backfill_days"),
+    ):
+        path = tmp_path / "c.toml"
+        path.write_text(base + line + "\n")
+        with pytest.raises(ConfigError) as err:
+            load_settings(path, environ={"K": "x"})
+        assert key in str(err.value)

@@ -434,10 +434,8 @@ def archive_pending(
     abort = Event()
     cfg = rt.settings.archive
     if not rt.roles_enqueued:
-        queued = rt.store.enqueue_roles(rt.archive_roles)
+        rt.apply_archive_choices()
         rt.roles_enqueued = True
-        if queued:
-            log.info("archive.roles_enqueued", assets=queued, roles=sorted(rt.archive_roles))
     result = ArchiveResult()
     started = time.monotonic()
     owner = rt.worker_id

@@ -41,7 +41,7 @@ from genvault.metrics import JobName, JobOutcome
 from genvault.records import Page
 from genvault.runtime import AccountRuntime, Runtime
 from genvault.store import CursorUpdate, WalkEnding, WalkMark
-from genvault.walk import Walk, WalkEnd, next_walk, stamp
+from genvault.walk import Walk, WalkEnd, next_walk, stamp, within_floor
 
 log = get_logger("genvault.sync")
 
@@ -222,7 +222,15 @@ def _sync_stream(
     provider = acc.provider
     stream = sr.stream
     cursor = rt.store.get_cursor(acc.name, stream)
-    walk = next_walk(provider, cursor, stream, rt.settings.sync, full=full, since=since)
+    walk = next_walk(
+        provider,
+        cursor,
+        stream,
+        rt.settings.sync,
+        full=full,
+        since=since,
+        backfill_days=acc.settings.backfill_days,
+    )
     plan = walk.plan
     sr.full = plan.full
     mark = WalkMark(full=plan.full, started_at=plan.started_at, floor=plan.floor)
@@ -238,9 +246,10 @@ def _sync_stream(
             saved = rt.store.save_page(
                 provider=provider.name,
                 account=acc.name,
-                records=page.records,
+                records=within_floor(page.records, plan.floor),
                 cursor=CursorUpdate(stream, step.resume_at, scan_high, walk=mark, ended=ending),
-                archive_roles=rt.archive_roles,
+                archive_roles=acc.archive_roles(rt.settings.archive),
+                archive_kinds=acc.archive_kinds,
                 retention=acc.retention,
                 retention_source=acc.retention_source,
                 poll_horizon=rt.poll_horizon,

@@ -288,9 +288,15 @@ def run_backfill(
 
     The caller holds the SQLite process lock.
     """
-    # sync.backfill_days bounds only the first automatic walk; --since bounds this one.
+    # sync.backfill_days (and an account's own) bounds only the first automatic walk;
+    # --since bounds this one.
     settings = settings.model_copy(
-        update={"sync": settings.sync.model_copy(update={"backfill_days": None})}
+        update={
+            "sync": settings.sync.model_copy(update={"backfill_days": None}),
+            "accounts": tuple(
+                a.model_copy(update={"backfill_days": None}) for a in settings.accounts
+            ),
+        }
     )
     started = time.monotonic()
     rt = Runtime.build(settings, secrets)

@@ -70,7 +70,14 @@ def preview_stream(rt: Runtime, acc: AccountRuntime, stream: str) -> StreamPrevi
     out = StreamPreview(stream)
     provider = acc.provider
     cursor = rt.store.get_cursor(acc.name, stream)
-    walk = next_walk(provider, cursor, stream, rt.settings.sync, max_pages=MAX_PAGES)
+    walk = next_walk(
+        provider,
+        cursor,
+        stream,
+        rt.settings.sync,
+        max_pages=MAX_PAGES,
+        backfill_days=acc.settings.backfill_days,
+    )
     out.full = walk.plan.full
     seen_files: set[str] = set()
     try:
@@ -87,7 +94,8 @@ def preview_stream(rt: Runtime, acc: AccountRuntime, stream: str) -> StreamPrevi
                     out.new += 1
                     for m in r.media:
                         key = url_key(m.url)
-                        if m.role.value in rt.archive_roles and key not in seen_files:
+                        wanted = acc.wants(m.role.value, m.kind.value, rt.settings.archive)
+                        if wanted and key not in seen_files:
                             seen_files.add(key)
                             out.new_files += 1
                 elif old != fingerprint(r.raw):

@@ -11,6 +11,8 @@ from one mixin per job, each in its own module:
                       stream's cursor (:mod:`.cursors`) in one commit; the poll
                       side's :meth:`Store.register_tasks`, :meth:`Store.due_for_poll`,
                       :meth:`Store.save_polled`, :meth:`Store.poll_error`;
+* :mod:`.choices`     each account's choice of roles and kinds applied to files
+                      already known, and what it skips;
 * :mod:`.leases`      the archive queue, :attr:`Store.leases`: a :class:`LeaseQueue`
                       (acquire earliest deadline first, extend, finish, defer,
                       release) with its value types :class:`LeasedAsset`,
@@ -35,6 +37,7 @@ CONFLICT``, and the retry of a transaction PostgreSQL aborted as a deadlock vict
 from __future__ import annotations
 
 from genvault.store.base import A, C, G, H
+from genvault.store.choices import ArchiveChoices
 from genvault.store.cursors import CursorState, CursorUpdate, WalkEnding, WalkMark
 from genvault.store.dead_leases import DeadLeases
 from genvault.store.health import HealthRecords, StoredHealth
@@ -61,6 +64,7 @@ from genvault.store.writes import PollItem, SaveResult, WritePath
 class Store(
     Lifecycle,
     WritePath,
+    ArchiveChoices,
     DeadLeases,
     Sidecars,
     HealthRecords,

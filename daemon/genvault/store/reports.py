@@ -83,6 +83,7 @@ class Reports(StoreBase):
                     G.c.external_id,
                     A.c.role,
                     A.c.expires_at,
+                    A.c.expires_source,
                     A.c.attempts,
                     A.c.last_error,
                 )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -68,6 +68,7 @@ class WritePath(CursorWrites, SearchQueries):
         records: Sequence[GenerationRecord],
         cursor: CursorUpdate | None,
         archive_roles: frozenset[str],
+        archive_kinds: frozenset[str] | None = None,
         retention: timedelta,
         poll_horizon: timedelta,
         source: str = "history",
@@ -97,6 +98,7 @@ class WritePath(CursorWrites, SearchQueries):
                 # what it did not see by its end is gone at the provider.
                 mark_unchanged=cursor is not None and cursor.walk is not None and cursor.walk.full,
                 retention_source=retention_source,
+                archive_kinds=archive_kinds,
             )
             if cursor is not None:
                 self._write_cursor(conn, provider, account, cursor, len(records), now)
@@ -166,6 +168,7 @@ class WritePath(CursorWrites, SearchQueries):
         stream: str | None = None,
         mark_unchanged: bool = False,
         retention_source: DeadlineSource = DeadlineSource.DEFAULT,
+        archive_kinds: frozenset[str] | None = None,
     ) -> SaveResult:
         if not records:
             return SaveResult()
@@ -289,6 +292,7 @@ class WritePath(CursorWrites, SearchQueries):
             now,
             authoritative=not listing,
             retention_source=retention_source,
+            archive_kinds=archive_kinds,
         )
         return SaveResult(new, len(rows) - new, assets_new)
 
@@ -304,6 +308,7 @@ class WritePath(CursorWrites, SearchQueries):
         *,
         authoritative: bool = False,
         retention_source: DeadlineSource = DeadlineSource.DEFAULT,
+        archive_kinds: frozenset[str] | None = None,
     ) -> int:
         """Insert new files, refresh URLs of pending ones. ``authoritative`` (a detail
         read, which knows more than a listing) may also correct a pending file's role."""
@@ -345,7 +350,9 @@ class WritePath(CursorWrites, SearchQueries):
             for m in r.media:
                 key = url_key(m.url)
                 deadline, deadline_source = file_deadline(g, m, retention, retention_source)
-                wanted = m.role.value in archive_roles
+                wanted = m.role.value in archive_roles and (
+                    archive_kinds is None or m.kind.value in archive_kinds
+                )
                 old = have.get(key)
                 if key not in have:
                     inserts.append(
@@ -519,6 +526,7 @@ class WritePath(CursorWrites, SearchQueries):
         next_poll_at: datetime | None,
         poll_attempts: int,
         archive_roles: frozenset[str],
+        archive_kinds: frozenset[str] | None = None,
         retention: timedelta,
         poll_horizon: timedelta,
         now: datetime | None = None,
@@ -539,6 +547,7 @@ class WritePath(CursorWrites, SearchQueries):
                 listing=False,
                 next_poll={record.external_id: next_poll_at},
                 retention_source=retention_source,
+                archive_kinds=archive_kinds,
             )
             conn.execute(
                 G.update()
@@ -572,21 +581,3 @@ class WritePath(CursorWrites, SearchQueries):
             )
         with self.tx() as conn:
             conn.execute(G.update().where(G.c.id == generation_id).values(**values))
-
-    # ------------------------------------------------------------------ queue
-
-    def enqueue_roles(self, roles: Iterable[str], *, now: datetime | None = None) -> int:
-        """Queue files of ``roles`` that were skipped when those roles were not archived.
-
-        Turning on ``archive.references`` (or thumbnails) later must pick up the files
-        already known, not only new ones; a re-sync would not, since an unchanged
-        listing is a no-op upsert. Returns how many assets were queued.
-        """
-        now = now or utcnow()
-        with self.tx() as conn:
-            result = conn.execute(
-                A.update()
-                .where(A.c.state == AssetState.SKIPPED.value, A.c.role.in_(list(roles)))
-                .values(state=AssetState.PENDING.value, updated_at=now)
-            )
-            return int(result.rowcount or 0)

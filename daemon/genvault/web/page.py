@@ -363,6 +363,8 @@ def _at_risk(data: PageData) -> list[dict[str, Any]]:
                 "role": r["role"],
                 "left": left,
                 "urgent": left == "expired" or left.startswith("0h"),
+                "source": (r.get("expires_source") or "unknown").replace("_", " "),
+                "guess": r.get("expires_source") not in ("provider", "rule", "signed_url"),
                 "attempts": r.get("attempts", 0),
                 "error": _cut(r.get("last_error"), 160),
             }
