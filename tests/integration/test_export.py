@@ -23,7 +23,7 @@ from genvault.config import StorageSettings
 from genvault.errors import ConfigError
 from genvault.ops.export import CSV_COLUMNS, export_records, write_export
 from genvault.ops.readonly import open_existing_store
-from genvault.records import AssetState, GenerationStatus, MediaRole
+from genvault.records import AssetState, DeadlineSource, GenerationStatus, MediaRole
 from genvault.storage import Storage, open_storage
 from genvault.store import MIGRATIONS, Outcome, Store
 from tests.integration.store_helpers import media, now_utc, record, save, url
@@ -98,6 +98,8 @@ def _check_against_db(
             assert (f["role"], f["state"], f["sha256"]) == (a["role"], a["state"], a["sha256"])
             assert f["size"] == (a["size"] if a["size"] is not None else a["expected_size"])
             assert f["source_deadline"] == a["expires_at"].isoformat()
+            assert f["source_deadline_from"] == a["expires_source"]
+            assert f["source_deadline_from"] in {s.value for s in DeadlineSource}
             if a["storage_key"]:
                 assert f["key"] == a["storage_key"]
                 assert f["location"] == storage.location(a["storage_key"])

@@ -4,7 +4,9 @@ One record per generation, in id order (the order genvault first saw them):
 the normalized fields (provider, account, external id, status, times, model,
 prompt, error) and its ``files``, each with its role, state, storage key and a
 location a person or a script can open (``s3://bucket/key``, ``file:///path``),
-size, sha256 and the deadline the source gave it (``source_deadline``).
+size, sha256, the deadline the source gave it (``source_deadline``) and where that
+deadline comes from (``source_deadline_from``: provider, rule, signed_url, assumed
+or default; the generation's own is ``expires_source``), so a guess never reads as a fact.
 
 Formats:
 
@@ -89,6 +91,7 @@ def _file(a: dict[str, Any], location: Callable[[str], str]) -> dict[str, Any]:
         "content_type": a["content_type"],
         "source_url": a["source_url"],
         "source_deadline": iso(a["expires_at"]),
+        "source_deadline_from": a["expires_source"],
         "archived_at": iso(a["archived_at"]),
         "attempts": a["attempts"],
         "error": a["last_error"],

@@ -100,6 +100,7 @@ EXPORT_GENERATION_FIELDS = (
     "created_at",
     "completed_at",
     "expires_at",
+    "expires_source",
     "first_seen_at",
     "updated_at",
 )
@@ -118,6 +119,7 @@ _EXPORT_ASSET_COLUMNS = (
     "sha256",
     "content_type",
     "expires_at",
+    "expires_source",
     "archived_at",
     "attempts",
     "last_error",
