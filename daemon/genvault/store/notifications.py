@@ -16,7 +16,8 @@ import sqlalchemy as sa
 
 from genvault.models import Notification
 from genvault.records import AssetState
-from genvault.store.base import A, G, StoreBase
+from genvault.store.base import A, StoreBase
+from genvault.store.reports import file_brief
 
 N: sa.Table = Notification.__table__  # type: ignore[attr-defined]
 _CHUNK = 500
@@ -68,16 +69,7 @@ class NotificationRecords(StoreBase):
         said = sa.select(N.c.subject).where(N.c.kind == "lost")
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(
-                    A.c.id,
-                    A.c.account,
-                    A.c.provider,
-                    G.c.external_id,
-                    A.c.role,
-                    A.c.expires_at,
-                    A.c.last_error,
-                )
-                .join(G, G.c.id == A.c.generation_id)
+                file_brief()
                 .where(
                     A.c.state == AssetState.LOST.value,
                     sa.cast(A.c.id, sa.String).not_in(said),

@@ -76,18 +76,7 @@ class Reports(StoreBase):
         now = now or utcnow()
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(
-                    A.c.id,
-                    A.c.account,
-                    A.c.provider,
-                    G.c.external_id,
-                    A.c.role,
-                    A.c.expires_at,
-                    A.c.expires_source,
-                    A.c.attempts,
-                    A.c.last_error,
-                )
-                .join(G, G.c.id == A.c.generation_id)
+                file_brief()
                 .where(A.c.state == AssetState.PENDING.value, A.c.expires_at <= now + within)
                 .order_by(A.c.expires_at)
                 .limit(limit)
@@ -128,3 +117,19 @@ class Reports(StoreBase):
             q = q.where(G.c.account == account)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def file_brief() -> sa.Select[Any]:
+    """A file as ``status`` and notifications name it: account, the generation's
+    external id, role, deadline and its source, attempts, last error."""
+    return sa.select(
+        A.c.id,
+        A.c.account,
+        A.c.provider,
+        G.c.external_id,
+        A.c.role,
+        A.c.expires_at,
+        A.c.expires_source,
+        A.c.attempts,
+        A.c.last_error,
+    ).join(G, G.c.id == A.c.generation_id)
