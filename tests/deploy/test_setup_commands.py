@@ -58,41 +58,23 @@ def test_tests_run_is_executable_for_a_fresh_clone() -> None:
     assert mode == "100755", "git must record tests/run as executable, or a clone cannot run it"
 
 
-def test_tests_run_hands_its_arguments_to_pytest_and_returns_its_code() -> None:
+def _tests_run(*args: str) -> subprocess.CompletedProcess[str]:
+    """``tests/run`` on one quick selection of this suite, as a newcomer would call it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    passed = subprocess.run(
-        [
-            str(TESTS_RUN),
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "tests/unit/test_walk.py",
-            "-k",
-            "overlap",
-        ],
+    return subprocess.run(
+        [str(TESTS_RUN), "-q", "-p", "no:cacheprovider", "tests/unit/test_walk.py", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=240,
     )
+
+
+def test_tests_run_hands_its_arguments_to_pytest_and_returns_its_code() -> None:
+    passed = _tests_run("-k", "overlap")
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert re.search(r"\d+ passed", passed.stdout), passed.stdout
 
-    nothing = subprocess.run(
-        [
-            str(TESTS_RUN),
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "tests/unit/test_walk.py",
-            "-k",
-            "no_test_has_this_name",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    nothing = _tests_run("-k", "no_test_has_this_name")
     assert nothing.returncode == 5, nothing.stdout + nothing.stderr

@@ -7,11 +7,8 @@ ask for are never sent; nothing is recorded unless it was delivered.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-import pytest
 
 from genvault.notify import Event, Messenger, events_from_status
 from genvault.store import Store
@@ -20,16 +17,6 @@ from tests.fixtures.receiver import Receiver
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 CIRCUIT = Event("circuit", "main", "main (geminigen): circuit open (HTTP 503)")
 LOST = Event("lost", "17", "main: g-17 image (gone)")
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = Store(db_url)
-    s.upgrade()
-    try:
-        yield s
-    finally:
-        s.dispose()
 
 
 def _messenger(receiver: Receiver, store: Store, events: tuple[str, ...] = ()) -> Messenger:
