@@ -327,6 +327,21 @@ class MediaStream:
             return parts[0]
         return b"".join(parts)  # (b"" when nothing is left)
 
+    def read1(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes as they came off the wire: one received chunk, never joined.
+
+        For a writer that hashes and writes each piece as it comes (a local folder):
+        ``read`` would copy every byte once more into a joined buffer, and its large
+        writes cost the kernel more than the chunks' own (bench/PROFILE.md, finding A).
+        ``b""`` only at the end; every check of ``read`` applies.
+        """
+        data = self._rest or (b"" if self._eof else self._next_chunk())
+        if n is not None and 0 <= n < len(data):
+            self._rest = data[n:]
+            return data[:n]
+        self._rest = b""
+        return data
+
     def readable(self) -> bool:
         return True
 

@@ -12,10 +12,12 @@ Backends: :mod:`genvault.storage.local` (a folder) and :mod:`genvault.storage.s3
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, runtime_checkable
 
 CHUNK_SIZE = 1024 * 1024
+"""The most bytes one read of a source may return (``HashingReader.read1``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,18 +45,27 @@ class Storage(Protocol):
         size_hint: int | None = None,
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
+        durable: bool = True,
     ) -> StoredObject:
         """Stream ``source`` to ``key`` until EOF; all or nothing.
 
         An exception raised by ``source.read`` (a truncated download, say)
         aborts the write and propagates unchanged; nothing is left at ``key``
         or in temporary space. ``metadata`` gains ``sha256`` where the backend
-        can record it.
+        can record it. ``durable=False``: the object may still be in the page
+        cache when this returns, until :meth:`sync` is called for ``key`` (a folder
+        then flushes a whole batch at once instead of each file and folder on its own).
         """
         ...
 
     def put_bytes(
-        self, key: str, data: bytes, *, content_type: str, metadata: dict[str, str] | None = None
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str,
+        metadata: dict[str, str] | None = None,
+        durable: bool = True,
     ) -> StoredObject:
         """Store a small object held in memory (sidecars)."""
         ...
@@ -85,17 +96,41 @@ class Storage(Protocol):
         """Raise StorageError unless the backend is reachable and writable (readiness)."""
         ...
 
+    def sync(self, keys: Iterable[str] | None = None) -> None:
+        """Make the objects written with ``put(..., durable=False)`` under ``keys`` (every
+        such object when None) durable; StorageError if one may not be.
+
+        A caller that defers durability must call this, and see it return, before it
+        records anywhere that those objects are stored. Backends whose writes are
+        durable when ``put`` returns (S3) do nothing.
+        """
+        ...
+
 
 class HashingReader:
     """Wraps a binary stream, counting bytes and hashing them as they are read."""
 
     def __init__(self, source: BinaryIO) -> None:
         self._source = source
+        self._read1 = getattr(source, "read1", None) or source.read
         self._hash = hashlib.sha256()
         self.size = 0
 
     def read(self, n: int = -1) -> bytes:
         data = self._source.read(n)
+        if data:
+            self._hash.update(data)
+            self.size += len(data)
+        return data
+
+    def read1(self, n: int = CHUNK_SIZE) -> bytes:
+        """At most ``n`` bytes, as they arrive (``b""`` only at EOF).
+
+        For a source with ``read1`` (a download hands out each received chunk) this
+        joins nothing: the chunk is hashed and handed on as it came, so a writer
+        copies it once, into the file. Other sources are read with ``read(n)``.
+        """
+        data = self._read1(n)
         if data:
             self._hash.update(data)
             self.size += len(data)

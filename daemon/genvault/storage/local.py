@@ -6,6 +6,16 @@ fsynced, renamed over the final path with :func:`os.replace`, and the parent
 folder is fsynced so the rename itself survives a power cut. A reader therefore
 sees either the old file, or the complete new one, never a partial one.
 
+**Batched durability** (``put(..., durable=False)``, the archive job's writes): the
+fsyncs move out of the write into :meth:`LocalStorage.sync`, which the caller runs
+before it records the files anywhere. The file's descriptor stays open until then;
+``sync`` calls ``syncfs(2)`` on the archive's filesystem (one writeback and one
+journal commit for the whole batch, where a per-file fsync paid a commit for every
+file and another for its folder), then fsyncs each file (now cheap; it reports a
+write error of that very file, which ``syncfs`` on older kernels does not) and each
+folder that gained an entry, once. The guarantee is the same as the per-file
+protocol's: nothing is recorded as stored before its bytes and its name are on disk.
+
 The sha256 is kept in an extended attribute of the file rather than in a
 sidecar file, so it is replaced atomically together with the bytes. Where the
 filesystem has no user xattrs, :meth:`LocalStorage.stat` reports ``sha256=None``
@@ -30,16 +40,20 @@ otherwise empty whatever folder the link points to.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import io
+import itertools
 import os
 import re
 import secrets
 import shutil
 import stat
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -57,6 +71,35 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _NO_XATTR = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA})
 _CREATE_TRIES = 8
 """Fresh temp names tried when a peer's cleanup removed ours before we held its lock."""
+MAX_UNSYNCED = 256
+"""Files written with ``durable=False`` whose descriptors may wait for :meth:`LocalStorage.sync`;
+beyond it a write is made durable at once (the descriptors are bounded, not the batches)."""
+_MAX_KNOWN_FOLDERS = 4096
+"""Folders whose checked identity is remembered (``LocalStorage._target``)."""
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """libc's ``syncfs(2)`` (Linux), or None where there is none."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_syncfs = _load_syncfs()
+
+
+@dataclass(frozen=True, slots=True)
+class _Unsynced:
+    """A file renamed into place but not yet flushed: its open descriptor, and the
+    folders that gained an entry for it (its own, and the parents of new folders)."""
+
+    fd: int
+    folders: tuple[str, ...]
 
 
 @contextlib.contextmanager
@@ -92,12 +135,22 @@ def _current_umask() -> int:
     return mask
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+def _fsync_dir(path: Path | str) -> None:
+    fd = os.open(path, _DIR_FLAGS)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written (a write may be short)."""
+    written = os.write(fd, data)
+    if written == len(data):
+        return
+    view = memoryview(data)
+    while written < len(view):
+        written += os.write(fd, view[written:])
 
 
 def _set_sha256(fd: int, digest: str) -> None:
@@ -132,6 +185,17 @@ class LocalStorage:
         self.url = self.root.as_uri()
         self._tmp = self.root / TMP_DIR
         self._file_mode = 0o666 & ~_current_umask()
+        self._root_str = str(self.root)
+        self._known: dict[str, tuple[int, int]] = {}
+        """Folder path (as joined from the key) -> (st_dev, st_ino) it had when it was
+        checked to lie inside the root; see :meth:`_target`."""
+        self._unsynced: dict[str, list[_Unsynced]] = {}
+        self._unsynced_count = 0
+        self._unsynced_lock = threading.Lock()
+        # Temp names: unique per process without a urandom read per file; the token
+        # tells apart processes with the same pid (containers) sharing the folder.
+        self._tmp_token = secrets.token_hex(4)
+        self._tmp_serial = itertools.count()
 
     def __repr__(self) -> str:
         return f"LocalStorage({str(self.root)!r})"
@@ -152,8 +216,51 @@ class LocalStorage:
             raise StorageError(f"storage key {key!r} escapes the archive root {self.root}")
         return path
 
-    def _make_parents(self, folder: Path) -> None:
-        """Create missing folders, fsyncing each new entry's parent (durable mkdir -p)."""
+    def _target(self, key: str) -> tuple[str, str]:
+        """(final path, its folder) for writing ``key``: :meth:`_path`'s checks, paid once
+        per folder.
+
+        A folder seen before is trusted while it is still the same directory (one
+        ``stat``, following links, compared by device and inode): the key has passed
+        ``check_key`` (no ``..``, not absolute), so its file lies in that folder, which
+        was checked to be inside the root, and ``os.replace`` never follows a link
+        at the file's own name. Anything else (a new folder, one replaced or turned
+        into a link since) takes the full check, which resolves every component.
+        """
+        check_key(key)
+        if key.split("/", 1)[0] == TMP_DIR:
+            raise StorageError(f"invalid storage key {key!r}: {TMP_DIR} is reserved")
+        parent, _, name = key.rpartition("/")
+        folder = f"{self._root_str}/{parent}" if parent else self._root_str
+        known = self._known.get(folder)
+        if known is not None:
+            try:
+                st = os.stat(folder)
+            except OSError:
+                st = None
+            if st is not None and (st.st_dev, st.st_ino) == known:
+                return f"{folder}/{name}", folder
+            self._known.pop(folder, None)
+        final = self._path(key)
+        return str(final), str(final.parent)
+
+    def _remember(self, folder: str) -> None:
+        """Trust ``folder`` (a resolved path that passed :meth:`_path`) from now on."""
+        try:
+            st = os.stat(folder, follow_symlinks=False)
+        except OSError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            if len(self._known) >= _MAX_KNOWN_FOLDERS:
+                self._known.clear()
+            self._known[folder] = (st.st_dev, st.st_ino)
+
+    def _make_parents(self, folder: Path, *, durable: bool = True) -> list[str]:
+        """Create missing folders (mkdir -p); returns the folders that gained an entry.
+
+        ``durable``: each new entry's parent is fsynced here (durable mkdir -p), as
+        before; otherwise the caller flushes the returned folders later.
+        """
         missing: list[Path] = []
         current = folder
         while not current.is_dir():
@@ -161,10 +268,15 @@ class LocalStorage:
             if current.parent == current:
                 break
             current = current.parent
+        changed: list[str] = []
         for path in reversed(missing):
             with contextlib.suppress(FileExistsError):
                 path.mkdir()
-            _fsync_dir(path.parent)
+            if durable:
+                _fsync_dir(path.parent)
+            else:
+                changed.append(str(path.parent))
+        return changed
 
     def _open_tmp(self, *, create: bool) -> int | None:
         """A descriptor of ``.genvault-tmp`` (None when absent and not ``create``).
@@ -194,7 +306,7 @@ class LocalStorage:
         and then another name is tried.
         """
         for _ in range(_CREATE_TRIES):
-            name = f"{prefix}{os.getpid()}-{secrets.token_hex(8)}.part"
+            name = f"{prefix}{os.getpid()}-{self._tmp_token}-{next(self._tmp_serial)}.part"
             fd = os.open(
                 name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=tmp_fd
             )
@@ -217,53 +329,128 @@ class LocalStorage:
         size_hint: int | None = None,
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
+        durable: bool = True,
     ) -> StoredObject:
         """Stream ``source`` into ``key`` atomically; content type and metadata are not kept.
 
         Only the sha256 survives (as an xattr): a folder has nowhere atomic to
-        put the rest, and the database holds it anyway.
+        put the rest, and the database holds it anyway. Each chunk is written as
+        the source hands it out (``read1``), never gathered first. ``durable=False``:
+        the fsyncs wait for :meth:`sync` (module docstring).
         """
-        final = self._path(key)
+        final, folder = self._target(key)
+        if not durable and self._unsynced_count >= MAX_UNSYNCED:
+            durable = True  # enough descriptors wait already: this one is flushed now
         with _storage_errors(f"preparing {self._tmp}"):
             tmp_fd = self._open_tmp(create=True)
             assert tmp_fd is not None
+        keep_fd = False
         try:
             with _storage_errors(f"preparing {self._tmp}"):
                 fd, tmp_name = self._locked_temp(tmp_fd, "put-")
             # The descriptor (and with it the lock) stays open until the file has its
             # final name: a peer's cleanup never sees an unlocked temp file of ours.
-            with open(fd, "wb") as fh:
-                try:
-                    reader = HashingReader(source)
+            try:
+                reader = HashingReader(source)
+                with _storage_errors(f"writing {key}"):
+                    os.fchmod(fd, self._file_mode)
+                while chunk := reader.read1(CHUNK_SIZE):
                     with _storage_errors(f"writing {key}"):
-                        os.fchmod(fd, self._file_mode)
-                    while chunk := reader.read(CHUNK_SIZE):
-                        with _storage_errors(f"writing {key}"):
-                            fh.write(chunk)
-                    with _storage_errors(f"writing {key}"):
-                        fh.flush()
-                        _set_sha256(fd, reader.sha256)
+                        _write_all(fd, chunk)
+                with _storage_errors(f"writing {key}"):
+                    _set_sha256(fd, reader.sha256)
+                    if durable:
                         os.fsync(fd)
-                    crash_point("local.before_rename")
-                    with _storage_errors(f"moving {key} into place"):
-                        self._make_parents(final.parent)
-                        os.replace(tmp_name, final, src_dir_fd=tmp_fd)
-                        _fsync_dir(final.parent)
-                except BaseException:
-                    with contextlib.suppress(OSError):
-                        os.unlink(tmp_name, dir_fd=tmp_fd)
-                    raise
+                crash_point("local.before_rename")
+                with _storage_errors(f"moving {key} into place"):
+                    folders = [folder]
+                    if folder not in self._known:
+                        folders += self._make_parents(Path(folder), durable=durable)
+                        self._remember(folder)
+                    os.replace(tmp_name, final, src_dir_fd=tmp_fd)
+                    if durable:
+                        _fsync_dir(folder)
+                    else:
+                        self._defer(key, _Unsynced(fd, tuple(folders)))
+                        keep_fd = True
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp_name, dir_fd=tmp_fd)
+                raise
+            finally:
+                if not keep_fd:
+                    os.close(fd)
         finally:
             os.close(tmp_fd)
         return StoredObject(key=key, size=reader.size, sha256=reader.sha256)
 
     def put_bytes(
-        self, key: str, data: bytes, *, content_type: str, metadata: dict[str, str] | None = None
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str,
+        metadata: dict[str, str] | None = None,
+        durable: bool = True,
     ) -> StoredObject:
         """Store a small in-memory object with the same atomic write as :meth:`put`."""
         return self.put(
-            key, io.BytesIO(data), size_hint=len(data), content_type=content_type, metadata=metadata
+            key,
+            io.BytesIO(data),
+            size_hint=len(data),
+            content_type=content_type,
+            metadata=metadata,
+            durable=durable,
         )
+
+    def _defer(self, key: str, entry: _Unsynced) -> None:
+        with self._unsynced_lock:
+            self._unsynced.setdefault(key, []).append(entry)
+            self._unsynced_count += 1
+
+    def sync(self, keys: Iterable[str] | None = None) -> None:
+        """Flush the files written with ``durable=False`` under ``keys`` (all when None)
+        and their folders' new entries; StorageError if any may not be on disk.
+
+        ``syncfs(2)`` first, so the writeback and the journal commit happen once for
+        the batch; then an fsync of each file (reports that file's write errors) and
+        of each folder that gained an entry, once each. The descriptors are closed
+        whatever happens: a file whose flush failed is not trusted again, its caller
+        records it as not stored and writes it anew.
+        """
+        with self._unsynced_lock:
+            if keys is None:
+                entries = [e for batch in self._unsynced.values() for e in batch]
+                self._unsynced.clear()
+            else:
+                entries = [e for k in keys for e in self._unsynced.pop(k, ())]
+            self._unsynced_count -= len(entries)
+        if not entries:
+            return
+        try:
+            with _storage_errors(f"flushing {len(entries)} file(s) to {self.root}"):
+                self._syncfs()
+                for entry in entries:
+                    os.fsync(entry.fd)
+                for folder in dict.fromkeys(f for e in entries for f in e.folders):
+                    _fsync_dir(folder)
+        finally:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    os.close(entry.fd)
+
+    def _syncfs(self) -> None:
+        """``syncfs(2)`` of the archive's filesystem, where libc has it (else the
+        fsyncs that follow do all the work, one file at a time)."""
+        if _syncfs is None:
+            return
+        fd = os.open(self.root, _DIR_FLAGS)
+        try:
+            if _syncfs(fd) != 0:
+                code = ctypes.get_errno()
+                raise OSError(code, os.strerror(code))
+        finally:
+            os.close(fd)
 
     def stat(self, key: str) -> StoredObject | None:
         """Size and xattr sha256 (None when the filesystem keeps no xattrs)."""

@@ -27,7 +27,7 @@ import contextlib
 import io
 import math
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import quote
@@ -317,11 +317,13 @@ class S3Storage:
         size_hint: int | None = None,
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
+        durable: bool = True,
     ) -> StoredObject:
         """Stream ``source`` to ``key``: one PutObject when small, multipart when large.
 
         ``size_hint`` only widens the part size when 10,000 parts would not
         hold the announced size; the actual length is whatever the stream has.
+        ``durable`` changes nothing: S3 has stored the object when its request returns.
         """
         full = self._full_key(key)
         ctype = content_type or DEFAULT_CONTENT_TYPE
@@ -431,12 +433,21 @@ class S3Storage:
             raise
 
     def put_bytes(
-        self, key: str, data: bytes, *, content_type: str, metadata: dict[str, str] | None = None
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str,
+        metadata: dict[str, str] | None = None,
+        durable: bool = True,
     ) -> StoredObject:
         """Store a small in-memory object (sidecars); one request below the threshold."""
         return self.put(
             key, io.BytesIO(data), size_hint=len(data), content_type=content_type, metadata=metadata
         )
+
+    def sync(self, keys: Iterable[str] | None = None) -> None:
+        """Nothing to flush: an object is durable when its PUT (or completion) returned."""
 
     def stat(self, key: str) -> StoredObject | None:
         """HeadObject: size and the ``sha256`` metadata; None when absent."""
