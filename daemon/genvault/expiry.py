@@ -92,11 +92,14 @@ def file_deadline(
     generation: Any, media: MediaRecord, retention: timedelta, retention_source: DeadlineSource
 ) -> tuple[datetime, str | None]:
     """A file's deadline and where it comes from: the expiry signed into its URL when
-    that is the earlier, else its generation's (with the generation's source), else the
-    account's retention rule after creation."""
+    that is the earlier, else its generation's (``expires_at`` with its
+    ``expires_source``), else the account's retention rule after ``created_at``.
+    ``generation`` is a stored row or a fresh :class:`~genvault.records.GenerationRecord`
+    (whose ``created_at`` must be set)."""
     signed = media.url_expires_at
     if signed is not None and (generation.expires_at is None or signed < generation.expires_at):
         return signed, DeadlineSource.SIGNED_URL.value
     if generation.expires_at is not None:
-        return generation.expires_at, generation.expires_source
+        source = generation.expires_source
+        return generation.expires_at, source.value if isinstance(source, DeadlineSource) else source
     return generation.created_at + retention, retention_source.value

@@ -121,8 +121,9 @@ class Runtime:
     api_http: HttpClient
     media_http: HttpClient
     worker_id: str = field(default_factory=new_worker_id)
-    roles_enqueued: bool = False
-    """Set once skipped files of now-archived roles were queued (settings are per process)."""
+    choices_applied: bool = False
+    """Set once each account's choice of roles and kinds was applied to the files already
+    known (:meth:`apply_archive_choices`; settings are per process)."""
     metrics: ProcessMetrics = field(default_factory=ProcessMetrics)
     """This runtime's Prometheus registry: process counters, and the database gauges
     read at scrape time (registered here, so every scrape sees this runtime's store)."""

@@ -103,6 +103,10 @@ def test_run_once_to_s3_archives_every_file_verified_and_twice_is_a_no_op(
         doc = json.loads(s3.get_object(Bucket=bucket, Key="archive/" + sidecar_key)["Body"].read())
         assert doc["external_id"] == g["external_id"]
         assert doc["raw"]["uuid"] == g["external_id"]
+        # every deadline in the sidecar says where it comes from (GeminiGen: expired_at)
+        assert doc["expires_source"] == "provider"
+        assert {f["deadline_from"] for f in doc["files"]} <= {"provider", "signed_url"}
+        assert all(f["deadline"] for f in doc["files"])
         assert {f["sha256"] for f in doc["files"] if f["state"] == "archived"} >= {
             a["sha256"]
             for a in assets.values()

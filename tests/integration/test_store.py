@@ -338,11 +338,27 @@ def test_enabling_a_role_later_queues_its_skipped_files_without_a_resync(store: 
     n = now_utc()
     media_ = [media(url("g/out.png")), media(url("g/ref.png"), MediaRole.REFERENCE)]
     save(store, [record("g1", created_at=n, media_=media_)], now=n)
-    assert store.enqueue_roles(DEFAULT_ROLES, now=n) == 0
-    assert store.enqueue_roles(DEFAULT_ROLES | {MediaRole.REFERENCE.value}, now=n) == 1
+    wider = DEFAULT_ROLES | {MediaRole.REFERENCE.value}
+    assert store.apply_archive_choice(ACCOUNT, DEFAULT_ROLES, None, now=n) == (0, 0)
+    assert store.apply_archive_choice(ACCOUNT, wider, None, now=n) == (1, 0)
     states = {a["role"]: a["state"] for a in assets_of(store, "g1")}
     assert states == {"result": "pending", "reference": "pending"}
-    assert store.enqueue_roles(DEFAULT_ROLES | {MediaRole.REFERENCE.value}, now=n) == 0
+    assert store.apply_archive_choice(ACCOUNT, wider, None, now=n) == (0, 0)
+
+
+def test_narrowing_a_choice_skips_pending_files_but_not_leased_ones(store: Store) -> None:
+    n = now_utc()
+    media_ = [media(url("g/out.png")), media(url("g/clip.mp4"), kind=MediaKind.VIDEO)]
+    save(store, [record("g1", created_at=n, media_=media_)], now=n)
+    assert store.apply_archive_choice(ACCOUNT, DEFAULT_ROLES, ["video"], now=n) == (0, 1)
+    states = {a["kind"]: a["state"] for a in assets_of(store, "g1")}
+    assert states == {"image": "skipped", "video": "pending"}
+    leased = _lease(store, "w1", now=n)
+    assert [a.kind for a in leased] == ["video"]
+    # a file held by a live worker is left to finish, whatever the choice now says
+    assert store.apply_archive_choice(ACCOUNT, DEFAULT_ROLES, ["image"], now=n) == (1, 0)
+    states = {a["kind"]: a["state"] for a in assets_of(store, "g1")}
+    assert states == {"image": "pending", "video": "pending"}
 
 
 def test_positions_are_unique_and_stable_across_resaves(store: Store) -> None:

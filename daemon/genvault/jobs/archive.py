@@ -49,7 +49,7 @@ from genvault.jobs.archive_file import (
     storage_failure,
 )
 from genvault.jobs.sidecars import sidecar_document, write_sidecars
-from genvault.logging import get_logger
+from genvault.logs import get_logger
 from genvault.metrics import JobOutcome
 from genvault.models import utcnow
 from genvault.records import AssetState
@@ -136,9 +136,9 @@ def archive_pending(
     stop = stop or Event()
     abort = Event()
     cfg = rt.settings.archive
-    if not rt.roles_enqueued:
+    if not rt.choices_applied:
         rt.apply_archive_choices()
-        rt.roles_enqueued = True
+        rt.choices_applied = True
     result = ArchiveResult()
     started = time.monotonic()
     owner = rt.worker_id

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import time
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 from threading import Event
@@ -35,9 +35,9 @@ from genvault.errors import (
     TransientDownloadError,
     TransientProviderError,
 )
-from genvault.expiry import earliest
+from genvault.expiry import file_deadline
 from genvault.identity import url_key
-from genvault.logging import get_logger
+from genvault.logs import get_logger
 from genvault.models import utcnow
 from genvault.net.media import MediaStream, open_media
 from genvault.records import AssetState
@@ -273,18 +273,20 @@ def _refresh(
     acc = rt.accounts.get(asset.account)
     new_url = asset.source_url
     new_deadline: datetime | None = None
+    new_source: str | None = None
     if acc is not None:
         try:
             record = acc.provider.fetch(asset.external_id)
+            if record.created_at is None:
+                record = replace(record, created_at=asset.generation_created_at)
             wanted = url_key(asset.source_url)
             for m in record.media:
                 if url_key(m.url) == wanted:
                     new_url = m.url
-                    rule = record.expires_at
-                    if rule is None and record.created_at is not None:
-                        with contextlib.suppress(OverflowError):  # created_at near year 9999
-                            rule = record.created_at + acc.retention
-                    new_deadline = earliest(rule, m.url_expires_at)
+                    with contextlib.suppress(OverflowError):  # created_at near year 9999
+                        new_deadline, new_source = file_deadline(
+                            record, m, acc.retention, acc.retention_source
+                        )
                     break
         except TransientProviderError as perr:
             # The provider is busy or down (or its circuit is open): this was no answer,
@@ -306,6 +308,7 @@ def _refresh(
         retry_at=now,
         new_url=new_url,
         new_expires_at=new_deadline if changed else None,
+        new_expires_source=new_source if changed and new_deadline is not None else None,
     )
 
 

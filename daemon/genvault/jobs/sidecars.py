@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from functools import partial
 from typing import Any
 
 from genvault.crashpoints import crash_point
 from genvault.errors import StorageError
-from genvault.logging import get_logger
+from genvault.formatting import iso
+from genvault.logs import get_logger
 from genvault.runtime import Runtime
 from genvault.storage.keys import sidecar_key
 
@@ -28,9 +28,6 @@ log = get_logger("genvault.archive")
 
 def sidecar_document(gen: dict[str, Any], storage_location: Callable[[str], str]) -> dict[str, Any]:
     """The ``generation.json`` content: normalized fields, files, and the raw payload."""
-
-    def iso(v: Any) -> Any:
-        return v.isoformat() if isinstance(v, datetime) else v
 
     return {
         "genvault_sidecar": 1,
@@ -46,6 +43,7 @@ def sidecar_document(gen: dict[str, Any], storage_location: Callable[[str], str]
         "created_at": iso(gen["created_at"]),
         "completed_at": iso(gen["completed_at"]),
         "expires_at": iso(gen["expires_at"]),
+        "expires_source": gen.get("expires_source"),
         "files": [
             {
                 "position": a["position"],
@@ -59,6 +57,8 @@ def sidecar_document(gen: dict[str, Any], storage_location: Callable[[str], str]
                 "sha256": a["sha256"],
                 "content_type": a["content_type"],
                 "archived_at": iso(a["archived_at"]),
+                "deadline": iso(a["expires_at"]),
+                "deadline_from": a.get("expires_source"),
                 "error": a["last_error"],
             }
             for a in gen["assets"]

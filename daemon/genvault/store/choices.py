@@ -59,18 +59,6 @@ class ArchiveChoices(StoreBase):
             ).rowcount
         return int(queued or 0), int(skipped or 0)
 
-    def enqueue_roles(self, roles: Iterable[str], *, now: datetime | None = None) -> int:
-        """Queue files of ``roles`` that were skipped when those roles were not archived
-        (every account; :meth:`apply_archive_choice` is the per-account form)."""
-        now = now or utcnow()
-        with self.tx() as conn:
-            result = conn.execute(
-                A.update()
-                .where(A.c.state == AssetState.SKIPPED.value, A.c.role.in_(list(roles)))
-                .values(state=AssetState.PENDING.value, updated_at=now)
-            )
-            return int(result.rowcount or 0)
-
     def skipped_files(self) -> dict[str, dict[tuple[str, str], int]]:
         """Skipped files per account, counted by (role, kind)."""
         out: dict[str, dict[tuple[str, str], int]] = {}

@@ -80,6 +80,8 @@ class Outcome:
     """A fresh URL read from the provider after a 403/404/410."""
     new_expires_at: datetime | None = None
     """The deadline that comes with the fresh URL (a re-signed URL lives longer)."""
+    new_expires_source: str | None = None
+    """Where that deadline comes from (:class:`genvault.records.DeadlineSource`)."""
 
 
 class LeaseQueue(Protocol):
@@ -465,7 +467,7 @@ def _finish_one(conn: Connection, owner: str, o: Outcome, now: datetime) -> int:
     if o.new_url is not None:
         values.update(source_url=o.new_url, url_refreshed=True, attempts=A.c.attempts)
     if o.new_expires_at is not None:
-        values.update(expires_at=o.new_expires_at)
+        values.update(expires_at=o.new_expires_at, expires_source=o.new_expires_source)
     res = conn.execute(
         A.update().where(A.c.id == o.asset_id, A.c.lease_owner == owner).values(**values)
     )
