@@ -53,7 +53,8 @@ from genvault.crashpoints import CRASH_POINTS, ENV_VAR
 from genvault.identity import url_key
 from genvault.simulator import Simulator, simulator_factory
 from genvault.storage.keys import sidecar_key
-from genvault.storage.local import TMP_DIR, XATTR_SHA256
+from genvault.storage.local import TMP_DIR
+from genvault.storage.posix import XATTR_SHA256
 from genvault.store import A, G, Store
 from tests.fixtures.sims import sim_account
 

@@ -33,7 +33,8 @@ from genvault.config import StorageSettings
 from genvault.errors import ConfigError, StorageError, TransientDownloadError
 from genvault.storage.base import Storage
 from genvault.storage.factory import open_storage
-from genvault.storage.local import TMP_DIR, XATTR_SHA256, LocalStorage
+from genvault.storage.local import TMP_DIR, LocalStorage
+from genvault.storage.posix import XATTR_SHA256
 from genvault.storage.s3 import S3Storage
 from tests.fixtures.s3 import S3Server, s3_bucket, s3_server  # noqa: F401
 
