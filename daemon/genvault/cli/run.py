@@ -48,7 +48,6 @@ def run(obj: Ctx, once: bool, dry_run: bool, metrics_file: Path | None) -> None:
 def _run(settings: Settings, once: bool, metrics_file: Path | None) -> None:
     from genvault.jobs.pipeline import run_once
     from genvault.runtime import Runtime
-    from genvault.scheduler import run_daemon
 
     rt = Runtime.build(settings, resolve_secrets(settings))
     try:
@@ -71,6 +70,8 @@ def _run(settings: Settings, once: bool, metrics_file: Path | None) -> None:
 
                 write_textfile(rt, metrics_file)
             sys.exit(code)
+        from genvault.scheduler import run_daemon  # APScheduler and the server: daemon only
+
         sys.exit(run_daemon(rt))
     finally:
         rt.close()
