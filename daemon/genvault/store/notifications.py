@@ -14,11 +14,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from genvault.models import Notification
+from genvault.models import NOTIFICATION
 from genvault.records import AssetState
 from genvault.store.base import A, G, StoreBase
 
-N: sa.Table = Notification.__table__  # type: ignore[attr-defined]
+N: sa.Table = NOTIFICATION
 _CHUNK = 500
 """Subjects per statement: bounded parameters whatever the backlog."""
 
