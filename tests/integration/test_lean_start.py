@@ -68,13 +68,19 @@ def test_cryptography_loads_only_when_a_webhook_is_decrypted() -> None:
 
 
 _RUN_ONCE = """
-import json, sys
+import gc, json, sys
 from genvault.cli import main
+seen = []  # whether the runtime was built at each garbage collection
+def collecting(phase, _info):
+    if phase == "start":
+        seen.append("genvault.runtime" in sys.modules)
+gc.callbacks.append(collecting)
 try:
     main(sys.argv[1:])
 except SystemExit as exc:
     code = exc.code
-print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+report = {"code": code, "modules": sorted(sys.modules), "collections": seen}
+print(json.dumps({**report, "frozen": gc.get_freeze_count() > 0, "gc_after": gc.isenabled()}))
 """
 
 NOT_FOR_RUN_ONCE = (
@@ -124,6 +130,9 @@ def test_run_once_imports_only_what_a_pass_uses(tmp_path: Path) -> None:
         assert report["code"] == 0, done.stderr[-3000:]
         loaded = set(report["modules"])
         assert "genvault.jobs.pipeline" in loaded  # it did run a pass
+        # no garbage collection during start-up, some in the pass (genvault.cli.start_up_done)
+        assert report["collections"] and all(report["collections"]), report["collections"]
+        assert report["gc_after"] and report["frozen"]
         unwanted = sorted(
             m
             for m in loaded

@@ -10,8 +10,9 @@ a file was refused (a partial download, no media) or could not be stored.
 
 from __future__ import annotations
 
+import gc
 import importlib
-from typing import Final
+from typing import Any, Final
 
 import click
 
@@ -75,8 +76,41 @@ Commands are imported when used, not when the CLI is: ``run --once`` never loads
 helps; ``tests/unit/test_cli_registry.py`` checks them against the commands')."""
 
 
+_gc_paused = False
+
+
+def start_up_done() -> None:
+    """End of start-up: the cyclic garbage collector runs again from here.
+
+    :meth:`LazyGroup.main` pauses it while the process starts: importing ~600 modules
+    and building the settings and runtime makes ~70,000 objects that live as long as
+    the process, and the collector traversed them again and again as they piled up
+    (~40 ms of a 0.45 s ``run --once``, a full collection included). Here they are
+    moved to the permanent generation (:func:`gc.freeze`), so no later collection,
+    in a cron pass or in the daemon's whole life, traverses them again; then the
+    collector is back on. ``run`` calls this once its runtime is built, every other
+    command before its own code runs. Idempotent; a no-op unless start-up paused it.
+    """
+    global _gc_paused
+    if _gc_paused:
+        _gc_paused = False
+        gc.freeze()
+        gc.enable()
+
+
 class LazyGroup(click.Group):
     """A group whose subcommands are imported by name on first use (:data:`COMMANDS`)."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """The entry point, with the garbage collector paused until :func:`start_up_done`."""
+        global _gc_paused
+        if gc.isenabled():
+            gc.disable()
+            _gc_paused = True
+        try:
+            return super().main(*args, **kwargs)
+        finally:
+            start_up_done()  # --help, --version, a usage error: never left paused
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*COMMANDS, *self.commands})
@@ -144,3 +178,5 @@ def main(
 
     pin_mmap_threshold()  # before any part buffer exists: see genvault.malloc
     ctx.obj = Ctx(config, log_level, log_format)
+    if ctx.invoked_subcommand != "run":
+        start_up_done()  # run: once its runtime is built (genvault.cli.run)
