@@ -98,6 +98,7 @@ BENCHMARKS: tuple[str, ...] = (
     "scaleout",  # 6. 1 vs 3 replicas on PostgreSQL
     "search",  # 7. full-text search over 1,000,000 generations, SQLite and PostgreSQL
     "walk",  # 8. listing requests of the self-checking walk and the daily full walk
+    "startup",  # 9. a nothing-to-do `run --once`: start-up time (issue 14)
 )
 
 

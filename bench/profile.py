@@ -32,7 +32,6 @@ import gzip
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 from collections import Counter, defaultdict
@@ -41,10 +40,9 @@ from pathlib import Path
 from typing import Final
 
 from bench import local
+from bench import startup as bench_startup
 from bench.core import Scale
 from bench.infra import (
-    API_KEY,
-    API_KEY_ENV,
     REPO,
     ChildRun,
     MiB,
@@ -55,7 +53,6 @@ from bench.infra import (
     run_genvault,
     verify_folder,
     workspace,
-    write_genvault_config,
     write_json,
 )
 
@@ -402,48 +399,14 @@ def summarise_pyspy(samples: str, rate: int, total_bytes: int) -> str:
 
 def startup(out: Path, repeats: int = 7) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    source = Source(images=10, image_size=256 * 1024)
-    with workspace("profile-startup") as work, source:
-        folder = work / "archive"
-        config = write_genvault_config(
-            work / "idle.toml",
-            db=work / "idle.db",
-            s3=None,
-            bucket="",
-            prefix="",
-            accounts=source.accounts(),
-            concurrency=local.CONCURRENCY,
-            folder=folder,
-        )
-        env = child_env({API_KEY_ENV: API_KEY})
-        logs = work / "logs"
-        cli = python_module("genvault.cli", "--config", str(config), "run", "--once")
-        run_child("first", cli, env=env, logs=logs, timeout=300).check()  # archives the 10
-        verify_folder(folder, source, who="first run")
-        baselines = {
-            "python -c pass": [sys.executable, "-c", "pass"],
-            "python -c 'import genvault.cli'": [sys.executable, "-c", "import genvault.cli"],
-            "genvault --help": [*python_module("genvault.cli"), "--help"],
-            "run --once, nothing to do": cli,
-        }
-        timings: dict[str, list[ChildRun]] = {k: [] for k in baselines}
-        for i in range(repeats):
-            for label, argv in baselines.items():
-                timings[label].append(
-                    run_child(f"t{i}", argv, env=env, logs=logs, timeout=120).check()
-                )
-        lines = [
+    with bench_startup.idle("profile-startup") as setup:
+        env, logs, cli = setup.env, setup.logs, setup.run_once
+        timings, _ = bench_startup.time_commands(setup, repeats)
+        lines = bench_startup.table(
+            timings,
             f"# nothing-to-do start-up, {repeats} runs each (interleaved), median; "
             f"load {os.getloadavg()[0]:.2f}",
-            f"{'what':<34} {'wall s':>7} {'CPU s':>7} {'RSS MB':>7}   (min wall)",
-        ]
-        for label, runs in timings.items():
-            lines.append(
-                f"{label:<34} {statistics.median(r.seconds for r in runs):7.3f} "
-                f"{statistics.median(r.cpu_seconds for r in runs):7.3f} "
-                f"{statistics.median(r.max_rss_mb for r in runs):7.1f}   "
-                f"({min(r.seconds for r in runs):.3f})"
-            )
+        )
         (out / "startup.timings.txt").write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
         # -X importtime

@@ -23,7 +23,35 @@ import threading
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
-import structlog
+
+def _import_structlog_without_rich() -> None:
+    """Import structlog as if rich were not installed, unless either is imported already.
+
+    ``import structlog`` always imports ``structlog.dev`` and ``structlog.tracebacks``,
+    and when rich is installed they import it (and ``rich.pretty`` imports attrs) for
+    one thing: rendering ``exc_info`` on a console. genvault never hands them one:
+    :func:`configure` puts ``format_exc_info`` before the renderer, so an exception
+    reaches the console renderer as text already, and JSON never uses them. That
+    import was ~50 ms of every start (rich, pygments, attrs). With ``rich`` set to
+    None in :data:`sys.modules` for the duration, structlog takes its own "rich is not
+    installed" branch (``try: import rich / except ImportError``); nothing genvault
+    prints changes (``tests/unit/test_logging.py``), and rich stays importable for
+    the status tables and progress bars, which import it themselves.
+    """
+    if "structlog" in sys.modules or "rich" in sys.modules:
+        return
+    sys.modules["rich"] = None  # type: ignore[assignment]
+    try:
+        import structlog  # noqa: F401
+    except ImportError:
+        pass  # a structlog that needs rich: imported normally below
+    finally:
+        del sys.modules["rich"]
+
+
+_import_structlog_without_rich()
+
+import structlog  # noqa: E402
 
 _SENSITIVE_KEYS = (
     "api_key",

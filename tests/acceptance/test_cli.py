@@ -153,16 +153,21 @@ def test_env_override_reaches_the_running_config(tmp_path: Path) -> None:
 
 
 def test_help_lists_every_command() -> None:
-    from genvault.cli import main
+    """``--help`` lists every registered command (``COMMANDS``, which
+    ``tests/unit/test_cli_registry.py`` proves complete), each with its own help."""
+    from genvault.cli import COMMANDS, load_command
 
     proc = genvault("--help")
     assert proc.returncode == 0
-    listed = {
-        line.split()[0]
+    rows = dict(
+        line.strip().split(None, 1)
         for line in proc.stdout.split("Commands:", 1)[1].splitlines()
         if line.strip()
-    }
-    assert listed == set(main.commands)
+    )
+    assert set(rows) == set(COMMANDS)
+    for name, listed in rows.items():
+        full = load_command(name).get_short_help_str(limit=1000)
+        assert full.startswith(listed.removesuffix("...")), (name, listed, full)
 
 
 def test_track_registers_ids_once(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ run each probe in a fresh interpreter, because this one has long imported everyt
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +65,78 @@ def test_cryptography_loads_only_when_a_webhook_is_decrypted() -> None:
     before, after = _probe(_PROVIDERS).splitlines()
     assert before == f"{sorted(PROVIDERS)} False"
     assert after == "True"
+
+
+_RUN_ONCE = """
+import gc, json, sys
+from genvault.cli import main
+seen = []  # whether the runtime was built at each garbage collection
+def collecting(phase, _info):
+    if phase == "start":
+        seen.append("genvault.runtime" in sys.modules)
+gc.callbacks.append(collecting)
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+report = {"code": code, "modules": sorted(sys.modules), "collections": seen}
+print(json.dumps({**report, "frozen": gc.get_freeze_count() > 0, "gc_after": gc.isenabled()}))
+"""
+
+NOT_FOR_RUN_ONCE = (
+    "apscheduler",  # the daemon's scheduler
+    "waitress",  # and its HTTP server
+    "genvault.scheduler",
+    "genvault.server",
+    "genvault.cli.backfill",  # other commands: registered lazily
+    "genvault.cli.search",
+    "genvault.cli.export",
+    "genvault.cli.verify",
+    "sqlmodel",  # the tables are plain Core
+    "sqlalchemy.orm",
+    "alembic",  # the database is at head
+    "boto3",  # a local folder
+    "rich",  # JSON logs; neither structlog nor httpx's CLI loads it any more
+    "pygments",
+    "httpx._main",
+)
+"""Modules a nothing-to-do ``run --once`` (SQLite, local folder, JSON logs) must not
+import: each was ~5-120 ms of every cron start (``python -m bench startup``)."""
+
+
+def test_run_once_imports_only_what_a_pass_uses(tmp_path: Path) -> None:
+    from genvault.simulator import geminigen
+    from tests.acceptance.helpers import local_config, sim_account
+
+    key = "gg-lean-start-key-5f1d"
+    sim = geminigen.create(api_key=key, seed=5, count=3, processing_count=0, failed_count=0)
+    with sim:
+        config = local_config(tmp_path, [sim_account(sim, "GG")])
+        argv = ["--config", str(config), "--log-format", "json", "run", "--once"]
+        env = {**os.environ, "GG": key}
+        runs = [
+            subprocess.run(
+                [sys.executable, "-c", _RUN_ONCE, *argv],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            )
+            for _ in range(2)  # the first archives, the second has nothing to do
+        ]
+    # the first run migrates: Alembic (and Mako, which imports pygments) is allowed there
+    for done, allowed in zip(runs, (("alembic", "pygments"), ()), strict=True):
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        assert report["code"] == 0, done.stderr[-3000:]
+        loaded = set(report["modules"])
+        assert "genvault.jobs.pipeline" in loaded  # it did run a pass
+        # no garbage collection during start-up, some in the pass (genvault.cli.start_up_done)
+        assert report["collections"] and all(report["collections"]), report["collections"]
+        assert report["gc_after"] and report["frozen"]
+        unwanted = sorted(
+            m
+            for m in loaded
+            for n in NOT_FOR_RUN_ONCE
+            if (m == n or m.startswith(n + ".")) and n not in allowed
+        )
+        assert unwanted == []

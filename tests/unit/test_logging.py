@@ -169,3 +169,51 @@ def test_lines_from_many_threads_never_interleave(stream: io.StringIO) -> None:
         t.join()
     lines = _lines(stream)  # every line parses as one JSON object
     assert len(lines) == 6 * 200
+
+
+_CONSOLE = """
+import io, logging, sys
+from genvault.logs import configure, get_logger
+out = io.StringIO()
+configure("info", sys.argv[1], stream=out)
+try:
+    raise RuntimeError("boom")
+except RuntimeError:
+    get_logger("t").exception("failed", account="a")
+try:
+    {}["k"]
+except KeyError:
+    logging.getLogger("botocore").error("lib error", exc_info=True)
+print(repr("rich" in sys.modules))
+print(out.getvalue())
+from genvault.report import Console  # rich stays importable for the tables
+print(Console.__module__)
+"""
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_logging_loads_no_rich_and_tracebacks_stay_whole(fmt: str) -> None:
+    """structlog is imported with rich hidden (``genvault.logs``): in either format,
+    exceptions (genvault's and libraries') are the full plain traceback, as before,
+    because ``format_exc_info`` renders them before any renderer sees them."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-W", "error::UserWarning", "-c", _CONSOLE, fmt],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    first, *rest = done.stdout.splitlines()
+    assert first == "False"
+    text = "\n".join(rest)
+    for expected in (
+        "Traceback (most recent call last)",
+        "line 7, in <module>",
+        "RuntimeError: boom",
+        "KeyError: 'k'",
+        "rich.console",
+    ):
+        assert expected in text
+    assert "╭" not in text  # no rich panel

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from genvault.cli import start_up_done
 from genvault.cli.common import Ctx, config_errors_exit_2, log, single_process_or_exit
 from genvault.config import Settings, resolve_secrets
 from genvault.errors import ConfigError
@@ -40,6 +41,7 @@ def run(obj: Ctx, once: bool, dry_run: bool, metrics_file: Path | None) -> None:
     if dry_run:
         from genvault.ops.dryrun import dry_run as preview
 
+        start_up_done()
         sys.exit(preview(settings, resolve_secrets(settings), echo=click.echo))
     with single_process_or_exit(settings.database.url):
         _run(settings, once, metrics_file)
@@ -48,9 +50,9 @@ def run(obj: Ctx, once: bool, dry_run: bool, metrics_file: Path | None) -> None:
 def _run(settings: Settings, once: bool, metrics_file: Path | None) -> None:
     from genvault.jobs.pipeline import run_once
     from genvault.runtime import Runtime
-    from genvault.scheduler import run_daemon
 
     rt = Runtime.build(settings, resolve_secrets(settings))
+    start_up_done()  # everything this process keeps is imported and built
     try:
         if once:
             rt.clean_storage()
@@ -71,6 +73,8 @@ def _run(settings: Settings, once: bool, metrics_file: Path | None) -> None:
 
                 write_textfile(rt, metrics_file)
             sys.exit(code)
+        from genvault.scheduler import run_daemon  # APScheduler and the server: daemon only
+
         sys.exit(run_daemon(rt))
     finally:
         rt.close()

@@ -32,3 +32,30 @@ The API call also reports a fault on the wire (TIMED_OUT to BROKEN) to the metri
 as status 0. The two columns disagree on TOO_MANY_REDIRECTS and UNSUPPORTED_SCHEME
 for no stated reason: the API column is what the API code always did.
 """
+
+from __future__ import annotations
+
+import sys
+
+
+def _import_httpx_without_its_cli() -> None:
+    """Import httpx without ``httpx._main``, its command-line client, unless imported already.
+
+    httpx's ``__init__`` imports ``httpx._main`` (``try: from ._main import main / except
+    ImportError``) whenever click, rich and pygments are installed, as they are here;
+    ``_main`` imports rich's console, progress, syntax and table and pygments' lexers
+    for a CLI genvault never runs (~10-30 ms of every start). With ``httpx._main`` set
+    to None in :data:`sys.modules` for the duration, httpx takes its "CLI dependencies
+    missing" branch: ``httpx.main`` in this process only says so, and ``httpx._main``
+    stays importable afterwards. The ``httpx`` command itself is another process.
+    """
+    if "httpx" in sys.modules or "httpx._main" in sys.modules:
+        return
+    sys.modules["httpx._main"] = None  # type: ignore[assignment]
+    try:
+        import httpx  # noqa: F401
+    finally:
+        del sys.modules["httpx._main"]
+
+
+_import_httpx_without_its_cli()

@@ -56,13 +56,35 @@ class _GuardedBackend(httpcore.SyncBackend):
         raise httpcore.ConnectError(f"cannot connect to {host!r}: {last}")
 
 
+class _GuardedPool(httpcore.ConnectionPool):
+    """httpcore's pool, with its TLS context made on the first ``https`` connection.
+
+    Loading the system's CA certificates costs ~18 ms of CPU per context, and a
+    ``run --once`` with nothing new (or any run against plain-HTTP endpoints) never
+    opens a TLS connection: it need not pay for one. The context is the same
+    ``ssl.create_default_context()`` as ever, made under the pool's lock (httpcore
+    calls :meth:`create_connection` holding it) and shared by every later connection.
+    """
+
+    def create_connection(self, origin: httpcore.Origin) -> httpcore.ConnectionInterface:
+        if origin.scheme in (b"https", b"wss") and self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return super().create_connection(origin)
+
+
+_UNUSED_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+"""What httpx's own pool (replaced at once, never used) is built with, so that httpx does
+not load a CA bundle for it. It verifies certificates against no CA at all, so even if
+it were ever used it could only refuse connections, never trust one."""
+
+
 class _GuardedTransport(httpx.HTTPTransport):
     """httpx's transport with the connection pool rebuilt on the guarded backend."""
 
     def __init__(self, policy: NetworkPolicy, limits: httpx.Limits) -> None:
-        super().__init__(limits=limits, trust_env=False)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl.create_default_context(),
+        super().__init__(verify=_UNUSED_TLS, limits=limits, trust_env=False)
+        self._pool = _GuardedPool(
+            ssl_context=None,  # made on the first https connection (_GuardedPool)
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
