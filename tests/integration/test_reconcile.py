@@ -21,7 +21,7 @@ from genvault.config import (
     StorageSettings,
 )
 from genvault.jobs.sync import sync_account
-from genvault.models import SYNC_CURSOR, utcnow
+from genvault.models import SyncCursor, utcnow
 from genvault.runtime import Runtime
 from genvault.simulator import tengrai
 from tests.fixtures.sims import SimStarter, sim_account
@@ -60,10 +60,10 @@ def rt(sim: tengrai.TengrAISimulator, db_url: str, tmp_path: Path) -> Iterator[R
 
 def _age_full_walk(rt: Runtime, hours: float) -> None:
     """Pretend the last complete full walk ended ``hours`` ago."""
-    c = SYNC_CURSOR.c
+    c = SyncCursor.__table__.c  # type: ignore[attr-defined]
     with rt.store.tx() as conn:
         conn.execute(
-            sa.update(SYNC_CURSOR)
+            sa.update(SyncCursor.__table__)  # type: ignore[arg-type]
             .where(c.account == "t")
             .values(last_full_walk_at=utcnow() - timedelta(hours=hours))
         )

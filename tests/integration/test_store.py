@@ -120,8 +120,8 @@ def test_migrations_match_the_models(store: Store) -> None:
     (and the search index of 0003, which the models cannot declare)."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
 
-    from genvault.models import metadata
     from genvault.store.queries.search import is_search_schema
 
     def modelled(name: str | None, type_: str, _parents: object) -> bool:
@@ -130,7 +130,7 @@ def test_migrations_match_the_models(store: Store) -> None:
     with store.engine.connect() as conn:
         opts = {"compare_type": True, "include_name": modelled}
         ctx = MigrationContext.configure(conn, opts=opts)
-        assert compare_metadata(ctx, metadata) == []
+        assert compare_metadata(ctx, SQLModel.metadata) == []
 
 
 # --------------------------------------------------------------------------- save_page

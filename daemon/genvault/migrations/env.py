@@ -8,8 +8,9 @@ no alembic.ini to keep in sync with the genvault config.
 from __future__ import annotations
 
 from alembic import context
+from sqlmodel import SQLModel
 
-from genvault.models import metadata
+import genvault.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from genvault.store.queries.search import is_search_schema
 
 connection = context.config.attributes.get("connection")
@@ -18,7 +19,7 @@ if connection is None:
 
 context.configure(
     connection=connection,
-    target_metadata=metadata,
+    target_metadata=SQLModel.metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
     # The search index of 0003 is not in the models: autogenerate must not drop it.

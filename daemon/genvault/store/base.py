@@ -16,16 +16,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from genvault.logs import get_logger
-from genvault.models import ASSET, GENERATION, PROVIDER_HEALTH, SYNC_CURSOR
+from genvault.models import Asset, Generation, ProviderHealth, SyncCursor
 
 P = ParamSpec("P")
 R = TypeVar("R")
 log = get_logger("genvault.store")
 
-G: sa.Table = GENERATION
-A: sa.Table = ASSET
-C: sa.Table = SYNC_CURSOR
-H: sa.Table = PROVIDER_HEALTH
+G: sa.Table = Generation.__table__  # type: ignore[attr-defined]
+A: sa.Table = Asset.__table__  # type: ignore[attr-defined]
+C: sa.Table = SyncCursor.__table__  # type: ignore[attr-defined]
+H: sa.Table = ProviderHealth.__table__  # type: ignore[attr-defined]
 
 
 class StoreBase:

@@ -14,12 +14,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from genvault.models import NOTIFICATION
+from genvault.models import Notification
 from genvault.records import AssetState
 from genvault.store.base import A, StoreBase
 from genvault.store.reports import file_brief
 
-N: sa.Table = NOTIFICATION
+N: sa.Table = Notification.__table__  # type: ignore[attr-defined]
 _CHUNK = 500
 """Subjects per statement: bounded parameters whatever the backlog."""
 

@@ -85,7 +85,7 @@ TSV_INDEX: Final = "ix_generation_search"
 def is_search_schema(name: str | None, type_: str) -> bool:
     """Whether a schema object belongs to the search index of migration 0003.
 
-    They are not in the models' metadata (FTS5 tables and a PostgreSQL-only generated
+    They are not in the SQLModel metadata (FTS5 tables and a PostgreSQL-only generated
     column cannot be declared on both databases), so Alembic's model comparison must
     be told to leave them alone: pass this as ``include_name`` (negated).
     """
