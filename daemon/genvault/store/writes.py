@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from genvault.expiry import file_deadline
-from genvault.identity import fingerprint, url_key
+from genvault.identity import fingerprint_json, url_key
 from genvault.models import utcnow
 from genvault.records import (
     AssetState,
@@ -191,7 +191,7 @@ class WritePath(CursorWrites, SearchQueries):
         rows: list[dict[str, Any]] = []
         unchanged: list[str] = []
         for ext, r in by_id.items():
-            fp = fingerprint(r.raw)
+            fp, text = fingerprint_json(r.raw)  # PostgreSQL copies the text
             old = existing.get(ext)
             if listing and old is not None and old.fingerprint == fp:
                 unchanged.append(ext)
@@ -228,7 +228,7 @@ class WritePath(CursorWrites, SearchQueries):
                     "poll_until": now + poll_horizon if not r.status.terminal else None,
                     "fingerprint": fp if listing else (old.fingerprint if old else ""),
                     "sidecar_due": r.status is GenerationStatus.SUCCEEDED,
-                    "raw": r.raw,
+                    "raw": r.raw if self.is_sqlite or text is None else bulk_pg.JsonText(text),
                     "first_seen_at": now,
                     "updated_at": now,
                     "stream": stream,
@@ -302,8 +302,8 @@ class WritePath(CursorWrites, SearchQueries):
         )
         return SaveResult(new, len(rows) - new, assets_new)
 
+    # What the files of a generation take from it (their deadline, their tie-breaker).
     _GEN = (G.c.id, G.c.external_id, G.c.created_at, G.c.expires_at, G.c.expires_source)
-    """What the files of a generation take from it (their deadline, their tie-breaker)."""
 
     def _upsert_assets(
         self,
@@ -336,7 +336,7 @@ class WritePath(CursorWrites, SearchQueries):
                     )
                 )
             }
-        gen_ids = [g.id for g in gens.values()]
+        gen_ids = [gens[r.external_id].id for r in records]
         existing: dict[int, dict[str, Any]] = defaultdict(dict)
         for row in conn.execute(
             sa.select(
@@ -356,7 +356,7 @@ class WritePath(CursorWrites, SearchQueries):
         for r in records:
             g = gens[r.external_id]
             have = existing.get(g.id, {})
-            next_pos = max((row.position for row in have.values()), default=-1) + 1
+            next_pos = max(row.position for row in have.values()) + 1 if have else 0
             for m in r.media:
                 key = url_key(m.url)
                 deadline, deadline_source = file_deadline(g, m, retention, retention_source)
