@@ -71,6 +71,9 @@ class ChildReport:
     db_s: float
     peak_rss_mb: float
     """The child's VmHWM (see the module docstring)."""
+    server_cpu_s: float = 0.0
+    """PostgreSQL: CPU time of the server backends serving the child's connections
+    (``/proc/PID/stat`` of each, read just before they close; same machine)."""
 
     @property
     def rows(self) -> int:
@@ -93,6 +96,27 @@ class TimedStore(Store):
         self.db_seconds = 0.0
         self.generation_rows = 0
         self.asset_rows = 0
+
+    def backend_cpu_s(self) -> float:
+        """CPU seconds of this store's PostgreSQL backends so far (0 on SQLite)."""
+        if self.is_sqlite:
+            return 0.0
+        import os
+
+        import sqlalchemy as sa
+
+        with self.engine.connect() as conn:
+            pids = conn.execute(
+                sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            ).scalars()
+            total = 0
+            for pid in pids:
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                except OSError:
+                    continue  # not on this machine
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / os.sysconf("SC_CLK_TCK")
 
     def save_page(self, *args: Any, **kwargs: Any) -> SaveResult:
         started = time.perf_counter()
@@ -161,6 +185,7 @@ def child_main(argv: list[str]) -> int:
         started = time.perf_counter()
         synced = sync_account(rt, rt.accounts["bench"])
         wall = time.perf_counter() - started
+        server_cpu = timed.backend_cpu_s()
     finally:
         rt.close()
     if synced.error or not synced.complete:
@@ -174,6 +199,7 @@ def child_main(argv: list[str]) -> int:
         wall_s=wall,
         db_s=timed.db_seconds,
         peak_rss_mb=peak_rss_mb(),
+        server_cpu_s=server_cpu,
     )
     print(json.dumps(asdict(report)), flush=True)
     return 0
@@ -229,6 +255,8 @@ def _report(result: Result, db: str, small: Measured, large: Measured) -> None:
     result.figure(f"{db}: sync wall time", big.wall_s, "s")
     result.figure(f"{db}: of which DB part (save_page)", big.db_s, "s")
     result.figure(f"{db}: genvault CPU time (whole child)", large.cpu_s, "s")
+    if big.server_cpu_s:
+        result.figure(f"{db}: server CPU time (its backends)", big.server_cpu_s, "s")
     result.figure(f"{db}: generations synced/s (whole sync)", big.generations / big.wall_s, "/s")
     result.figure(f"{db}: generations upserted/s (DB part)", big.generations / big.db_s, "/s")
     result.figure(f"{db}: rows upserted/s (DB part)", rows_per_s, "/s")

@@ -32,4 +32,18 @@ def url_key(url: str) -> str:
 
 def fingerprint(raw: dict[str, Any]) -> str:
     """Identity of a listing's content: equal when the provider's JSON is unchanged."""
-    return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
+    return fingerprint_json(raw)[0]
+
+
+def fingerprint_json(raw: dict[str, Any]) -> tuple[str, str | None]:
+    """:func:`fingerprint` and the JSON text it hashes (keys sorted), for a caller that
+    also stores ``raw`` as JSON (PostgreSQL's ``COPY`` of a page): serialized once.
+    The text is None when ``raw`` is not plain JSON (the fingerprint then hashes the
+    ``str()`` of what JSON cannot say, and storing ``raw`` must fail as it would)."""
+    try:
+        text = json.dumps(raw, sort_keys=True)
+    except TypeError:
+        return hashlib.sha256(
+            json.dumps(raw, sort_keys=True, default=str).encode()
+        ).hexdigest(), None
+    return hashlib.sha256(text.encode()).hexdigest(), text

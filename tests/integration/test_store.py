@@ -488,6 +488,30 @@ def test_failed_upsert_leaves_the_cursor_alone(store: Store) -> None:
     assert store.count_assets() == 0
 
 
+def test_naive_datetimes_are_refused_and_nothing_is_written(store: Store) -> None:
+    """Both write paths (SQLite's executemany, PostgreSQL's COPY) refuse a naive time."""
+    n = now_utc()
+    naive = record("g1", created_at=n.replace(tzinfo=None))
+    with pytest.raises((ValueError, sa.exc.StatementError), match="naive datetime"):
+        save(store, [record("g0", created_at=n), naive], cursor=CursorUpdate("all", 2, n), now=n)
+    assert store.generations() == []
+    assert store.get_cursor(ACCOUNT, "all").scan_position is None
+
+
+def test_pages_in_a_row_keep_their_order_and_nothing_of_each_other(store: Store) -> None:
+    """Ids follow the page's order; a page's rows never leak into the next (PostgreSQL
+    stages each page in a temporary table that the commit empties)."""
+    n = now_utc()
+    for page in range(3):
+        ids = [f"p{page}-{i}" for i in (3, 1, 2)]
+        recs = [record(e, created_at=n, media_=[media(url(f"{e}.png"))]) for e in ids]
+        saved = save(store, recs, now=n)
+        assert (saved.generations_new, saved.assets_new) == (3, 3)
+    gens = sorted(store.generations(), key=lambda g: g["id"])
+    assert [g["external_id"] for g in gens] == [f"p{p}-{i}" for p in range(3) for i in (3, 1, 2)]
+    assert store.count_assets() == 9
+
+
 # --------------------------------------------------------------------------- poll queue
 
 

@@ -11,6 +11,8 @@ from one mixin per job, each in its own module:
                       stream's cursor (:mod:`.cursors`) in one commit; the poll
                       side's :meth:`Store.register_tasks`, :meth:`Store.due_for_poll`,
                       :meth:`Store.save_polled`, :meth:`Store.poll_error`;
+* :mod:`.bulk_pg`     PostgreSQL's page write for it: a binary ``COPY`` into a
+                      temporary stage, then one ``INSERT ... SELECT ... ON CONFLICT``;
 * :mod:`.choices`     each account's choice of roles and kinds applied to files
                       already known, and what it skips;
 * :mod:`.leases`      the archive queue, :attr:`Store.leases`: a :class:`LeaseQueue`

@@ -8,8 +8,9 @@ upsert core: an unchanged listing (same fingerprint) writes nothing, a new file
 becomes pending (or skipped, for roles not archived), a pending file's URL and
 deadline follow the provider's latest word.
 
-Batches use executemany (a list of parameter dicts), which measured ~9x faster
-than one multi-row VALUES statement on both databases.
+SQLite takes a page as an executemany (a list of parameter dicts: ~9x faster than
+one multi-row VALUES statement); PostgreSQL as a binary COPY and one set-based
+statement with the same ON CONFLICT clauses (:mod:`genvault.store.bulk_pg`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from genvault.expiry import file_deadline
-from genvault.identity import fingerprint, url_key
+from genvault.identity import fingerprint_json, url_key
 from genvault.models import utcnow
 from genvault.records import (
     AssetState,
@@ -33,6 +34,7 @@ from genvault.records import (
     GenerationRecord,
     GenerationStatus,
 )
+from genvault.store import bulk_pg
 from genvault.store.base import A, G, retry_conflicts
 from genvault.store.cursors import CursorUpdate, CursorWrites
 from genvault.store.queries.search import SearchQueries
@@ -189,7 +191,7 @@ class WritePath(CursorWrites, SearchQueries):
         rows: list[dict[str, Any]] = []
         unchanged: list[str] = []
         for ext, r in by_id.items():
-            fp = fingerprint(r.raw)
+            fp, text = fingerprint_json(r.raw)  # PostgreSQL copies the text
             old = existing.get(ext)
             if listing and old is not None and old.fingerprint == fp:
                 unchanged.append(ext)
@@ -226,7 +228,7 @@ class WritePath(CursorWrites, SearchQueries):
                     "poll_until": now + poll_horizon if not r.status.terminal else None,
                     "fingerprint": fp if listing else (old.fingerprint if old else ""),
                     "sidecar_due": r.status is GenerationStatus.SUCCEEDED,
-                    "raw": r.raw,
+                    "raw": r.raw if self.is_sqlite or text is None else bulk_pg.JsonText(text),
                     "first_seen_at": now,
                     "updated_at": now,
                     "stream": stream,
@@ -238,7 +240,7 @@ class WritePath(CursorWrites, SearchQueries):
             self._mark_listed(conn, provider, account, stream, unchanged, now)
         if not rows:
             return SaveResult()
-        ins = self._insert(G)
+        ins = self._insert(G) if self.is_sqlite else bulk_pg.insert_from_stage(G, rows[0])
         update_cols = [
             "kind",
             "status",
@@ -273,13 +275,16 @@ class WritePath(CursorWrites, SearchQueries):
             set_["gone_at"] = None
         if next_poll is None:
             set_["poll_attempts"] = 0
+        upsert = ins.on_conflict_do_update(
+            index_elements=["provider", "account", "external_id"], set_=set_
+        )
+        gens = None  # PostgreSQL: what the upsert wrote, which the files need
         with self.indexing_new_generations(conn):
-            conn.execute(
-                ins.on_conflict_do_update(
-                    index_elements=["provider", "account", "external_id"], set_=set_
-                ),
-                rows,
-            )
+            if self.is_sqlite:
+                conn.execute(upsert, rows)
+            else:
+                bulk_pg.copy_to_stage(conn, G, rows[0], rows)
+                gens = {g.external_id: g for g in conn.execute(upsert.returning(*self._GEN))}
         new = sum(1 for row in rows if row["external_id"] not in existing)
         written = {row["external_id"] for row in rows}
         assets_new = self._upsert_assets(
@@ -293,8 +298,12 @@ class WritePath(CursorWrites, SearchQueries):
             authoritative=not listing,
             retention_source=retention_source,
             archive_kinds=archive_kinds,
+            gens=gens,
         )
         return SaveResult(new, len(rows) - new, assets_new)
+
+    # What the files of a generation take from it (their deadline, their tie-breaker).
+    _GEN = (G.c.id, G.c.external_id, G.c.created_at, G.c.expires_at, G.c.expires_source)
 
     def _upsert_assets(
         self,
@@ -309,24 +318,25 @@ class WritePath(CursorWrites, SearchQueries):
         authoritative: bool = False,
         retention_source: DeadlineSource = DeadlineSource.DEFAULT,
         archive_kinds: frozenset[str] | None = None,
+        gens: dict[str, Any] | None = None,
     ) -> int:
         """Insert new files, refresh URLs of pending ones. ``authoritative`` (a detail
-        read, which knows more than a listing) may also correct a pending file's role."""
+        read, which knows more than a listing) may also correct a pending file's role.
+        ``gens``: the records' generation rows (:attr:`_GEN`) if the caller has them."""
         if not records:
             return 0
-        gens = {
-            row.external_id: row
-            for row in conn.execute(
-                sa.select(
-                    G.c.id, G.c.external_id, G.c.created_at, G.c.expires_at, G.c.expires_source
-                ).where(
-                    G.c.provider == provider,
-                    G.c.account == account,
-                    self._one_of(G.c.external_id, [r.external_id for r in records]),
+        if gens is None:
+            gens = {
+                row.external_id: row
+                for row in conn.execute(
+                    sa.select(*self._GEN).where(
+                        G.c.provider == provider,
+                        G.c.account == account,
+                        self._one_of(G.c.external_id, [r.external_id for r in records]),
+                    )
                 )
-            )
-        }
-        gen_ids = [g.id for g in gens.values()]
+            }
+        gen_ids = [gens[r.external_id].id for r in records]
         existing: dict[int, dict[str, Any]] = defaultdict(dict)
         for row in conn.execute(
             sa.select(
@@ -346,7 +356,7 @@ class WritePath(CursorWrites, SearchQueries):
         for r in records:
             g = gens[r.external_id]
             have = existing.get(g.id, {})
-            next_pos = max((row.position for row in have.values()), default=-1) + 1
+            next_pos = max(row.position for row in have.values()) + 1 if have else 0
             for m in r.media:
                 key = url_key(m.url)
                 deadline, deadline_source = file_deadline(g, m, retention, retention_source)
@@ -406,10 +416,17 @@ class WritePath(CursorWrites, SearchQueries):
                                 "b_now": now,
                             }
                         )
-        if inserts:
+        if inserts and self.is_sqlite:
             conn.execute(
                 self._insert(A).on_conflict_do_nothing(index_elements=["generation_id", "url_key"]),
                 inserts,
+            )
+        elif inserts:
+            bulk_pg.copy_to_stage(conn, A, inserts[0], inserts)
+            conn.execute(
+                bulk_pg.insert_from_stage(A, inserts[0]).on_conflict_do_nothing(
+                    index_elements=["generation_id", "url_key"]
+                )
             )
         if updates:
             # Only if the file is still in the state read above: on PostgreSQL another
