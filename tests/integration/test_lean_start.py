@@ -92,8 +92,6 @@ NOT_FOR_RUN_ONCE = (
     "genvault.cli.search",
     "genvault.cli.export",
     "genvault.cli.verify",
-    "sqlmodel",  # the tables are plain Core
-    "sqlalchemy.orm",
     "alembic",  # the database is at head
     "boto3",  # a local folder
     "rich",  # JSON logs; neither structlog nor httpx's CLI loads it any more
