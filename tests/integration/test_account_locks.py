@@ -64,6 +64,41 @@ def test_one_replica_at_a_time_per_job_and_account(stores: tuple[Store, Store]) 
 
 
 @pytest.mark.postgres
+def test_a_pass_may_wait_for_a_peers_pass_to_end(stores: tuple[Store, Store]) -> None:
+    """``run --once`` polls what its own sync saved even when a peer's poll pass began
+    first: it waits for that pass to end instead of skipping (the daemon still skips)."""
+    import threading
+    import time
+
+    a, b = stores
+    held = threading.Event()
+    release = threading.Event()
+
+    def peer() -> None:
+        with a.account_lock("poll", "main") as mine:
+            assert mine
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=peer)
+    t.start()
+    try:
+        assert held.wait(10)
+        with b.account_lock("poll", "main") as at_once:
+            assert not at_once  # the default never waits
+        threading.Timer(0.6, release.set).start()
+        started = time.monotonic()
+        with b.account_lock("poll", "main", wait=10) as waited:
+            assert waited
+            assert time.monotonic() - started >= 0.5
+    finally:
+        release.set()
+        t.join(10)
+    with a.account_lock("poll", "main") as again:
+        assert again  # the waiter released it
+
+
+@pytest.mark.postgres
 def test_a_peek_sees_every_key_and_never_takes_the_lock(stores: tuple[Store, Store]) -> None:
     """Peeks run in a loop while a peer's sync is awaited (``wait_while``); if a peek
     took the lock for an instant, a replica starting its pass at that instant would

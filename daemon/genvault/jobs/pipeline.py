@@ -41,6 +41,10 @@ from genvault.metrics import ALL_ACCOUNTS, JobName, timed_job
 from genvault.notify import notify_after_pass
 from genvault.runtime import AccountRuntime, Runtime
 
+PEER_POLL_WAIT_SECONDS = 120.0
+"""How long ``run --once`` waits, after syncing an account, for a peer replica's poll
+pass of it to end (a poll pass is a few requests per due item: seconds, not minutes)."""
+
 log = get_logger("genvault.pipeline")
 
 
@@ -105,9 +109,19 @@ def _sync_and_poll(
         except Exception as exc:  # a bug in one adapter must not cost the other accounts
             log.exception("sync.crashed")
             report.syncs.append(SyncResult(acc.name, complete=False, error=repr(exc)))
+    # A sync run here may have saved items a peer's poll pass (begun earlier) will not
+    # see: wait for that pass to end and poll them here, or nobody does in this run.
+    synced_here = bool(report.syncs) and report.syncs[-1].account == acc.name
+    synced_here = synced_here and not report.syncs[-1].elsewhere
+    wait = PEER_POLL_WAIT_SECONDS if synced_here else 0.0
     try:
         report.polls.append(
-            timed_job(rt.metrics, JobName.POLL, acc.name, partial(poll_account, rt, acc, stop=stop))
+            timed_job(
+                rt.metrics,
+                JobName.POLL,
+                acc.name,
+                partial(poll_account, rt, acc, stop=stop, wait_for_peer=wait),
+            )
         )
     except Exception as exc:
         log.exception("poll.crashed")

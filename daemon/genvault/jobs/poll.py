@@ -71,16 +71,26 @@ def next_delay(attempts: int, ladder: tuple[float, ...]) -> timedelta:
 
 
 def poll_account(
-    rt: Runtime, acc: AccountRuntime, *, stop: Event | None = None, now: datetime | None = None
+    rt: Runtime,
+    acc: AccountRuntime,
+    *,
+    stop: Event | None = None,
+    now: datetime | None = None,
+    wait_for_peer: float = 0.0,
 ) -> PollResult:
     """Read every due generation of ``acc`` once, unless another replica is at it.
+
+    ``wait_for_peer``: how long to wait for a replica's poll pass of this account to
+    end before polling anyway-due items here, instead of skipping at once (``run
+    --once``: a peer's pass that began before this replica's sync saved new items may
+    end without them, and nobody would poll them in this run).
 
     Every line logged during the pass carries ``job=poll`` and ``account``, bound
     here once (:mod:`genvault.logs`).
     """
     with (
         bound_contextvars(job=JobName.POLL.value, account=acc.name),
-        rt.store.account_lock("poll", acc.name) as ours,
+        rt.store.account_lock("poll", acc.name, wait=wait_for_peer) as ours,
     ):
         if not ours:
             log.info("poll.skipped", reason="another_replica")

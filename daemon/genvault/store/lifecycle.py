@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +32,8 @@ log = get_logger("genvault.store")
 
 MIGRATIONS = Path(__file__).parent.parent / "migrations"
 SCHEMA_HEAD: Final = "0005"
+LOCK_RETRY_SECONDS: Final = 0.25
+"""How often :meth:`Lifecycle.account_lock` asks again while it waits for a peer."""
 """The newest migration's revision. Known without Alembic so that a start on a
 database already at head (every start but the first after an upgrade) skips
 loading Alembic, its script directory and Mako: ~10 MB of resident memory and
@@ -144,26 +147,34 @@ class Lifecycle(StoreBase):
             self._locks.dispose()
 
     @contextmanager
-    def account_lock(self, job: str, account: str) -> Iterator[bool]:
+    def account_lock(self, job: str, account: str, *, wait: float = 0.0) -> Iterator[bool]:
         """Yield True when this process may run ``job`` ("sync", "poll") for ``account`` now.
 
         On PostgreSQL several replicas share one database: the lock is a
         session-level ``pg_try_advisory_lock`` held on a connection of its own for
         the whole pass, so no two replicas page (or poll) the same account at once.
-        It never waits: a replica that finds it taken skips the pass, because the
-        holder is doing that very work. A killed holder's connection drops and the
-        server releases the lock with it. On SQLite there is one process per
-        database (see :mod:`genvault.instance`), so the answer is always yes.
+        By default it never waits: a replica that finds it taken skips the pass,
+        because the holder is doing that very work. With ``wait`` it tries again for up
+        to that many seconds: for a pass that must not end before the work it made due
+        is done (a ``run --once`` whose own sync just saved items a peer's poll pass,
+        begun earlier, may not have seen). A killed holder's connection drops and the
+        server releases the lock with it. On SQLite there is one process per database
+        (see :mod:`genvault.instance`), so the answer is always yes.
         """
         if self.is_sqlite:
             yield True
             return
         key = lock_key(job, account)
         with self._lock_engine().connect() as conn:
-            got = bool(
-                conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
-            )
-            conn.commit()
+            deadline = time.monotonic() + wait
+            while True:
+                got = bool(
+                    conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+                )
+                conn.commit()
+                if got or time.monotonic() >= deadline:
+                    break
+                time.sleep(LOCK_RETRY_SECONDS)
             try:
                 yield got
             finally:
