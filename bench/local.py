@@ -62,6 +62,7 @@ from bench.infra import (
     workspace,
     write_json,
 )
+from bench.throughput import Sizes
 
 NAME: Final = "local"
 TITLE: Final = "raw loopback into a local folder vs rclone (+ syncfs) and a bare script"
@@ -74,16 +75,6 @@ CONCURRENCY: Final = 8
 """genvault's default ``archive.concurrency``; rclone ``--transfers``, the bare pool."""
 CONTENDERS: Final = ("genvault", "rclone", "bare")
 SYNC: Final = "/usr/bin/sync" if Path("/usr/bin/sync").exists() else "sync"
-
-
-@dataclass(frozen=True)
-class Sizes:
-    images: int
-    image_size: int
-    videos: int
-    video_size: int
-    rounds: int
-    """Each contender runs this many times (rotating order); the median counts."""
 
 
 SIZES: Final = {

@@ -74,7 +74,8 @@ class Sizes:
     videos: int
     video_size: int
     rounds: int
-    """Each contender runs this many times (alternating order); the fastest run counts."""
+    """Each contender runs this many times, in alternating order (``throughput``: the
+    fastest run counts; ``local``: the median)."""
 
 
 SIZES: Final = {
