@@ -136,6 +136,12 @@ def _when(value: Any) -> str:
     return value.isoformat(timespec="minutes") if isinstance(value, datetime) else str(value)
 
 
+def _guess(source: str | None) -> str:
+    """`` (a guessed deadline)`` unless the deadline is the provider's word, a
+    documented rule or a signed URL's: a guess must never read as a fact."""
+    return "" if source in ("provider", "rule", "signed_url") else " (a guessed deadline)"
+
+
 def events_from_status(
     doc: dict[str, Any], at_risk: Iterable[dict[str, Any]], lost: Iterable[dict[str, Any]]
 ) -> list[Event]:
@@ -158,6 +164,7 @@ def events_from_status(
                 "at_risk",
                 str(r["id"]),
                 f"{r['account']}: {r['external_id']} {r['role']} due {_when(r['expires_at'])}"
+                + _guess(r.get("expires_source"))
                 + (f" (last error: {r['last_error']})" if r.get("last_error") else ""),
             )
         )

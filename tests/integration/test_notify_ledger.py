@@ -124,3 +124,18 @@ def test_events_from_status_say_conditions_not_noise() -> None:
     }
     assert "missing" not in got[("stream", "main/text-to-image")]
     assert "PutObject: 503" in got[("storage", "storage")]
+
+
+def test_an_at_risk_file_with_a_guessed_deadline_says_so() -> None:
+    row = {
+        "id": 1,
+        "account": "crowd",
+        "external_id": "582079535692914438",
+        "role": "result",
+        "expires_at": T0,
+        "last_error": None,
+    }
+    guessed = events_from_status(_doc(), [{**row, "expires_source": "assumed"}], [])
+    stated = events_from_status(_doc(), [{**row, "expires_source": "provider"}], [])
+    assert "(a guessed deadline)" in guessed[0].text
+    assert "guess" not in stated[0].text
