@@ -34,6 +34,7 @@ import structlog
 
 from genvault.config import NotifyEvent
 from genvault.errors import ConfigError
+from genvault.records import STATED_SOURCES
 
 if TYPE_CHECKING:
     from genvault.config import Settings
@@ -139,7 +140,7 @@ def _when(value: Any) -> str:
 def _guess(source: str | None) -> str:
     """`` (a guessed deadline)`` unless the deadline is the provider's word, a
     documented rule or a signed URL's: a guess must never read as a fact."""
-    return "" if source in ("provider", "rule", "signed_url") else " (a guessed deadline)"
+    return "" if source in STATED_SOURCES else " (a guessed deadline)"
 
 
 def events_from_status(

@@ -81,6 +81,12 @@ class DeadlineSource(enum.StrEnum):
     """Nothing known at all: genvault's own fallback, the weakest guess."""
 
 
+STATED_SOURCES: frozenset[str] = frozenset(
+    {DeadlineSource.PROVIDER, DeadlineSource.RULE, DeadlineSource.SIGNED_URL}
+)
+"""Deadline sources that are facts; every other source (or none) is shown as a guess."""
+
+
 @dataclass(frozen=True, slots=True)
 class MediaRecord:
     """One file of a generation, as the provider lists it."""

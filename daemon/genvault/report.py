@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from genvault.formatting import ago, countdown, human_bytes, until, utc_minute
+from genvault.records import STATED_SOURCES
 
 __all__ = ["circuit_cell", "render_status"]
 
@@ -259,7 +260,7 @@ def _render_streams(accounts: list[dict[str, Any]], console: Console) -> None:
 
 def deadline_source_cell(source: str | None) -> str:
     """Where a deadline comes from; a guess is marked as one."""
-    if source in ("provider", "rule", "signed_url"):
+    if source is not None and source in STATED_SOURCES:
         return source.replace("_", " ")
     return f"[yellow]{source or 'unknown'} (a guess)[/yellow]"
 

@@ -55,6 +55,12 @@ def account_policy(policy: NetworkPolicy, acc: AccountSettings) -> NetworkPolicy
     return replace(policy, allowed_hosts=frozenset(acc.allowed_hosts))
 
 
+def account_roles(acc: AccountSettings, archive: ArchiveSettings) -> frozenset[str]:
+    """The roles of an account's files to archive: its ``roles``, else the ``[archive]``
+    defaults (results always; thumbnails and references as set)."""
+    return frozenset(acc.roles) if acc.roles is not None else default_roles(archive)
+
+
 def default_roles(archive: ArchiveSettings) -> frozenset[str]:
     """The roles archived unless an account names its own: results, last frames and
     upscales always; thumbnails and references as ``[archive]`` says."""
@@ -87,9 +93,7 @@ class AccountRuntime:
     def archive_roles(self, archive: ArchiveSettings) -> frozenset[str]:
         """The roles of this account's files to archive: its ``roles``, else the
         ``[archive]`` defaults (results always; thumbnails and references as set)."""
-        if self.settings.roles is not None:
-            return frozenset(self.settings.roles)
-        return default_roles(archive)
+        return account_roles(self.settings, archive)
 
     @property
     def archive_kinds(self) -> frozenset[str] | None:

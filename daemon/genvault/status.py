@@ -183,9 +183,9 @@ def skipped_entries(
 ) -> list[dict[str, Any]]:
     """An account's skipped files by role and kind, each with the setting that leaves
     them out (so a skipped file never looks like a missed one)."""
-    from genvault.runtime import default_roles
+    from genvault.runtime import account_roles
 
-    roles = frozenset(acc.roles) if acc.roles is not None else default_roles(settings.archive)
+    roles = account_roles(acc, settings.archive)
     out = []
     for (role, kind), files in sorted(counts.items()):
         if role not in roles:

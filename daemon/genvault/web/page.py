@@ -33,6 +33,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from genvault.formatting import ago, countdown, human_bytes, iso, until, utc_minute
+from genvault.records import STATED_SOURCES
 from genvault.store.queries.activity import ArchivedMedia
 
 MAX_CARDS = 60
@@ -364,7 +365,7 @@ def _at_risk(data: PageData) -> list[dict[str, Any]]:
                 "left": left,
                 "urgent": left == "expired" or left.startswith("0h"),
                 "source": (r.get("expires_source") or "unknown").replace("_", " "),
-                "guess": r.get("expires_source") not in ("provider", "rule", "signed_url"),
+                "guess": r.get("expires_source") not in STATED_SOURCES,
                 "attempts": r.get("attempts", 0),
                 "error": _cut(r.get("last_error"), 160),
             }
