@@ -870,13 +870,20 @@ def run_harness(
     kills_per_trial: int,
     seed: int,
     workdir: Path,
+    min_kills: int = 0,
     log: Callable[[str], None] = print,
 ) -> HarnessResult:
-    """One trial per entry of ``targets`` (each builds a fresh storage for trial i)."""
+    """One trial per entry of ``targets`` (each builds a fresh storage for trial i), then
+    more rounds of them while the trials together killed fewer than ``min_kills`` runs
+    at a real crash point (a trial runs dry when its runs outlive their kills and do
+    the work: how often depends on how fast genvault is), at most twice the targets."""
     rng = random.Random(seed)
     started = time.monotonic()
-    reports = []
-    for i, make_target in enumerate(targets):
+    reports: list[TrialReport] = []
+    for i in range(2 * len(targets)):
+        if i >= len(targets) and sum(sum(r.kills.values()) for r in reports) >= min_kills:
+            break
+        make_target = targets[i % len(targets)]
         target = make_target(i)
         trial_dir = workdir / f"trial-{i}-{target.kind}"
         trial_dir.mkdir(parents=True)

@@ -73,6 +73,7 @@ def _run(
         kills_per_trial=per_trial,
         seed=seed,
         workdir=tmp_path,
+        min_kills=total,
     )
     line = result.summary()
     SUMMARIES.append(line)
