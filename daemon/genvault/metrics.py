@@ -265,6 +265,27 @@ class ProcessMetrics:
         if outcome is JobOutcome.SUCCESS:
             self.job_last_success.labels(job.value, account).set(time.time())
 
+    def run_finished(
+        self, complete: bool, waiting: Mapping[str, int], accounts: Iterable[str]
+    ) -> None:
+        """``run --once``'s verdict for its textfile (once per process; the daemon has no
+        runs, its jobs' outcomes and the database gauges say the same there)."""
+        r = self.registry
+        Gauge(
+            "genvault_run_complete",
+            "1 when this run --once was complete (exit 0): every walk ended and every file "
+            "ready was archived; 0 when not (its run.done line says why).",
+            registry=r,
+        ).set(1 if complete else 0)
+        left = Gauge(
+            "genvault_run_waiting_files",
+            "Pending files no live worker held when this run --once ended.",
+            ["account"],
+            registry=r,
+        )
+        for account in accounts:
+            left.labels(account).set(waiting.get(account, 0))
+
     def watch_database(self, rt: Runtime) -> None:
         """Register the scrape-time gauges of ``rt``'s database in this registry."""
         self.registry.register(DatabaseCollector(rt))

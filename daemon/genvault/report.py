@@ -197,8 +197,12 @@ def complete_cell(a: dict[str, Any]) -> str:
         return "-"
     if a.get("complete"):
         return "[green]yes[/green]"
-    bad = sum(1 for s in a["streams"] if not s["complete"])
-    return f"[red]no: {bad} stream{'s' if bad != 1 else ''}[/red]"
+    why = []
+    if bad := sum(1 for s in a["streams"] if not s["complete"]):
+        why.append(f"{bad} stream{'s' if bad != 1 else ''}")
+    if waiting := int(a.get("waiting", 0)):
+        why.append(f"{waiting} waiting")
+    return f"[red]no: {', '.join(why) or 'incomplete'}[/red]"
 
 
 def _walk_cell(s: dict[str, Any]) -> str:

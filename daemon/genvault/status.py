@@ -93,6 +93,7 @@ def read_status(
     accounts = []
     for acc in settings.accounts:
         s = summary.get(acc.name, {})
+        waiting = max(0, s.get("assets", {}).get("pending", 0) - held.get(acc.name, 0))
         accounts.append(
             {
                 "name": acc.name,
@@ -101,14 +102,17 @@ def read_status(
                 "generations": s.get("generations", {}),
                 "assets": s.get("assets", {}),
                 "held": held.get(acc.name, 0),
-                "waiting": max(0, s.get("assets", {}).get("pending", 0) - held.get(acc.name, 0)),
+                "waiting": waiting,
                 "bytes_archived": s.get("bytes_archived", 0),
                 "last_sync": iso(s.get("last_sync")),
                 "last_error": s.get("last_error"),
                 "next_deadline": iso(s.get("next_deadline")),
                 "circuit": _circuit(health.get(acc.name)),
                 "streams": streams.get(acc.name, []),
-                "complete": all(st["complete"] for st in streams.get(acc.name, [])),
+                # complete: every stream, and no file left waiting (an account without
+                # a listing has no stream: its waiting files are all there is to say)
+                "complete": not waiting
+                and all(st["complete"] for st in streams.get(acc.name, [])),
                 "skipped": skipped_entries(settings, acc, skipped.get(acc.name, {})),
             }
         )

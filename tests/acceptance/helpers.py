@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tests.fixtures.sims import sim_account  # noqa: F401  (acceptance tests import it from here)
 
@@ -106,6 +106,12 @@ def genvault(
         timeout=timeout,
         cwd=cwd,
     )
+
+
+def run_done(stderr: str) -> dict[str, Any]:
+    """The one ``run.done`` line of a ``run --once``'s JSON log: its verdict."""
+    (done,) = [json.loads(line) for line in stderr.splitlines() if '"run.done"' in line]
+    return cast("dict[str, Any]", done)
 
 
 def run_until_quiet(

@@ -92,6 +92,9 @@ def test_run_once_writes_a_textfile_that_matches_the_run(tmp_path: Path) -> None
         )
         assert found[_key("genvault_provider_circuit_state", account="main")] == 0
         assert found[_key("genvault_assets_at_risk", account="main")] == 0
+        assert done[0]["complete"] is True and done[0]["exit_code"] == 0
+        assert found[_key("genvault_run_complete")] == 1
+        assert found[_key("genvault_run_waiting_files", account="main")] == 0
 
         # A path that cannot be written: the run still exits with the archive's code
         # (0: nothing new), and says why in one error line.

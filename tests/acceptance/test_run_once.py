@@ -18,7 +18,14 @@ import pytest
 
 from genvault.simulator import geminigen
 from genvault.store import Store
-from tests.acceptance.helpers import genvault, local_config, run_until_quiet, write_config
+from tests.acceptance.helpers import (
+    defaults_config,
+    genvault,
+    local_config,
+    run_done,
+    run_until_quiet,
+    write_config,
+)
 from tests.fixtures.s3 import S3Server
 from tests.fixtures.sims import SimStarter, sim_account
 
@@ -247,22 +254,26 @@ def test_files_past_their_deadline_are_lost_loudly_with_exit_4(
     assert again.returncode == 0, again.stderr[-3000:]
 
 
-def test_rate_limited_run_exits_0_with_partial_progress_and_resumes(
+def test_rate_limited_run_exits_3_saying_why_and_resumes(
     sim: geminigen.GeminiGenSimulator, tmp_path: Path
 ) -> None:
+    """A quota pause is not a failure of genvault, but the run did not archive what it
+    should have: exit 3, and its last line says it is incomplete and why."""
     db = tmp_path / "gv.db"
     config = local_config(tmp_path, [_account(sim)], network="backoff_cap_seconds = 1.0")
     env = {"GG_KEY": API_KEY}
     sim.faults.update(rate_limit=True, retry_after="3")  # longer than the backoff cap
     proc = genvault("--config", str(config), "run", "--once", env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 3, proc.stderr[-3000:]
     assert "sync.rate_limited" in proc.stderr
+    done = run_done(proc.stderr)
+    assert done["complete"] is False and done["incomplete"] == ["main: sync rate limited"]
     assert sim.stats.snapshot()["statuses"].get("429", 0) >= 1
     sim.faults.update(rate_limit=False, retry_after=None)
     # The quota pause is remembered across runs: a run before it ends asks nothing.
     requests = sim.stats.snapshot()["requests"]
     early = genvault("--config", str(config), "run", "--once", env=env)
-    assert early.returncode == 0, early.stderr[-3000:]
+    assert early.returncode == 3, early.stderr[-3000:]
     assert sim.stats.snapshot()["requests"] == requests
     time.sleep(3.2)
     runs = run_until_quiet(config, env)
@@ -317,3 +328,72 @@ def test_tasks_running_past_the_horizon_are_failed_with_the_reason(
         after = gens[g["external_id"]]
         assert after["status"] == "failed" and after["next_poll_at"] is None
         assert "gave up after" in after["error"]
+
+
+def test_a_run_that_leaves_files_backing_off_is_incomplete_even_if_it_tried_nothing(
+    start_sim: SimStarter, tmp_path: Path
+) -> None:
+    """Files an earlier run failed on wait out their retry backoff (the default one a user
+    gets). A run in that window archives nothing and fails nothing, yet it is not
+    complete: exit 3, ``run.done`` says how many files and why, and so does the
+    textfile. Once they are archived, the run is complete again: exit 0."""
+    gg = start_sim(
+        geminigen.create,
+        api_key=API_KEY,
+        seed=12,
+        count=6,
+        image_size=20_000,
+        video_size=60_000,
+        audio_size=20_000,
+        processing_count=0,
+        failed_count=0,
+    )
+    expected = _expected(gg)
+    n = len(expected)
+    config = defaults_config(
+        tmp_path / "genvault.toml",
+        db_url=f"sqlite:///{tmp_path / 'gv.db'}",
+        storage_url=f"file://{tmp_path / 'archive'}",
+        account=_account(gg),
+    )
+    env = {"GG_KEY": API_KEY}
+    prom = tmp_path / "genvault.prom"
+    once = ("--config", str(config), "--log-format", "json", "run", "--once")
+
+    gg.faults.update(media_status_next=10_000)  # every media request answers 503
+    first = genvault(*once, env=env)
+    assert first.returncode == 3, first.stderr[-3000:]
+    assert run_done(first.stderr)["retrying"] == len(expected)
+
+    gg.faults.update(media_status_next=0)  # the CDN is back; the files still back off
+    media_before = gg.stats.snapshot()["routes"].get("media", 0)
+    assert media_before >= len(expected)
+    second = genvault(*once, "--metrics-file", str(prom), env=env)
+    assert gg.stats.snapshot()["routes"].get("media", 0) == media_before  # nothing tried
+    assert second.returncode == 3, second.stderr[-3000:]
+    done = run_done(second.stderr)
+    assert done["archived"] == done["failed"] == done["retrying"] == 0
+    assert done["complete"] is False and done["waiting"] == len(expected)
+    assert done["incomplete"] == [
+        f"{len(expected)} file(s) not archived yet (main {len(expected)})"
+    ]
+    assert done["level"] == "warning"
+    text = prom.read_text()
+    assert "genvault_run_complete 0.0" in text
+    assert f'genvault_run_waiting_files{{account="main"}} {float(len(expected))}' in text
+    status = json.loads(genvault("--config", str(config), "status", "--json", env=env).stdout)
+    (main,) = status["accounts"]
+    assert main["complete"] is False and main["waiting"] == n
+    archive_line = [line for line in second.stderr.splitlines() if '"job.archive"' in line]
+    assert json.loads(archive_line[0])["backing_off"] == len(expected)
+    assert json.loads(archive_line[0])["outcome"] == "failed"
+
+    assert genvault("--config", str(config), "retry", "main", env=env).returncode == 0
+    third = genvault(*once, "--metrics-file", str(prom), env=env)
+    assert third.returncode == 0, third.stderr[-3000:]
+    done = run_done(third.stderr)
+    assert done["complete"] is True and done["incomplete"] is None
+    assert done["archived"] == len(expected) and done["waiting"] == 0
+    assert "genvault_run_complete 1.0" in prom.read_text()
+    status = json.loads(genvault("--config", str(config), "status", "--json", env=env).stdout)
+    assert status["accounts"][0]["complete"] is True

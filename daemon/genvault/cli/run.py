@@ -58,19 +58,24 @@ def _run(settings: Settings, once: bool, metrics_file: Path | None) -> None:
             rt.clean_storage()
             report = run_once(rt)
             code = int(report.exit_code)
-            log.info(
+            incomplete = report.incomplete
+            (log.info if not incomplete else log.warning)(
                 "run.done",
                 exit_code=code,
+                complete=not incomplete,
+                incomplete=incomplete or None,
                 archived=report.archive.archived,
                 bytes=report.archive.bytes,
                 lost=report.archive.lost,
                 failed=report.archive.failed,
                 retrying=report.archive.retrying,
+                waiting=sum(report.waiting.values()),
                 circuit_open=report.circuit_open,
             )
             if metrics_file is not None:
                 from genvault.metrics import write_textfile
 
+                rt.metrics.run_finished(not incomplete, report.waiting, rt.accounts)
                 write_textfile(rt, metrics_file)
             sys.exit(code)
         from genvault.scheduler import run_daemon  # APScheduler and the server: daemon only

@@ -90,6 +90,10 @@ class ArchiveResult:
     storage_down: bool = False
     """The storage breaker was open when the pass ended: it stopped leasing files
     (or never started), and they wait for storage to answer again."""
+    backing_off: int = 0
+    """Pending files of the pass's accounts whose next attempt is still ahead when the
+    pass ends: an attempt failed (in this pass or an earlier one) and they wait for a
+    retry. A pass that leaves them is not a success, even if it tried nothing."""
 
     @property
     def retrying(self) -> int:
@@ -99,7 +103,7 @@ class ArchiveResult:
     def outcome(self) -> JobOutcome:
         """Success unless a file failed, was lost or waits for a retry, or storage is
         down (exit code 3/4)."""
-        if self.failed or self.lost or self.retrying or self.storage_down:
+        if self.failed or self.lost or self.retrying or self.backing_off or self.storage_down:
             return JobOutcome.FAILED
         return JobOutcome.SUCCESS
 
@@ -154,6 +158,8 @@ def archive_pending(
     paused = False
     """The storage breaker is open: no more leases in this pass."""
     leased_total = 0
+    peers_done_looked = False
+    """``wait_while`` said no after the queue ran dry, and the queue was looked at again."""
     last_extend = time.monotonic()
     account_list = list(accounts) if accounts is not None else None
     grace_timer: threading.Timer | None = None
@@ -220,11 +226,20 @@ def archive_pending(
                             in_flight.pop(fut)
                     top_up(pool)
                     if not in_flight:
-                        if paused or wait_while is None or stop.is_set() or not wait_while():
+                        if paused or wait_while is None or stop.is_set():
                             break
-                        stop.wait(WAIT_FOR_PEERS_SECONDS)
-                        exhausted = False
-                        continue
+                        if wait_while():
+                            stop.wait(WAIT_FOR_PEERS_SECONDS)
+                            exhausted = False
+                            peers_done_looked = False
+                            continue
+                        if not peers_done_looked:
+                            # The peers finished after the last lease came back empty:
+                            # what they saved just before is leasable now; one more look.
+                            peers_done_looked = True
+                            exhausted = False
+                            continue
+                        break
                     done, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
                     finished = _take(rt, done, in_flight, batch_limit)
                     if finished:
@@ -259,6 +274,10 @@ def archive_pending(
         _flush_leftovers(rt)
     result.storage_down = rt.storage_guard.is_open()
     _persist_storage_health(rt)
+    waiting = rt.store.waiting_files(
+        list(rt.accounts) if account_list is None else account_list, backing_off=True
+    )
+    result.backing_off = sum(waiting.values())
     if not result.storage_down:
         result.sidecars = write_sidecars(rt, accounts=account_list)
     result.seconds = time.monotonic() - started
@@ -270,6 +289,7 @@ def archive_pending(
         archived=result.archived,
         bytes=result.bytes,
         retrying=result.retrying,
+        backing_off=result.backing_off,
         failed=result.failed,
         lost=result.lost,
         sidecars=result.sidecars,

@@ -4,13 +4,20 @@
 The exit code tells the caller what happened:
 
 ==== =====================================================================
-0    all is well (work may remain for the next run: rate limits, new tasks)
-3    some items failed and will be retried (or a provider call failed, a history
-     stream failed or its walk ended incomplete, an account was skipped because
-     its provider's circuit breaker is open, or archiving paused because the
-     storage circuit breaker is open)
+0    complete: every walk ended, every call answered, and every file known to
+     be ready is archived (tasks still running at the provider are not owed yet)
+3    incomplete, and the next run goes on (:attr:`RunReport.incomplete` says
+     why, and so does the ``run.done`` line): files failed or wait for a retry
+     (from this run or an earlier one), a provider call failed or was rate
+     limited, a history walk failed, paused or ended incomplete, an account was
+     skipped because its provider's circuit breaker is open, polling gave up on a
+     task, or archiving paused because the storage circuit breaker is open
 4    at least one file was lost: its deadline passed before it was saved
 ==== =====================================================================
+
+"Success" means complete, never "nothing crashed": a run that leaves a file
+behind says so, even when the file's failure is an earlier run's and this run
+only found it still backing off.
 
 (2 is the CLI's code for bad configuration, 5 for "another genvault process
 already runs on this SQLite database", 6 for ``genvault verify`` finding an
@@ -61,25 +68,65 @@ class RunReport:
         names.update(p.account for p in self.polls if p.circuit_open)
         return sorted(names)
 
+    waiting: dict[str, int] = field(default_factory=dict)
+    """Per account, the pending files no live worker held when the run ended
+    (:meth:`~genvault.store.dead_leases.DeadLeases.waiting_files`)."""
+
+    @property
+    def incomplete(self) -> list[str]:
+        """Why the run is not complete, one phrase per cause; empty exactly when it is."""
+        out: list[str] = []
+        a = self.archive
+        if a.lost:
+            out.append(f"{a.lost} file(s) lost")
+        if a.failed:
+            out.append(f"{a.failed} file(s) failed")
+        if self.waiting:
+            total = sum(self.waiting.values())
+            where = ", ".join(f"{acc} {n}" for acc, n in sorted(self.waiting.items()))
+            out.append(f"{total} file(s) not archived yet ({where})")
+        elif a.retrying:  # (counted in ``waiting`` when the pass left them pending)
+            out.append(f"{a.retrying} file(s) wait for a retry")
+        if a.storage_down:
+            out.append("storage is down: archiving paused")
+        for s in self.syncs:
+            if s.error:
+                out.append(f"{s.account}: sync failed: {s.error}")
+            elif s.rate_limited:
+                out.append(f"{s.account}: sync rate limited")
+            elif not s.elsewhere and not s.circuit_open and not s.complete:
+                out.append(f"{s.account}: history walk not finished")
+            if s.item_errors:
+                out.append(f"{s.account}: {s.item_errors} item(s) could not be read")
+            out.extend(f"{s.account}/{t.stream}: {t.problem}" for t in s.troubled_streams)
+        for p in self.polls:
+            if p.errors:
+                out.append(f"{p.account}: {p.errors} poll error(s)")
+            if p.rate_limited:
+                out.append(f"{p.account}: polling rate limited")
+            if p.gave_up:
+                out.append(f"{p.account}: gave up polling {p.gave_up} task(s)")
+        out.extend(f"{name}: provider circuit open" for name in self.circuit_open)
+        return list(dict.fromkeys(out))  # a problem named twice is said once
+
+    @property
+    def complete(self) -> bool:
+        return not self.incomplete
+
     @property
     def exit_code(self) -> ExitCode:
         if self.archive.lost:
             return ExitCode.LOST
-        troubled = (
-            self.archive.failed
-            or self.archive.retrying
-            or self.archive.storage_down  # storage is down: the files wait, say so
-            or any(s.error or s.item_errors or s.troubled_streams for s in self.syncs)
-            or any(p.errors for p in self.polls)
-            or self.circuit_open  # the provider is down: its work waits, say so
-        )
-        return ExitCode.RETRYING if troubled else ExitCode.OK
+        return ExitCode.OK if self.complete else ExitCode.RETRYING
 
 
 def _peers_busy(rt: Runtime, report: RunReport) -> Callable[[], bool] | None:
     """While a replica still syncs or polls an account this run skipped, files may still
-    arrive: the archive pass should wait for them rather than end with the queue empty."""
-    held = [("sync", s.account) for s in report.syncs if s.elsewhere]
+    arrive: the archive pass should wait for them rather than end with the queue empty.
+
+    The replica that synced an account polls it afterwards (what its sync saved), so an
+    account whose sync was a peer's is watched through that peer's poll too."""
+    held = [(job, s.account) for s in report.syncs if s.elsewhere for job in ("sync", "poll")]
     held += [("poll", p.account) for p in report.polls if p.elsewhere]
     if not held:
         return None
@@ -163,5 +210,6 @@ def run_once(
     # URL refreshes by the archive workers may have moved a breaker or a budget: the
     # main thread writes them, so the next run (and ``status``) sees them.
     health.persist_all(rt)
+    report.waiting = rt.store.waiting_files(list(rt.accounts))
     notify_after_pass(rt)  # a digest of what is at risk or lost now (no-op without URLs)
     return report

@@ -206,6 +206,36 @@ class DeadLeases(StoreBase):
                 out[account] += int(n)
         return dict(out)
 
+    def waiting_files(
+        self, accounts: Sequence[str], *, backing_off: bool = False
+    ) -> dict[str, int]:
+        """Pending files per account of ``accounts`` that no live worker holds: what a
+        pass left undone (backing off after a failure, or come too late for it).
+
+        ``run --once`` ends with this: its archive pass leases every due file until
+        none is left, so a pending file nobody holds is one the run did not save, and
+        the run is not complete (exit 3). Files a live peer replica is archiving are
+        that replica's to report. ``backing_off``: only the files whose next attempt
+        is still ahead (an earlier attempt failed), which the daemon's archive pass
+        counts: a file the sync saved a moment after the pass ended is not its failure.
+        """
+        if not accounts:
+            return {}
+        q = (
+            sa.select(A.c.account, sa.func.count())
+            .where(A.c.state == AssetState.PENDING.value, A.c.account.in_(list(accounts)))
+            .group_by(A.c.account)
+        )
+        if backing_off:
+            q = q.where(A.c.next_attempt_at > utcnow())
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        if backing_off or not rows:  # (a file backing off has no lease: none to subtract)
+            return {account: int(n) for account, n in rows}
+        held = self.held_by_live_workers()
+        waiting = {account: int(n) - held.get(account, 0) for account, n in rows}
+        return {account: n for account, n in waiting.items() if n > 0}
+
 
 def _lease_owners_statement() -> sa.Select[str]:
     """``SELECT DISTINCT lease_owner FROM asset WHERE lease_owner IS NOT NULL``: the
