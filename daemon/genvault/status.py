@@ -111,8 +111,7 @@ def read_status(
                 "streams": streams.get(acc.name, []),
                 # complete: every stream, and no file left waiting (an account without
                 # a listing has no stream: its waiting files are all there is to say)
-                "complete": not waiting
-                and all(st["complete"] for st in streams.get(acc.name, [])),
+                "complete": not waiting and all(st["complete"] for st in streams.get(acc.name, [])),
                 "skipped": skipped_entries(settings, acc, skipped.get(acc.name, {})),
             }
         )
