@@ -80,6 +80,11 @@ class _AbortableReader:
         self._check()
         return self._stream.read1(n)
 
+    def readinto1(self, buffer: memoryview) -> int:
+        """Into the writer's buffer (a folder's, straight from the socket when it can)."""
+        self._check()
+        return self._stream.readinto1(buffer)
+
     def _check(self) -> None:
         if self._abort.is_set():
             raise Aborted("shutdown: download abandoned, will resume next run")

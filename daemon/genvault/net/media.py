@@ -52,6 +52,7 @@ from genvault.errors import (
 from genvault.logs import get_logger
 from genvault.net.errors import Fault, map_httpx_errors
 from genvault.net.policy import NetworkPolicy, policy_extensions
+from genvault.net.rawbody import RawBody
 
 log = get_logger("genvault.download")
 
@@ -292,6 +293,8 @@ class MediaStream:
     _extensions: dict[str, object]
     _responses: contextlib.ExitStack
     _chunks: Iterator[bytes]
+    _raw: RawBody | None = None
+    """The body read from the socket (:mod:`genvault.net.rawbody`); then ``_chunks`` too."""
     _rest: bytes = b""
     """Received bytes beyond what the last read asked for."""
     _received: int = 0
@@ -341,6 +344,29 @@ class MediaStream:
             return data[:n]
         self._rest = b""
         return data
+
+    def readinto1(self, buffer: memoryview) -> int:
+        """Up to ``len(buffer)`` bytes into ``buffer``; 0 only at the end; every check of ``read``.
+
+        For a writer with a reusable buffer (a local folder): a body read from the socket
+        (:mod:`genvault.net.rawbody`) lands in it with no copy in between; one httpx reads
+        (chunked, encoded, a resume the raw reader declined) is copied in from ``read1``."""
+        while self._raw is not None and not self._rest and not self._eof:
+            raw = self._raw
+            try:
+                with map_httpx_errors(self._interrupted):
+                    n = raw.recv_into(buffer)
+            except _Interrupted as exc:
+                self._resume_or_raise(str(exc))
+                continue
+            if n:
+                self._count(n)
+                return n
+            self._rest = self._next_chunk()  # the end: the checks of any stream's end
+        data = self.read1(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        return n
 
     def readable(self) -> bool:
         return True
@@ -416,15 +442,18 @@ class MediaStream:
         return None
 
     def _accept(self, chunk: bytes) -> bytes:
-        self._received += len(chunk)
+        self._count(len(chunk))
+        return chunk
+
+    def _count(self, n: int) -> None:
+        self._received += n
         if self._received > self._limits.max_bytes:
             raise PermanentDownloadError(f"file exceeds the cap of {self._limits.max_bytes} bytes")
         if self.content_length is not None and self._received > self.content_length:
             raise TransientDownloadError(
                 f"overrun: received more than the announced {self.content_length} bytes"
             )
-        self._check_speed(len(chunk))
-        return chunk
+        self._check_speed(n)
 
     def _check_speed(self, count: int) -> None:
         self._window_bytes += count
@@ -454,8 +483,10 @@ class MediaStream:
         if not can_resume:
             raise TransientDownloadError(reason)
         assert self._validator is not None and self._validator.if_range is not None
+        assert self.content_length is not None
         self.resumes += 1
         self._responses.close()
+        self._raw = None
         self._responses = contextlib.ExitStack()
         headers = {
             "Range": f"bytes={self._received}-",
@@ -492,7 +523,8 @@ class MediaStream:
                 f"{reason}; resume answered {match.group(0)!r}, "
                 f"wanted bytes {self._received}- of {self.content_length}"
             )
-        self._chunks = resp.iter_raw()
+        self._raw = RawBody.take(resp, self.content_length - self._received)
+        self._chunks = self._raw or resp.iter_raw()
 
     def close(self) -> None:
         self._responses.close()
@@ -540,6 +572,7 @@ def open_media(
             if ranges and not encoded and resp.status_code == 200
             else None
         )
+        raw = None if encoding is not None else RawBody.take(resp, length)
         stream = MediaStream(
             url=url,
             content_type=ctype,
@@ -552,8 +585,9 @@ def open_media(
             _chunks=(
                 _decoded(resp.iter_raw(), encoding, limits.max_expansion)
                 if encoding is not None
-                else resp.iter_raw()
+                else raw or resp.iter_raw()
             ),
+            _raw=raw,
             _on_status=on_status,
         )
         try:

@@ -136,6 +136,25 @@ class HashingReader:
             self.size += len(data)
         return data
 
+    def readinto1(self, buffer: memoryview) -> int:
+        """Receive up to ``len(buffer)`` bytes into ``buffer`` and hash them (0 only at EOF).
+
+        A writer that owns one reusable buffer hashes and writes each piece from it: a
+        download read from the socket lands there directly (``MediaStream.readinto1``).
+        Sources without ``readinto1`` are read with ``read1`` and copied in.
+        """
+        readinto1 = getattr(self._source, "readinto1", None)
+        if readinto1 is not None:
+            n: int = readinto1(buffer)
+        else:
+            data = self._read1(len(buffer))
+            n = len(data)
+            buffer[:n] = data
+        if n:
+            self._hash.update(buffer[:n])
+            self.size += n
+        return n
+
     def readable(self) -> bool:
         return True
 

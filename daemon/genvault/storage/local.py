@@ -82,6 +82,10 @@ _CREATE_TRIES = 8
 MAX_UNSYNCED = 256
 """Files written with ``durable=False`` whose descriptors may wait for :meth:`LocalStorage.sync`;
 beyond it a write is made durable at once (the descriptors are bounded, not the batches)."""
+WRITE_BUFFER = 256 * 1024
+"""The buffer a source with ``readinto1`` (a download) fills and each write empties: a
+body read from the socket lands in it directly. Larger writes cost this kernel more per
+byte, not less (bench/PROFILE.md finding A: 1 MiB bimodal, 256 KiB steady)."""
 _MAX_KNOWN_FOLDERS = 4096
 """Folders whose checked identity is remembered (``LocalStorage._target``)."""
 
@@ -267,8 +271,9 @@ class LocalStorage:
 
         Only the sha256 survives (as an xattr): a folder has nowhere atomic to
         put the rest, and the database holds it anyway. Each chunk is written as
-        the source hands it out (``read1``), never gathered first. ``durable=False``:
-        the fsyncs wait for :meth:`sync` (module docstring).
+        the source hands it out (``readinto1`` a reused buffer, else ``read1``), never
+        gathered first. ``durable=False``: the fsyncs wait for :meth:`sync` (module
+        docstring).
         """
         final, folder = self._target(key)
         if not durable and self._unsynced_count >= MAX_UNSYNCED:
@@ -286,9 +291,15 @@ class LocalStorage:
                 reader = HashingReader(source)
                 with _storage_errors(f"writing {key}"):
                     os.fchmod(fd, self._file_mode)
-                while chunk := reader.read1(CHUNK_SIZE):
-                    with _storage_errors(f"writing {key}"):
-                        _write_all(fd, chunk)
+                if hasattr(source, "readinto1"):
+                    buffer = memoryview(bytearray(WRITE_BUFFER))
+                    while n := reader.readinto1(buffer):
+                        with _storage_errors(f"writing {key}"):
+                            _write_all(fd, buffer[:n])
+                else:
+                    while chunk := reader.read1(CHUNK_SIZE):
+                        with _storage_errors(f"writing {key}"):
+                            _write_all(fd, chunk)
                 with _storage_errors(f"writing {key}"):
                     _set_sha256(fd, reader.sha256)
                     if durable:

@@ -69,7 +69,7 @@ def _fsync_dir(path: Path | str) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     """``os.write`` until every byte is written (a write may be short)."""
     written = os.write(fd, data)
     if written == len(data):
