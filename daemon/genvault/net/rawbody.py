@@ -43,9 +43,6 @@ import httpx
 from h11._readers import ContentLengthReader
 from httpcore._backends.sync import SyncStream
 
-ENABLED = True
-"""Take bodies over when :meth:`RawBody.take` can (False: always httpx's path; benches)."""
-
 CHUNK = 256 * 1024
 """Most bytes one ``__next__`` returns (``read``/``read1``/the head sniffing). A
 ``recv_into`` is bounded by the caller's buffer instead."""
@@ -87,7 +84,7 @@ class RawBody:
     @classmethod
     def take(cls, resp: httpx.Response, length: int | None) -> RawBody | None:
         """Take over reading ``resp``'s body of ``length`` bytes, or None (httpx reads it)."""
-        if not ENABLED or length is None or resp.is_stream_consumed:
+        if length is None or resp.is_stream_consumed:
             return None
         if "transfer-encoding" in resp.headers or "content-encoding" in resp.headers:
             return None
@@ -212,4 +209,4 @@ class RawBody:
             raise httpx.RemoteProtocolError(f"h11 did not end the body: {event!r}")
 
 
-__all__ = ["CHUNK", "ENABLED", "RawBody"]
+__all__ = ["CHUNK", "RawBody"]
