@@ -32,6 +32,7 @@ import io
 import math
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
@@ -48,6 +49,7 @@ from genvault.storage.base import HashingReader, StoredObject
 from genvault.storage.keys import MAX_KEY_BYTES, check_key
 from genvault.storage.s3_multipart import (
     MAX_PARTS,
+    PART_WORKERS,
     MultipartUpload,
     as_body,
     probe,
@@ -206,6 +208,8 @@ class S3Storage:
                 )
             ),
         )
+        # Threads start on first use and then serve every multipart upload of this storage.
+        self._part_pool = ThreadPoolExecutor(PART_WORKERS, thread_name_prefix="s3-part")
         # AWS_REQUEST_CHECKSUM_CALCULATION=when_required marks a server that
         # mishandles flexible checksums; then we request none ourselves either.
         self._checksums = (
@@ -281,7 +285,12 @@ class S3Storage:
             return StoredObject(key=key, size=reader.size, sha256=reader.sha256)
         token = secrets.token_hex(16)
         upload = MultipartUpload(
-            self._client, self.bucket, full_key, part_size, checksums=self._checksums
+            self._client,
+            self.bucket,
+            full_key,
+            part_size,
+            checksums=self._checksums,
+            pool=self._part_pool,
         )
         try:
             upload.start(ctype, _clean_metadata(metadata, {_UPLOAD_TOKEN: token}))

@@ -39,6 +39,11 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
+PART_WORKERS = 16
+"""Threads that upload parts, shared by every put of one storage (twice the default
+``archive.concurrency``): a pool per file started two threads per file, which the
+profile showed (``Thread.start`` under ``submit``). Beyond 8 files at once, parts
+queue for a thread; each file still holds at most ``PARTS_IN_FLIGHT + 1`` buffers."""
 PARTS_IN_FLIGHT = 2
 """Parts uploading at once per file while the next one fills: what boto3's transfer
 did here before (``max_in_memory_upload_chunks = 2`` capped its four threads at two
@@ -147,6 +152,7 @@ class MultipartUpload:
         part_size: int,
         *,
         checksums: bool,
+        pool: ThreadPoolExecutor,
     ) -> None:
         self._client = client
         self._bucket = bucket
@@ -154,7 +160,7 @@ class MultipartUpload:
         self._part_size = part_size
         self._checksums = checksums
         self.upload_id: str | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool = pool
         self._in_flight: dict[Future[CompletedPartTypeDef], bytearray] = {}
         self._done: list[CompletedPartTypeDef] = []
         self._spare: list[bytearray] = []
@@ -166,12 +172,11 @@ class MultipartUpload:
             args["ChecksumAlgorithm"] = CHECKSUM
         response = self._client.create_multipart_upload(Bucket=self._bucket, Key=self._key, **args)
         self.upload_id = response["UploadId"]
-        self._pool = ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
 
     def send(self, buf: bytearray) -> None:
         """Queue ``buf`` as the next part. Raises the first failure of an earlier part
         (then :meth:`abort`), so a dead upload stops the download within a part or two."""
-        assert self._pool is not None, "start() first"
+        assert self.upload_id is not None, "start() first"
         number = self._next_number
         if number > MAX_PARTS:
             raise StorageError(f"S3 upload {self._key}: more than {MAX_PARTS} parts")
@@ -221,7 +226,6 @@ class MultipartUpload:
         """Wait for every part, then complete the upload with the parts in order."""
         while self._in_flight:
             self._collect(block=True)
-        self._shutdown()
         parts = sorted(self._done, key=lambda p: p["PartNumber"])
         if [p["PartNumber"] for p in parts] != list(range(1, self._next_number)):
             raise StorageError(f"S3 upload {self._key}: a part is missing")
@@ -241,7 +245,6 @@ class MultipartUpload:
             fut.cancel()
         wait(self._in_flight)
         self._in_flight.clear()
-        self._shutdown()
         if self.upload_id is None:
             return
         with contextlib.suppress(
@@ -250,11 +253,6 @@ class MultipartUpload:
             self._client.abort_multipart_upload(
                 Bucket=self._bucket, Key=self._key, UploadId=self.upload_id
             )
-
-    def _shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
 
 
 def upload_parts(
