@@ -273,16 +273,18 @@ def upload_parts(
     for part in full:
         upload.send(part)
     full.clear()
+    at_end = False
     while True:
         crash_point("s3.multipart_read")
+        if at_end:
+            return
         filled = fill(reader, buf, filled, part_size)
         if filled == 0:
             return
-        if filled < part_size:
+        at_end = filled < part_size
+        if at_end:
             del buf[filled:]  # the last part: shrunk in place, never reused
-            upload.send(buf)
-            crash_point("s3.multipart_read")
-            return
         upload.send(buf)
-        buf = upload.buffer()
-        filled = 0
+        if not at_end:
+            buf = upload.buffer()
+            filled = 0
