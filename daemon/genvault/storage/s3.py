@@ -239,11 +239,8 @@ class S3Storage:
             multipart_chunksize=chunk,
             max_concurrency=4,
             use_threads=True,
-            preferred_transfer_client="classic",  # the CRT client ignores the memory cap below
+            preferred_transfer_client="classic",
         )
-        # Not a constructor argument of boto3's TransferConfig, but honoured by
-        # s3transfer: bounds buffered parts of a non-seekable stream (MEASURED.md).
-        config.max_in_memory_upload_chunks = 2
         return config
 
     # ------------------------------------------------------------------ protocol
