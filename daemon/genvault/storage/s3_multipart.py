@@ -138,10 +138,11 @@ def probe(reader: HashingReader, threshold: int, part_size: int, size_hint: int 
 class MultipartUpload:
     """One open multipart upload and the parts on their way; see the module docstring.
 
-    Use: :meth:`start`, then :meth:`send` each full part in order (it blocks while
-    :data:`PARTS_IN_FLIGHT` are uploading and hands back a buffer to fill next), then
-    :meth:`complete`; on any exception :meth:`abort`. Part numbers follow the order of
-    :meth:`send`, so the object is the parts in the order they were read.
+    Use: :meth:`start`, then :meth:`send` each part in order and take the next buffer
+    to fill from :meth:`buffer` (which waits while :data:`PARTS_IN_FLIGHT` parts are
+    uploading), then :meth:`complete`; on any exception :meth:`abort`. Part numbers
+    follow the order of :meth:`send`, so the object is the parts in the order they were
+    read, whatever order they finish in.
     """
 
     def __init__(
