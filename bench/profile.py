@@ -39,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from bench import local
+from bench import local, throughput
 from bench import startup as bench_startup
 from bench.core import Scale
 from bench.infra import (
@@ -51,6 +51,7 @@ from bench.infra import (
     python_module,
     run_child,
     run_genvault,
+    s3_server,
     verify_folder,
     workspace,
     write_json,
@@ -179,6 +180,56 @@ def archive(out: Path) -> None:
         )
 
 
+def s3(out: Path, tag: str) -> None:
+    """genvault ``run --once`` into s3rver as ``bench.throughput`` runs it (full size:
+    200 x 1 MB + 5 x 200 MB, concurrency 8, 8 MiB parts), under py-spy ``--gil`` and
+    perf, plus an unprofiled run whose CPU-s the perf shares are scaled to. ``tag``
+    names the files (``s3.TAG.*``: ``before`` / ``after`` a change of the write path)."""
+    sizes = throughput.SIZES[Scale.FULL]
+    source = Source(sizes.images, sizes.image_size, sizes.videos, sizes.video_size)
+    total = source.total_bytes
+    out.mkdir(parents=True, exist_ok=True)
+    with (
+        workspace("profile-s3") as work,
+        s3_server("s3rver", work) as endpoint,
+        source,
+    ):
+        endpoint.create_bucket(throughput.BUCKET)
+        runs: dict[str, Callable[[list[str]], list[str]] | None] = {
+            "plain": None,
+            "pyspy": pyspy(work / "s3.pyspy.raw"),
+            "perf": perf(work / "s3.perf.data"),
+        }
+        children: dict[str, ChildRun] = {}
+        for name, wrap in runs.items():
+            run = run_genvault(
+                f"genvault-{name}",
+                workdir=work,
+                s3=endpoint,
+                bucket=throughput.BUCKET,
+                prefix=name,
+                source=source,
+                concurrency=throughput.CONCURRENCY,
+                migrated=True,
+                wrap=wrap,
+            )
+            children[name] = run.child
+            endpoint.empty(throughput.BUCKET, f"{name}/")
+            print(f"{name}: {run.child.seconds:.2f} s, archive {run.phases.archive:.2f} s")
+        samples = (work / "s3.pyspy.raw").read_text()
+        with gzip.open(out / f"s3.{tag}.pyspy.collapsed.txt.gz", "wt") as fh:
+            fh.write(samples)
+        (out / f"s3.{tag}.pyspy.summary.txt").write_text(
+            header(children["pyspy"], total, "py-spy --gil, genvault run --once into s3rver")
+            + header(children["plain"], total, "the same run without a profiler")
+            + summarise_pyspy(samples, PYSPY_RATE, total)
+        )
+        (out / f"s3.{tag}.perf.txt").write_text(
+            header(children["perf"], total, "perf record, genvault run --once into s3rver")
+            + perf_report(work / "s3.perf.data", total, children["plain"].cpu_seconds)
+        )
+
+
 _SYSCALL = re.compile(r"^(?:__x64_sys_|__do_sys_|__se_sys_|ksys_)(?P<name>\w+?)(?:\+|$)")
 
 
@@ -298,6 +349,8 @@ def classify(frames: list[str]) -> str:
         return "sidecars (after the pool)"
     if "jobs/sync.py" in text:
         return "history sync"
+    if "botocore/" in text or "s3transfer/" in text or "urllib3/" in text:
+        return classify_s3(frames, text)
     inner = None
     for frame in reversed(frames):
         found = _genvault_where(frame)
@@ -341,6 +394,26 @@ def classify(frames: list[str]) -> str:
     if rel.endswith(("http.py",)):
         return "http.py (policy, guarded transport, API client)"
     return f"{rel}: {stmt}"
+
+
+def classify_s3(frames: list[str], text: str) -> str:
+    """A sample inside boto3/botocore/s3transfer/urllib3 (the S3 write path), by what
+    the request machinery was doing: signing (sha256 of the body over http), checksums
+    (CRC32 of each part), sending the body, reading the reply, or the rest of botocore."""
+    leaf = frames[-1]
+    if "botocore/auth.py" in text and ("payload" in text or "sha256" in leaf):
+        return "S3: botocore sha256 of the request body (SigV4 over http)"
+    if "httpchecksum.py" in text:
+        return "S3: botocore CRC32 of the request body (flexible checksums)"
+    if "send" in leaf or "sendall" in leaf or "_send_output" in text or "body_to_chunks" in text:
+        return "S3: sending the request body (http.client/urllib3)"
+    if "getresponse" in text or "_read_status" in text or "begin (" in text:
+        return "S3: waiting for / reading the response"
+    if "s3transfer/" in text:
+        if "botocore/" in text:
+            return "S3: botocore request path under s3transfer"
+        return "S3: s3transfer machinery (futures, queues, ReadFileChunk)"
+    return "S3: botocore request path (serialise, sign, parse)"
 
 
 def summarise_pyspy(samples: str, rate: int, total_bytes: int) -> str:
@@ -455,11 +528,15 @@ def summarise_importtime(raw: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
-    parser.add_argument("what", choices=("archive", "startup"), nargs="+")
+    parser.add_argument("what", choices=("archive", "startup", "s3"), nargs="+")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--tag", default="before", help="s3: names the files s3.TAG.*")
     args = parser.parse_args(argv)
     for what in args.what:
-        (archive if what == "archive" else startup)(args.out)
+        if what == "s3":
+            s3(args.out, args.tag)
+        else:
+            (archive if what == "archive" else startup)(args.out)
     return 0
 
 

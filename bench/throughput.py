@@ -15,7 +15,8 @@ Contenders, each a child process with the same concurrency (genvault's default
   a GET) instead of parsing directory listings, with genvault's part size (8 MiB),
   multipart cutoff (8 MiB) and upload concurrency per file (4);
 * **bare**: :func:`bare_copy`, httpx ``stream`` -> ``iter_raw`` -> boto3
-  ``upload_fileobj`` with the same TransferConfig as genvault, in a thread pool:
+  ``upload_fileobj`` with genvault's part size and parts in flight (the TransferConfig
+  genvault used before its own multipart upload, ``storage/s3_multipart.py``), in a pool:
   the floor of what any Python archiver on this stack can cost.
 
 ``python -m bench.throughput bare JOB.json`` is the bare pipeline's child entry.
@@ -270,7 +271,8 @@ class ChunkReader:
 
 
 def transfer_config() -> TransferConfig:
-    """genvault's TransferConfig (storage/s3.py): 8 MiB parts, 4 in flight, 2 buffered."""
+    """genvault's former TransferConfig: 8 MiB parts, 4 threads, 2 parts buffered (so 2 in
+    flight: what ``storage/s3_multipart.py`` uploads per file now, without s3transfer)."""
     config = TransferConfig(
         multipart_threshold=PART,
         multipart_chunksize=PART,

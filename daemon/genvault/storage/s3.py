@@ -7,13 +7,17 @@ size is often unknown up front (chunked HTTP responses):
   memory after the probe read, so one ``PutObject`` carries data, content type
   and the sha256 metadata. Nothing is sent before the source reached EOF, so a
   failing source leaves nothing behind.
-* **large**: a streaming multipart upload via boto3's managed transfer, fed by
-  a reader that replays the probed bytes and then continues the source, with
-  at most a few parts in memory (never the whole file). The sha256 is only
-  known at the end, so it is written afterwards by an in-place
-  ``CopyObject`` with ``MetadataDirective=REPLACE`` (a server-side metadata
-  update, no data transfer through us). A source failure makes s3transfer
-  abort the multipart upload; the source's exception is re-raised as itself.
+* **large**: our own streaming multipart upload (:mod:`genvault.storage.s3_multipart`):
+  the probed bytes are the first part, the rest is copied chunk by chunk into reused
+  part buffers, at most three per file, while two parts upload (never the whole
+  file). The sha256 is only known at the end, so it is written afterwards by an
+  in-place ``CopyObject`` with ``MetadataDirective=REPLACE`` (a server-side metadata
+  update, no data transfer through us), after checking that the object is ours and
+  has exactly the size read. Any failure aborts the multipart upload once the parts
+  in flight are done; the source's exception is re-raised as itself.
+
+The sha256 of the object is computed as the bytes arrive, in the thread that
+downloads them (:class:`~genvault.storage.base.HashingReader`), never by re-reading.
 
 Credentials come from boto3's standard chain (env, profile, instance role),
 never from genvault's config. For S3-compatible services that reject boto3's
@@ -28,8 +32,9 @@ import io
 import math
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
 import boto3
@@ -42,6 +47,14 @@ from genvault.crashpoints import crash_point
 from genvault.errors import StorageError
 from genvault.storage.base import HashingReader, StoredObject
 from genvault.storage.keys import MAX_KEY_BYTES, check_key
+from genvault.storage.s3_multipart import (
+    MAX_PARTS,
+    PART_WORKERS,
+    MultipartUpload,
+    as_body,
+    probe,
+    upload_parts,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -50,7 +63,6 @@ if TYPE_CHECKING:
 MiB = 1024 * 1024
 MAX_SINGLE_COPY = 5 * 1024**3
 """CopyObject's limit; larger objects need a multipart (managed) copy."""
-MAX_PARTS = 10_000
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 METADATA_BUDGET = 2048
 """S3 limits user metadata (keys plus values) to 2 KB."""
@@ -90,82 +102,6 @@ def _is_not_found(exc: botocore.exceptions.ClientError) -> bool:
     code = str(exc.response.get("Error", {}).get("Code", ""))
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return code in _NOT_FOUND or status == 404
-
-
-def _read_full(source: HashingReader, n: int) -> bytes:
-    """Read exactly ``n`` bytes, or fewer only at EOF.
-
-    Streams (an HTTP body, a socket) return short reads; treating one as EOF
-    would truncate, and feeding short reads to s3transfer would make tiny parts.
-    """
-    first = source.read(n)
-    if len(first) == n or not first:
-        return first
-    buf = bytearray(first)
-    while len(buf) < n:
-        chunk = source.read(n - len(buf))
-        if not chunk:
-            break
-        buf += chunk
-    return bytes(buf)
-
-
-class _ReplayReader:
-    """A non-seekable stream: the probed chunks first, then the rest of the source.
-
-    Every ``read(n)`` returns ``n`` bytes until EOF, because s3transfer turns
-    each read into one part. A probed chunk of exactly the requested size is
-    handed over as is (no copy) and forgotten, so the probe is never held twice.
-    The first exception raised by the source is kept, so :meth:`S3Storage.put`
-    can re-raise exactly that object whatever s3transfer's threads do with it.
-    """
-
-    def __init__(self, probed: list[bytes], source: HashingReader) -> None:
-        self._probed = [chunk for chunk in probed if chunk]
-        self._source = source
-        self.error: BaseException | None = None
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def _from_source(self, n: int) -> bytes:
-        crash_point("s3.multipart_read")
-        try:
-            return self._source.read(n)
-        except BaseException as exc:
-            self.error = exc
-            raise
-
-    def _take_probed(self, n: int) -> bytes:
-        first = self._probed[0]
-        if len(first) <= n:
-            del self._probed[0]
-            return first
-        self._probed[0] = first[n:]
-        return first[:n]
-
-    def read(self, n: int | None = -1) -> bytes:
-        if n is None or n < 0:
-            rest = [*self._probed]
-            self._probed.clear()
-            while chunk := self._from_source(1024 * 1024):
-                rest.append(chunk)
-            return b"".join(rest)
-        parts: list[bytes] = []
-        got = 0
-        while got < n and self._probed:
-            parts.append(self._take_probed(n - got))
-            got += len(parts[-1])
-        while got < n:
-            chunk = self._from_source(n - got)
-            if not chunk:
-                break
-            parts.append(chunk)
-            got += len(chunk)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class _BodyStream(io.RawIOBase):
@@ -272,6 +208,8 @@ class S3Storage:
                 )
             ),
         )
+        # Threads start on first use and then serve every multipart upload of this storage.
+        self._part_pool = ThreadPoolExecutor(PART_WORKERS, thread_name_prefix="s3-part")
         # AWS_REQUEST_CHECKSUM_CALCULATION=when_required marks a server that
         # mishandles flexible checksums; then we request none ourselves either.
         self._checksums = (
@@ -295,16 +233,14 @@ class S3Storage:
         return full
 
     def _transfer_config(self, chunk: int) -> TransferConfig:
+        """For boto3's managed copy (objects over 5 GB: see :meth:`_record_sha256`)."""
         config = TransferConfig(
             multipart_threshold=self.multipart_threshold,
             multipart_chunksize=chunk,
             max_concurrency=4,
             use_threads=True,
-            preferred_transfer_client="classic",  # the CRT client ignores the memory cap below
+            preferred_transfer_client="classic",
         )
-        # Not a constructor argument of boto3's TransferConfig, but honoured by
-        # s3transfer: bounds buffered parts of a non-seekable stream (MEASURED.md).
-        config.max_in_memory_upload_chunks = 2
         return config
 
     # ------------------------------------------------------------------ protocol
@@ -321,62 +257,50 @@ class S3Storage:
     ) -> StoredObject:
         """Stream ``source`` to ``key``: one PutObject when small, multipart when large.
 
-        ``size_hint`` only widens the part size when 10,000 parts would not
-        hold the announced size; the actual length is whatever the stream has.
-        ``durable`` changes nothing: S3 has stored the object when its request returns.
+        ``size_hint`` sizes the first buffer of a small file, and widens the part size
+        when 10,000 parts would not hold the announced size; the actual length is
+        whatever the stream has. ``durable`` changes nothing: S3 has stored the object
+        when its request returns.
         """
-        full = self._full_key(key)
+        full_key = self._full_key(key)
         ctype = content_type or DEFAULT_CONTENT_TYPE
-        reader = HashingReader(source)
-        # Probe threshold + 1 bytes, as two reads: s3transfer's first read asks
-        # for exactly `threshold` bytes and then gets the first chunk uncopied.
-        head = _read_full(reader, self.multipart_threshold)
-        extra = _read_full(reader, 1) if len(head) == self.multipart_threshold else b""
-        if not extra:
+        reader = HashingReader(source)  # hashes each chunk in this thread, as it arrives
+        part_size = self.multipart_chunk
+        if size_hint:
+            part_size = max(part_size, math.ceil(size_hint / (MAX_PARTS * 0.9)))
+        head = probe(reader, self.multipart_threshold, part_size, size_hint)
+        if head.at_end:
             meta = _clean_metadata(metadata, {"sha256": reader.sha256})
-            with _s3_errors(f"put {full}"):
+            with _s3_errors(f"put {full_key}"):
                 self._client.put_object(
-                    Bucket=self.bucket, Key=full, Body=head, ContentType=ctype, Metadata=meta
+                    Bucket=self.bucket,
+                    Key=full_key,
+                    Body=as_body(head.body()),
+                    ContentType=ctype,
+                    Metadata=meta,
                 )
             return StoredObject(key=key, size=reader.size, sha256=reader.sha256)
-        # No frame may keep `head` alive: the replay reader drops it once replayed.
-        replay = _ReplayReader([head, extra], reader)
-        del head
-        return self._put_large(key, full, replay, reader, ctype, metadata, size_hint)
-
-    def _put_large(
-        self,
-        key: str,
-        full: str,
-        replay: _ReplayReader,
-        reader: HashingReader,
-        ctype: str,
-        metadata: dict[str, str] | None,
-        size_hint: int | None,
-    ) -> StoredObject:
-        chunk = self.multipart_chunk
-        if size_hint:
-            chunk = max(chunk, math.ceil(size_hint / (MAX_PARTS * 0.9)))
         token = secrets.token_hex(16)
-        upload_meta = _clean_metadata(metadata, {_UPLOAD_TOKEN: token})
+        upload = MultipartUpload(
+            self._client,
+            self.bucket,
+            full_key,
+            part_size,
+            checksums=self._checksums,
+            pool=self._part_pool,
+        )
         try:
-            self._client.upload_fileobj(
-                cast("BinaryIO", replay),
-                self.bucket,
-                full,
-                ExtraArgs={"ContentType": ctype, "Metadata": upload_meta},
-                Config=self._transfer_config(chunk),
-            )
+            upload.start(ctype, _clean_metadata(metadata, {_UPLOAD_TOKEN: token}))
+            # The probe's buffers become the first parts, then are refilled.
+            upload_parts(upload, reader, head.full, head.buf, head.filled, part_size)
+            upload.complete()
         except BaseException as exc:
-            if replay.error is not None:
-                # s3transfer has aborted the multipart upload by now; the caller
-                # must see the source's own exception (e.g. TransientDownloadError).
-                raise replay.error from None
+            upload.abort()
             if isinstance(exc, _BACKEND_ERRORS):
-                raise StorageError(f"S3 upload {full}: {_describe(exc)}") from exc
-            raise
+                raise StorageError(f"S3 upload {full_key}: {_describe(exc)}") from exc
+            raise  # the source's own exception (a TransientDownloadError, say), as itself
         crash_point("s3.before_sha256_copy")
-        self._record_sha256(full, token, reader, ctype, metadata)
+        self._record_sha256(full_key, token, reader, ctype, metadata)
         return StoredObject(key=key, size=reader.size, sha256=reader.sha256)
 
     def _record_sha256(
@@ -390,7 +314,8 @@ class S3Storage:
         """Write the sha256 into the metadata of the object just uploaded.
 
         The copy is conditional on the ETag of *our* upload (recognised by a
-        random token), so a concurrent writer's bytes never get our hash. If
+        random token) and on its size being what was read, so a concurrent
+        writer's bytes (or an upload short of a part) never get our hash. If
         it fails, the object is removed: an object without its hash would be
         trusted by nobody, and the caller retries the whole put.
         """
@@ -400,6 +325,12 @@ class S3Storage:
                 head = self._client.head_object(Bucket=self.bucket, Key=full)
                 if head.get("Metadata", {}).get(_UPLOAD_TOKEN) != token:
                     raise StorageError(f"S3 object {full} was overwritten during the upload")
+                if int(head["ContentLength"]) != reader.size:
+                    # A part lost between our reads and the completed object.
+                    raise StorageError(
+                        f"S3 object {full} holds {head['ContentLength']} bytes, "
+                        f"{reader.size} were read"
+                    )
                 etag = head["ETag"]
                 source: CopySourceTypeDef = {"Bucket": self.bucket, "Key": full}
                 args: dict[str, Any] = {
