@@ -1,7 +1,7 @@
 """Make glibc return freed multipart buffers to the OS instead of keeping them.
 
-genvault moves large files as 8 MiB parts (s3transfer reads one part per read,
-several threads upload them). glibc serves an allocation of 128 KiB or more with a
+genvault moves large files to S3 as 8 MiB parts (three part buffers per file in
+flight, made per file and freed with it: :mod:`genvault.storage.s3_multipart`). glibc serves an allocation of 128 KiB or more with a
 mapping of its own and unmaps it on free, but the first such free *raises* that
 threshold (its "dynamic mmap threshold", up to 32 MiB on 64-bit): from then on the
 8 MiB parts are carved from the heap and from per-thread arenas, where freed blocks

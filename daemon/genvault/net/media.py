@@ -310,10 +310,10 @@ class MediaStream:
     def read(self, n: int = -1) -> bytes:
         """Up to ``n`` bytes (all of them for ``n < 0``); fewer only at the end.
 
-        Each read is assembled with one ``join`` of the received chunks: s3transfer
-        reads a whole part (8 MB) at a time, and growing, slicing and converting a
-        bytearray copied every byte three times (CPU and peak memory both). Only the
-        overshoot of the last chunk is kept for the next read.
+        Each read is assembled with one ``join`` of the received chunks (growing,
+        slicing and converting a bytearray copied every byte three times, CPU and peak
+        memory both). Only the overshoot of the last chunk is kept for the next read.
+        The archive's writers read chunk-wise instead (``read1``, ``readinto1``).
         """
         parts: list[bytes] = [self._rest] if self._rest else []
         size = len(self._rest)
