@@ -67,6 +67,26 @@ def test_cryptography_loads_only_when_a_webhook_is_decrypted() -> None:
     assert after == "True"
 
 
+_NET = """
+import importlib.util, sys
+import genvault.net.client
+installed = importlib.util.find_spec("trio") is not None
+print("trio" in sys.modules, installed)
+if installed:
+    import trio  # hidden from httpcore only: anyone else still imports it
+    print(trio.__name__)
+"""
+
+
+def test_the_http_stack_loads_without_trio_and_trio_stays_importable() -> None:
+    """httpcore imports trio for an async pool genvault never uses (``genvault.net``);
+    with trio installed (the dev extras), it is not loaded, and still importable."""
+    hidden, installed, *rest = _probe(_NET).split()
+    assert hidden == "False"
+    if installed == "True":
+        assert rest == ["trio"]
+
+
 _RUN_ONCE = """
 import gc, json, sys
 from genvault.cli import main
@@ -97,6 +117,7 @@ NOT_FOR_RUN_ONCE = (
     "rich",  # JSON logs; neither structlog nor httpx's CLI loads it any more
     "pygments",
     "httpx._main",
+    "trio",  # httpcore's async pool under trio (genvault.net); with attrs and outcome
 )
 """Modules a nothing-to-do ``run --once`` (SQLite, local folder, JSON logs) must not
 import: each was ~5-120 ms of every cron start (``python -m bench startup``)."""
