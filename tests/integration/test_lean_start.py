@@ -159,3 +159,53 @@ def test_run_once_imports_only_what_a_pass_uses(tmp_path: Path) -> None:
             if (m == n or m.startswith(n + ".")) and n not in allowed
         )
         assert unwanted == []
+
+
+_COMMAND_LINE = """
+import atexit, os, sys
+def teardown(event, _args, write=os.write):  # a normal exit clears the interpreter
+    if event == "cpython.PyInterpreterState_Clear":
+        write(2, b"interpreter torn down\\n")
+sys.addaudithook(teardown)
+atexit.register(lambda: sys.stderr.write("atexit ran\\n"))
+sys.stdout.write("buffered without a newline")
+from genvault.cli import main
+if sys.argv[1] == "cli":
+    main(sys.argv[2:])  # a caller's own arguments: a normal exit
+else:
+    sys.argv[1:] = sys.argv[2:]
+    main(prog_name="genvault")  # the command line, as the genvault script calls it
+"""
+
+
+def test_run_once_from_the_command_line_skips_only_the_teardown(tmp_path: Path) -> None:
+    """``run --once`` ends with ``os._exit`` (``genvault.cli.skip_teardown``) only when
+    called as the command line: its exit code, its metrics file, its log lines, buffered
+    output and atexit handlers are all there; only the interpreter's teardown is not."""
+    from genvault.simulator import geminigen
+    from tests.acceptance.helpers import local_config, sim_account
+
+    key = "gg-lean-exit-key-8a2c"
+    sim = geminigen.create(api_key=key, seed=7, count=3, processing_count=0, failed_count=0)
+    with sim:
+        config = local_config(tmp_path, [sim_account(sim, "GG")])
+        env = {**os.environ, "GG": key}
+        done = {}
+        for how in ("cli", "command line", "command line"):  # migrate, then run twice more
+            metrics = tmp_path / f"{how}.prom"
+            argv = ["--config", str(config), "--log-format", "json", "run", "--once"]
+            argv += ["--metrics-file", str(metrics)]
+            done[how] = subprocess.run(
+                [sys.executable, "-c", _COMMAND_LINE, how, *argv],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
+            assert done[how].returncode == 0, done[how].stderr[-3000:]
+            assert done[how].stdout == "buffered without a newline"
+            assert "atexit ran" in done[how].stderr
+            assert '"event": "run.done"' in done[how].stderr
+            assert "genvault_job_runs_total" in metrics.read_text()
+    assert "interpreter torn down" in done["cli"].stderr
+    assert "interpreter torn down" not in done["command line"].stderr
+    assert not [line for line in done["command line"].stderr.splitlines() if "Traceback" in line]

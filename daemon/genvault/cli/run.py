@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from genvault.cli import start_up_done
+from genvault.cli import skip_teardown, start_up_done
 from genvault.cli.common import Ctx, config_errors_exit_2, log, single_process_or_exit
 from genvault.config import Settings, resolve_secrets
 from genvault.errors import ConfigError
@@ -72,6 +72,7 @@ def _run(settings: Settings, once: bool, metrics_file: Path | None) -> None:
                 from genvault.metrics import write_textfile
 
                 write_textfile(rt, metrics_file)
+            skip_teardown()  # once rt.close() below and the lock's release are done
             sys.exit(code)
         from genvault.scheduler import run_daemon  # APScheduler and the server: daemon only
 
