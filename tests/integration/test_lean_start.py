@@ -118,6 +118,8 @@ NOT_FOR_RUN_ONCE = (
     "pygments",
     "httpx._main",
     "trio",  # httpcore's async pool under trio (genvault.net); with attrs and outcome
+    "prometheus_client",  # no --metrics-file: nothing reads the counters (UnreadMetrics)
+    "http.server",  # prometheus_client's exposition server
 )
 """Modules a nothing-to-do ``run --once`` (SQLite, local folder, JSON logs) must not
 import: each was ~5-120 ms of every cron start (``python -m bench startup``)."""

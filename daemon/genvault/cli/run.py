@@ -51,7 +51,10 @@ def _run(settings: Settings, once: bool, metrics_file: Path | None) -> None:
     from genvault.jobs.pipeline import run_once
     from genvault.runtime import Runtime
 
-    rt = Runtime.build(settings, resolve_secrets(settings))
+    # a pass's counters are read only through --metrics-file; the daemon serves them
+    rt = Runtime.build(
+        settings, resolve_secrets(settings), metrics_read=not once or metrics_file is not None
+    )
     start_up_done()  # everything this process keeps is imported and built
     try:
         if once:
