@@ -172,18 +172,20 @@ sys.addaudithook(teardown)
 atexit.register(lambda: sys.stderr.write("atexit ran\\n"))
 sys.stdout.write("buffered without a newline")
 from genvault.cli import main
-if sys.argv[1] == "cli":
-    main(sys.argv[2:])  # a caller's own arguments: a normal exit
-else:
-    sys.argv[1:] = sys.argv[2:]
-    main(prog_name="genvault")  # the command line, as the genvault script calls it
+how, sys.argv[1:] = sys.argv[1], sys.argv[2:]
+if how == "cli":
+    main(sys.argv[1:])  # a caller's own arguments: a normal exit
+if how == "profiled":  # as python -m cProfile -m genvault.cli: it reports after main()
+    import cProfile
+    cProfile.Profile().enable()
+main(prog_name="genvault")  # the command line, as the genvault script calls it
 """
 
 
 def test_run_once_from_the_command_line_skips_only_the_teardown(tmp_path: Path) -> None:
     """``run --once`` ends with ``os._exit`` (``genvault.cli.skip_teardown``) only when
-    called as the command line: its exit code, its metrics file, its log lines, buffered
-    output and atexit handlers are all there; only the interpreter's teardown is not."""
+    called as the command line and not profiled: its exit code, its metrics file, its log
+    lines, buffered output and atexit handlers are all there; only the teardown is not."""
     from genvault.simulator import geminigen
     from tests.acceptance.helpers import local_config, sim_account
 
@@ -193,7 +195,7 @@ def test_run_once_from_the_command_line_skips_only_the_teardown(tmp_path: Path) 
         config = local_config(tmp_path, [sim_account(sim, "GG")])
         env = {**os.environ, "GG": key}
         done = {}
-        for how in ("cli", "command line", "command line"):  # migrate, then run twice more
+        for how in ("cli", "command line", "profiled"):  # the first one migrates
             metrics = tmp_path / f"{how}.prom"
             argv = ["--config", str(config), "--log-format", "json", "run", "--once"]
             argv += ["--metrics-file", str(metrics)]
@@ -210,4 +212,5 @@ def test_run_once_from_the_command_line_skips_only_the_teardown(tmp_path: Path) 
             assert "genvault_job_runs_total" in metrics.read_text()
     assert "interpreter torn down" in done["cli"].stderr
     assert "interpreter torn down" not in done["command line"].stderr
+    assert "interpreter torn down" in done["profiled"].stderr
     assert not [line for line in done["command line"].stderr.splitlines() if "Traceback" in line]

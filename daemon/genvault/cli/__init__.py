@@ -116,8 +116,10 @@ def skip_teardown() -> None:
     runs the :mod:`atexit` handlers (logging's shutdown among them) and calls
     :func:`os._exit` with the same code; only from the command line (``main()`` with
     no arguments: the ``genvault`` script, ``python -m genvault.cli``), never for a
-    caller that passed its own arguments (tests, ``CliRunner``), and never while
-    another thread still runs (a normal exit would wait for it).
+    caller that passed its own arguments (tests, ``CliRunner``), never while another
+    thread still runs (a normal exit would wait for it), and never under a tracer or
+    profiler (coverage, a debugger, ``python -m cProfile -m genvault.cli``), which may
+    write its report once ``main()`` has raised.
     """
     global _skip_teardown
     _skip_teardown = True
@@ -129,6 +131,8 @@ def _end_process(code: object) -> None:
     run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)
     if not isinstance(code, int) or threading.active_count() > 1 or run_exitfuncs is None:
         return
+    if sys.gettrace() is not None or sys.getprofile() is not None:
+        return  # coverage, a debugger, ``python -m cProfile``: they report after main()
     run_exitfuncs()  # logging.shutdown (flushes every handler), weakref finalizers
     try:
         sys.stdout.flush()
