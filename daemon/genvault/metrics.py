@@ -38,40 +38,26 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar
-
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    disable_created_metrics,
-    generate_latest,
-    write_to_textfile,
-)
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 from genvault import __version__
-from genvault.httpd.counters import server_families
 from genvault.logs import get_logger
 from genvault.models import utcnow
 from genvault.net.throttle import CircuitState
 from genvault.records import AssetState, GenerationStatus
 from genvault.storage.guard import STORAGE_HEALTH_KEY
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # prometheus_client is imported where used: see UnreadMetrics
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.registry import Collector
+
     from genvault.runtime import AccountRuntime, Runtime
     from genvault.store.queries.metrics import MetricsSnapshot
 
 log = get_logger("genvault.metrics")
 
-# ``*_created`` series double every counter and nobody queries them; this process is
-# the only user of prometheus_client, so switching them off globally is ours to do.
-disable_created_metrics()  # type: ignore[no-untyped-call]
-
-CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """Text format 0.0.4: what every Prometheus (2.x and 3.x) and node_exporter read."""
 ALL_ACCOUNTS = "all"
 """The ``account`` label of the archive job, which serves every account at once."""
@@ -129,86 +115,91 @@ class ProcessMetrics:
     """
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        import prometheus_client as prom
+
+        # ``*_created`` series double every counter and nobody queries them; this process
+        # is the only user of prometheus_client, so switching them off globally is ours.
+        prom.disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = prom.CollectorRegistry()
         r = self.registry
-        self.provider_requests = Counter(
+        self.provider_requests = prom.Counter(
             "genvault_provider_requests_total",
             'Provider API responses by HTTP status ("error": no response at all: '
             "timeout, reset, refused connection). Every attempt counts, retries included.",
             ["account", "status"],
             registry=r,
         )
-        self.provider_retries = Counter(
+        self.provider_retries = prom.Counter(
             "genvault_provider_retries_total",
             "Provider API attempts repeated after a transient failure (5xx, 429, timeout).",
             ["account"],
             registry=r,
         )
-        self.media_responses = Counter(
+        self.media_responses = prom.Counter(
             "genvault_media_responses_total",
             "Responses of media URLs (CDNs) by HTTP status, Range resumes included.",
             ["account", "status"],
             registry=r,
         )
-        self.archived_files = Counter(
+        self.archived_files = prom.Counter(
             "genvault_archived_files_total",
             "Files downloaded, verified and stored by this process.",
             ["account"],
             registry=r,
         )
-        self.archived_bytes = Counter(
+        self.archived_bytes = prom.Counter(
             "genvault_archived_bytes_total",
             "Bytes of the files this process stored.",
             ["account"],
             registry=r,
         )
-        self.lost_files = Counter(
+        self.lost_files = prom.Counter(
             "genvault_lost_files_total",
             "Files this process found lost: their deadline passed before they were saved.",
             ["account"],
             registry=r,
         )
-        self.failed_files = Counter(
+        self.failed_files = prom.Counter(
             "genvault_failed_files_total",
             "Files this process gave up on before their deadline (too big, not media, "
             "archive.max_attempts reached).",
             ["account"],
             registry=r,
         )
-        self.download_retries = Counter(
+        self.download_retries = prom.Counter(
             "genvault_download_retries_total",
             "Downloads that went back to the queue to be tried again (a transient "
             "failure, a refreshed URL, a shutdown mid-download).",
             ["account"],
             registry=r,
         )
-        self.storage_failures = Counter(
+        self.storage_failures = prom.Counter(
             "genvault_storage_failures_total",
             "Writes to the archive storage that failed (each is followed by a probe: "
             "storage down opens the storage circuit; the file is retried either way).",
             registry=r,
         )
-        self.job_runs = Counter(
+        self.job_runs = prom.Counter(
             "genvault_job_runs_total",
             "Job runs by outcome: success, failed (the result reports an error), "
             "skipped (another replica did it), crashed (it raised).",
             ["job", "account", "outcome"],
             registry=r,
         )
-        self.job_duration = Histogram(
+        self.job_duration = prom.Histogram(
             "genvault_job_duration_seconds",
             'Wall time of job runs that were not skipped (archive: account="all").',
             ["job", "account"],
             buckets=JOB_BUCKETS,
             registry=r,
         )
-        self.job_last_success = Gauge(
+        self.job_last_success = prom.Gauge(
             "genvault_job_last_success_timestamp_seconds",
             "Unix time the job last ran without error in this process.",
             ["job", "account"],
             registry=r,
         )
-        Gauge(
+        prom.Gauge(
             "genvault_build_info", "The running genvault version.", ["version"], registry=r
         ).labels(__version__).set(1)
 
@@ -288,7 +279,24 @@ class ProcessMetrics:
 
     def watch_database(self, rt: Runtime) -> None:
         """Register the scrape-time gauges of ``rt``'s database in this registry."""
-        self.registry.register(DatabaseCollector(rt))
+        self.registry.register(cast("Collector", DatabaseCollector(rt)))
+
+
+def _record_nothing(*_args: object, **_kwargs: object) -> None:
+    """Every hook of :class:`UnreadMetrics`."""
+
+
+class UnreadMetrics(ProcessMetrics):
+    """The hooks of :class:`ProcessMetrics`, recording nothing: ``run --once`` without
+    ``--metrics-file`` has no reader for its counters, and prometheus_client (with
+    ``http.server``, ~7 ms) was imported for them on every cron start. No ``registry``
+    (``tests/unit/test_metrics.py`` checks that every hook is here)."""
+
+    def __init__(self) -> None:
+        """No registry, no prometheus_client."""
+
+    prepare = provider_response = provider_retry = media_response = staticmethod(_record_nothing)
+    file_finished = storage_failed = job_finished = watch_database = staticmethod(_record_nothing)
 
 
 def timed_job(metrics: ProcessMetrics, job: JobName, account: str, fn: Callable[[], R]) -> R:
@@ -323,8 +331,9 @@ def circuit_state(acc: AccountRuntime, stored: str | None) -> CircuitState:
         return CircuitState.CLOSED
 
 
-class DatabaseCollector(Collector):
-    """Gauges read at scrape time: a few grouped queries (:mod:`genvault.store.queries.metrics`)."""
+class DatabaseCollector:
+    """Gauges read at scrape time: a few grouped queries (:mod:`genvault.store.queries.metrics`).
+    A ``Collector`` by its methods, not its base: see :class:`UnreadMetrics`."""
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
@@ -334,6 +343,8 @@ class DatabaseCollector(Collector):
         return ()
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.metrics_core import GaugeMetricFamily
+
         rt = self._rt
         now = utcnow()
         started = time.monotonic()
@@ -402,6 +413,8 @@ def _database_families(
     Every configured account gets every state at zero, so ``genvault_assets{state="lost"}``
     exists before the first loss and an alert on it never waits for a first sample.
     """
+    from prometheus_client.metrics_core import GaugeMetricFamily
+
     assets = GaugeMetricFamily(
         "genvault_assets", "Files by archive state (database).", labels=["account", "state"]
     )
@@ -499,6 +512,8 @@ def _stream_families(snap: MetricsSnapshot | None) -> Iterator[Metric]:
     the walk-age alerts do not fire for a workflow someone removed on purpose. Empty
     families when the database is down, like the other database gauges.
     """
+    from prometheus_client.metrics_core import GaugeMetricFamily
+
     labels = ["account", "stream"]
     counts = [
         (attr, GaugeMetricFamily(name, doc, labels=labels)) for attr, name, doc in STREAM_GAUGES
@@ -542,7 +557,7 @@ def _stream_families(snap: MetricsSnapshot | None) -> Iterator[Metric]:
     yield from (complete, error, walked, full)
 
 
-class _Scrape(Collector):
+class _Scrape:
     """One exposition: the runtime's registry plus the server's counters."""
 
     def __init__(self, registry: CollectorRegistry, server_counters: Mapping[str, int]) -> None:
@@ -550,6 +565,8 @@ class _Scrape(Collector):
         self._counters = server_counters
 
     def collect(self) -> Iterator[Metric]:
+        from genvault.httpd.counters import server_families
+
         yield from self._registry.collect()
         yield from server_families(self._counters)
 
@@ -559,7 +576,10 @@ def exposition(rt: Runtime, server_counters: dict[str, int]) -> tuple[bytes, str
 
     Never raises for a database problem: that is ``genvault_database_up 0``.
     """
-    return generate_latest(_Scrape(rt.metrics.registry, server_counters)), CONTENT_TYPE
+    from prometheus_client import generate_latest
+
+    scrape = cast("CollectorRegistry", _Scrape(rt.metrics.registry, server_counters))
+    return generate_latest(scrape), CONTENT_TYPE
 
 
 def write_textfile(rt: Runtime, path: Path) -> None:
@@ -579,7 +599,9 @@ def write_textfile(rt: Runtime, path: Path) -> None:
             hint="node_exporter's textfile collector only reads *.prom files",
         )
     try:
-        write_to_textfile(str(path), _Scrape(rt.metrics.registry, {}))
+        from prometheus_client import write_to_textfile
+
+        write_to_textfile(str(path), cast("CollectorRegistry", _Scrape(rt.metrics.registry, {})))
     except OSError as exc:
         log.error("metrics.write_failed", path=str(path), error=f"{type(exc).__name__}: {exc}")
 
@@ -590,6 +612,7 @@ __all__ = [
     "JobName",
     "JobOutcome",
     "ProcessMetrics",
+    "UnreadMetrics",
     "exposition",
     "timed_job",
     "write_textfile",

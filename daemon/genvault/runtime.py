@@ -19,7 +19,7 @@ from genvault.config import AccountSettings, ArchiveSettings, Settings
 from genvault.errors import StorageError
 from genvault.instance import holds_process_lock
 from genvault.logs import get_logger, register_secret
-from genvault.metrics import ProcessMetrics
+from genvault.metrics import ProcessMetrics, UnreadMetrics
 from genvault.net.api import ApiClient
 from genvault.net.client import HttpClient, build_client
 from genvault.net.media import DownloadLimits
@@ -145,8 +145,15 @@ class Runtime:
 
     @classmethod
     def build(
-        cls, settings: Settings, secrets: dict[str, SecretStr], *, upgrade: bool = True
+        cls,
+        settings: Settings,
+        secrets: dict[str, SecretStr],
+        *,
+        upgrade: bool = True,
+        metrics_read: bool = True,
     ) -> Runtime:
+        """The runtime of ``settings``; ``metrics_read=False`` when nothing will read its
+        metrics (no ``/metrics``, no textfile): :class:`~genvault.metrics.UnreadMetrics`."""
         store = Store(settings.database.url)
         if upgrade:
             store.upgrade()
@@ -163,7 +170,7 @@ class Runtime:
         media_http = build_client(
             settings.network, policy, max_connections=settings.archive.concurrency * 2
         )
-        metrics = ProcessMetrics()
+        metrics = ProcessMetrics() if metrics_read else UnreadMetrics()
         accounts: dict[str, AccountRuntime] = {}
         for acc in settings.accounts:
             if not acc.enabled:

@@ -67,6 +67,26 @@ def test_cryptography_loads_only_when_a_webhook_is_decrypted() -> None:
     assert after == "True"
 
 
+_NET = """
+import importlib.util, sys
+import genvault.net.client
+installed = importlib.util.find_spec("trio") is not None
+print("trio" in sys.modules, installed)
+if installed:
+    import trio  # hidden from httpcore only: anyone else still imports it
+    print(trio.__name__)
+"""
+
+
+def test_the_http_stack_loads_without_trio_and_trio_stays_importable() -> None:
+    """httpcore imports trio for an async pool genvault never uses (``genvault.net``);
+    with trio installed (the dev extras), it is not loaded, and still importable."""
+    hidden, installed, *rest = _probe(_NET).split()
+    assert hidden == "False"
+    if installed == "True":
+        assert rest == ["trio"]
+
+
 _RUN_ONCE = """
 import gc, json, sys
 from genvault.cli import main
@@ -97,6 +117,9 @@ NOT_FOR_RUN_ONCE = (
     "rich",  # JSON logs; neither structlog nor httpx's CLI loads it any more
     "pygments",
     "httpx._main",
+    "trio",  # httpcore's async pool under trio (genvault.net); with attrs and outcome
+    "prometheus_client",  # no --metrics-file: nothing reads the counters (UnreadMetrics)
+    "http.server",  # prometheus_client's exposition server
 )
 """Modules a nothing-to-do ``run --once`` (SQLite, local folder, JSON logs) must not
 import: each was ~5-120 ms of every cron start (``python -m bench startup``)."""
@@ -138,3 +161,56 @@ def test_run_once_imports_only_what_a_pass_uses(tmp_path: Path) -> None:
             if (m == n or m.startswith(n + ".")) and n not in allowed
         )
         assert unwanted == []
+
+
+_COMMAND_LINE = """
+import atexit, os, sys
+def teardown(event, _args, write=os.write):  # a normal exit clears the interpreter
+    if event == "cpython.PyInterpreterState_Clear":
+        write(2, b"interpreter torn down\\n")
+sys.addaudithook(teardown)
+atexit.register(lambda: sys.stderr.write("atexit ran\\n"))
+sys.stdout.write("buffered without a newline")
+from genvault.cli import main
+how, sys.argv[1:] = sys.argv[1], sys.argv[2:]
+if how == "cli":
+    main(sys.argv[1:])  # a caller's own arguments: a normal exit
+if how == "profiled":  # as python -m cProfile -m genvault.cli: it reports after main()
+    import cProfile
+    cProfile.Profile().enable()
+main(prog_name="genvault")  # the command line, as the genvault script calls it
+"""
+
+
+def test_run_once_from_the_command_line_skips_only_the_teardown(tmp_path: Path) -> None:
+    """``run --once`` ends with ``os._exit`` (``genvault.cli.skip_teardown``) only when
+    called as the command line and not profiled: its exit code, its metrics file, its log
+    lines, buffered output and atexit handlers are all there; only the teardown is not."""
+    from genvault.simulator import geminigen
+    from tests.acceptance.helpers import local_config, sim_account
+
+    key = "gg-lean-exit-key-8a2c"
+    sim = geminigen.create(api_key=key, seed=7, count=3, processing_count=0, failed_count=0)
+    with sim:
+        config = local_config(tmp_path, [sim_account(sim, "GG")])
+        env = {**os.environ, "GG": key}
+        done = {}
+        for how in ("cli", "command line", "profiled"):  # the first one migrates
+            metrics = tmp_path / f"{how}.prom"
+            argv = ["--config", str(config), "--log-format", "json", "run", "--once"]
+            argv += ["--metrics-file", str(metrics)]
+            done[how] = subprocess.run(
+                [sys.executable, "-c", _COMMAND_LINE, how, *argv],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
+            assert done[how].returncode == 0, done[how].stderr[-3000:]
+            assert done[how].stdout == "buffered without a newline"
+            assert "atexit ran" in done[how].stderr
+            assert '"event": "run.done"' in done[how].stderr
+            assert "genvault_job_runs_total" in metrics.read_text()
+    assert "interpreter torn down" in done["cli"].stderr
+    assert "interpreter torn down" not in done["command line"].stderr
+    assert "interpreter torn down" in done["profiled"].stderr
+    assert not [line for line in done["command line"].stderr.splitlines() if "Traceback" in line]

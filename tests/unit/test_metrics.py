@@ -22,9 +22,11 @@ from genvault.config import NetworkSettings, Settings
 from genvault.httpd.counters import server_families
 from genvault.metrics import (
     CIRCUIT_VALUES,
+    CONTENT_TYPE,
     JobName,
     JobOutcome,
     ProcessMetrics,
+    UnreadMetrics,
     circuit_state,
     status_label,
     timed_job,
@@ -65,6 +67,23 @@ def metrics() -> ProcessMetrics:
     m = ProcessMetrics()
     m.prepare(["main", "other"])
     return m
+
+
+def test_unread_metrics_replace_every_hook_and_need_no_prometheus_client() -> None:
+    """``run --once`` without ``--metrics-file`` records nothing (:class:`UnreadMetrics`):
+    a hook added to :class:`ProcessMetrics` and not replaced there would reach, mid-run,
+    a counter that an unread runtime never made."""
+    from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+    hooks = {n for n, v in vars(ProcessMetrics).items() if callable(v) and n[0] != "_"}
+    assert hooks and hooks <= set(vars(UnreadMetrics))
+    unread = UnreadMetrics()
+    unread.prepare(["main"])
+    unread.provider_response("main", 200)
+    unread.file_finished("main", AssetState.ARCHIVED, 10)
+    unread.job_finished(JobName.SYNC, "main", 0.1, JobOutcome.SUCCESS)
+    assert not hasattr(unread, "registry")
+    assert CONTENT_TYPE == CONTENT_TYPE_PLAIN_0_0_4  # written out: no import to know it
 
 
 def test_two_registries_in_one_process_do_not_collide_or_share() -> None:

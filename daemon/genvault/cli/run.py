@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from genvault.cli import start_up_done
+from genvault.cli import skip_teardown, start_up_done
 from genvault.cli.common import Ctx, config_errors_exit_2, log, single_process_or_exit
 from genvault.config import Settings, resolve_secrets
 from genvault.errors import ConfigError
@@ -51,7 +51,10 @@ def _run(settings: Settings, once: bool, metrics_file: Path | None) -> None:
     from genvault.jobs.pipeline import run_once
     from genvault.runtime import Runtime
 
-    rt = Runtime.build(settings, resolve_secrets(settings))
+    # a pass's counters are read only through --metrics-file; the daemon serves them
+    rt = Runtime.build(
+        settings, resolve_secrets(settings), metrics_read=not once or metrics_file is not None
+    )
     start_up_done()  # everything this process keeps is imported and built
     try:
         if once:
@@ -77,6 +80,7 @@ def _run(settings: Settings, once: bool, metrics_file: Path | None) -> None:
 
                 rt.metrics.run_finished(not incomplete, report.waiting, rt.accounts)
                 write_textfile(rt, metrics_file)
+            skip_teardown()  # once rt.close() below and the lock's release are done
             sys.exit(code)
         from genvault.scheduler import run_daemon  # APScheduler and the server: daemon only
 

@@ -58,4 +58,26 @@ def _import_httpx_without_its_cli() -> None:
         del sys.modules["httpx._main"]
 
 
+def _import_httpcore_without_trio() -> None:
+    """Import httpcore without trio, unless either is imported already.
+
+    httpcore's ``_synchronization`` does ``try: import trio / except ImportError``
+    to pick the locks of its *async* pool under trio. genvault only uses the sync
+    client, so trio (with attrs, outcome, sortedcontainers: ~40-50 ms, a third of the
+    HTTP stack's import) was dead weight on every start wherever trio happens to be
+    installed (here selenium, a dev dependency, installs it). With ``trio`` set to None
+    in :data:`sys.modules` for the duration, httpcore takes its "trio not installed"
+    branch: an async httpcore pool under trio in this process would say trio is
+    missing, and ``import trio`` works as before afterwards.
+    """
+    if "httpcore" in sys.modules or "trio" in sys.modules:
+        return
+    sys.modules["trio"] = None  # type: ignore[assignment]
+    try:
+        import httpcore  # noqa: F401
+    finally:
+        del sys.modules["trio"]
+
+
 _import_httpx_without_its_cli()
+_import_httpcore_without_trio()
