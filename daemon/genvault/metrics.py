@@ -37,7 +37,6 @@ import enum
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 from genvault import __version__
@@ -255,27 +254,6 @@ class ProcessMetrics:
         self.job_duration.labels(job.value, account).observe(seconds)
         if outcome is JobOutcome.SUCCESS:
             self.job_last_success.labels(job.value, account).set(time.time())
-
-    def run_finished(
-        self, complete: bool, waiting: Mapping[str, int], accounts: Iterable[str]
-    ) -> None:
-        """``run --once``'s verdict for its textfile (once per process; the daemon has no
-        runs, its jobs' outcomes and the database gauges say the same there)."""
-        r = self.registry
-        Gauge(
-            "genvault_run_complete",
-            "1 when this run --once was complete (exit 0): every walk ended and every file "
-            "ready was archived; 0 when not (its run.done line says why).",
-            registry=r,
-        ).set(1 if complete else 0)
-        left = Gauge(
-            "genvault_run_waiting_files",
-            "Pending files no live worker held when this run --once ended.",
-            ["account"],
-            registry=r,
-        )
-        for account in accounts:
-            left.labels(account).set(waiting.get(account, 0))
 
     def watch_database(self, rt: Runtime) -> None:
         """Register the scrape-time gauges of ``rt``'s database in this registry."""
@@ -557,7 +535,7 @@ def _stream_families(snap: MetricsSnapshot | None) -> Iterator[Metric]:
     yield from (complete, error, walked, full)
 
 
-class _Scrape:
+class Scrape:
     """One exposition: the runtime's registry plus the server's counters."""
 
     def __init__(self, registry: CollectorRegistry, server_counters: Mapping[str, int]) -> None:
@@ -578,32 +556,8 @@ def exposition(rt: Runtime, server_counters: dict[str, int]) -> tuple[bytes, str
     """
     from prometheus_client import generate_latest
 
-    scrape = cast("CollectorRegistry", _Scrape(rt.metrics.registry, server_counters))
+    scrape = cast("CollectorRegistry", Scrape(rt.metrics.registry, server_counters))
     return generate_latest(scrape), CONTENT_TYPE
-
-
-def write_textfile(rt: Runtime, path: Path) -> None:
-    """Write the metrics for node_exporter's textfile collector, atomically.
-
-    prometheus_client writes a temp file beside ``path`` and renames it, so the
-    collector never reads half a file. The families are those of ``/metrics`` (the
-    server's are present without samples: ``run --once`` serves no HTTP). A file
-    that cannot be written is logged as an error and does not change the run's
-    exit code, which reports the archive; node_exporter's
-    ``node_textfile_mtime_seconds`` shows a file that stopped being refreshed.
-    """
-    if path.suffix != ".prom":
-        log.warning(
-            "metrics.textfile_name",
-            path=str(path),
-            hint="node_exporter's textfile collector only reads *.prom files",
-        )
-    try:
-        from prometheus_client import write_to_textfile
-
-        write_to_textfile(str(path), cast("CollectorRegistry", _Scrape(rt.metrics.registry, {})))
-    except OSError as exc:
-        log.error("metrics.write_failed", path=str(path), error=f"{type(exc).__name__}: {exc}")
 
 
 __all__ = [
@@ -612,8 +566,8 @@ __all__ = [
     "JobName",
     "JobOutcome",
     "ProcessMetrics",
+    "Scrape",
     "UnreadMetrics",
     "exposition",
     "timed_job",
-    "write_textfile",
 ]

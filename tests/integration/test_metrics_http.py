@@ -32,12 +32,12 @@ from sqlalchemy.engine import make_url
 from genvault.config import Settings
 from genvault.exitcodes import ExitCode
 from genvault.jobs.pipeline import run_once
-from genvault.metrics import write_textfile
 from genvault.records import AssetState, GenerationRecord, GenerationStatus, MediaKind, MediaRecord
 from genvault.runtime import Runtime
 from genvault.server import ApiServer
 from genvault.simulator import geminigen
 from genvault.simulator.geminigen import GeminiGenSimulator
+from genvault.textfile import write_textfile
 from tests.fixtures.sims import SimStarter, sim_account
 from tests.integration import stream_world
 from tests.integration.stream_world import EXPECTED

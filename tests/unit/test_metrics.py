@@ -30,7 +30,6 @@ from genvault.metrics import (
     circuit_state,
     status_label,
     timed_job,
-    write_textfile,
 )
 from genvault.net.throttle import (
     Admission,
@@ -41,6 +40,7 @@ from genvault.net.throttle import (
 )
 from genvault.records import AssetState
 from genvault.runtime import AccountRuntime, Runtime
+from genvault.textfile import write_textfile
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

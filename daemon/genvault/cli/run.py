@@ -76,9 +76,14 @@ def _run(settings: Settings, once: bool, metrics_file: Path | None) -> None:
                 circuit_open=report.circuit_open,
             )
             if metrics_file is not None:
-                from genvault.metrics import write_textfile
+                from genvault.textfile import record_run_verdict, write_textfile
 
-                rt.metrics.run_finished(not incomplete, report.waiting, rt.accounts)
+                record_run_verdict(
+                    rt.metrics.registry,
+                    complete=not incomplete,
+                    waiting=report.waiting,
+                    accounts=rt.accounts,
+                )
                 write_textfile(rt, metrics_file)
             skip_teardown()  # once rt.close() below and the lock's release are done
             sys.exit(code)
