@@ -21,8 +21,9 @@ first (its ``expected_size``, else a guess by kind), earliest deadline breaking 
 the choice is made among the next ``SIZE_FIRST_CANDIDATES`` files in deadline order,
 so each batch sorts a bounded set. Files due within the hour keep the strict order,
 and so does any deadline clearly before another: reordering among files whose time
-left differs by less than half can only cost a file when the backlog ahead of it
-takes longer than its own time left, the case where no order is safe.
+left differs by less than half can only cost a file when the work ahead of it in
+that window takes longer than its own time left (over an hour): a backlog already
+at risk, which ``status`` and the notifier report.
 """
 
 from __future__ import annotations
