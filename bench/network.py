@@ -1,9 +1,10 @@
-"""2. Provider-like network (latency-bound): genvault vs the ideal and a sequential script.
+"""2. Provider-like network (latency-bound): genvault vs the ideal, rclone and a sequential script.
 
 Issue 5: the simulator adds 150 ms before the first byte of every response and caps
 each connection at 4 MB/s, like a distant CDN; 1,000 x 1 MB + 20 x 50 MB. genvault must
 reach 0.9x the ideal for its configured concurrency and 8x a sequential
-download-then-upload script.
+download-then-upload script; issue 14 adds 0.9x the ideal at the default concurrency
+and 1.2x rclone.
 
 * **ideal**: every connection slot always busy. Each file occupies a slot for
   ``latency + size / bandwidth``; the files are scheduled greedily onto
@@ -11,6 +12,14 @@ download-then-upload script.
   time the last slot frees. Nothing else counts: no start-up, no history sync, no
   upload, no sidecars. genvault's whole ``run --once`` (start-up, history sync
   through the same 150 ms API, archive, sidecars) is compared with it.
+* **rclone** (Debian's): ``rclone copy :http: :s3:`` from the origin (the same paced
+  server code) into the same S3 server, ``--files-from --no-traverse`` (a HEAD, then
+  a GET per file, as in ``throughput``), ``--transfers`` = ``CONCURRENCY``, with
+  genvault's part size, multipart cutoff and parts in flight. Its HEAD pays the
+  first-byte delay too: that is what rclone costs against such a server.
+* **genvault at the default concurrency**: one more ``run --once`` with
+  ``archive.concurrency`` at its default (8), against the ideal at 8 slots, since the
+  issue's target is stated there.
 * **sequential**: :func:`sequential_copy`, a child process that downloads each file
   into a temp file, then uploads it with boto3's ``upload_file``, one after the
   other. At full size that would take ~11 minutes, so it runs on a subset (the
@@ -54,13 +63,20 @@ from bench.infra import (
     run_genvault,
     s3_kind_for,
     s3_server,
+    verify,
     workspace,
     write_json,
 )
+from bench.throughput import rclone_s3_argv
 
 NAME: Final = "network"
 TITLE: Final = "provider-like network: 150 ms first byte, 4 MB/s per connection"
-RATIOS: Final = ("genvault / ideal", "genvault / sequential (speed-up)")
+RATIOS: Final = (
+    "genvault / ideal",
+    "genvault / ideal at the default concurrency",
+    "genvault / rclone (throughput)",
+    "genvault / sequential (speed-up)",
+)
 """Labels of the ratios every run reports (the CI smoke test checks them)."""
 LATENCY_S: Final = 0.150
 BANDWIDTH_BPS: Final = 4 * MiB
@@ -123,9 +139,37 @@ def run(scale: Scale) -> Result:
             concurrency=CONCURRENCY,
         )
         s3.empty(BUCKET, "genvault/")
+        rclone = run_rclone(work, s3, source)
+        s3.empty(BUCKET, "rclone/")
+        default = run_genvault(
+            "genvault-default",
+            workdir=work,
+            s3=s3,
+            bucket=BUCKET,
+            prefix="genvault-default",
+            source=source,
+            concurrency=DEFAULT_CONCURRENCY,
+        )
+        s3.empty(BUCKET, "genvault-default/")
         sequential = run_sequential(work, s3, sample(source.files, sizes))
-    report(result, source, genvault, sequential, s3.kind)
+    report(result, source, Contenders(genvault, default, rclone, sequential), s3.kind)
     return result
+
+
+def run_rclone(work: Path, s3: S3Endpoint, source: Source) -> ChildRun:
+    """rclone from the paced origin into the bucket, ``CONCURRENCY`` transfers."""
+    files_from = work / "rclone-files.txt"
+    files_from.write_text("".join(f"{f.path}\n" for f in source.files))
+    argv = rclone_s3_argv(
+        s3,
+        f"{BUCKET}/rclone/",
+        origin=source.origin_data_url,
+        files_from=files_from,
+        transfers=CONCURRENCY,
+    )
+    child = run_child("rclone", argv, env=child_env(), logs=work / "logs", timeout=1800).check()
+    verify(s3, BUCKET, "rclone/", source, who="rclone")
+    return child
 
 
 def sample(files: list[SourceFile], sizes: Sizes) -> list[SourceFile]:
@@ -178,40 +222,52 @@ def run_sequential(work: Path, s3: S3Endpoint, files: list[SourceFile]) -> Seque
     return Sequential(child, per_file)
 
 
-def report(
-    result: Result,
-    source: Source,
-    genvault: GenvaultRun,
-    seq: Sequential,
-    s3_kind: str,
-) -> None:
-    """Figures, the two target ratios, and how each number was obtained."""
+@dataclass(frozen=True)
+class Contenders:
+    """Every measured run of one benchmark run."""
+
+    genvault: GenvaultRun
+    """At ``CONCURRENCY``."""
+    default: GenvaultRun
+    """At ``DEFAULT_CONCURRENCY``."""
+    rclone: ChildRun
+    sequential: Sequential
+
+
+def report(result: Result, source: Source, runs: Contenders, s3_kind: str) -> None:
+    """Figures, the target ratios, and how each number was obtained."""
     sizes = [f.size for f in source.files]
     ideal = ideal_seconds(sizes, CONCURRENCY)
+    ideal_default = ideal_seconds(sizes, DEFAULT_CONCURRENCY)
+    seq = runs.sequential
     seq_estimate = seq.estimate(source.files)
     result.figure(f"ideal, {CONCURRENCY} slots (LPT list scheduling)", ideal, "s")
-    phases = genvault.phases
-    result.figure("genvault: wall time (run --once)", genvault.seconds, "s")
-    result.figure("genvault: history sync (job.sync logs)", phases.sync, "s")
-    result.figure("genvault: archive incl. sidecars (job.archive log)", phases.archive, "s")
-    result.figure("genvault: sidecars after the last file", phases.sidecars, "s")
-    rest = genvault.seconds - phases.sync - phases.archive
-    result.figure("genvault: start-up, migrations, shutdown", rest, "s")
-    result.figure("genvault: CPU time", genvault.child.cpu_seconds, "s")
-    diagnose(result, source, genvault)
+    phase_figures(result, "genvault", runs.genvault)
+    diagnose(result, source, runs.genvault, CONCURRENCY)
+    result.figure(f"rclone: wall time ({CONCURRENCY} transfers)", runs.rclone.seconds, "s")
+    result.figure("rclone: CPU time", runs.rclone.cpu_seconds, "s")
+    result.figure(f"ideal, {DEFAULT_CONCURRENCY} slots (LPT list scheduling)", ideal_default, "s")
+    label = f"genvault at {DEFAULT_CONCURRENCY}"
+    phase_figures(result, label, runs.default)
+    diagnose(result, source, runs.default, DEFAULT_CONCURRENCY, label=label)
     result.figure(f"sequential: measured on {seq.measured_files} files", seq.child.seconds, "s")
     result.figure("sequential: extrapolated to all files", seq_estimate, "s")
-    ceiling = seq_estimate / ideal_seconds(sizes, DEFAULT_CONCURRENCY)
+    ceiling = seq_estimate / ideal_default
     result.figure(f"ceiling of the speed-up at {DEFAULT_CONCURRENCY} slots", ceiling, "x")
+    genvault = runs.genvault
     result.ratio(RATIOS[0], ideal / genvault.seconds, 0.9)
-    result.ratio(RATIOS[1], seq_estimate / genvault.seconds, 8.0)
+    result.ratio(RATIOS[1], ideal_default / runs.default.seconds, 0.9)
+    result.ratio(RATIOS[2], runs.rclone.seconds / genvault.seconds, 1.2)
+    result.ratio(RATIOS[3], seq_estimate / genvault.seconds, 8.0)
     images = sum(1 for f in source.files if f.kind == "image")
     result.note(
         f"{images} x {source.image_size / MiB:g} MB + {len(sizes) - images} x "
         f"{source.video_size / MiB:g} MB, {LATENCY_S * 1000:.0f} ms before every response's "
-        f"first byte, {BANDWIDTH_BPS / MiB:g} MB/s per connection, concurrency {CONCURRENCY}, "
+        f"first byte, {BANDWIDTH_BPS / MiB:g} MB/s per connection, concurrency {CONCURRENCY} "
+        f"(genvault, rclone; genvault also at its default {DEFAULT_CONCURRENCY}), "
         f"S3 server {s3_kind}"
     )
+    result.note("genvault / rclone is a throughput ratio (rclone's time / genvault's time)")
     if seq.measured_files < len(sizes):
         result.note(
             f"sequential measured on {seq.measured_files} of {len(sizes)} files and "
@@ -219,7 +275,21 @@ def report(
         )
 
 
-def diagnose(result: Result, source: Source, genvault: GenvaultRun) -> None:
+def phase_figures(result: Result, label: str, genvault: GenvaultRun) -> None:
+    """Where one genvault run's wall time went, from its own log lines."""
+    phases = genvault.phases
+    result.figure(f"{label}: wall time (run --once)", genvault.seconds, "s")
+    result.figure(f"{label}: history sync (job.sync logs)", phases.sync, "s")
+    result.figure(f"{label}: archive incl. sidecars (job.archive log)", phases.archive, "s")
+    result.figure(f"{label}: sidecars after the last file", phases.sidecars, "s")
+    rest = genvault.seconds - phases.sync - phases.archive
+    result.figure(f"{label}: start-up, migrations, shutdown", rest, "s")
+    result.figure(f"{label}: CPU time", genvault.child.cpu_seconds, "s")
+
+
+def diagnose(
+    result: Result, source: Source, genvault: GenvaultRun, slots: int, label: str = "genvault"
+) -> None:
     """Split genvault's distance from the ideal: file order vs time per file.
 
     From its ``asset.archived`` lines: the ideal schedule of the same files in the
@@ -230,12 +300,13 @@ def diagnose(result: Result, source: Source, genvault: GenvaultRun) -> None:
     if not files:
         return
     in_order = [file_seconds(f.bytes) for f in files]
-    result.figure("ideal in genvault's own start order", list_schedule(in_order, CONCURRENCY), "s")
+    ordered = list_schedule(in_order, slots)
+    result.figure(f"{label}: ideal in its own start order ({slots} slots)", ordered, "s")
     for size in sorted({f.size for f in source.files}):
         took = [f.seconds for f in files if f.bytes == size]
         if took:
-            label = f"genvault: mean time per {size / MiB:g} MB file"
-            result.figure(f"{label} (ideal {file_seconds(size):.2f} s)", sum(took) / len(took), "s")
+            what = f"{label}: mean time per {size / MiB:g} MB file"
+            result.figure(f"{what} (ideal {file_seconds(size):.2f} s)", sum(took) / len(took), "s")
 
 
 # --------------------------------------------------------------------------- sequential script

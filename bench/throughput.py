@@ -176,11 +176,26 @@ def run_genvault_contender(setup: Setup) -> ChildRun:
 
 def rclone_argv(setup: Setup, files_from: Path) -> list[str]:
     """``rclone copy`` from the origin into the bucket, sized like genvault."""
-    s3 = setup.s3
+    return rclone_s3_argv(
+        setup.s3,
+        f"{BUCKET}/{setup.prefix('rclone')}",
+        origin=setup.source.origin_data_url,
+        files_from=files_from,
+        transfers=CONCURRENCY,
+    )
+
+
+def rclone_s3_argv(
+    s3: S3Endpoint, dest: str, *, origin: str, files_from: Path, transfers: int
+) -> list[str]:
+    """``rclone copy :http: :s3:DEST`` of the files listed in ``files_from`` on ``origin``:
+    ``--no-traverse`` (a HEAD, then a GET per file), ``transfers`` at once (and as many
+    checkers), genvault's part size, multipart cutoff and parts in flight. Shared with
+    ``network`` so both benchmarks run rclone the same way."""
     return [
-        "rclone", "copy", ":http:", f":s3:{BUCKET}/{setup.prefix('rclone')}",
+        "rclone", "copy", ":http:", f":s3:{dest}",
         "--config", "/dev/null",
-        "--http-url", setup.source.origin_data_url,
+        "--http-url", origin,
         "--files-from", str(files_from),
         "--no-traverse",
         "--s3-provider", "Other",
@@ -189,8 +204,8 @@ def rclone_argv(setup: Setup, files_from: Path) -> list[str]:
         "--s3-access-key-id", s3.access_key,
         "--s3-secret-access-key", s3.secret_key,
         "--s3-region", s3.region,
-        "--transfers", str(CONCURRENCY),
-        "--checkers", str(CONCURRENCY),
+        "--transfers", str(transfers),
+        "--checkers", str(transfers),
         "--s3-upload-cutoff", f"{PART // MiB}Mi",
         "--s3-chunk-size", f"{PART // MiB}Mi",
         "--s3-upload-concurrency", str(PART_CONCURRENCY),

@@ -6,6 +6,10 @@ one by one they were a large share of a run against a real S3 (20-50 ms each).
 A batch's flags are cleared in one transaction, after its objects are durable:
 the PUTs defer their flush (``durable=False``) and the batch is flushed at once
 (``Storage.sync``) before the transaction, as the archive pass does for media.
+On PostgreSQL each batch is claimed (:meth:`~genvault.store.Store.claim_sidecars`),
+so replicas ending their passes together share the sidecars instead of each
+writing all of them; the batches are smaller there (``CLAIM_PER_SLOT`` per slot)
+so that the work splits evenly and a claim is held for a fraction of a second.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from genvault.runtime import Runtime
 from genvault.storage.keys import sidecar_key
 
 log = get_logger("genvault.archive")
+
+CLAIM_PER_SLOT = 8
+"""PostgreSQL: generations per claimed batch, per ``archive.concurrency`` slot."""
 
 
 def sidecar_document(gen: dict[str, Any], storage_location: Callable[[str], str]) -> dict[str, Any]:
@@ -76,27 +83,41 @@ def write_sidecars(rt: Runtime, *, accounts: Iterable[str] | None = None, limit:
     """
     written = 0
     account_list = list(accounts) if accounts is not None else None
-    with ThreadPoolExecutor(rt.settings.archive.concurrency, thread_name_prefix="sidecar") as pool:
+    slots = rt.settings.archive.concurrency
+    batch = limit if rt.store.is_sqlite else min(limit, slots * CLAIM_PER_SLOT)
+    with ThreadPoolExecutor(slots, thread_name_prefix="sidecar") as pool:
         while True:
-            due = rt.store.sidecars_due(limit, accounts=account_list)
-            if not due:
-                return written
-            keys = list(pool.map(partial(_put_sidecar, rt), due))
-            stored = [key for key in keys if key is not None]
-            try:
-                rt.storage.sync(stored)
-            except StorageError as exc:
-                log.warning("sidecar.failed", files=len(stored), error=str(exc))
+            if rt.store.is_sqlite:
+                due = rt.store.sidecars_due(batch, accounts=account_list)
+                done = _write_batch(rt, pool, due)
+                rt.store.sidecars_written(done or [])
+            else:  # a short claim: the rest is due nowhere or held by another replica
+                with rt.store.claim_sidecars(batch, accounts=account_list) as claim:
+                    due = claim.generations
+                    done = _write_batch(rt, pool, due)
+                    claim.written = done or []
+            if done is None:
                 return written  # not on disk for sure: their flags stay, the next pass retries
-            done = [
-                (gen["id"], gen["updated_at"])
-                for gen, key in zip(due, keys, strict=True)
-                if key is not None
-            ]
-            rt.store.sidecars_written(done)
             written += len(done)
-            if len(done) < len(due) or len(due) < limit:
+            if len(done) < len(due) or len(due) < batch:
                 return written  # a storage error: the rest waits for the next pass
+
+
+def _write_batch(
+    rt: Runtime, pool: ThreadPoolExecutor, due: list[dict[str, Any]]
+) -> list[tuple[int, Any]] | None:
+    """PUT the sidecars of ``due`` and flush them; (id, updated_at seen) of each one
+    stored, or None when the flush failed (then none of them counts as written)."""
+    if not due:
+        return []
+    keys = list(pool.map(partial(_put_sidecar, rt), due))
+    stored = [key for key in keys if key is not None]
+    try:
+        rt.storage.sync(stored)
+    except StorageError as exc:
+        log.warning("sidecar.failed", files=len(stored), error=str(exc))
+        return None
+    return [(gen["id"], gen["updated_at"]) for gen, key in zip(due, keys, strict=True) if key]
 
 
 def _put_sidecar(rt: Runtime, gen: dict[str, Any]) -> str | None:
