@@ -28,7 +28,7 @@ from genvault.config import (
 )
 from genvault.jobs.archive import archive_pending
 from genvault.jobs.sync import sync_account
-from genvault.records import AssetState, MediaKind
+from genvault.records import AssetState
 from genvault.runtime import Runtime
 from genvault.simulator import tengrai
 from genvault.store import LeasedAsset, LeaseOrder, Outcome, Store
@@ -126,88 +126,6 @@ def test_fifo_skips_leased_and_finished_files_like_the_deadline_order(store: Sto
     assert _ids(second) == ["mid"]
     rest = store.leases.acquire("w3", limit=10, lease_seconds=60, order=LeaseOrder.FIFO)
     assert _ids(rest) == ["new"]  # "mid" is leased to w2, "old" is settled
-
-
-# --------------------------------------------------------------------------- near-equal deadlines
-
-
-def _deadlines(store: Store, files: list[tuple[str, float, MediaKind, int | None]]) -> None:
-    """One generation per file: (name, hours to its deadline, kind, announced size)."""
-    now = now_utc()
-    for i, (name, hours, kind, size) in enumerate(files):
-        save(
-            store,
-            [
-                record(
-                    name,
-                    media_=[media(url(f"{name}.bin"), kind=kind, size=size)],
-                    created_at=now - timedelta(hours=10 - i),
-                    expires_at=now + timedelta(hours=hours),
-                )
-            ],
-        )
-
-
-def _one_at_a_time(store: Store, count: int) -> list[str]:
-    return [_ids(store.leases.acquire(f"w{i}", limit=1, lease_seconds=60))[0] for i in range(count)]
-
-
-def test_among_near_equal_far_deadlines_the_largest_file_is_leased_first(store: Store) -> None:
-    # due in 10, 11, 12 and 14 h: within 1.5x of the earliest's time left, so the same;
-    # the largest first (announced sizes, a video's guess when none), deadline breaking ties
-    _deadlines(
-        store,
-        [
-            ("small-10h", 10, MediaKind.IMAGE, 1_000),
-            ("big-14h", 14, MediaKind.IMAGE, 90_000_000),
-            ("video-11h", 11, MediaKind.VIDEO, None),
-            ("small-12h", 12, MediaKind.IMAGE, 1_000),
-        ],
-    )
-    assert _one_at_a_time(store, 4) == ["big-14h", "video-11h", "small-10h", "small-12h"]
-
-
-def test_a_batch_keeps_the_size_first_order(store: Store) -> None:
-    _deadlines(
-        store,
-        [("small", 10, MediaKind.IMAGE, 1_000), ("video", 12, MediaKind.VIDEO, None)],
-    )
-    assert _ids(store.leases.acquire("w", limit=10, lease_seconds=60)) == ["video", "small"]
-
-
-def test_a_clearly_earlier_deadline_still_comes_first_whatever_the_sizes(store: Store) -> None:
-    # 10 h and 16 h: more than 1.5x apart, so the small file due first goes first
-    _deadlines(
-        store,
-        [("big-16h", 16, MediaKind.VIDEO, 500_000_000), ("small-10h", 10, MediaKind.IMAGE, 10)],
-    )
-    assert _one_at_a_time(store, 2) == ["small-10h", "big-16h"]
-
-
-def test_deadlines_within_the_hour_stay_strictly_earliest_first(store: Store) -> None:
-    # due in 30 and 40 minutes: strictly by deadline, however large the later file is
-    _deadlines(
-        store,
-        [
-            ("big-40min", 40 / 60, MediaKind.VIDEO, 500_000_000),
-            ("small-30min", 30 / 60, MediaKind.IMAGE, 10),
-        ],
-    )
-    assert _one_at_a_time(store, 2) == ["small-30min", "big-40min"]
-
-
-def test_size_first_takes_only_what_is_leasable(store: Store) -> None:
-    # the largest file is held by another worker: the next largest, never a double lease
-    _deadlines(
-        store,
-        [
-            ("small", 10, MediaKind.IMAGE, 1_000),
-            ("mid", 11, MediaKind.IMAGE, 5_000_000),
-            ("big", 12, MediaKind.IMAGE, 50_000_000),
-        ],
-    )
-    assert _ids(store.leases.acquire("other", limit=1, lease_seconds=60)) == ["big"]
-    assert _ids(store.leases.acquire("w", limit=10, lease_seconds=60)) == ["mid", "small"]
 
 
 # --------------------------------------------------------------------------- the archive job

@@ -9,21 +9,6 @@ taking files earliest deadline first (``FOR UPDATE SKIP LOCKED`` on PostgreSQL,
 so replicas lease side by side without waiting on each other). The leases of a
 worker that died are freed sooner than their expiry by
 :mod:`genvault.store.dead_leases`.
-
-**Near-equal deadlines, largest first.** Strict earliest-deadline-first starts a big
-video wherever its deadline falls, so the last big files of a backlog start late and
-run alone on a few connections while the others idle: on benchmark 2 (deadlines 5 to
-24 hours away, a 40-second backlog) that order alone capped the run at 0.82 of the
-ideal, which packs longest first. So when the earliest savable deadline is more than
-``STRICT_DEADLINE_SECONDS`` away, every deadline up to ``1 + NEAR_DEADLINE_FRACTION``
-times its time left counts as the same, and among those files the largest are leased
-first (its ``expected_size``, else a guess by kind), earliest deadline breaking ties;
-the choice is made among the next ``SIZE_FIRST_CANDIDATES`` files in deadline order,
-so each batch sorts a bounded set. Files due within the hour keep the strict order,
-and so does any deadline clearly before another: reordering among files whose time
-left differs by less than half can only cost a file when the work ahead of it in
-that window takes longer than its own time left (over an hour): a backlog already
-at risk, which ``status`` and the notifier report.
 """
 
 from __future__ import annotations
@@ -33,45 +18,14 @@ import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from genvault.models import utcnow
-from genvault.records import AssetState, MediaKind
+from genvault.records import AssetState
 from genvault.store.base import A, G, StoreBase, retry_conflicts
-
-STRICT_DEADLINE_SECONDS: Final = 3600.0
-"""While the earliest savable deadline is this close, files go strictly by deadline."""
-NEAR_DEADLINE_FRACTION: Final = 0.5
-"""Beyond that, deadlines up to ``1 + this`` times the earliest one's time left count as
-the same (due in 10 h and in 14 h: the same; in 10 h and in 16 h: not)."""
-SIZE_FIRST_CANDIDATES: Final = 512
-"""The size-first pick chooses among this many of the next files in deadline order."""
-MiB: Final = 1024 * 1024
-SIZE_GUESS: Final = {MediaKind.VIDEO.value: 32 * MiB, MediaKind.AUDIO.value: 4 * MiB}
-"""What a file weighs for the size-first pick when the provider gave no size."""
-SIZE_GUESS_OTHER: Final = 2 * MiB
-
-
-def size_weight(expected_size: int | None, kind: str) -> int:
-    """A file's size for the size-first pick: as announced, else a guess by its kind.
-    The SQL twin is :func:`_size_weight_sql`."""
-    if expected_size is not None:
-        return expected_size
-    return SIZE_GUESS.get(kind, SIZE_GUESS_OTHER)
-
-
-def near_deadline_end(earliest: datetime | None, now: datetime) -> datetime | None:
-    """The last deadline that counts as the same as ``earliest``, the earliest savable
-    one; None while it is within ``STRICT_DEADLINE_SECONDS`` (strict deadline order)."""
-    if earliest is None:
-        return None
-    left = (earliest - now).total_seconds()
-    if left < STRICT_DEADLINE_SECONDS:
-        return None
-    return earliest + timedelta(seconds=left * NEAR_DEADLINE_FRACTION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +58,7 @@ class LeaseOrder(enum.Enum):
     """
 
     DEADLINE = "deadline"
-    """Savable files earliest-deadline-first (largest first among near-equal deadlines
-    more than an hour away), then expired ones (a last chance)."""
+    """Savable files earliest-deadline-first, then expired ones (a last chance)."""
     FIFO = "fifo"
     """By generation creation time, oldest first; for comparison only."""
 
@@ -185,9 +138,8 @@ class AssetLeases(LeaseQueue):
         accounts: Iterable[str] | None = None,
         order: LeaseOrder = LeaseOrder.DEADLINE,
     ) -> list[LeasedAsset]:
-        """Take up to ``limit`` pending assets: savable ones earliest-deadline-first
-        (largest first among near-equal deadlines, see the module's docstring), then
-        already-expired ones (a last chance; most recently expired first).
+        """Take up to ``limit`` pending assets: savable ones earliest-deadline-first,
+        then already-expired ones (a last chance; most recently expired first).
 
         ``order=LeaseOrder.FIFO`` (benchmarks only) takes them by generation creation
         time instead, oldest first, whatever their deadlines.
@@ -197,7 +149,6 @@ class AssetLeases(LeaseQueue):
         account_list = list(accounts) if accounts is not None else None
         leased: list[int] = []
         live_ids: set[int] = set()
-        same_until: datetime | None = None
         # DEADLINE: a pass over savable files, then one over expired ones; FIFO: one pass.
         passes: tuple[bool | None, ...] = (True, False) if order is LeaseOrder.DEADLINE else (None,)
         with self._db.tx() as conn:
@@ -205,23 +156,11 @@ class AssetLeases(LeaseQueue):
                 want = limit - len(leased)
                 if want <= 0:
                     break
+                stmt = _lease_template(live, account_list is not None)
                 params = {"owner": owner, "until": until, "now": now, "limit": want}
                 if account_list is not None:
                     params["accounts"] = account_list
-                by_account = account_list is not None
-                if live:
-                    same_until = _same_deadline_end(conn, params, now)
-                if live and same_until is not None:  # largest first among them, then on
-                    params["same_until"] = same_until
-                    size_first = _lease_template(True, by_account, True)
-                    ids = list(conn.execute(size_first, params).scalars())
-                    leased.extend(ids)
-                    live_ids.update(ids)
-                    want = limit - len(leased)
-                    if want <= 0:
-                        break
-                    params["limit"] = want
-                ids = list(conn.execute(_lease_template(live, by_account), params).scalars())
+                ids = list(conn.execute(stmt, params).scalars())
                 leased.extend(ids)
                 if live:
                     live_ids.update(ids)
@@ -258,15 +197,10 @@ class AssetLeases(LeaseQueue):
             out.sort(key=lambda a: (created[a.id], a.id))
             return out
 
-        def deadline_first(a: LeasedAsset) -> tuple[int, int, int, float, float, int]:
-            if a.id not in live_ids:
-                return (1, 0, 0, -a.expires_at.timestamp(), 0.0, a.id)
-            if same_until is not None and a.expires_at <= same_until:  # largest first
-                head, weight = 0, -size_weight(a.expected_size, a.kind)
-            else:
-                head, weight = 1, 0
-            deadline = a.expires_at.timestamp()
-            return (0, head, weight, deadline, a.generation_created_at.timestamp(), a.id)
+        def deadline_first(a: LeasedAsset) -> tuple[int, float, float, int]:
+            if a.id in live_ids:
+                return (0, a.expires_at.timestamp(), a.generation_created_at.timestamp(), a.id)
+            return (1, -a.expires_at.timestamp(), 0.0, a.id)
 
         out.sort(key=deadline_first)
         return out
@@ -276,16 +210,12 @@ class AssetLeases(LeaseQueue):
 
         The statement really runs (that is what ANALYZE means) inside a transaction
         that is rolled back, so nothing is leased. It shows which index serves the
-        earliest-deadline-first scan and what one batch costs on this database; the
-        size-first statement when the earliest deadline at ``now`` is far enough.
+        earliest-deadline-first scan and what one batch costs on this database.
         """
         if self._db.is_sqlite:
             raise NotImplementedError("explaining the lease statement is for PostgreSQL")
         now = now or utcnow()
-        with self._db.engine.connect() as conn, conn.begin() as tx:
-            same_until = _same_deadline_end(conn, {"now": now}, now)
-            tx.rollback()
-        stmt = _lease_sql(True, "explain", now, now, limit, None, same_until)
+        stmt = _lease_statement("explain", now, now, limit, None, live=True)
         sql = stmt.compile(dialect=self._db.engine.dialect, compile_kwargs={"literal_binds": True})
         with self._db.engine.connect() as conn, conn.begin() as tx:
             plan = [row[0] for row in conn.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")]
@@ -397,68 +327,23 @@ class AssetLeases(LeaseQueue):
         return int(res.rowcount)
 
 
-def _leasable(now: Any, accounts: Any) -> list[sa.ColumnElement[bool]]:
-    """The rows a worker may lease at ``now``: pending, not held, due."""
-    where = [
-        A.c.state == AssetState.PENDING.value,
-        sa.or_(A.c.lease_until.is_(None), A.c.lease_until < now),
-        sa.or_(A.c.next_attempt_at.is_(None), A.c.next_attempt_at <= now),
-    ]
-    if accounts is not None:
-        where.append(A.c.account.in_(accounts))
-    return where
-
-
-def _same_deadline_end(conn: Connection, params: dict[str, Any], now: datetime) -> datetime | None:
-    """Where the size-first pick ends: the last deadline that counts as the same as the
-    earliest savable one, but no further than the ``SIZE_FIRST_CANDIDATES``-th file in
-    deadline order (so a batch sorts a bounded set); None for strict deadline order.
-
-    One index range scan of ``ix_asset_lease`` with a limit. The size-first statement is
-    then a range scan with a sort: a first version joined the lease statement to this
-    candidate list, and PostgreSQL, planning a freshly filled table as one row, ran it
-    as a nested loop over every pair (185 ms a batch with 1,200 pending files).
-    """
-    binds: dict[str, Any] = {key: params[key] for key in ("now", "accounts") if key in params}
-    row = conn.execute(_window_template("accounts" in binds), binds).one()
-    first, kth = row[0], row[1]
-    if not isinstance(first, datetime) or not isinstance(kth, datetime):
-        return None
-    end = near_deadline_end(first, now)
-    return None if end is None else min(end, kth)
+def _lease_statement(
+    owner: str,
+    until: datetime,
+    now: datetime,
+    limit: int,
+    accounts: list[str] | None,
+    live: bool | None,
+) -> sa.Update:
+    """The lease statement with its values in it (``explain`` renders them literally)."""
+    return _lease_sql(live, owner, until, now, limit, accounts)
 
 
 @functools.cache
-def _window_template(by_account: bool) -> sa.Select[Any]:
-    now = sa.bindparam("now", type_=A.c.lease_until.type)
-    accounts: sa.BindParameter[Any] | None = None
-    if by_account:
-        accounts = sa.bindparam("accounts", expanding=True)
-    head = (
-        sa.select(A.c.expires_at)
-        .where(*_leasable(now, accounts), A.c.expires_at >= now)
-        .order_by(A.c.expires_at, A.c.created_at)
-        .limit(SIZE_FIRST_CANDIDATES)
-        .subquery()
-    )
-    return sa.select(sa.func.min(head.c.expires_at), sa.func.max(head.c.expires_at))
-
-
-def _size_weight_sql() -> sa.ColumnElement[int]:
-    """:func:`size_weight` in SQL."""
-    guess = sa.case(
-        *((A.c.kind == kind, size) for kind, size in SIZE_GUESS.items()),
-        else_=SIZE_GUESS_OTHER,
-    )
-    return sa.func.coalesce(A.c.expected_size, guess)
-
-
-@functools.cache
-def _lease_template(live: bool | None, by_account: bool, size_first: bool = False) -> sa.Update:
+def _lease_template(live: bool | None, by_account: bool) -> sa.Update:
     """The lease statement of one shape, built once, its values bound at execution
-    (``owner``, ``until``, ``now``, ``limit``, ``accounts``, ``same_until``): building it
-    per batch was a visible share of the archive pass's interpreter time
-    (bench/PROFILE.md §3)."""
+    (``owner``, ``until``, ``now``, ``limit``, ``accounts``): building it per batch was
+    a visible share of the archive pass's interpreter time (bench/PROFILE.md §3)."""
     return _lease_sql(
         live,
         sa.bindparam("owner", type_=A.c.lease_owner.type),
@@ -466,38 +351,29 @@ def _lease_template(live: bool | None, by_account: bool, size_first: bool = Fals
         sa.bindparam("now", type_=A.c.lease_until.type),
         sa.bindparam("limit", type_=sa.Integer),
         sa.bindparam("accounts", expanding=True) if by_account else None,
-        sa.bindparam("same_until", type_=A.c.expires_at.type) if size_first else None,
     )
 
 
 def _lease_sql(
-    live: bool | None,
-    owner: Any,
-    until: Any,
-    now: Any,
-    limit: Any,
-    accounts: Any,
-    same_until: Any = None,
+    live: bool | None, owner: Any, until: Any, now: Any, limit: Any, accounts: Any
 ) -> sa.Update:
     """``UPDATE asset SET lease… WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING id``.
 
     ``live``: True takes savable files earliest deadline first (served by the
     partial index ``ix_asset_lease``), False the already-expired ones, most
     recently expired first, None the FIFO order of the deadlines benchmark.
-    ``same_until`` (live only): only the files due by then, largest first (an index
-    range scan of at most about ``SIZE_FIRST_CANDIDATES`` rows, then a sort); the
-    caller leases the rest of its batch with the strict statement.
     SKIP LOCKED lets replicas lease side by side without waiting on each other's
-    rows and without ever taking the same row twice; the outer select repeats the
-    leasable test, so PostgreSQL checks it again on a row another replica just took.
+    rows and without ever taking the same row twice.
     """
-    q = sa.select(A.c.id).where(*_leasable(now, accounts))
+    q = sa.select(A.c.id).where(
+        A.c.state == AssetState.PENDING.value,
+        sa.or_(A.c.lease_until.is_(None), A.c.lease_until < now),
+        sa.or_(A.c.next_attempt_at.is_(None), A.c.next_attempt_at <= now),
+    )
+    if accounts is not None:
+        q = q.where(A.c.account.in_(accounts))
     if live is None:
         q = q.order_by(A.c.created_at, A.c.id)
-    elif live and same_until is not None:
-        q = q.where(A.c.expires_at >= now, A.c.expires_at <= same_until).order_by(
-            _size_weight_sql().desc(), A.c.expires_at, A.c.created_at
-        )
     elif live:
         q = q.where(A.c.expires_at >= now).order_by(A.c.expires_at, A.c.created_at)
     else:
