@@ -363,10 +363,12 @@ def test_open_circuit_is_persisted_skips_the_next_run_and_shows_in_status(
     assert circuit["retry_at"] is None
 
 
-def test_exhausted_quota_ends_the_run_as_a_success_and_the_next_run_continues(
+def test_exhausted_quota_ends_the_run_incomplete_and_the_next_run_continues(
     sim: GeminiGenSimulator, tmp_path: Path
 ) -> None:
-    """Page 1 is saved, page 2 answers 429 with a Retry-After beyond the backoff cap."""
+    """Page 1 is saved, page 2 answers 429 with a Retry-After beyond the backoff cap: the
+    run keeps its progress and exits 3 (incomplete, not an error of genvault's); the run
+    after the pause finishes the walk and exits 0."""
     pause = 2.5
     settings = _settings(
         sim,
@@ -378,14 +380,14 @@ def test_exhausted_quota_ends_the_run_as_a_success_and_the_next_run_continues(
     sim.faults.update(pass_next=1, rate_limit=True, retry_after=str(pause))
     started = time.monotonic()
     code, skipped, generations = _run(settings)
-    assert code is ExitCode.OK and skipped == []
+    assert code is ExitCode.RETRYING and skipped == []
     assert generations == 4  # partial progress: the first page
     sent = _requests(sim)
 
-    # within the pause, a new run asks nothing and is still a success
+    # within the pause, a new run asks nothing and is still incomplete
     sim.faults.update(rate_limit=False)
     code, _, generations = _run(settings)
-    assert code is ExitCode.OK and generations == 4
+    assert code is ExitCode.RETRYING and generations == 4
     assert _requests(sim) == sent
     circuit = status_document(settings, timedelta(hours=24))["accounts"][0]["circuit"]
     assert circuit["state"] == "closed" and circuit["rate_limited_until"] is not None
