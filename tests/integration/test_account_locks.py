@@ -270,14 +270,16 @@ def test_an_idle_archive_pass_waits_while_a_peer_still_syncs(
     sim: GeminiGenSimulator, postgres_url: str, tmp_path: Path
 ) -> None:
     """``run --once`` replicas: the pass that skipped the sync keeps taking files until
-    the replica that holds the sync lock is done, instead of exiting with none."""
+    the replica that holds the sync lock is done (its sync, then the poll that reads
+    what it saved), instead of exiting with none."""
     rt = _runtime(sim, postgres_url, tmp_path)
     peer_rt = _runtime(sim, postgres_url, tmp_path)
-    slow_pages = threading.Thread(  # three pages, 0.5 s apart
-        target=sync_account,
-        args=(peer_rt, peer_rt.accounts["main"]),
-        kwargs={"on_page": lambda *_: time.sleep(0.5)},
-    )
+
+    def peer_pass() -> None:  # three pages, 0.5 s apart, then their detail reads
+        sync_account(peer_rt, peer_rt.accounts["main"], on_page=lambda *_: time.sleep(0.5))
+        poll_account(peer_rt, peer_rt.accounts["main"])
+
+    slow_pages = threading.Thread(target=peer_pass)
     slow_pages.start()
     try:
         deadline = time.monotonic() + 10
@@ -286,7 +288,12 @@ def test_an_idle_archive_pass_waits_while_a_peer_still_syncs(
             assert time.monotonic() < deadline
             time.sleep(0.01)
         started = time.monotonic()
-        result = archive_pending(rt, wait_while=lambda: rt.store.account_lock_taken("sync", "main"))
+        result = archive_pending(
+            rt,
+            wait_while=lambda: any(
+                rt.store.account_lock_taken(job, "main") for job in ("sync", "poll")
+            ),
+        )
         waited = time.monotonic() - started
         slow_pages.join(10)
         assert waited >= 1.0, "the pass ended before the peer's sync did"

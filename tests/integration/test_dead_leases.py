@@ -36,6 +36,7 @@ from rich.console import Console
 from genvault.config import AccountSettings, DatabaseSettings, Settings, StorageSettings
 from genvault.instance import lock_held, single_process
 from genvault.jobs.archive import archive_pending
+from genvault.jobs.poll import poll_account
 from genvault.jobs.sync import sync_account
 from genvault.records import AssetState
 from genvault.report import render_status
@@ -442,6 +443,7 @@ def test_an_archive_pass_whose_lock_connection_is_cut_takes_it_again_and_finishe
         killer = Store(postgres_url)
         try:
             sync_account(rt, rt.accounts["main"])
+            poll_account(rt, rt.accounts["main"])  # the detail reads, as run --once does
             files = rt.store.count_assets(AssetState.PENDING)
             assert files > 20
             cut: list[int] = []

@@ -28,7 +28,7 @@ from genvault.config import (
 )
 from genvault.jobs.archive import archive_pending
 from genvault.jobs.sync import sync_account
-from genvault.records import AssetState
+from genvault.records import AssetState, MediaKind, MediaRole
 from genvault.runtime import Runtime
 from genvault.simulator import tengrai
 from genvault.store import LeasedAsset, LeaseOrder, Outcome, Store
@@ -156,6 +156,50 @@ def _runtime(sim: tengrai.TengrAISimulator, db_url: str, folder: Path) -> Runtim
         accounts=(AccountSettings(**sim_account(sim, "UNUSED", name="t")),),
     )
     return Runtime.build(settings, {"t": SecretStr(KEY)})
+
+
+def _poll_due(store: Store, external_id: str, when: object) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE generation SET next_poll_at = :when WHERE external_id = :ext"),
+            {"when": when, "ext": external_id},
+        )
+
+
+def test_a_file_waits_while_its_generation_awaits_its_detail_read(store: Store) -> None:
+    """The detail read may correct a listed file's role (and so its storage key): leased
+    before it, the file was stored under the listing's key, and again under the right
+    one after a kill. It waits for the read, unless the read backs off past the hold or
+    the file's own deadline is near."""
+    now = now_utc()
+    video = media(url("v.jpg"), role=MediaRole.RESULT, kind=MediaKind.IMAGE)
+    save(
+        store,
+        [
+            record(
+                "needs-read", media_=[video], expires_at=now + timedelta(days=2), needs_detail=True
+            ),
+            record("plain", media_=[media(url("p.png"))], expires_at=now + timedelta(days=3)),
+        ],
+    )
+    assert _ids(store.leases.acquire("w", limit=10, lease_seconds=60)) == ["plain"]
+    store.leases.release("w")
+
+    _poll_due(store, "needs-read", now + timedelta(hours=1))  # the read keeps failing
+    assert _ids(store.leases.acquire("w", limit=10, lease_seconds=60)) == ["needs-read", "plain"]
+    store.leases.release("w")
+
+    _poll_due(store, "needs-read", now)  # due again; but its deadline is 30 minutes away
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE asset SET expires_at = :at WHERE source_url = :u"),
+            {"at": now + timedelta(minutes=30), "u": url("v.jpg")},
+        )
+    assert _ids(store.leases.acquire("w", limit=10, lease_seconds=60)) == ["needs-read", "plain"]
+    store.leases.release("w")
+
+    _poll_due(store, "needs-read", None)  # read: nothing holds it
+    assert "needs-read" in _ids(store.leases.acquire("w", limit=10, lease_seconds=60))
 
 
 @pytest.mark.parametrize("order", [LeaseOrder.DEADLINE, LeaseOrder.FIFO])

@@ -29,6 +29,7 @@ from structlog.testing import capture_logs
 
 from genvault.config import Settings
 from genvault.jobs.archive import archive_one, archive_pending
+from genvault.jobs.poll import poll_account
 from genvault.jobs.sync import sync_account
 from genvault.metrics import exposition
 from genvault.records import AssetState
@@ -126,6 +127,7 @@ def test_an_outage_mid_pass_defers_files_untouched_and_pauses_until_storage_answ
     _with_clock(rt, clock)
     try:
         sync_account(rt, rt.accounts["main"])
+        poll_account(rt, rt.accounts["main"])  # the detail reads (fetch_detail = "always")
         files = len(_assets(rt))
         assert files > 20
         sim.faults.update(latency_s=0.3)  # downloads in flight when storage goes
@@ -208,6 +210,7 @@ def test_a_write_refused_while_storage_answers_is_the_files_problem_not_an_outag
     rt = Runtime.build(settings, {"main": SecretStr(API_KEY)})
     try:
         sync_account(rt, rt.accounts["main"])
+        poll_account(rt, rt.accounts["main"])  # the detail reads (fetch_detail = "always")
         gen = rt.store.generations()[0]
         day = f"{gen['created_at']:%Y/%m/%d}"
         blocker = tmp_path / "archive/geminigen/main" / day / gen["external_id"]
@@ -247,6 +250,7 @@ def test_a_file_past_its_deadline_whose_write_meets_an_outage_is_lost_saying_why
     rt = _runtime(postgres_url, bucket, s3.url, sim)
     try:
         sync_account(rt, rt.accounts["main"])
+        poll_account(rt, rt.accounts["main"])  # the detail reads (fetch_detail = "always")
         [asset] = rt.store.leases.acquire("test-worker", limit=1, lease_seconds=60)
         s3.off()
         past = dataclasses.replace(asset, expires_at=asset.expires_at - timedelta(days=60))

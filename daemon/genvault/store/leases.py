@@ -157,7 +157,14 @@ class AssetLeases(LeaseQueue):
                 if want <= 0:
                     break
                 stmt = _lease_template(live, account_list is not None)
-                params = {"owner": owner, "until": until, "now": now, "limit": want}
+                params = {
+                    "owner": owner,
+                    "until": until,
+                    "now": now,
+                    "read_due": now + READ_DUE_HOLD,
+                    "urgent": now + READ_HOLD_UNTIL_DEADLINE,
+                    "limit": want,
+                }
                 if account_list is not None:
                     params["accounts"] = account_list
                 ids = list(conn.execute(stmt, params).scalars())
@@ -336,7 +343,7 @@ def _lease_statement(
     live: bool | None,
 ) -> sa.Update:
     """The lease statement with its values in it (``explain`` renders them literally)."""
-    return _lease_sql(live, owner, until, now, limit, accounts)
+    return _lease_sql(live, owner, until, now, limit, accounts, *_read_hold(now))
 
 
 @functools.cache
@@ -351,11 +358,20 @@ def _lease_template(live: bool | None, by_account: bool) -> sa.Update:
         sa.bindparam("now", type_=A.c.lease_until.type),
         sa.bindparam("limit", type_=sa.Integer),
         sa.bindparam("accounts", expanding=True) if by_account else None,
+        sa.bindparam("read_due", type_=A.c.lease_until.type),
+        sa.bindparam("urgent", type_=A.c.lease_until.type),
     )
 
 
 def _lease_sql(
-    live: bool | None, owner: Any, until: Any, now: Any, limit: Any, accounts: Any
+    live: bool | None,
+    owner: Any,
+    until: Any,
+    now: Any,
+    limit: Any,
+    accounts: Any,
+    read_due: Any,
+    urgent: Any,
 ) -> sa.Update:
     """``UPDATE asset SET lease… WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING id``.
 
@@ -369,6 +385,7 @@ def _lease_sql(
         A.c.state == AssetState.PENDING.value,
         sa.or_(A.c.lease_until.is_(None), A.c.lease_until < now),
         sa.or_(A.c.next_attempt_at.is_(None), A.c.next_attempt_at <= now),
+        _not_awaiting_read(read_due, urgent),
     )
     if accounts is not None:
         q = q.where(A.c.account.in_(accounts))
@@ -386,6 +403,41 @@ def _lease_sql(
         .returning(A.c.id)
     )
     return stmt
+
+
+READ_DUE_HOLD = timedelta(minutes=5)
+"""A file waits while a read of its generation is due within this long (see below)."""
+READ_HOLD_UNTIL_DEADLINE = timedelta(hours=1)
+"""...but never when its own deadline is this close: a late read must not cost it."""
+
+
+def _read_hold(now: datetime) -> tuple[datetime, datetime]:
+    """``read_due`` and ``urgent`` of :func:`_not_awaiting_read` at ``now`` (computed here:
+    SQLite keeps datetimes as text, so no date arithmetic in the statement)."""
+    return now + READ_DUE_HOLD, now + READ_HOLD_UNTIL_DEADLINE
+
+
+def _not_awaiting_read(read_due: Any, urgent: Any) -> sa.ColumnElement[bool]:
+    """The file's generation has no read due soon, or the file's deadline is near.
+
+    A listing item that needs its detail read (a GeminiGen video under
+    ``fetch_detail = "auto"``) is saved with the listing's files pending and a poll
+    due at once; the detail read then corrects their roles and kinds while they are
+    pending (a video's last frame, which the listing calls its result). Leased before
+    that read, such a file was stored under the listing's role and key, and after a
+    kill between the write and its record, stored again under the corrected key: a
+    second copy. ``run --once`` polls before it archives, but the daemon's sync, poll
+    and archive jobs run side by side, and replicas archive while a peer syncs. So a
+    file waits while a read of its generation is due within :data:`READ_DUE_HOLD` (a
+    read that keeps failing backs off past it, and the file is taken as listed), and
+    never within :data:`READ_HOLD_UNTIL_DEADLINE` of its deadline.
+    """
+    due = sa.exists().where(
+        G.c.id == A.c.generation_id,
+        G.c.next_poll_at.is_not(None),
+        G.c.next_poll_at <= read_due,
+    )
+    return sa.or_(~due, A.c.expires_at <= urgent)
 
 
 def _bind(name: str, column: sa.Column[Any]) -> sa.BindParameter[Any]:
