@@ -44,11 +44,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from genvault.config import resolve_server_token
 from genvault.jobs.archive import archive_pending
 from genvault.jobs.poll import poll_account
-from genvault.jobs.sync import sync_account
+from genvault.jobs.sync import SyncResult, sync_account
 from genvault.logs import get_logger, register_secret
 from genvault.metrics import ALL_ACCOUNTS, JobName, JobReport, timed_job
 from genvault.notify import notify_after_pass
-from genvault.runtime import Runtime
+from genvault.runtime import AccountRuntime, Runtime
 from genvault.sdnotify import Notifier
 from genvault.server import ApiServer
 
@@ -72,6 +72,18 @@ def _guarded(
     return run
 
 
+def _sync(
+    rt: Runtime, acc: AccountRuntime, stop: threading.Event, sched: BackgroundScheduler
+) -> SyncResult:
+    """The sync job: a sync pass, then the account's poll job at once if it saved
+    generations: what it saved may await a read (a task still running, a detail read),
+    and their files are not leased until that read (``store/leases.py``)."""
+    result = sync_account(rt, acc, stop=stop)
+    if result.new or result.changed:
+        poll_now(sched, acc.name)
+    return result
+
+
 def build_scheduler(rt: Runtime, stop: threading.Event) -> BackgroundScheduler:
     sched = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(max(4, 2 * len(rt.accounts) + 1))},
@@ -83,7 +95,7 @@ def build_scheduler(rt: Runtime, stop: threading.Event) -> BackgroundScheduler:
     for acc in rt.accounts.values():
         if acc.provider.has_history:
             sched.add_job(
-                _guarded(rt, JobName.SYNC, acc.name, partial(sync_account, rt, acc, stop=stop)),
+                _guarded(rt, JobName.SYNC, acc.name, partial(_sync, rt, acc, stop, sched)),
                 "interval",
                 seconds=s.sync_seconds,
                 jitter=s.jitter_seconds,

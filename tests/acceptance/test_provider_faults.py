@@ -330,7 +330,13 @@ def test_long_retry_after_ends_the_pass_early_and_the_next_run_completes(
     ]
     assert any(limited), first.report
     partial = h.archived()
-    assert partial, "the answered request's files were not archived"
+    if provider == "geminigen":
+        # Every listed item awaits its detail read (fetch_detail = "always"), which the
+        # rate limit held back: the answered page is kept, its files wait for the read.
+        gens, assets = h.rows()
+        assert gens and assets and not partial, (gens, assets)
+    else:
+        assert partial, "the answered request's files were not archived"
     assert partial < set(h.expected()), "the pass did not stop early"
 
     h.sim.faults.update(rate_limit=False, retry_after=None)
