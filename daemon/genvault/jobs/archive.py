@@ -23,7 +23,10 @@ with the same rule: nothing is recorded before it is durable. The workers keep
 downloading meanwhile: the refill comes before the flush. (Larger batches were
 tried: a kill then lost more finished work, and the crash tests' kills after the
 n-th commit found nothing left in flight.)
-Sidecars are written after the downloads (:mod:`genvault.jobs.sidecars`).
+**Sidecars** are written as the pass goes (:class:`genvault.jobs.sidecars.PassSidecars`):
+after a batch's commit, the generations whose last file it recorded get theirs, one
+round of PUTs per wake-up, never while the storage breaker is open; what is left
+is written after the loop (:func:`genvault.jobs.sidecars.write_sidecars`).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from genvault.jobs.archive_file import (
     internal_error,
     storage_failure,
 )
-from genvault.jobs.sidecars import sidecar_document, write_sidecars
+from genvault.jobs.sidecars import PassSidecars, sidecar_document, write_sidecars
 from genvault.logs import get_logger
 from genvault.metrics import JobOutcome
 from genvault.models import utcnow
@@ -163,6 +166,7 @@ def archive_pending(
     last_extend = time.monotonic()
     account_list = list(accounts) if accounts is not None else None
     grace_timer: threading.Timer | None = None
+    sidecars = PassSidecars(rt, account_list)
     shared = not rt.store.is_sqlite
     if shared:  # before the first lease: this worker's lock, then dead workers' files
         _lease_heartbeat(rt, owner, [])
@@ -245,9 +249,17 @@ def archive_pending(
                     if finished:
                         top_up(pool)  # the workers go on while this batch is flushed
                     outcomes = _settle(rt, finished, result, on_outcome)
+                    touched = [
+                        asset.generation_id
+                        for (asset, _), o in zip(finished, outcomes, strict=True)
+                        if o.state is not AssetState.PENDING
+                    ]
                     finished = []
                     _record(rt, owner, outcomes)
                     crash_point("archive.after_commit")
+                    sidecars.settled(touched)
+                    if not stop.is_set() and not rt.storage_guard.is_open():
+                        result.sidecars += sidecars.write_due()  # their media are durable
                     if any(
                         o.state is AssetState.PENDING and o.retry_at and o.retry_at <= utcnow()
                         for o in outcomes
@@ -271,6 +283,7 @@ def archive_pending(
                 if stop.is_set():
                     rt.store.leases.release(owner)
     finally:
+        sidecars.close()
         _flush_leftovers(rt)
     result.storage_down = rt.storage_guard.is_open()
     _persist_storage_health(rt)
@@ -279,7 +292,7 @@ def archive_pending(
     )
     result.backing_off = sum(waiting.values())
     if not result.storage_down:
-        result.sidecars = write_sidecars(rt, accounts=account_list)
+        result.sidecars += write_sidecars(rt, accounts=account_list)
     result.seconds = time.monotonic() - started
     # One line per run, idle or not (the heartbeat of the archive job).
     log.info(
