@@ -121,7 +121,6 @@ class PassSidecars:
         self.accounts = list(accounts) if accounts is not None else None
         self.limit = rt.settings.archive.concurrency
         self.candidates: set[int] = set()
-        self.written = 0
         self.failed = False
         self._pool: ThreadPoolExecutor | None = None
 
@@ -145,8 +144,6 @@ class PassSidecars:
             self.candidates.difference_update(gen["id"] for gen in due)
         if done is None or len(done) < len(due):
             self.failed = True  # a storage error: what is left waits for write_sidecars
-            self.candidates.difference_update(gen["id"] for gen in due)
-        self.written += len(done or [])
         return len(done or [])
 
     def close(self) -> None:
