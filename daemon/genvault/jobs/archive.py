@@ -24,9 +24,10 @@ downloading meanwhile: the refill comes before the flush. (Larger batches were
 tried: a kill then lost more finished work, and the crash tests' kills after the
 n-th commit found nothing left in flight.)
 **Sidecars** are written as the pass goes (:class:`genvault.jobs.sidecars.PassSidecars`):
-after a batch's commit, the generations whose last file it recorded get theirs, one
-round of PUTs per wake-up, never while the storage breaker is open; what is left
-is written after the loop (:func:`genvault.jobs.sidecars.write_sidecars`).
+the generations whose last file a batch recorded get theirs at the next wake-up, one
+round of PUTs stored before that wake-up's flush and flushed with its media, their
+flags cleared after it; never while the storage breaker is open. What is left is
+written after the loop (:func:`genvault.jobs.sidecars.write_sidecars`).
 """
 
 from __future__ import annotations
@@ -248,7 +249,11 @@ def archive_pending(
                     finished = _take(rt, done, in_flight, batch_limit)
                     if finished:
                         top_up(pool)  # the workers go on while this batch is flushed
-                    outcomes = _settle(rt, finished, result, on_outcome)
+                    # Sidecars of generations settled by earlier batches (their media
+                    # durable and recorded), flushed with this batch's media.
+                    also = [] if stop.is_set() or rt.storage_guard.is_open() else sidecars.put_due()
+                    outcomes, flushed = _settle(rt, finished, result, on_outcome, also)
+                    result.sidecars += sidecars.flushed(flushed)
                     touched = [
                         asset.generation_id
                         for (asset, _), o in zip(finished, outcomes, strict=True)
@@ -258,8 +263,6 @@ def archive_pending(
                     _record(rt, owner, outcomes)
                     crash_point("archive.after_commit")
                     sidecars.settled(touched)
-                    if not stop.is_set() and not rt.storage_guard.is_open():
-                        result.sidecars += sidecars.write_due()  # their media are durable
                     if any(
                         o.state is AssetState.PENDING and o.retry_at and o.retry_at <= utcnow()
                         for o in outcomes
@@ -344,18 +347,22 @@ def _settle(
     finished: list[tuple[LeasedAsset, Outcome]],
     result: ArchiveResult,
     on_outcome: ProgressCallback | None,
-) -> list[Outcome]:
-    """Flush a batch's stored files to disk, then count its outcomes; the ones to record.
+    also: list[str] | None = None,
+) -> tuple[list[Outcome], bool]:
+    """Flush a batch's stored files (and ``also``: sidecars stored meanwhile) to disk,
+    then count its outcomes; (the ones to record, whether the flush succeeded).
 
     The flush comes before anything says the files are archived: if it fails, every
     file of the batch is a storage failure (retried, its attempts kept), whatever
     part of it did reach the disk.
     """
     keys = [o.storage_key for _, o in finished if o.state is AssetState.ARCHIVED and o.storage_key]
+    ok = True
     try:
-        rt.storage.sync(keys)
+        rt.storage.sync(keys + (also or []))
     except StorageError as exc:
-        log.error("archive.flush_failed", files=len(keys), error=str(exc))
+        ok = False
+        log.error("archive.flush_failed", files=len(keys) + len(also or []), error=str(exc))
         now = utcnow()
         unflushed = []
         for asset, o in finished:
@@ -377,7 +384,7 @@ def _settle(
                 on_outcome(outcome, asset)
             except Exception:  # a progress display's problem is not the file's
                 log.exception("archive.progress_failed", asset_id=asset.id)
-    return outcomes
+    return outcomes, ok
 
 
 def _record(rt: Runtime, owner: str, outcomes: list[Outcome]) -> None:
@@ -400,7 +407,7 @@ def _record_remaining(
     try:
         done, _ = wait(list(in_flight))
         finished = finished + _take(rt, done, in_flight)
-        _record(rt, owner, _settle(rt, finished, result, on_outcome))
+        _record(rt, owner, _settle(rt, finished, result, on_outcome)[0])
     except Exception as exc:
         log.error("archive.outcomes_unrecorded", files=files, error=describe(exc))
 
