@@ -253,13 +253,15 @@ def archive_pending(
                     # durable and recorded), flushed with this batch's media.
                     also = [] if stop.is_set() or rt.storage_guard.is_open() else sidecars.put_due()
                     outcomes, flushed = _settle(rt, finished, result, on_outcome, also)
-                    result.sidecars += sidecars.flushed(flushed)
                     touched = [
                         asset.generation_id
                         for (asset, _), o in zip(finished, outcomes, strict=True)
                         if o.state is not AssetState.PENDING
                     ]
                     finished = []
+                    # Before the outcomes' commit: a claim (PostgreSQL) is let go before
+                    # that transaction locks generations.
+                    result.sidecars += sidecars.flushed(flushed)
                     _record(rt, owner, outcomes)
                     crash_point("archive.after_commit")
                     sidecars.settled(touched)
