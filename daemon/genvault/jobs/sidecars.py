@@ -97,7 +97,7 @@ def write_sidecars(rt: Runtime, *, accounts: Iterable[str] | None = None, limit:
     batch = limit if rt.store.is_sqlite else min(limit, slots * CLAIM_PER_SLOT)
     with ThreadPoolExecutor(slots, thread_name_prefix="sidecar") as pool:
         while True:
-            due, done = _due_batch(rt, pool, batch, account_list, None)
+            due, done = _due_batch(rt, pool, batch, account_list)
             if done is None:
                 return written  # not on disk for sure: their flags stay, the next pass retries
             written += len(done)
@@ -229,20 +229,19 @@ def _due_batch(
     pool: ThreadPoolExecutor,
     limit: int,
     accounts: list[str] | None,
-    generations: Iterable[int] | None,
 ) -> tuple[list[dict[str, Any]], list[tuple[int, Any]] | None]:
     """Read (on PostgreSQL: claim) up to ``limit`` due generations, write their
     sidecars, flush them, then clear their flags; (the due, the written or None).
 
-    Each batch written logs ``sidecar.written`` with its time (the archive pass's
-    main thread waits for it: a benchmark's log says what the sidecars cost it)."""
+    Each batch written logs ``sidecar.written`` with its time (the pass waits for
+    it before it ends: a benchmark's log says what the sidecars cost it)."""
     started = time.monotonic()
     if rt.store.is_sqlite:
-        due = rt.store.sidecars_due(limit, accounts=accounts, generations=generations)
+        due = rt.store.sidecars_due(limit, accounts=accounts)
         done = _write_batch(rt, pool, due)
         rt.store.sidecars_written(done or [])
     else:  # a short claim: the rest is due nowhere or held by another replica
-        with rt.store.claim_sidecars(limit, accounts=accounts, generations=generations) as claim:
+        with rt.store.claim_sidecars(limit, accounts=accounts) as claim:
             due = claim.generations
             done = _write_batch(rt, pool, due)
             claim.written = done or []
