@@ -499,8 +499,9 @@ class Trial:
 
         Counts stay small where they can: a run that gets far archives much before
         it dies, and what it archived is gone for the kills that follow. Sidecars
-        are written only once every download of the run is done, so their points
-        wait until no download is left.
+        are written as their generations' files settle during the pass, and the rest
+        after it: with downloads left, their points reach a few hits (about one per
+        generation finished on the way, a generation having one to a few files).
         """
         files, large, sidecars = work["files"], work["large"], work["sidecars"]
         reach = {
@@ -510,8 +511,8 @@ class Trial:
             "archive.download_read": min(2 * files + 1, 8) if files else 0,
             "archive.before_commit": min(files, 4),
             "archive.after_commit": min((files + 1) // 2, 3),
-            "archive.sidecar_before_put": 0 if files else min(sidecars, 8),
-            "archive.sidecar_after_put": 0 if files else min(sidecars, 8),
+            "archive.sidecar_before_put": min(sidecars + files // 4, 4 if files else 8),
+            "archive.sidecar_after_put": min(sidecars + files // 4, 4 if files else 8),
             "s3.multipart_read": min(2 * large, 4),
             "s3.before_sha256_copy": min(large, 2),
             "local.before_rename": min(files or sidecars, 6),

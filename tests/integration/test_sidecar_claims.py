@@ -81,3 +81,18 @@ def test_a_generation_changed_during_the_claim_stays_due(pg_store: Store) -> Non
         assert gen["updated_at"] == n + HOUR != seen
         claim.written = [(gen["id"], seen)]  # what was read before the change
     assert [g["raw"] for g in pg_store.sidecars_due(10)] == [{"v": 2}]
+
+
+def test_a_pass_claims_only_the_generations_it_names(pg_store: Store) -> None:
+    """An archive pass asks about the generations whose files it just recorded; a
+    generation another replica holds is skipped, not waited for (that one writes it)."""
+    _six_due(pg_store)
+    ids = {g["external_id"]: g["id"] for g in pg_store.sidecars_due(100)}
+    mine = [ids["g1"], ids["g2"], ids["g3"]]
+    with pg_store.claim_sidecars(10, generations=[ids["g2"]]) as other:
+        with pg_store.claim_sidecars(10, generations=mine) as claim:
+            assert {g["external_id"] for g in claim.generations} == {"g1", "g3"}
+            claim.written = [(g["id"], g["updated_at"]) for g in claim.generations]
+        other.written = [(g["id"], g["updated_at"]) for g in other.generations]
+    assert {g["external_id"] for g in pg_store.sidecars_due(100)} == {"g0", "g4", "g5"}
+    assert pg_store.sidecars_due(100, generations=mine) == []

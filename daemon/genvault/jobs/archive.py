@@ -23,7 +23,11 @@ with the same rule: nothing is recorded before it is durable. The workers keep
 downloading meanwhile: the refill comes before the flush. (Larger batches were
 tried: a kill then lost more finished work, and the crash tests' kills after the
 n-th commit found nothing left in flight.)
-Sidecars are written after the downloads (:mod:`genvault.jobs.sidecars`).
+**Sidecars** are written as the pass goes (:class:`genvault.jobs.sidecars.PassSidecars`):
+the generations whose last file a batch recorded get theirs at the next wake-up, one
+round of PUTs stored before that wake-up's flush and flushed with its media, their
+flags cleared after it; never while the storage breaker is open. What is left is
+written after the loop (:func:`genvault.jobs.sidecars.write_sidecars`).
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from genvault.jobs.archive_file import (
     internal_error,
     storage_failure,
 )
-from genvault.jobs.sidecars import sidecar_document, write_sidecars
+from genvault.jobs.sidecars import PassSidecars, sidecar_document, write_sidecars
 from genvault.logs import get_logger
 from genvault.metrics import JobOutcome
 from genvault.models import utcnow
@@ -163,6 +167,7 @@ def archive_pending(
     last_extend = time.monotonic()
     account_list = list(accounts) if accounts is not None else None
     grace_timer: threading.Timer | None = None
+    sidecars = PassSidecars(rt, account_list)
     shared = not rt.store.is_sqlite
     if shared:  # before the first lease: this worker's lock, then dead workers' files
         _lease_heartbeat(rt, owner, [])
@@ -244,10 +249,22 @@ def archive_pending(
                     finished = _take(rt, done, in_flight, batch_limit)
                     if finished:
                         top_up(pool)  # the workers go on while this batch is flushed
-                    outcomes = _settle(rt, finished, result, on_outcome)
+                    # Sidecars of generations settled by earlier batches (their media
+                    # durable and recorded), flushed with this batch's media.
+                    also = [] if stop.is_set() or rt.storage_guard.is_open() else sidecars.put_due()
+                    outcomes, flushed = _settle(rt, finished, result, on_outcome, also)
+                    touched = [
+                        asset.generation_id
+                        for (asset, _), o in zip(finished, outcomes, strict=True)
+                        if o.state is not AssetState.PENDING
+                    ]
                     finished = []
+                    # Before the outcomes' commit: a claim (PostgreSQL) is let go before
+                    # that transaction locks generations.
+                    result.sidecars += sidecars.flushed(flushed)
                     _record(rt, owner, outcomes)
                     crash_point("archive.after_commit")
+                    sidecars.settled(touched)
                     if any(
                         o.state is AssetState.PENDING and o.retry_at and o.retry_at <= utcnow()
                         for o in outcomes
@@ -271,6 +288,7 @@ def archive_pending(
                 if stop.is_set():
                     rt.store.leases.release(owner)
     finally:
+        sidecars.close()
         _flush_leftovers(rt)
     result.storage_down = rt.storage_guard.is_open()
     _persist_storage_health(rt)
@@ -279,7 +297,7 @@ def archive_pending(
     )
     result.backing_off = sum(waiting.values())
     if not result.storage_down:
-        result.sidecars = write_sidecars(rt, accounts=account_list)
+        result.sidecars += write_sidecars(rt, accounts=account_list)
     result.seconds = time.monotonic() - started
     # One line per run, idle or not (the heartbeat of the archive job).
     log.info(
@@ -331,18 +349,22 @@ def _settle(
     finished: list[tuple[LeasedAsset, Outcome]],
     result: ArchiveResult,
     on_outcome: ProgressCallback | None,
-) -> list[Outcome]:
-    """Flush a batch's stored files to disk, then count its outcomes; the ones to record.
+    also: list[str] | None = None,
+) -> tuple[list[Outcome], bool]:
+    """Flush a batch's stored files (and ``also``: sidecars stored meanwhile) to disk,
+    then count its outcomes; (the ones to record, whether the flush succeeded).
 
     The flush comes before anything says the files are archived: if it fails, every
     file of the batch is a storage failure (retried, its attempts kept), whatever
     part of it did reach the disk.
     """
     keys = [o.storage_key for _, o in finished if o.state is AssetState.ARCHIVED and o.storage_key]
+    ok = True
     try:
-        rt.storage.sync(keys)
+        rt.storage.sync(keys + (also or []))
     except StorageError as exc:
-        log.error("archive.flush_failed", files=len(keys), error=str(exc))
+        ok = False
+        log.error("archive.flush_failed", files=len(keys) + len(also or []), error=str(exc))
         now = utcnow()
         unflushed = []
         for asset, o in finished:
@@ -364,7 +386,7 @@ def _settle(
                 on_outcome(outcome, asset)
             except Exception:  # a progress display's problem is not the file's
                 log.exception("archive.progress_failed", asset_id=asset.id)
-    return outcomes
+    return outcomes, ok
 
 
 def _record(rt: Runtime, owner: str, outcomes: list[Outcome]) -> None:
@@ -387,7 +409,7 @@ def _record_remaining(
     try:
         done, _ = wait(list(in_flight))
         finished = finished + _take(rt, done, in_flight)
-        _record(rt, owner, _settle(rt, finished, result, on_outcome))
+        _record(rt, owner, _settle(rt, finished, result, on_outcome)[0])
     except Exception as exc:
         log.error("archive.outcomes_unrecorded", files=files, error=describe(exc))
 

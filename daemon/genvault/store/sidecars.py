@@ -34,7 +34,9 @@ class SidecarClaim:
     """Set by the caller once those sidecars are durable: (id, updated_at seen)."""
 
 
-def _due_query(limit: int, accounts: Iterable[str] | None) -> sa.Select[Any]:
+def _due_query(
+    limit: int, accounts: Iterable[str] | None, generations: Iterable[int] | None = None
+) -> sa.Select[Any]:
     pending = (
         sa.select(A.c.id)
         .where(A.c.generation_id == G.c.id, A.c.state == AssetState.PENDING.value)
@@ -43,6 +45,8 @@ def _due_query(limit: int, accounts: Iterable[str] | None) -> sa.Select[Any]:
     q = sa.select(G).where(G.c.sidecar_due.is_(True), ~pending).limit(limit)
     if accounts is not None:
         q = q.where(G.c.account.in_(list(accounts)))
+    if generations is not None:
+        q = q.where(G.c.id.in_(sorted(generations)))
     return q
 
 
@@ -58,10 +62,17 @@ class Sidecars(StoreBase):
     """The sidecars due, and marking them written."""
 
     def sidecars_due(
-        self, limit: int, accounts: Iterable[str] | None = None
+        self,
+        limit: int,
+        accounts: Iterable[str] | None = None,
+        generations: Iterable[int] | None = None,
     ) -> list[dict[str, Any]]:
-        """Generations whose sidecar must be (re)written: nothing pending, something changed."""
-        q = _due_query(limit, accounts)
+        """Generations whose sidecar must be (re)written: nothing pending, something changed.
+
+        ``generations``: only among these ids (an archive pass asks about the
+        generations whose files it just recorded).
+        """
+        q = _due_query(limit, accounts, generations)
         with self.engine.connect() as conn:
             gens = [dict(r._mapping) for r in conn.execute(q)]
             if not gens:
@@ -85,7 +96,10 @@ class Sidecars(StoreBase):
 
     @contextlib.contextmanager
     def claim_sidecars(
-        self, limit: int, accounts: Iterable[str] | None = None
+        self,
+        limit: int,
+        accounts: Iterable[str] | None = None,
+        generations: Iterable[int] | None = None,
     ) -> Iterator[SidecarClaim]:
         """PostgreSQL: hold up to ``limit`` due generations while their sidecars are written.
 
@@ -96,11 +110,11 @@ class Sidecars(StoreBase):
         failure or a kill rolls it back: the flags stay and the sidecars are written
         again. Nobody else waits on the locks in practice: the rows have no pending
         file left for an archive pass to finish, and a sync that changes one waits
-        for a batch of PUTs at most.
+        for a batch of PUTs at most. ``generations``: as for :meth:`sidecars_due`.
         """
         if self.is_sqlite:
             raise NotImplementedError("one process per SQLite database: use sidecars_due")
-        q = _due_query(limit, accounts).with_for_update(of=G, skip_locked=True)
+        q = _due_query(limit, accounts, generations).with_for_update(of=G, skip_locked=True)
         with self.tx() as conn:
             gens = [dict(r._mapping) for r in conn.execute(q)]
             if gens:
