@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -77,6 +78,9 @@ class ChildRun:
     cpu_seconds: float
     stdout: Path
     stderr: Path
+    started_at: float = 0.0
+    """Wall clock (POSIX seconds) just before the launcher was spawned: log lines'
+    timestamps are read against it (the first download's delay)."""
 
     def tail(self, chars: int = 1500) -> str:
         """The end of the child's stderr, for error messages."""
@@ -175,6 +179,7 @@ def run_child(
     report = logs / f"{name}.rusage.json"
     report.unlink(missing_ok=True)
     launcher = [sys.executable, "-S", "-c", _LAUNCHER, str(report), *argv]
+    started_at = time.time()
     with out_path.open("wb") as out, err_path.open("wb") as err:
         proc = subprocess.Popen(
             launcher, stdout=out, stderr=err, env=dict(env), cwd=cwd, start_new_session=True
@@ -197,6 +202,7 @@ def run_child(
         cpu_seconds=float(usage["cpu_seconds"]),
         stdout=out_path,
         stderr=err_path,
+        started_at=started_at,
     )
 
 
@@ -623,6 +629,11 @@ class Phases:
     archive: float = 0.0
     sidecars: float = 0.0
     files: tuple[FileLog, ...] = ()
+    first_download: float = 0.0
+    """From the process's start to the first download's start (0 without a start time)."""
+    span: float = 0.0
+    """From the first sync or archive job's start to the last one's end: they overlap
+    since issue 14, so the wall time outside them is start-up and shutdown."""
 
     @classmethod
     def from_log(cls, run: ChildRun) -> Phases:
@@ -640,7 +651,11 @@ class Phases:
         done = _stamp(jobs[-1])
         last = max((f.started + f.seconds for f in files), default=done)
         archive = float(sum(float(e.get("seconds", 0.0)) for e in jobs))
-        return cls(sync, archive, max(0.0, done - last), tuple(files))
+        spans = [(_stamp(e) - float(e["seconds"]), _stamp(e)) for e in run.json_events("job.sync")]
+        spans += [(_stamp(e) - float(e["seconds"]), _stamp(e)) for e in jobs]
+        span = max(end for _, end in spans) - min(start for start, _ in spans)
+        first = files[0].started - run.started_at if files and run.started_at else 0.0
+        return cls(sync, archive, max(0.0, done - last), tuple(files), first, span)
 
 
 def _stamp(event: dict[str, Any]) -> float:

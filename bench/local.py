@@ -149,6 +149,7 @@ def report(
     result.figure("genvault: archive phase MB/s", total / MiB / ph.archive if ph.archive else 0.0)
     result.figure("genvault: sidecars after the last file", ph.sidecars, "s")
     result.figure("genvault: start-up, sync, shutdown", med["genvault"].seconds - ph.archive, "s")
+    result.figure("genvault: start to the first download", ph.first_download, "s")
     result.figure("load average (1 min) before the runs, median", statistics.median(loads))
     g = med["genvault"].seconds
     result.ratio(RATIOS[0], med["rclone"].seconds / g, 1.0)
