@@ -143,7 +143,7 @@ def report(
     result.figure("genvault: start-up, sync, shutdown", rest, "s")
     g = best["genvault"].seconds
     result.ratio(RATIOS[0], best["rclone"].seconds / g, 1.0)
-    result.ratio(RATIOS[1], best["bare"].seconds / g, 0.9)
+    result.ratio(RATIOS[1], best["bare"].seconds / g, 0.95)
     images = sum(1 for f in source.files if f.kind == "image")
     result.note(
         f"{images} x {sizes.image_size / MiB:g} MB + {len(source.files) - images} x "
