@@ -35,49 +35,41 @@ for no stated reason: the API column is what the API code always did.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 
-def _import_httpx_without_its_cli() -> None:
-    """Import httpx without ``httpx._main``, its command-line client, unless imported already.
+def _import_hiding(module: str, hidden: str) -> None:
+    """Import ``module`` while ``hidden`` reads as not installed, unless either is
+    imported already; ``hidden`` stays importable afterwards.
 
-    httpx's ``__init__`` imports ``httpx._main`` (``try: from ._main import main / except
-    ImportError``) whenever click, rich and pygments are installed, as they are here;
-    ``_main`` imports rich's console, progress, syntax and table and pygments' lexers
-    for a CLI genvault never runs (~10-30 ms of every start). With ``httpx._main`` set
-    to None in :data:`sys.modules` for the duration, httpx takes its "CLI dependencies
-    missing" branch: ``httpx.main`` in this process only says so, and ``httpx._main``
-    stays importable afterwards. The ``httpx`` command itself is another process.
+    With ``hidden`` set to None in :data:`sys.modules` for the duration, ``module``
+    takes its "not installed" branch for it. Each use says why below.
     """
-    if "httpx" in sys.modules or "httpx._main" in sys.modules:
+    if module in sys.modules or hidden in sys.modules:
         return
-    sys.modules["httpx._main"] = None  # type: ignore[assignment]
+    sys.modules[hidden] = None  # type: ignore[assignment]
     try:
-        import httpx  # noqa: F401
+        importlib.import_module(module)
     finally:
-        del sys.modules["httpx._main"]
+        del sys.modules[hidden]
 
 
-def _import_httpcore_without_trio() -> None:
-    """Import httpcore without trio, unless either is imported already.
-
-    httpcore's ``_synchronization`` does ``try: import trio / except ImportError``
-    to pick the locks of its *async* pool under trio. genvault only uses the sync
-    client, so trio (with attrs, outcome, sortedcontainers: ~40-50 ms, a third of the
-    HTTP stack's import) was dead weight on every start wherever trio happens to be
-    installed (here selenium, a dev dependency, installs it). With ``trio`` set to None
-    in :data:`sys.modules` for the duration, httpcore takes its "trio not installed"
-    branch: an async httpcore pool under trio in this process would say trio is
-    missing, and ``import trio`` works as before afterwards.
-    """
-    if "httpcore" in sys.modules or "trio" in sys.modules:
-        return
-    sys.modules["trio"] = None  # type: ignore[assignment]
-    try:
-        import httpcore  # noqa: F401
-    finally:
-        del sys.modules["trio"]
-
-
-_import_httpx_without_its_cli()
-_import_httpcore_without_trio()
+# httpx without ``httpx._main``, its command-line client. httpx's ``__init__`` imports
+# ``httpx._main`` (``try: from ._main import main / except ImportError``) whenever
+# click, rich and pygments are installed, as they are here; ``_main`` imports rich's
+# console, progress, syntax and table and pygments' lexers for a CLI genvault never runs
+# (~10-30 ms of every start). With ``httpx._main`` set to None in :data:`sys.modules`
+# for the duration, httpx takes its "CLI dependencies missing" branch: ``httpx.main`` in
+# this process only says so, and ``httpx._main`` stays importable afterwards. The
+# ``httpx`` command itself is another process.
+_import_hiding("httpx", "httpx._main")
+# httpcore without trio. httpcore's ``_synchronization`` does ``try: import trio /
+# except ImportError`` to pick the locks of its *async* pool under trio. genvault only
+# uses the sync client, so trio (with attrs, outcome, sortedcontainers: ~40-50 ms, a
+# third of the HTTP stack's import) was dead weight on every start wherever trio happens
+# to be installed (here selenium, a dev dependency, installs it). With ``trio`` set to
+# None in :data:`sys.modules` for the duration, httpcore takes its "trio not installed"
+# branch: an async httpcore pool under trio in this process would say trio is missing,
+# and ``import trio`` works as before afterwards.
+_import_hiding("httpcore", "trio")
