@@ -471,3 +471,41 @@ def test_an_archive_pass_whose_lock_connection_is_cut_takes_it_again_and_finishe
             rt.close()
     finally:
         sim.stop()
+
+
+def test_waiting_files_counts_what_no_live_worker_holds(store: Store) -> None:
+    """``run --once``'s verdict: pending files count as left undone unless a live worker
+    holds them; a lease that expired, or (PostgreSQL) whose worker's lock is gone,
+    holds nothing. ``backing_off`` counts only files whose next attempt is ahead."""
+    from tests.integration.store_helpers import media, now_utc, record, save, url
+
+    now = now_utc()
+    save(
+        store,
+        [
+            record(f"g{i}", media_=[media(url(f"f{i}.png"))], expires_at=now + timedelta(days=2))
+            for i in range(4)
+        ],
+    )
+    live = new_worker_id() + WORKER_LOCK_TAG
+    dead = new_worker_id() + WORKER_LOCK_TAG  # its lock is never taken: a dead worker
+    if not store.is_sqlite:
+        store.hold_worker_lock(live)  # this process is the live worker
+    held = store.leases.acquire(live, limit=1, lease_seconds=600)
+    orphaned = store.leases.acquire(dead, limit=1, lease_seconds=600)
+    assert held and orphaned
+    # SQLite: one process per database, so every unexpired lease is a live one
+    assert store.waiting_files(["main"]) == {"main": 2 if store.is_sqlite else 3}
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE asset SET lease_until = :past WHERE lease_owner = :o"),
+            {"past": now - timedelta(seconds=1), "o": live},
+        )
+    assert store.waiting_files(["main"]) == {"main": 3 if store.is_sqlite else 4}
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE asset SET next_attempt_at = :at WHERE lease_owner IS NULL"),
+            {"at": now + timedelta(minutes=10)},
+        )
+    assert store.waiting_files(["main"], backing_off=True) == {"main": 2}
+    assert store.waiting_files(["other"]) == {}

@@ -40,12 +40,7 @@ from structlog.contextvars import bound_contextvars
 
 from genvault.exitcodes import ExitCode
 from genvault.jobs import health
-from genvault.jobs.archive import (
-    WAIT_FOR_PEERS_SECONDS,
-    ArchiveResult,
-    ProgressCallback,
-    archive_pending,
-)
+from genvault.jobs.archive import ArchiveResult, ProgressCallback, archive_pending
 from genvault.jobs.poll import PollResult, poll_account
 from genvault.jobs.sync import PageCallback, SyncResult, sync_account
 from genvault.logs import get_logger
@@ -180,23 +175,6 @@ def _sync_and_poll(
         report.polls.append(PollResult(acc.name, errors=1, error=repr(exc)))
 
 
-def _waiting_files(rt: Runtime, stop: Event) -> dict[str, int]:
-    """The files this run leaves undone, per account, for its verdict.
-
-    On PostgreSQL a peer replica may be leasing a file at this very moment: inside
-    its lease transaction the row still reads as pending and unheld, and a moment
-    later the peer holds it (and archives it). So a count above zero is taken again
-    after :data:`~genvault.jobs.archive.WAIT_FOR_PEERS_SECONDS` (a lease transaction
-    takes milliseconds); what is still unheld then is really left undone.
-    """
-    accounts = list(rt.accounts)
-    waiting = rt.store.waiting_files(accounts)
-    if waiting and not rt.store.is_sqlite and not stop.is_set():
-        stop.wait(WAIT_FOR_PEERS_SECONDS)
-        waiting = rt.store.waiting_files(accounts)
-    return waiting
-
-
 def run_once(
     rt: Runtime,
     *,
@@ -232,6 +210,6 @@ def run_once(
     # URL refreshes by the archive workers may have moved a breaker or a budget: the
     # main thread writes them, so the next run (and ``status``) sees them.
     health.persist_all(rt)
-    report.waiting = _waiting_files(rt, stop)
+    report.waiting = rt.store.waiting_files(list(rt.accounts))
     notify_after_pass(rt)  # a digest of what is at risk or lost now (no-op without URLs)
     return report
