@@ -39,6 +39,7 @@ from types import FrameType
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from genvault.config import resolve_server_token
@@ -79,8 +80,11 @@ def _sync(
     generations: what it saved may await a read (a task still running, a detail read),
     and their files are not leased until that read (``store/leases.py``)."""
     result = sync_account(rt, acc, stop=stop)
-    if result.new or result.changed:
-        poll_now(sched, acc.name)
+    if (result.new or result.changed) and not stop.is_set():
+        # From a thread of its own: ``modify_job`` waits for the scheduler's job-store
+        # lock, which a shutdown in progress can hold while it waits for this very
+        # job to end (a deadlock a SIGTERM during a sync met, 2 of 3 times).
+        threading.Thread(target=poll_now, args=(sched, acc.name), daemon=True).start()
     return result
 
 
@@ -143,7 +147,7 @@ def poll_now(sched: BackgroundScheduler, account: str) -> None:
     """
     try:
         sched.modify_job(f"poll:{account}", next_run_time=datetime.now(UTC))
-    except JobLookupError:
+    except (JobLookupError, SchedulerNotRunningError):
         log.debug("server.no_poll_job", account=account)
 
 
