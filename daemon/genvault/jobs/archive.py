@@ -15,14 +15,13 @@ frees the leases of workers whose lock is gone
 taken over within seconds.
 
 **Batches.** Workers store files without flushing them (``durable=False``); each
-time the main thread wakes up it takes the finished files (a few at most:
+time the main thread wakes up it takes the finished files (one per slot at most:
 ``batch_limit``), leases more for the free slots, flushes the batch to disk with
 one ``Storage.sync`` and only then commits its outcomes in one transaction. A
 folder archive thus pays one ``syncfs`` per batch instead of two fsyncs per file,
 with the same rule: nothing is recorded before it is durable. The workers keep
-downloading meanwhile: the refill comes before the flush. (Larger batches were
-tried: a kill then lost more finished work, and the crash tests' kills after the
-n-th commit found nothing left in flight.)
+downloading meanwhile: the refill comes before the flush. (At most one file per
+slot a commit: the profile that chose it is ``bench/PROFILE.md`` §8.)
 **Sidecars** are written as the pass goes (:class:`genvault.jobs.sidecars.PassSidecars`):
 the generations whose last file a batch recorded get theirs at the next wake-up, one
 round of PUTs stored before that wake-up's flush and flushed with its media, their
@@ -151,10 +150,12 @@ def archive_pending(
     started = time.monotonic()
     owner = rt.worker_id
     window = cfg.concurrency * 2
-    batch_limit = max(1, cfg.concurrency // 2)
-    """Most outcomes per commit: a commit records a few files, as when each wake-up
-    brought one or two, so a kill loses little finished work (and the crash tests'
-    kills after the n-th commit still find files in flight)."""
+    batch_limit = cfg.concurrency
+    """Most outcomes per commit: one per slot. The main thread is the pipeline's narrow
+    part (each wake-up: sidecars, one flush, one commit, one lease); at half that, a
+    profile of the local benchmark found it busy the whole pass and the workers idle
+    for want of leases (``bench/PROFILE.md`` §8). A kill still loses little finished
+    work, and the crash tests' kills after the n-th commit still find files in flight."""
     in_flight: dict[Future[Outcome], LeasedAsset] = {}
     finished: list[tuple[LeasedAsset, Outcome]] = []
     """Done but not yet flushed and recorded (the batch of one wake-up)."""
