@@ -18,6 +18,7 @@ import pytest
 
 from genvault.simulator import geminigen
 from genvault.store import Store
+from genvault.store.base import G
 from tests.acceptance.helpers import (
     defaults_config,
     genvault,
@@ -301,6 +302,11 @@ def test_short_retry_after_is_honoured_within_the_run(
 def test_tasks_running_past_the_horizon_are_failed_with_the_reason(
     tmp_path: Path, start_sim: SimStarter
 ) -> None:
+    """At the defaults a user gets (``poll.give_up_hours`` 48, the poll ladder from 5 s):
+    a task still running when its horizon has passed is failed with the reason, and the
+    run that gave up on it says so (exit 3). The 48 hours pass through the store (the
+    horizon and the next status read are moved to now), never by waiting or by
+    shortening a setting."""
     sim = start_sim(
         geminigen.create,
         api_key=API_KEY,
@@ -311,23 +317,38 @@ def test_tasks_running_past_the_horizon_are_failed_with_the_reason(
         processing_seconds=3600,
         failed_count=0,
     )
-    db = tmp_path / "gv.db"
-    config = local_config(tmp_path, [_account(sim)])
-    # the horizon comes from the environment, as an operator would override it
-    env = {"GG_KEY": API_KEY, "GENVAULT_POLL__GIVE_UP_HOURS": "0.0005"}
-    first = genvault("--config", str(config), "run", "--once", env=env)
-    assert first.returncode == 0, first.stderr[-3000:]
-    store = Store(f"sqlite:///{db}")
+    db = f"sqlite:///{tmp_path / 'gv.db'}"
+    config = defaults_config(
+        tmp_path / "genvault.toml",
+        db_url=db,
+        storage_url=f"file://{tmp_path / 'archive'}",
+        account=_account(sim),
+    )
+    env = {"GG_KEY": API_KEY}
+    once = ("--config", str(config), "--log-format", "json", "run", "--once")
+    first = genvault(*once, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]  # running tasks are not owed yet
+    store = Store(db)
     running = [g for g in store.generations() if g["status"] in ("queued", "running")]
-    assert len(running) == 2 and all(g["next_poll_at"] for g in running)
-    time.sleep(2.0)  # past the 1.8 s horizon
-    genvault("--config", str(config), "run", "--once", env=env)
+    assert len(running) == 2 and all(g["next_poll_at"] and g["poll_until"] for g in running)
+
+    now = datetime.now(UTC)  # 48 hours later: the horizon has passed, the next read is due
+    with store.engine.begin() as conn:
+        conn.execute(
+            G.update()
+            .where(G.c.id.in_([g["id"] for g in running]))
+            .values(poll_until=now, next_poll_at=now)
+        )
+    second = genvault(*once, env=env)
     gens = {g["external_id"]: g for g in store.generations()}
     store.dispose()
     for g in running:
         after = gens[g["external_id"]]
         assert after["status"] == "failed" and after["next_poll_at"] is None
-        assert "gave up after" in after["error"]
+        assert "gave up after 48 h" in after["error"]
+    assert second.returncode == 3, second.stderr[-3000:]
+    done = run_done(second.stderr)
+    assert done["complete"] is False and any("gave up" in why for why in done["incomplete"])
 
 
 def test_a_run_that_leaves_files_backing_off_is_incomplete_even_if_it_tried_nothing(
