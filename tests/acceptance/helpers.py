@@ -26,6 +26,14 @@ def write_config(
 ) -> Path:
     """A TOML config for tests: loopback allowed, quick polls, quick retries.
 
+    Three settings are shortened against the defaults a user gets: ``poll.backoff_seconds``
+    [0.2, 0.5] (default 5 s up to 300 s), ``archive.retry_base_seconds`` 0.2 (30) and
+    ``network.read_timeout`` 20 (60). That is for speed only, never to make an assertion
+    hold: every test built on this config must pass unchanged at the defaults. A test
+    of what a retry, a backoff or an outage leaves a user with takes
+    :func:`defaults_config` (or the default values) and lets time pass through the
+    store (:func:`time_passes`, :func:`run_until_quiet`), never by waiting.
+
     ``network`` is added to the ``[network]`` table (``extra`` may not open it again).
     """
     lines = [
