@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,13 +17,14 @@ import pytest
 
 from genvault.simulator import geminigen
 from genvault.store import Store
-from genvault.store.base import G
+from genvault.store.base import G, H
 from tests.acceptance.helpers import (
     defaults_config,
     genvault,
     local_config,
     run_done,
     run_until_quiet,
+    time_passes,
     write_config,
 )
 from tests.fixtures.s3 import S3Server
@@ -259,11 +259,19 @@ def test_rate_limited_run_exits_3_saying_why_and_resumes(
     sim: geminigen.GeminiGenSimulator, tmp_path: Path
 ) -> None:
     """A quota pause is not a failure of genvault, but the run did not archive what it
-    should have: exit 3, and its last line says it is incomplete and why."""
-    db = tmp_path / "gv.db"
-    config = local_config(tmp_path, [_account(sim)], network="backoff_cap_seconds = 1.0")
+    should have: exit 3, and its last line says it is incomplete and why. At the
+    defaults a user gets (``network.backoff_cap_seconds`` 60), a Retry-After of an hour
+    ends the run; the hour passes through the store (the stored pause and every
+    backoff end), never by waiting."""
+    db = f"sqlite:///{tmp_path / 'gv.db'}"
+    config = defaults_config(
+        tmp_path / "genvault.toml",
+        db_url=db,
+        storage_url=f"file://{tmp_path / 'archive'}",
+        account=_account(sim),
+    )
     env = {"GG_KEY": API_KEY}
-    sim.faults.update(rate_limit=True, retry_after="3")  # longer than the backoff cap
+    sim.faults.update(rate_limit=True, retry_after="3600")  # longer than the backoff cap
     proc = genvault("--config", str(config), "run", "--once", env=env)
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert "sync.rate_limited" in proc.stderr
@@ -276,10 +284,22 @@ def test_rate_limited_run_exits_3_saying_why_and_resumes(
     early = genvault("--config", str(config), "run", "--once", env=env)
     assert early.returncode == 3, early.stderr[-3000:]
     assert sim.stats.snapshot()["requests"] == requests
-    time.sleep(3.2)
+
+    store = Store(db)  # an hour later: the pause has ended
+    try:
+        with store.engine.begin() as conn:
+            paused = conn.execute(
+                H.update()
+                .where(H.c.account == "main", H.c.rate_limited_until.is_not(None))
+                .values(rate_limited_until=datetime.now(UTC))
+            ).rowcount
+    finally:
+        store.dispose()
+    assert paused == 1, "the quota pause was not stored"
+    time_passes(db)
     runs = run_until_quiet(config, env)
-    assert runs[-1].returncode == 0
-    store = Store(f"sqlite:///{db}")
+    assert runs[-1].returncode == 0, runs[-1].stderr[-3000:]
+    store = Store(db)
     archived = {a["source_url"] for a in store.assets() if a["state"] == "archived"}
     store.dispose()
     assert set(_expected(sim)) <= archived
