@@ -41,7 +41,7 @@ from genvault.records import Page
 from genvault.runtime import Runtime
 from genvault.simulator import SIMULATORS, Simulator, simulator_factory
 from genvault.store import Store
-from tests.acceptance.helpers import genvault, sim_account, write_config
+from tests.acceptance.helpers import genvault, sim_account, time_passes, write_config
 
 KEY = "provider-faults-key-24ch"  # 24 characters: Akool's callback key is the API key
 PROVIDERS = tuple(SIMULATORS)
@@ -101,13 +101,12 @@ NETWORK = {
     "GENVAULT_NETWORK__BACKOFF_CAP_SECONDS": "0.2",
     "GENVAULT_NETWORK__BUDGET_MAX_INTERVAL_SECONDS": "0.05",
     "GENVAULT_NETWORK__BREAKER_COOLDOWN_SECONDS": "0.2",
-    "GENVAULT_POLL__BACKOFF_SECONDS": "[0.05, 0.1]",
-    "GENVAULT_ARCHIVE__RETRY_BASE_SECONDS": "0",
 }
-"""Short waits, so a test takes a second: retries back off at most 0.2 s (a longer
-Retry-After ends the pass), the request pacing a 429 imposes stays negligible, an
-opened circuit breaker tries again after 0.2 s, and a task whose poll failed is due
-again within 0.1 s."""
+"""Short waits of the API client, so a test takes a second: retries back off at most
+0.2 s (a longer Retry-After ends the pass), the request pacing a 429 imposes stays
+negligible, an opened circuit breaker tries again after 0.2 s. The poll ladder and
+the file retries are the defaults a user gets: a failed poll or file is the next
+run's, after time passes through the store (:func:`time_passes`)."""
 
 
 @dataclass
@@ -201,14 +200,15 @@ class Harness:
             )
 
     def run_until_quiet(self, max_runs: int = 6, **env: str) -> list[Run]:
-        """Passes until nothing is left to poll or archive (the next poll is 0.1 s away)."""
+        """Passes until nothing is left to poll or archive; between them every backoff
+        ends (:func:`time_passes`), as before a CronJob's next run."""
         runs = []
         for _ in range(max_runs):
             runs.append(self.run(**env))
             polling, pending = self.outstanding()
             if polling == 0 and pending == 0:
                 return runs
-            time.sleep(0.15)
+            time_passes(self.db)
         raise AssertionError(f"{self.provider}: not quiet after {max_runs} runs: {runs[-1]}")
 
     def outstanding(self) -> tuple[int, int]:
@@ -397,7 +397,7 @@ def test_read_timeouts_are_transient(make: Any, provider: str) -> None:
     assert not [g for g in gens if g["status"] == "failed"], "a timeout is not a failure"
 
     h.sim.faults.update(latency_s=0.0)
-    time.sleep(0.1)  # the failed polls are due again
+    time_passes(h.db)  # the failed polls are due again
     runs = h.run_until_quiet()
     assert runs[-1].exit_code == ExitCode.OK, runs[-1].report
     h.assert_all_archived()
@@ -431,7 +431,7 @@ def test_malformed_answers_are_counted_never_a_crash(make: Any, provider: str, m
         return
 
     h.sim.faults.update(malformed=None)
-    time.sleep(0.1)  # the failed polls are due again
+    time_passes(h.db)  # the failed polls are due again
     runs = h.run_until_quiet()
     assert runs[-1].exit_code == ExitCode.OK, runs[-1].report
     h.assert_all_archived()
