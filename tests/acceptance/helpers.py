@@ -26,6 +26,14 @@ def write_config(
 ) -> Path:
     """A TOML config for tests: loopback allowed, quick polls, quick retries.
 
+    Three settings are shortened against the defaults a user gets: ``poll.backoff_seconds``
+    [0.2, 0.5] (default 5 s up to 300 s), ``archive.retry_base_seconds`` 0.2 (30) and
+    ``network.read_timeout`` 20 (60). That is for speed only, never to make an assertion
+    hold: every test built on this config must pass unchanged at the defaults. A test
+    of what a retry, a backoff or an outage leaves a user with takes
+    :func:`defaults_config` (or the default values) and lets time pass through the
+    store (:func:`time_passes`, :func:`run_until_quiet`), never by waiting.
+
     ``network`` is added to the ``[network]`` table (``extra`` may not open it again).
     """
     lines = [
@@ -114,12 +122,32 @@ def run_done(stderr: str) -> dict[str, Any]:
     return cast("dict[str, Any]", done)
 
 
+def time_passes(db_url: str) -> None:
+    """Every file's and every status read's backoff ends, as when a CronJob's next run
+    comes after them: each pending file is due again (what ``genvault retry`` does) and
+    so is each generation's next status read. Time passes through the store, never by
+    waiting or by shortening a setting. (A provider's quota pause and an open circuit
+    breaker are not touched.)"""
+    from genvault.models import utcnow
+    from genvault.store import Store
+    from genvault.store.base import G
+
+    store = Store(db_url)
+    try:
+        for account in sorted({a["account"] for a in store.assets()}):
+            store.requeue_assets(account)
+        now = utcnow()
+        with store.engine.begin() as conn:
+            conn.execute(G.update().where(G.c.next_poll_at > now).values(next_poll_at=now))
+    finally:
+        store.dispose()
+
+
 def run_until_quiet(
     config: Path, env: dict[str, str], *, max_runs: int = 15
 ) -> list[subprocess.CompletedProcess[str]]:
-    """``run --once`` repeatedly, as a CronJob would, until a run has nothing left to do."""
-    import time
-
+    """``run --once`` repeatedly, as a CronJob would, until a run has nothing left to do;
+    between runs, :func:`time_passes` (a CronJob's next run comes after every backoff)."""
     from genvault.config import load_settings
     from genvault.store import Store
 
@@ -135,7 +163,7 @@ def run_until_quiet(
             store.dispose()
         if polling == 0 and pending == 0:
             return runs
-        time.sleep(0.3)
+        time_passes(settings.database.url)
     raise AssertionError(
         f"not quiet after {max_runs} runs; last stderr:\n{runs[-1].stderr[-3000:]}"
     )

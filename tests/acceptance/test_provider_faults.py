@@ -41,7 +41,8 @@ from genvault.records import Page
 from genvault.runtime import Runtime
 from genvault.simulator import SIMULATORS, Simulator, simulator_factory
 from genvault.store import Store
-from tests.acceptance.helpers import genvault, sim_account, write_config
+from genvault.store.base import H
+from tests.acceptance.helpers import genvault, sim_account, time_passes, write_config
 
 KEY = "provider-faults-key-24ch"  # 24 characters: Akool's callback key is the API key
 PROVIDERS = tuple(SIMULATORS)
@@ -101,13 +102,12 @@ NETWORK = {
     "GENVAULT_NETWORK__BACKOFF_CAP_SECONDS": "0.2",
     "GENVAULT_NETWORK__BUDGET_MAX_INTERVAL_SECONDS": "0.05",
     "GENVAULT_NETWORK__BREAKER_COOLDOWN_SECONDS": "0.2",
-    "GENVAULT_POLL__BACKOFF_SECONDS": "[0.05, 0.1]",
-    "GENVAULT_ARCHIVE__RETRY_BASE_SECONDS": "0",
 }
-"""Short waits, so a test takes a second: retries back off at most 0.2 s (a longer
-Retry-After ends the pass), the request pacing a 429 imposes stays negligible, an
-opened circuit breaker tries again after 0.2 s, and a task whose poll failed is due
-again within 0.1 s."""
+"""Short waits of the API client, so a test takes a second: retries back off at most
+0.2 s (a longer Retry-After ends the pass), the request pacing a 429 imposes stays
+negligible, an opened circuit breaker tries again after 0.2 s. The poll ladder and
+the file retries are the defaults a user gets: a failed poll or file is the next
+run's, after time passes through the store (:func:`time_passes`)."""
 
 
 @dataclass
@@ -201,15 +201,30 @@ class Harness:
             )
 
     def run_until_quiet(self, max_runs: int = 6, **env: str) -> list[Run]:
-        """Passes until nothing is left to poll or archive (the next poll is 0.1 s away)."""
+        """Passes until nothing is left to poll or archive; between them every backoff
+        ends (:func:`time_passes`), as before a CronJob's next run."""
         runs = []
         for _ in range(max_runs):
             runs.append(self.run(**env))
             polling, pending = self.outstanding()
             if polling == 0 and pending == 0:
                 return runs
-            time.sleep(0.15)
+            time_passes(self.db)
         raise AssertionError(f"{self.provider}: not quiet after {max_runs} runs: {runs[-1]}")
+
+    def pause_ends(self) -> None:
+        """The provider's stored quota pause is over (it is an hour long)."""
+        store = Store(self.db)
+        try:
+            with store.engine.begin() as conn:
+                paused = conn.execute(
+                    H.update()
+                    .where(H.c.account == "main", H.c.rate_limited_until.is_not(None))
+                    .values(rate_limited_until=datetime.now(UTC))
+                ).rowcount
+        finally:
+            store.dispose()
+        assert paused == 1, "the quota pause was not stored"
 
     def outstanding(self) -> tuple[int, int]:
         store = Store(self.db)
@@ -314,14 +329,15 @@ def test_long_retry_after_ends_the_pass_early_and_the_next_run_completes(
 ) -> None:
     """A Retry-After over ``network.backoff_cap_seconds`` means "quota exhausted": stop,
     keep what was done, exit 3 (the run is not complete, and says why); the pause
-    outlives the run, then the next run completes and exits 0.
-    (1 s over a 0.2 s cap stands for an hour over a minute.)"""
+    outlives the run, then the next run completes and exits 0. At the default cap
+    (60 s) a Retry-After of an hour; the hour passes through the store (the stored
+    pause ends, every backoff is made due), never by waiting."""
     h = make(provider)
     h.configure(**SMALL_PAGES.get(provider, {}))
+    default_cap = {"GENVAULT_NETWORK__BACKOFF_CAP_SECONDS": "60"}
     # the first request (a page, or a task) is answered, then the API rate-limits
-    h.sim.faults.update(pass_next=1, rate_limit=True, retry_after="1")
-    first = h.run()
-    paused_at = time.monotonic()
+    h.sim.faults.update(pass_next=1, rate_limit=True, retry_after="3600")
+    first = h.run(**default_cap)
     assert first.exit_code == ExitCode.RETRYING, first.report
     assert any("rate limited" in why for why in first.report.incomplete), first.report
     assert h.stat("statuses", "429") >= 1
@@ -341,14 +357,14 @@ def test_long_retry_after_ends_the_pass_early_and_the_next_run_completes(
 
     h.sim.faults.update(rate_limit=False, retry_after=None)
     requests = h.api_requests()
-    during_pause = h.run()  # within the second the provider asked for: not one API request
-    if h.api_requests() == requests:  # still incomplete: what the pause held back waits
-        assert during_pause.exit_code == ExitCode.RETRYING, during_pause.report
-    if time.monotonic() - paused_at < 0.8:  # (a very slow machine may be past the pause)
-        assert h.api_requests() == requests
-    time.sleep(max(0.0, 1.1 - (time.monotonic() - paused_at)))
-    runs = h.run_until_quiet()
-    assert runs[-1].exit_code == ExitCode.OK, runs[-1].report
+    during_pause = h.run(**default_cap)  # within the hour: not one API request
+    assert h.api_requests() == requests
+    assert during_pause.exit_code == ExitCode.RETRYING, during_pause.report
+
+    h.pause_ends()  # an hour later
+    time_passes(h.db)
+    runs = h.run_until_quiet(**default_cap)
+    assert runs[0].exit_code == ExitCode.OK, runs[0].report
     h.assert_all_archived()
 
 
@@ -397,7 +413,7 @@ def test_read_timeouts_are_transient(make: Any, provider: str) -> None:
     assert not [g for g in gens if g["status"] == "failed"], "a timeout is not a failure"
 
     h.sim.faults.update(latency_s=0.0)
-    time.sleep(0.1)  # the failed polls are due again
+    time_passes(h.db)  # the failed polls are due again
     runs = h.run_until_quiet()
     assert runs[-1].exit_code == ExitCode.OK, runs[-1].report
     h.assert_all_archived()
@@ -431,7 +447,7 @@ def test_malformed_answers_are_counted_never_a_crash(make: Any, provider: str, m
         return
 
     h.sim.faults.update(malformed=None)
-    time.sleep(0.1)  # the failed polls are due again
+    time_passes(h.db)  # the failed polls are due again
     runs = h.run_until_quiet()
     assert runs[-1].exit_code == ExitCode.OK, runs[-1].report
     h.assert_all_archived()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,14 @@ import pytest
 
 from genvault.simulator import geminigen
 from genvault.store import Store
+from genvault.store.base import G, H
 from tests.acceptance.helpers import (
     defaults_config,
     genvault,
     local_config,
     run_done,
     run_until_quiet,
+    time_passes,
     write_config,
 )
 from tests.fixtures.s3 import S3Server
@@ -258,11 +259,19 @@ def test_rate_limited_run_exits_3_saying_why_and_resumes(
     sim: geminigen.GeminiGenSimulator, tmp_path: Path
 ) -> None:
     """A quota pause is not a failure of genvault, but the run did not archive what it
-    should have: exit 3, and its last line says it is incomplete and why."""
-    db = tmp_path / "gv.db"
-    config = local_config(tmp_path, [_account(sim)], network="backoff_cap_seconds = 1.0")
+    should have: exit 3, and its last line says it is incomplete and why. At the
+    defaults a user gets (``network.backoff_cap_seconds`` 60), a Retry-After of an hour
+    ends the run; the hour passes through the store (the stored pause and every
+    backoff end), never by waiting."""
+    db = f"sqlite:///{tmp_path / 'gv.db'}"
+    config = defaults_config(
+        tmp_path / "genvault.toml",
+        db_url=db,
+        storage_url=f"file://{tmp_path / 'archive'}",
+        account=_account(sim),
+    )
     env = {"GG_KEY": API_KEY}
-    sim.faults.update(rate_limit=True, retry_after="3")  # longer than the backoff cap
+    sim.faults.update(rate_limit=True, retry_after="3600")  # longer than the backoff cap
     proc = genvault("--config", str(config), "run", "--once", env=env)
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert "sync.rate_limited" in proc.stderr
@@ -275,10 +284,22 @@ def test_rate_limited_run_exits_3_saying_why_and_resumes(
     early = genvault("--config", str(config), "run", "--once", env=env)
     assert early.returncode == 3, early.stderr[-3000:]
     assert sim.stats.snapshot()["requests"] == requests
-    time.sleep(3.2)
+
+    store = Store(db)  # an hour later: the pause has ended
+    try:
+        with store.engine.begin() as conn:
+            paused = conn.execute(
+                H.update()
+                .where(H.c.account == "main", H.c.rate_limited_until.is_not(None))
+                .values(rate_limited_until=datetime.now(UTC))
+            ).rowcount
+    finally:
+        store.dispose()
+    assert paused == 1, "the quota pause was not stored"
+    time_passes(db)
     runs = run_until_quiet(config, env)
-    assert runs[-1].returncode == 0
-    store = Store(f"sqlite:///{db}")
+    assert runs[-1].returncode == 0, runs[-1].stderr[-3000:]
+    store = Store(db)
     archived = {a["source_url"] for a in store.assets() if a["state"] == "archived"}
     store.dispose()
     assert set(_expected(sim)) <= archived
@@ -287,11 +308,18 @@ def test_rate_limited_run_exits_3_saying_why_and_resumes(
 def test_short_retry_after_is_honoured_within_the_run(
     sim: geminigen.GeminiGenSimulator, tmp_path: Path
 ) -> None:
+    """Three 503s, then the API answers: at the defaults a user gets, the client's own
+    retries absorb them within the run, which is complete (exit 0)."""
     db = tmp_path / "gv.db"
-    config = local_config(tmp_path, [_account(sim)])
+    config = defaults_config(
+        tmp_path / "genvault.toml",
+        db_url=f"sqlite:///{db}",
+        storage_url=f"file://{tmp_path / 'archive'}",
+        account=_account(sim),
+    )
     sim.faults.update(fail_next=3)  # three 503s, then the API answers again
     proc = genvault("--config", str(config), "run", "--once", env={"GG_KEY": API_KEY})
-    assert proc.returncode in (0, 3), proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stderr[-3000:]
     assert sim.stats.snapshot()["statuses"].get("503", 0) == 3
     store = Store(f"sqlite:///{db}")
     assert store.generations(), "the sync went on after the retries"
@@ -301,6 +329,11 @@ def test_short_retry_after_is_honoured_within_the_run(
 def test_tasks_running_past_the_horizon_are_failed_with_the_reason(
     tmp_path: Path, start_sim: SimStarter
 ) -> None:
+    """At the defaults a user gets (``poll.give_up_hours`` 48, the poll ladder from 5 s):
+    a task still running when its horizon has passed is failed with the reason, and the
+    run that gave up on it says so (exit 3). The 48 hours pass through the store (the
+    horizon and the next status read are moved to now), never by waiting or by
+    shortening a setting."""
     sim = start_sim(
         geminigen.create,
         api_key=API_KEY,
@@ -311,23 +344,38 @@ def test_tasks_running_past_the_horizon_are_failed_with_the_reason(
         processing_seconds=3600,
         failed_count=0,
     )
-    db = tmp_path / "gv.db"
-    config = local_config(tmp_path, [_account(sim)])
-    # the horizon comes from the environment, as an operator would override it
-    env = {"GG_KEY": API_KEY, "GENVAULT_POLL__GIVE_UP_HOURS": "0.0005"}
-    first = genvault("--config", str(config), "run", "--once", env=env)
-    assert first.returncode == 0, first.stderr[-3000:]
-    store = Store(f"sqlite:///{db}")
+    db = f"sqlite:///{tmp_path / 'gv.db'}"
+    config = defaults_config(
+        tmp_path / "genvault.toml",
+        db_url=db,
+        storage_url=f"file://{tmp_path / 'archive'}",
+        account=_account(sim),
+    )
+    env = {"GG_KEY": API_KEY}
+    once = ("--config", str(config), "--log-format", "json", "run", "--once")
+    first = genvault(*once, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]  # running tasks are not owed yet
+    store = Store(db)
     running = [g for g in store.generations() if g["status"] in ("queued", "running")]
-    assert len(running) == 2 and all(g["next_poll_at"] for g in running)
-    time.sleep(2.0)  # past the 1.8 s horizon
-    genvault("--config", str(config), "run", "--once", env=env)
+    assert len(running) == 2 and all(g["next_poll_at"] and g["poll_until"] for g in running)
+
+    now = datetime.now(UTC)  # 48 hours later: the horizon has passed, the next read is due
+    with store.engine.begin() as conn:
+        conn.execute(
+            G.update()
+            .where(G.c.id.in_([g["id"] for g in running]))
+            .values(poll_until=now, next_poll_at=now)
+        )
+    second = genvault(*once, env=env)
     gens = {g["external_id"]: g for g in store.generations()}
     store.dispose()
     for g in running:
         after = gens[g["external_id"]]
         assert after["status"] == "failed" and after["next_poll_at"] is None
-        assert "gave up after" in after["error"]
+        assert "gave up after 48 h" in after["error"]
+    assert second.returncode == 3, second.stderr[-3000:]
+    done = run_done(second.stderr)
+    assert done["complete"] is False and any("gave up" in why for why in done["incomplete"])
 
 
 def test_a_run_that_leaves_files_backing_off_is_incomplete_even_if_it_tried_nothing(

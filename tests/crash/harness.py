@@ -376,14 +376,10 @@ class Trial:
         ]
         if self.target.endpoint_url:
             lines.append(f'endpoint_url = "{self.target.endpoint_url}"')
-        lines += [
+        lines += [  # the poll ladder, file retries and timeouts a user gets
             "[network]",
             "allow_private = true",
-            "read_timeout = 20.0",
-            "[poll]",
-            "backoff_seconds = [0.2, 0.5]",
             "[archive]",
-            "retry_base_seconds = 0.2",
             "concurrency = 2",
             "batch_size = 4",
             "[server]",
@@ -627,9 +623,9 @@ class Trial:
     def clean_run(self) -> None:
         """Exactly one ``run --once`` without a kill; it must leave nothing to do.
 
-        Poll and retry timers the killed runs set (fractions of a second with this
-        config) are let pass first, so that only leases could hold the run back,
-        and those are never waited for.
+        The poll and retry timers the killed runs set are let pass first, through the
+        store (:meth:`_settle`), so that only leases could hold the run back, and those
+        are never waited for.
         """
         self._settle()
         with self._db() as conn:
@@ -653,28 +649,19 @@ class Trial:
         finally:
             engine.dispose()
 
-    def _settle(self, cap_s: float = 5.0) -> None:
-        """Sleep until no poll or retry is scheduled in the future (at most ``cap_s``).
-
-        Lease expiries are deliberately not looked at.
-        """
+    def _settle(self) -> None:
+        """Every poll and retry scheduled in the future is due now, as when the next
+        CronJob run comes after them (the defaults' timers are seconds to an hour):
+        time passes through the store, never by waiting. Leases are left alone."""
         now = datetime.now(UTC)
         with self._db() as conn:
-            timers = list(
-                conn.execute(
-                    sa.select(G.c.next_poll_at).where(G.c.next_poll_at.is_not(None))
-                ).scalars()
+            conn.execute(G.update().where(G.c.next_poll_at > now).values(next_poll_at=now))
+            conn.execute(
+                A.update()
+                .where(A.c.state == "pending", A.c.next_attempt_at > now)
+                .values(next_attempt_at=now)
             )
-            timers += conn.execute(
-                sa.select(A.c.next_attempt_at).where(
-                    A.c.state == "pending", A.c.next_attempt_at.is_not(None)
-                )
-            ).scalars()
-        waits = [0.0]
-        for when in timers:
-            when = when if when.tzinfo else when.replace(tzinfo=UTC)
-            waits.append((when - now).total_seconds() + 0.1)
-        time.sleep(min(max(waits), cap_s))
+            conn.commit()
 
     # ------------------------------------------------------------------ verification
 
