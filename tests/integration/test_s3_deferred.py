@@ -204,6 +204,30 @@ def test_a_refused_deferred_upload_fails_sync_naming_its_key_only(
     storage.close()
 
 
+def test_after_a_refused_upload_puts_are_synchronous_until_sync_reports_it(
+    s3_bucket: tuple[str, str],  # noqa: F811
+    s3_server: S3Server,  # noqa: F811
+) -> None:
+    """So a storage outage still surfaces in a worker's put (and the breaker's probe
+    stops the downloads) instead of only at the next flush."""
+    endpoint, bucket = s3_bucket
+    storage = _storage(endpoint, bucket)
+    _refuse(storage, {"bad.bin"})
+    data = _data(2000, 5)
+    _put(storage, "bad.bin", data)
+    storage._deferred.wait_for("bad.bin")  # its request came back (refused)
+    assert storage._deferred.failing
+    _put(storage, "next.bin", data)  # synchronous: stored when put returns
+    assert _stored(s3_server, bucket, "next.bin") == (data, hashlib.sha256(data).hexdigest())
+    with pytest.raises(StorageError, match="NoSuchBucket"):
+        _put(storage, "bad.bin", data)  # refused in the put itself
+    with pytest.raises(SyncError) as err:
+        storage.sync(["bad.bin", "next.bin"])
+    assert err.value.keys == frozenset({"bad.bin"})
+    assert not storage._deferred.failing  # reported: puts are deferred again
+    storage.close()
+
+
 def test_the_caps_make_a_put_wait_and_sync_without_keys_waits_for_all(
     s3_bucket: tuple[str, str],  # noqa: F811
     s3_server: S3Server,  # noqa: F811

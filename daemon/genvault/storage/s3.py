@@ -274,8 +274,10 @@ class S3Storage:
         ``durable=False`` and a one-part object: the PutObject is queued to the uploader
         threads and this returns without waiting for it (possibly first waiting for
         room under the caps, or for an earlier upload of ``key``); the object exists
-        once :meth:`sync` of ``key`` returned. Otherwise, and for every multipart
-        upload, S3 has stored the object when this returns.
+        once :meth:`sync` of ``key`` returned. While a deferred upload has failed
+        unreported, puts are synchronous (a storage outage surfaces in the worker).
+        Otherwise, and for every multipart upload, S3 has stored the object when this
+        returns.
         """
         full_key = self._full_key(key)
         self._deferred.wait_for(key)  # an older deferred PUT of the key must not land last
@@ -288,7 +290,7 @@ class S3Storage:
         if head.at_end:
             meta = _clean_metadata(metadata, {"sha256": reader.sha256})
             body = head.body()
-            if durable:
+            if durable or self._deferred.failing:  # failing: judged in the worker again
                 self._put_object(full_key, body, ctype, meta)
             else:
                 send = functools.partial(self._put_deferred, full_key, body, ctype, meta)

@@ -25,6 +25,12 @@ Guarantees:
   would otherwise have held during its own request, so the extra memory is at most
   :data:`MAX_BYTES` (32 MiB) over the synchronous path. What waits for a ``sync`` after
   finishing is a key and an outcome, no bytes.
+* **A failing storage is still judged per file, by the worker.** While an upload
+  has failed and no ``sync`` has reported it (:attr:`DeferredUploads.failing`), the
+  storage's puts are synchronous again: during an outage the next put raises in its
+  worker, the storage breaker's probe opens the breaker and the workers stop
+  downloading, as before the overlap. The files downloaded meanwhile are bounded by
+  the caps (a put waits while the failing uploads retry).
 * **Nothing is dropped silently.** :meth:`DeferredUploads.close` refuses new uploads,
   lets the ones queued or running finish and logs any whose outcome no ``sync`` will
   report (their files are not recorded, so the next pass writes them again). At
@@ -82,6 +88,8 @@ class DeferredUploads:
         """Per key: uploads not yet reported by a sync, running or finished, in order."""
         self._running = 0
         self._running_bytes = 0
+        self._failed: set[Future[None]] = set()
+        """Uploads that failed and that no sync has reported yet."""
         self._closed = False
 
     # ------------------------------------------------------------------ state
@@ -91,6 +99,11 @@ class DeferredUploads:
         """(uploads unfinished, bytes they hold): what the caps bound."""
         with self._cond:
             return self._running, self._running_bytes
+
+    @property
+    def failing(self) -> bool:
+        """An upload failed and no :meth:`sync` has reported it yet."""
+        return bool(self._failed)
 
     def pending_keys(self) -> list[str]:
         """Keys with an upload not yet reported by :meth:`sync` (finished or not)."""
@@ -136,12 +149,14 @@ class DeferredUploads:
             future = self._pool.submit(upload)
             self._entries.setdefault(key, []).append(future)
         # Outside the lock: a future already done runs the callback in this thread.
-        future.add_done_callback(lambda _f: self._finished(size))
+        future.add_done_callback(lambda f: self._finished(f, size))
 
-    def _finished(self, size: int) -> None:
+    def _finished(self, future: Future[None], size: int) -> None:
         with self._cond:
             self._running -= 1
             self._running_bytes -= size
+            if future.exception() is not None:
+                self._failed.add(future)
             self._cond.notify_all()
 
     # ------------------------------------------------------------------ readers
@@ -165,6 +180,7 @@ class DeferredUploads:
                     futs.remove(future)
                     if not futs:
                         del self._entries[key]
+                self._failed.discard(future)
         failed: dict[str, str] = {}
         for key, future in taken:
             exc = future.exception()
@@ -192,6 +208,7 @@ class DeferredUploads:
         with self._cond:
             unreported = sorted(self._entries)
             self._entries.clear()
+            self._failed.clear()
         if unreported:
             log.warning(
                 "storage.uploads_unreported",
