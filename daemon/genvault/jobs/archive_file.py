@@ -115,7 +115,8 @@ def archive_one(rt: Runtime, asset: LeasedAsset, abort: Event, *, durable: bool 
     raised while handling another one (a URL refresh that meets a provider answer
     no parser foresaw), which an ``except`` clause of the same ``try`` cannot catch.
 
-    ``durable=False``: the stored file may wait in the page cache; the caller must
+    ``durable=False``: the stored file may wait in the page cache (a folder) or its
+    PutObject may still be running (S3, a file within one part); the caller must
     ``rt.storage.sync`` its key before recording it (the pass does, per batch).
     """
     with asset_context(asset):
