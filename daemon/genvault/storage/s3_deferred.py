@@ -89,7 +89,8 @@ class DeferredUploads:
         self._running = 0
         self._running_bytes = 0
         self._failed: set[Future[None]] = set()
-        """Uploads that failed and that no sync has reported yet."""
+        """Uploads that failed and that no sync has reported yet (entered by the upload's
+        own thread before its future is done, so a sync that saw it done discards it)."""
         self._closed = False
 
     # ------------------------------------------------------------------ state
@@ -146,17 +147,30 @@ class DeferredUploads:
                 raise StorageError(f"storage closed: {key} was not uploaded")
             self._running += 1
             self._running_bytes += size
-            future = self._pool.submit(upload)
+            mine: list[Future[None]] = []
+            future = self._pool.submit(self._run, upload, size, mine)
+            mine.append(future)
             self._entries.setdefault(key, []).append(future)
         # Outside the lock: a future already done runs the callback in this thread.
-        future.add_done_callback(lambda f: self._finished(f, size))
+        future.add_done_callback(self._wake)
 
-    def _finished(self, future: Future[None], size: int) -> None:
+    def _run(self, upload: Callable[[], None], size: int, mine: list[Future[None]]) -> None:
+        """``upload`` on an uploader thread; the counts are settled before its future is
+        done, so whoever saw it done (``sync``) sees them settled too."""
+        try:
+            upload()
+        except BaseException:
+            with self._cond:  # submit() holds the lock until ``mine`` has the future
+                self._failed.add(mine[0])
+            raise
+        finally:
+            with self._cond:
+                self._running -= 1
+                self._running_bytes -= size
+
+    def _wake(self, _future: Future[None]) -> None:
+        """Done: wake the puts waiting for room or for this key (after ``done()`` is true)."""
         with self._cond:
-            self._running -= 1
-            self._running_bytes -= size
-            if future.exception() is not None:
-                self._failed.add(future)
             self._cond.notify_all()
 
     # ------------------------------------------------------------------ readers
