@@ -41,13 +41,17 @@ CRASH_POINTS: tuple[str, ...] = (
     "archive.after_commit",
     # a generation.json is about to be written
     "archive.sidecar_before_put",
-    # a generation.json was written; its due flag is not cleared yet
+    # a generation.json was handed to storage (on S3 its PUT may still be on its way,
+    # until the batch's sync); its due flag is not cleared yet
     "archive.sidecar_after_put",
     # each read past the probed first part of a multipart upload (hit N >= 2: the upload
     # is open and parts are on their way or already stored)
     "s3.multipart_read",
     # the multipart upload completed; the sha256 metadata copy has not run
     "s3.before_sha256_copy",
+    # an uploader thread is about to send a deferred one-part PutObject: its put returned
+    # (the worker reported the file stored), the object is not in S3, nothing recorded
+    "s3.deferred_put",
     # a temp file is complete and fsynced, not yet renamed into place
     "local.before_rename",
 )

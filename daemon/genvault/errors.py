@@ -159,3 +159,16 @@ class PermanentDownloadError(DownloadError):
 
 class StorageError(GenvaultError):
     """The archive backend refused or failed a write; treated as transient."""
+
+
+class SyncError(StorageError):
+    """``Storage.sync`` found writes that failed, and names their keys.
+
+    The keys asked for that are not in :attr:`keys` are durable: a caller may record
+    those and retry only these (S3's deferred uploads fail one by one; a folder's
+    flush, which cannot tell, raises a plain :class:`StorageError` for the batch).
+    """
+
+    def __init__(self, message: str, *, keys: frozenset[str]) -> None:
+        super().__init__(message)
+        self.keys = keys

@@ -268,4 +268,8 @@ class Runtime:
     def close(self) -> None:
         self.api_http.close()
         self.media_http.close()
+        # S3: deferred uploads are finished (never dropped) and its threads stopped.
+        close_storage = getattr(self.storage, "close", None)
+        if close_storage is not None:
+            close_storage()
         self.store.dispose()

@@ -128,6 +128,7 @@ HITS: dict[str, tuple[int, int]] = {
     "archive.sidecar_after_put": (1, 10),
     "s3.multipart_read": (2, 4),  # from 2: a part is on its way, or uploaded
     "s3.before_sha256_copy": (1, 3),
+    "s3.deferred_put": (1, 8),  # a put returned, its PutObject not sent: nothing recorded
     "local.before_rename": (1, 12),
 }
 WEIGHTS: dict[str, float] = {
@@ -141,6 +142,7 @@ WEIGHTS: dict[str, float] = {
     "archive.sidecar_after_put": 0.7,
     "s3.multipart_read": 2.0,
     "s3.before_sha256_copy": 2.0,
+    "s3.deferred_put": 1.5,
     "local.before_rename": 1.5,
     TIMED: 1.2,
 }
@@ -511,6 +513,7 @@ class Trial:
             "archive.sidecar_after_put": min(sidecars + files // 4, 4 if files else 8),
             "s3.multipart_read": min(2 * large, 4),
             "s3.before_sha256_copy": min(large, 2),
+            "s3.deferred_put": min(files - large + sidecars, 6),
             "local.before_rename": min(files or sidecars, 6),
         }[name]
         return min(reach, self.hits[name][1]) if name in self.hits else 0
@@ -535,7 +538,7 @@ class Trial:
         ]
         # Multipart uploads are few and soon done: while one is to be had, go for it half
         # of the time. Otherwise favour the points this trial has not killed at yet.
-        multipart = [n for n in names if n.startswith("s3.")]
+        multipart = [n for n in names if n in ("s3.multipart_read", "s3.before_sha256_copy")]
         if multipart and self.rng.random() < 0.5:
             names = multipart
         weights = [WEIGHTS[n] * (1 if self.report.kills[n] else BOOST) for n in names]

@@ -19,9 +19,12 @@ time the main thread wakes up it takes the finished files (one per slot at most:
 ``batch_limit``), leases more for the free slots, flushes the batch to disk with
 one ``Storage.sync`` and only then commits its outcomes in one transaction. A
 folder archive thus pays one ``syncfs`` per batch instead of two fsyncs per file,
-with the same rule: nothing is recorded before it is durable. The workers keep
-downloading meanwhile: the refill comes before the flush. (At most one file per
-slot a commit: the profile that chose it is ``bench/PROFILE.md`` §8.)
+with the same rule: nothing is recorded before it is durable. On S3 a small file's
+PUT runs on the storage's uploader threads while its worker downloads the next file,
+and the flush waits for those PUTs (a failed one makes only its file a storage
+failure). The workers keep downloading meanwhile: the refill comes before the
+flush. (At most one file per slot a commit: the profile that chose it is
+``bench/PROFILE.md`` §8.)
 **Sidecars** are written as the pass goes (:class:`genvault.jobs.sidecars.PassSidecars`):
 the generations whose last file a batch recorded get theirs at the next wake-up, one
 round of PUTs stored before that wake-up's flush and flushed with its media, their
@@ -42,7 +45,7 @@ from threading import Event
 from sqlalchemy.exc import SQLAlchemyError
 
 from genvault.crashpoints import crash_point
-from genvault.errors import StorageError
+from genvault.errors import StorageError, SyncError
 from genvault.jobs.archive_file import (
     Deferred,
     archive_one,
@@ -355,27 +358,38 @@ def _settle(
     """Flush a batch's stored files (and ``also``: sidecars stored meanwhile) to disk,
     then count its outcomes; (the ones to record, whether the flush succeeded).
 
-    The flush comes before anything says the files are archived: if it fails, every
+    The flush comes before anything says the files are archived (on S3 it waits for
+    the deferred PUTs: a file is recorded only after S3 stored it): if it fails, every
     file of the batch is a storage failure (retried, its attempts kept), whatever
-    part of it did reach the disk.
+    part of it did reach the disk; a :class:`SyncError` (S3) names the keys that
+    failed, and only their files are. One probe judges them all (``failed_at``).
     """
     keys = [o.storage_key for _, o in finished if o.state is AssetState.ARCHIVED and o.storage_key]
     ok = True
     try:
         rt.storage.sync(keys + (also or []))
     except StorageError as exc:
-        ok = False
-        log.error("archive.flush_failed", files=len(keys) + len(also or []), error=str(exc))
+        failed = exc.keys if isinstance(exc, SyncError) else None
+        ok = failed is not None and not failed.intersection(also or [])
+        log.error(
+            "archive.flush_failed",
+            files=len(keys) + len(also or []) if failed is None else len(failed),
+            error=str(exc),
+        )
         now = utcnow()
+        failed_at = time.monotonic()
         unflushed = []
         for asset, o in finished:
-            if o.state is AssetState.ARCHIVED:
+            if o.state is AssetState.ARCHIVED and (failed is None or o.storage_key in failed):
                 with asset_context(asset):
                     o = storage_failure(
-                        rt, asset, exc, now, asset.expires_at <= now, time.monotonic()
+                        rt, asset, exc, now, asset.expires_at <= now, time.monotonic(), failed_at
                     )
             unflushed.append((asset, o))
         finished = unflushed
+    for asset, o in finished:
+        if o.state is AssetState.ARCHIVED:
+            rt.storage_guard.stored(asset.id)  # durable now: its strikes are forgotten
     outcomes = []
     for asset, outcome in finished:
         outcomes.append(outcome)

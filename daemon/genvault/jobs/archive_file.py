@@ -115,7 +115,8 @@ def archive_one(rt: Runtime, asset: LeasedAsset, abort: Event, *, durable: bool 
     raised while handling another one (a URL refresh that meets a provider answer
     no parser foresaw), which an ``except`` clause of the same ``try`` cannot catch.
 
-    ``durable=False``: the stored file may wait in the page cache; the caller must
+    ``durable=False``: the stored file may wait in the page cache (a folder) or its
+    PutObject may still be running (S3, a file within one part); the caller must
     ``rt.storage.sync`` its key before recording it (the pass does, per batch).
     """
     with asset_context(asset):
@@ -194,7 +195,8 @@ def _archive_one(rt: Runtime, asset: LeasedAsset, abort: Event, durable: bool) -
                 write_error = exc
         if write_error is not None:  # judged with the download closed: the probe may take s
             return storage_failure(rt, asset, write_error, now, expired, started)
-        guard.stored(asset.id)
+        if durable:  # else the pass forgets its strikes once the flush succeeded
+            guard.stored(asset.id)
         log.info(
             "asset.archived",
             role=asset.role,
@@ -228,15 +230,19 @@ def storage_failure(
     now: datetime,
     expired: bool,
     started: float,
+    failed_at: float | None = None,
 ) -> Outcome:
     """A write (or its flush to disk) failed: storage is down (the breaker opens) or
     refused this file.
+
+    ``failed_at`` (monotonic; now when None): when the failure was seen. The files of
+    one failed flush pass the same time, so one probe sent after it judges them all.
 
     Neither uses up the file's attempts while its deadline is ahead. Past the
     deadline the file was on its last chance, and it is lost, saying why.
     """
     rt.metrics.storage_failed()
-    outage = rt.storage_guard.confirm_outage(time.monotonic())
+    outage = rt.storage_guard.confirm_outage(time.monotonic() if failed_at is None else failed_at)
     if expired:
         reason = "storage unavailable" if outage else "storage refused the write"
         error = StorageError(f"{reason}: {exc}")

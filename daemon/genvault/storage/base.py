@@ -53,8 +53,9 @@ class Storage(Protocol):
         aborts the write and propagates unchanged; nothing is left at ``key``
         or in temporary space. ``metadata`` gains ``sha256`` where the backend
         can record it. ``durable=False``: the object may still be in the page
-        cache when this returns, until :meth:`sync` is called for ``key`` (a folder
-        then flushes a whole batch at once instead of each file and folder on its own).
+        cache (a folder) or on its way (S3) when this returns, until :meth:`sync` is
+        called for ``key`` (a folder then flushes a whole batch at once instead of each
+        file and folder on its own; S3's worker goes on while its upload runs).
         """
         ...
 
@@ -101,8 +102,11 @@ class Storage(Protocol):
         such object when None) durable; StorageError if one may not be.
 
         A caller that defers durability must call this, and see it return, before it
-        records anywhere that those objects are stored. Backends whose writes are
-        durable when ``put`` returns (S3) do nothing.
+        records anywhere that those objects are stored. A folder fsyncs them here; S3
+        waits for the PutObjects of small objects, which ``put`` handed to uploader
+        threads and did not wait for (multipart uploads are complete when ``put``
+        returns). A :class:`~genvault.errors.SyncError` names the keys that failed (the
+        other keys are durable); a plain StorageError leaves every key in doubt.
         """
         ...
 

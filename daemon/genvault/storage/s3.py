@@ -6,7 +6,11 @@ size is often unknown up front (chunked HTTP responses):
 * **small** (ends within ``multipart_threshold``): the bytes are already in
   memory after the probe read, so one ``PutObject`` carries data, content type
   and the sha256 metadata. Nothing is sent before the source reached EOF, so a
-  failing source leaves nothing behind.
+  failing source leaves nothing behind. With ``durable=False`` (the archive pass)
+  that request is handed to the storage's uploader threads and ``put`` returns at
+  once, size and sha256 known from the probe: the worker's provider connection goes
+  on to the next download while the PUT runs, and :meth:`S3Storage.sync` waits for
+  it and reports its failure (:mod:`genvault.storage.s3_deferred`: guarantees, caps).
 * **large**: our own streaming multipart upload (:mod:`genvault.storage.s3_multipart`):
   the probed bytes are the first part, the rest is copied chunk by chunk into reused
   part buffers, at most three per file, while two parts upload (never the whole
@@ -28,6 +32,7 @@ in the environment; botocore honours it without code changes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 import secrets
@@ -47,6 +52,7 @@ from genvault.crashpoints import crash_point
 from genvault.errors import StorageError
 from genvault.storage.base import HashingReader, StoredObject
 from genvault.storage.keys import MAX_KEY_BYTES, check_key
+from genvault.storage.s3_deferred import MAX_BYTES, MAX_UPLOADS, DeferredUploads
 from genvault.storage.s3_multipart import (
     MAX_PARTS,
     PART_WORKERS,
@@ -170,6 +176,8 @@ class S3Storage:
         region: str | None = None,
         multipart_threshold: int = 8 * MiB,
         multipart_chunk: int = 8 * MiB,
+        deferred_uploads: int = MAX_UPLOADS,
+        deferred_bytes: int = MAX_BYTES,
     ) -> None:
         if not bucket:
             raise ValueError("bucket must not be empty")
@@ -210,6 +218,8 @@ class S3Storage:
         )
         # Threads start on first use and then serve every multipart upload of this storage.
         self._part_pool = ThreadPoolExecutor(PART_WORKERS, thread_name_prefix="s3-part")
+        # One-part objects put with durable=False, sent here while the worker goes on.
+        self._deferred = DeferredUploads(max_uploads=deferred_uploads, max_bytes=deferred_bytes)
         # AWS_REQUEST_CHECKSUM_CALCULATION=when_required marks a server that
         # mishandles flexible checksums; then we request none ourselves either.
         self._checksums = (
@@ -259,10 +269,18 @@ class S3Storage:
 
         ``size_hint`` sizes the first buffer of a small file, and widens the part size
         when 10,000 parts would not hold the announced size; the actual length is
-        whatever the stream has. ``durable`` changes nothing: S3 has stored the object
-        when its request returns.
+        whatever the stream has.
+
+        ``durable=False`` and a one-part object: the PutObject is queued to the uploader
+        threads and this returns without waiting for it (possibly first waiting for
+        room under the caps, or for an earlier upload of ``key``); the object exists
+        once :meth:`sync` of ``key`` returned. While a deferred upload has failed
+        unreported, puts are synchronous (a storage outage surfaces in the worker).
+        Otherwise, and for every multipart upload, S3 has stored the object when this
+        returns.
         """
         full_key = self._full_key(key)
+        self._deferred.wait_for(key)  # an older deferred PUT of the key must not land last
         ctype = content_type or DEFAULT_CONTENT_TYPE
         reader = HashingReader(source)  # hashes each chunk in this thread, as it arrives
         part_size = self.multipart_chunk
@@ -271,14 +289,12 @@ class S3Storage:
         head = probe(reader, self.multipart_threshold, part_size, size_hint)
         if head.at_end:
             meta = _clean_metadata(metadata, {"sha256": reader.sha256})
-            with _s3_errors(f"put {full_key}"):
-                self._client.put_object(
-                    Bucket=self.bucket,
-                    Key=full_key,
-                    Body=as_body(head.body()),
-                    ContentType=ctype,
-                    Metadata=meta,
-                )
+            body = head.body()
+            if durable or self._deferred.failing:  # failing: judged in the worker again
+                self._put_object(full_key, body, ctype, meta)
+            else:
+                send = functools.partial(self._put_deferred, full_key, body, ctype, meta)
+                self._deferred.submit(key, len(body), send)
             return StoredObject(key=key, size=reader.size, sha256=reader.sha256)
         token = secrets.token_hex(16)
         upload = MultipartUpload(
@@ -302,6 +318,18 @@ class S3Storage:
         crash_point("s3.before_sha256_copy")
         self._record_sha256(full_key, token, reader, ctype, metadata)
         return StoredObject(key=key, size=reader.size, sha256=reader.sha256)
+
+    def _put_object(self, full: str, body: bytearray, ctype: str, meta: dict[str, str]) -> None:
+        """One PutObject of a whole object (in the caller's thread or an uploader's)."""
+        with _s3_errors(f"put {full}"):
+            self._client.put_object(
+                Bucket=self.bucket, Key=full, Body=as_body(body), ContentType=ctype, Metadata=meta
+            )
+
+    def _put_deferred(self, full: str, body: bytearray, ctype: str, meta: dict[str, str]) -> None:
+        """:meth:`_put_object` on an uploader thread (``put(..., durable=False)``)."""
+        crash_point("s3.deferred_put")
+        self._put_object(full, body, ctype, meta)
 
     def _record_sha256(
         self,
@@ -372,13 +400,28 @@ class S3Storage:
         metadata: dict[str, str] | None = None,
         durable: bool = True,
     ) -> StoredObject:
-        """Store a small in-memory object (sidecars); one request below the threshold."""
+        """Store a small in-memory object (sidecars); one request below the threshold,
+        deferred like :meth:`put`'s when ``durable=False``."""
         return self.put(
-            key, io.BytesIO(data), size_hint=len(data), content_type=content_type, metadata=metadata
+            key,
+            io.BytesIO(data),
+            size_hint=len(data),
+            content_type=content_type,
+            metadata=metadata,
+            durable=durable,
         )
 
     def sync(self, keys: Iterable[str] | None = None) -> None:
-        """Nothing to flush: an object is durable when its PUT (or completion) returned."""
+        """Wait for the deferred PutObjects of ``keys`` (all when None); SyncError naming
+        each key whose request failed (the others are stored). Other writes are durable
+        when their request (or the multipart completion) returned: nothing to wait for."""
+        self._deferred.sync(keys)
+
+    def close(self) -> None:
+        """Finish the deferred uploads (unreported ones are logged) and stop the threads;
+        the storage accepts no deferred put afterwards."""
+        self._deferred.close()
+        self._part_pool.shutdown(wait=True)
 
     def stat(self, key: str) -> StoredObject | None:
         """HeadObject: size and the ``sha256`` metadata; None when absent."""
