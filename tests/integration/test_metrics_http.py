@@ -288,8 +288,12 @@ def test_metrics_match_the_database_the_archive_and_the_provider(
     m = scrape(url)
     assert m.value("genvault_provider_circuit_state", account="main") == 2
     by_status = m.by_label("genvault_provider_requests_total", "status", account="main")
-    assert sum(v for k, v in by_status.items() if k.startswith("5")) == 2  # one call, one retry
-    assert m.value("genvault_provider_retries_total", account="main") == 2
+    # The sync's call and its retry; the archive pass, which runs beside the sync, may
+    # have read the near-deadline file's detail (its media answer 404: a URL refresh)
+    # before the circuit opened, one call and one retry more. Nothing after it opened.
+    failed = sum(v for k, v in by_status.items() if k.startswith("5"))
+    assert failed in (2, 4), by_status
+    assert m.value("genvault_provider_retries_total", account="main") == 1 + failed // 2
     assert m.by_label("genvault_job_runs_total", "outcome", job="sync", account="main") == {
         "success": 1,
         "failed": 1,

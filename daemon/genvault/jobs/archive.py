@@ -1,8 +1,10 @@
 """Archive pass: lease pending files, earliest deadline first, and record what became of them.
 
-The main thread leases assets (a DB transaction), hands them to a bounded
-thread pool (:func:`genvault.jobs.archive_file.archive_one` per file), and records
-outcomes as downloads finish. Worker threads only do network and storage I/O;
+The pass's own thread (the "main thread" below: the caller's, or ``run --once``'s
+``archive-pass`` thread beside its syncs and polls) leases assets (a DB
+transaction), hands them to a bounded thread pool
+(:func:`genvault.jobs.archive_file.archive_one` per file), and records outcomes as
+downloads finish. Worker threads only do network and storage I/O;
 every DB write happens on the main thread, after the side effect it records, so a
 crash at any point leaves at worst a stored object whose row still says pending:
 the rerun writes the same key again and then records it. Leases carry an owner
@@ -125,13 +127,17 @@ def archive_pending(
     on_outcome: ProgressCallback | None = None,
     max_assets: int | None = None,
     wait_while: Callable[[], bool] | None = None,
+    wake: Event | None = None,
     order: LeaseOrder = LeaseOrder.DEADLINE,
 ) -> ArchiveResult:
     """Archive until nothing leasable is left (or ``stop`` is set); returns counts.
 
     ``wait_while``: when nothing is leasable but it answers True (another replica is
     still syncing an account, so more files are coming), look again shortly
-    instead of returning. ``run --once`` replicas use it to share one backlog.
+    instead of returning. ``run --once`` replicas use it to share one backlog, and
+    ``run --once`` to archive while its own syncs still save pages. ``wake``: set by
+    the caller when more may be leasable (a page saved, the syncs ended), so the pass
+    looks again at once rather than after ``WAIT_FOR_PEERS_SECONDS``.
 
     ``order``: which files are leased first. Production always uses the default,
     earliest deadline first; ``LeaseOrder.FIFO`` is there for the deadlines
@@ -168,6 +174,8 @@ def archive_pending(
     leased_total = 0
     peers_done_looked = False
     """``wait_while`` said no after the queue ran dry, and the queue was looked at again."""
+    dry_at = 0.0
+    """When a lease last came back empty."""
     last_extend = time.monotonic()
     account_list = list(accounts) if accounts is not None else None
     grace_timer: threading.Timer | None = None
@@ -182,7 +190,7 @@ def archive_pending(
 
     def top_up(pool: ThreadPoolExecutor) -> None:
         """Lease files for the free slots of the window and hand them to the pool."""
-        nonlocal exhausted, paused, leased_total
+        nonlocal exhausted, paused, leased_total, dry_at
         want = window - len(in_flight)
         if exhausted or paused or stop.is_set() or want <= 0:
             return
@@ -214,6 +222,7 @@ def archive_pending(
         leased_total += len(batch)
         if not batch:
             exhausted = True
+            dry_at = time.monotonic()
         for asset in batch:
             in_flight[pool.submit(archive_one, rt, asset, abort, durable=False)] = asset
 
@@ -233,12 +242,28 @@ def archive_pending(
                         grace_timer.start()
                         for fut in [f for f in in_flight if f.cancel()]:
                             in_flight.pop(fut)
+                    if (
+                        exhausted
+                        and wait_while is not None
+                        and not peers_done_looked
+                        and (
+                            (wake is not None and wake.is_set())
+                            or time.monotonic() - dry_at >= WAIT_FOR_PEERS_SECONDS
+                        )
+                    ):
+                        exhausted = False  # a sync may have saved files since: fill free slots
+                        if wake is not None:
+                            wake.clear()  # before the look: a later page sets it again
                     top_up(pool)
                     if not in_flight:
                         if paused or wait_while is None or stop.is_set():
                             break
                         if wait_while():
-                            stop.wait(WAIT_FOR_PEERS_SECONDS)
+                            if wake is None:
+                                stop.wait(WAIT_FOR_PEERS_SECONDS)
+                            else:
+                                wake.wait(WAIT_FOR_PEERS_SECONDS)
+                                wake.clear()  # before the look, as above
                             exhausted = False
                             peers_done_looked = False
                             continue

@@ -1,4 +1,4 @@
-"""One full pass: sync -> poll -> archive for every account, and the exit code it earns.
+"""One full pass: sync and poll every account while archiving, and the exit code it earns.
 
 ``genvault run --once`` (a CronJob, a systemd timer) calls :func:`run_once`.
 The exit code tells the caller what happened:
@@ -24,6 +24,19 @@ already runs on this SQLite database", 6 for ``genvault verify`` finding an
 archived object missing, unreadable, or with another size or sha256; the enum
 of them all is the CLI's, in :mod:`genvault.exitcodes`.)
 
+The archive pass runs in its own thread from the start, beside the syncs and polls
+(issue 14): a first sync of a long history takes minutes to hours at a real
+provider, and files already saved, some of them due soon, must not wait for the last
+page. The pass leases earliest deadline first among what is saved so far, keeps
+looking while the syncs and polls still go, and looks once more after they end, so it
+leaves nothing behind that a sequential pass would have taken. A file whose
+generation still awaits its detail read (saved by the listing with a poll due at once)
+is not leased until this run's poll has read it and corrected its role and key: the
+lease statement's read hold (:func:`genvault.store.leases._not_awaiting_read`); without
+it a kill between such a file's write and its record stored it twice. Both threads
+write to the database, as the daemon's jobs do (SQLite: ``BEGIN IMMEDIATE`` writers
+queue on the busy timeout).
+
 Replicas on PostgreSQL: an account another replica is syncing right now is
 skipped (not an error), and the archive pass keeps taking that replica's new
 files until it is done, so several ``run --once`` pods share one backlog.
@@ -31,10 +44,11 @@ files until it is done, so several ``run --once`` pods share one backlog.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from threading import Event
+from threading import Event, Thread
 
 from structlog.contextvars import bound_contextvars
 
@@ -46,6 +60,7 @@ from genvault.jobs.sync import PageCallback, SyncResult, sync_account
 from genvault.logs import get_logger
 from genvault.metrics import ALL_ACCOUNTS, JobName, timed_job
 from genvault.notify import notify_after_pass
+from genvault.records import Page
 from genvault.runtime import AccountRuntime, Runtime
 
 PEER_POLL_WAIT_SECONDS = 120.0
@@ -182,33 +197,82 @@ def run_once(
     on_page: PageCallback | None = None,
     on_outcome: ProgressCallback | None = None,
 ) -> RunReport:
-    """Sync and poll every account, then archive everything leasable.
+    """Sync and poll every account while archiving everything leasable.
 
-    Each job's duration and outcome go to ``rt.metrics`` as in the daemon, so
-    ``--metrics-file`` reports the same job metrics as ``/metrics``.
+    The archive pass starts first, in a thread of its own, and takes files as the
+    syncs save them; it ends when nothing is leasable and neither this run's syncs and
+    polls nor a peer replica's (:func:`_peers_busy`) can bring more. ``waiting``, the
+    persisted health and the notify digest come after both ended, so the report and
+    the exit code say the same as when the pass ran last. Each job's duration and
+    outcome go to ``rt.metrics`` as in the daemon, so ``--metrics-file`` reports the
+    same job metrics as ``/metrics``. ``on_page`` is called in this thread (after each
+    page is saved), ``on_outcome`` in the archive pass's (one outcome at a time).
+
+    An exception in either thread (or ``KeyboardInterrupt`` in this one) sets
+    ``stop``, so the other ends too (the archive pass within its shutdown grace,
+    releasing its leases), and is raised here once it has.
     """
     stop = stop or Event()
     report = RunReport()
-    for acc in rt.accounts.values():
-        if stop.is_set():
-            break
-        with bound_contextvars(account=acc.name):
-            _sync_and_poll(rt, acc, report, stop=stop, on_page=on_page)
-    if not stop.is_set():
-        report.archive = timed_job(
-            rt.metrics,
-            JobName.ARCHIVE,
-            ALL_ACCOUNTS,
-            partial(
-                archive_pending,
-                rt,
-                stop=stop,
-                on_outcome=on_outcome,
-                wait_while=_peers_busy(rt, report),
-            ),
-        )
-    # URL refreshes by the archive workers may have moved a breaker or a budget: the
-    # main thread writes them, so the next run (and ``status``) sees them.
+    feeding = Event()
+    feeding.set()
+    """This run's syncs and polls still go: more files may become leasable."""
+    wake = Event()
+    """Set when a page is saved and when the syncs and polls end: the pass looks at once."""
+    peers: list[Callable[[], bool]] = []
+    failure: list[BaseException] = []
+
+    def more_coming() -> bool:
+        return feeding.is_set() or any(busy() for busy in peers)
+
+    def page_saved(page: Page, result: SyncResult) -> None:
+        wake.set()
+        if on_page is not None:
+            on_page(page, result)
+
+    def archive() -> None:
+        try:
+            report.archive = timed_job(
+                rt.metrics,
+                JobName.ARCHIVE,
+                ALL_ACCOUNTS,
+                partial(
+                    archive_pending,
+                    rt,
+                    stop=stop,
+                    on_outcome=on_outcome,
+                    wait_while=more_coming,
+                    wake=wake,
+                ),
+            )
+        except BaseException as exc:  # raised in run_once's thread once both ended
+            failure.append(exc)
+            stop.set()
+
+    # Started before any account is bound: the pass logs with the run's context
+    # (copied here), never with an account's.
+    archiver = Thread(target=contextvars.copy_context().run, args=(archive,), name="archive-pass")
+    archiver.start()
+    try:
+        for acc in rt.accounts.values():
+            if stop.is_set():
+                break
+            with bound_contextvars(account=acc.name):
+                _sync_and_poll(rt, acc, report, stop=stop, on_page=page_saved)
+        busy = _peers_busy(rt, report)
+        if busy is not None:
+            peers.append(busy)  # before ``feeding`` clears: the pass never sees a gap
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        feeding.clear()
+        wake.set()
+        archiver.join()
+    if failure:
+        raise failure[0]
+    # URL refreshes by the archive workers may have moved a breaker or a budget: this
+    # thread writes them, so the next run (and ``status``) sees them.
     health.persist_all(rt)
     report.waiting = rt.store.waiting_files(list(rt.accounts))
     notify_after_pass(rt)  # a digest of what is at risk or lost now (no-op without URLs)
