@@ -285,7 +285,19 @@ def test_rate_limited_run_exits_3_saying_why_and_resumes(
     assert early.returncode == 3, early.stderr[-3000:]
     assert sim.stats.snapshot()["requests"] == requests
 
-    store = Store(db)  # an hour later: the pause has ended
+    _quota_pause_ends(db)  # an hour later
+    runs = run_until_quiet(config, env)
+    assert runs[-1].returncode == 0, runs[-1].stderr[-3000:]
+    store = Store(db)
+    archived = {a["source_url"] for a in store.assets() if a["state"] == "archived"}
+    store.dispose()
+    assert set(_expected(sim)) <= archived
+
+
+def _quota_pause_ends(db: str) -> None:
+    """The stored quota pause of account ``main`` ends, and so does every backoff: time
+    passes through the store (:func:`time_passes`), never by waiting."""
+    store = Store(db)
     try:
         with store.engine.begin() as conn:
             paused = conn.execute(
@@ -297,12 +309,6 @@ def test_rate_limited_run_exits_3_saying_why_and_resumes(
         store.dispose()
     assert paused == 1, "the quota pause was not stored"
     time_passes(db)
-    runs = run_until_quiet(config, env)
-    assert runs[-1].returncode == 0, runs[-1].stderr[-3000:]
-    store = Store(db)
-    archived = {a["source_url"] for a in store.assets() if a["state"] == "archived"}
-    store.dispose()
-    assert set(_expected(sim)) <= archived
 
 
 def test_short_retry_after_is_honoured_within_the_run(
@@ -534,9 +540,10 @@ def test_a_walk_cut_short_while_archiving_still_exits_3_and_says_why(
     with every file archived once."""
     sim = _slow_walk_sim(start_sim)
     account = sim_account(sim, "GG_KEY", items_per_page=5, fetch_detail="auto")
-    config = local_config(tmp_path, [account], network="backoff_cap_seconds = 1.0")
+    config = local_config(tmp_path, [account])
     env = {"GG_KEY": API_KEY}
-    sim.faults.update(pass_next=4, rate_limit=True, retry_after="3")  # 4 pages, then 429s
+    # 4 pages, then 429s asking for an hour: longer than the default backoff cap (60 s)
+    sim.faults.update(pass_next=4, rate_limit=True, retry_after="3600")
     proc = genvault("--config", str(config), "run", "--once", env=env)
     assert proc.returncode == 3, proc.stderr[-3000:]
     done = run_done(proc.stderr)
@@ -547,7 +554,7 @@ def test_a_walk_cut_short_while_archiving_still_exits_3_and_says_why(
     first = done["archived"]
 
     sim.faults.update(rate_limit=False, retry_after=None)
-    time.sleep(3.2)
+    _quota_pause_ends(f"sqlite:///{tmp_path / 'gv.db'}")
     runs = run_until_quiet(config, env)
     assert runs[-1].returncode == 0, runs[-1].stderr[-3000:]
     later = sum(run_done(r.stderr)["archived"] for r in runs)
