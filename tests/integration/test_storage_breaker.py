@@ -3,7 +3,12 @@
 Real parts: PostgreSQL, the GeminiGen simulator over HTTP, and moto's S3 server
 behind a TCP switch on loopback (off: its port refuses connections). The pass
 archives from one runtime; the switch goes off right after the first file is
-recorded, while others are downloading and more wait in the pool.
+recorded, while others are downloading and more wait in the pool. The backlog (30
+generations, 68 files) is larger than what a pass has in hand when storage goes: its
+lease window, and the small PUTs the S3 storage has accepted but not yet sent
+(``storage/s3_deferred.py``: their failure shows only after the client's retries, so
+the workers' downloads meanwhile are bounded by those caps, not stopped at once; with
+11 generations every file was in hand and so downloaded).
 
 What must hold: the files whose write failed, and those still waiting in the pool,
 go back pending with their attempts unchanged (the waiting ones without being
@@ -66,7 +71,7 @@ def sim(start_sim: SimStarter) -> geminigen.GeminiGenSimulator:
     return start_sim(
         geminigen.create,
         api_key=API_KEY,
-        count=11,
+        count=30,
         image_size=2_000,
         video_size=4_000,
         audio_size=3_000,
