@@ -42,6 +42,9 @@ def _stamp(event: dict[str, Any]) -> datetime:
 
 
 def _wait_until_archived(db: Path, expected: int, proc: subprocess.Popen[str]) -> None:
+    """Until every file is archived and every sidecar written: a generation's sidecar
+    follows its last file's commit (at the pass's next wake-up, or after its loop),
+    and belongs to the busy phase, not the idle one."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the daemon exited early"
@@ -49,11 +52,12 @@ def _wait_until_archived(db: Path, expected: int, proc: subprocess.Popen[str]) -
         try:
             polling, pending = store.outstanding_work()
             archived = sum(1 for a in store.assets() if a["state"] == "archived")
+            sidecars = len(store.sidecars_due(1))
         except Exception:  # the schema is not there yet
-            polling, pending, archived = 1, 1, 0
+            polling, pending, archived, sidecars = 1, 1, 0, 1
         finally:
             store.dispose()
-        if (polling, pending, archived) == (0, 0, expected):
+        if (polling, pending, archived, sidecars) == (0, 0, expected, 0):
             return
         time.sleep(0.2)
     raise AssertionError("the daemon did not archive everything in time")
