@@ -143,6 +143,28 @@ def time_passes(db_url: str) -> None:
         store.dispose()
 
 
+def quota_pause_ends(db_url: str, account: str = "main") -> None:
+    """The stored quota pause of ``account`` is over (as an hour after a long
+    Retry-After): time passes through the store, never by waiting. Fails if no pause
+    was stored."""
+    from datetime import UTC, datetime
+
+    from genvault.store import Store
+    from genvault.store.base import H
+
+    store = Store(db_url)
+    try:
+        with store.engine.begin() as conn:
+            paused = conn.execute(
+                H.update()
+                .where(H.c.account == account, H.c.rate_limited_until.is_not(None))
+                .values(rate_limited_until=datetime.now(UTC))
+            ).rowcount
+    finally:
+        store.dispose()
+    assert paused == 1, "the quota pause was not stored"
+
+
 def run_until_quiet(
     config: Path, env: dict[str, str], *, max_runs: int = 15
 ) -> list[subprocess.CompletedProcess[str]]:

@@ -41,8 +41,13 @@ from genvault.records import Page
 from genvault.runtime import Runtime
 from genvault.simulator import SIMULATORS, Simulator, simulator_factory
 from genvault.store import Store
-from genvault.store.base import H
-from tests.acceptance.helpers import genvault, sim_account, time_passes, write_config
+from tests.acceptance.helpers import (
+    genvault,
+    quota_pause_ends,
+    sim_account,
+    time_passes,
+    write_config,
+)
 
 KEY = "provider-faults-key-24ch"  # 24 characters: Akool's callback key is the API key
 PROVIDERS = tuple(SIMULATORS)
@@ -212,20 +217,6 @@ class Harness:
             time_passes(self.db)
         raise AssertionError(f"{self.provider}: not quiet after {max_runs} runs: {runs[-1]}")
 
-    def pause_ends(self) -> None:
-        """The provider's stored quota pause is over (it is an hour long)."""
-        store = Store(self.db)
-        try:
-            with store.engine.begin() as conn:
-                paused = conn.execute(
-                    H.update()
-                    .where(H.c.account == "main", H.c.rate_limited_until.is_not(None))
-                    .values(rate_limited_until=datetime.now(UTC))
-                ).rowcount
-        finally:
-            store.dispose()
-        assert paused == 1, "the quota pause was not stored"
-
     def outstanding(self) -> tuple[int, int]:
         store = Store(self.db)
         try:
@@ -361,7 +352,7 @@ def test_long_retry_after_ends_the_pass_early_and_the_next_run_completes(
     assert h.api_requests() == requests
     assert during_pause.exit_code == ExitCode.RETRYING, during_pause.report
 
-    h.pause_ends()  # an hour later
+    quota_pause_ends(h.db)  # an hour later
     time_passes(h.db)
     runs = h.run_until_quiet(**default_cap)
     assert runs[0].exit_code == ExitCode.OK, runs[0].report

@@ -17,11 +17,12 @@ import pytest
 
 from genvault.simulator import geminigen
 from genvault.store import Store
-from genvault.store.base import G, H
+from genvault.store.base import G
 from tests.acceptance.helpers import (
     defaults_config,
     genvault,
     local_config,
+    quota_pause_ends,
     run_done,
     run_until_quiet,
     time_passes,
@@ -285,30 +286,14 @@ def test_rate_limited_run_exits_3_saying_why_and_resumes(
     assert early.returncode == 3, early.stderr[-3000:]
     assert sim.stats.snapshot()["requests"] == requests
 
-    _quota_pause_ends(db)  # an hour later
+    quota_pause_ends(db)  # an hour later
+    time_passes(db)
     runs = run_until_quiet(config, env)
     assert runs[-1].returncode == 0, runs[-1].stderr[-3000:]
     store = Store(db)
     archived = {a["source_url"] for a in store.assets() if a["state"] == "archived"}
     store.dispose()
     assert set(_expected(sim)) <= archived
-
-
-def _quota_pause_ends(db: str) -> None:
-    """The stored quota pause of account ``main`` ends, and so does every backoff: time
-    passes through the store (:func:`time_passes`), never by waiting."""
-    store = Store(db)
-    try:
-        with store.engine.begin() as conn:
-            paused = conn.execute(
-                H.update()
-                .where(H.c.account == "main", H.c.rate_limited_until.is_not(None))
-                .values(rate_limited_until=datetime.now(UTC))
-            ).rowcount
-    finally:
-        store.dispose()
-    assert paused == 1, "the quota pause was not stored"
-    time_passes(db)
 
 
 def test_short_retry_after_is_honoured_within_the_run(
@@ -554,7 +539,9 @@ def test_a_walk_cut_short_while_archiving_still_exits_3_and_says_why(
     first = done["archived"]
 
     sim.faults.update(rate_limit=False, retry_after=None)
-    _quota_pause_ends(f"sqlite:///{tmp_path / 'gv.db'}")
+    db = f"sqlite:///{tmp_path / 'gv.db'}"
+    quota_pause_ends(db)
+    time_passes(db)
     runs = run_until_quiet(config, env)
     assert runs[-1].returncode == 0, runs[-1].stderr[-3000:]
     later = sum(run_done(r.stderr)["archived"] for r in runs)
